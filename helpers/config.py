@@ -1,0 +1,235 @@
+"""One place for the course's run settings: profile, seeds, device, paths and offline mode.
+
+Every notebook's setup cell calls :func:`setup` once::
+
+    from helpers import config
+    cfg = config.setup(PROFILE, SEED)      # PROFILE None -> $COURSE_PROFILE -> "quick"
+    device = cfg.device
+
+Importing this module (or anything in ``helpers``) switches the Hugging Face libraries to
+offline mode unless the user opted in with ``COURSE_ONLINE=1``: nothing in the course reaches
+the network at run time by accident.
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "PROFILES", "Profile", "RunConfig", "get_profile", "seed_everything", "get_device",
+    "require_gpu", "is_online", "setup", "ROOT", "DATA_DIR", "DATASETS_DIR", "cache_dir",
+    "artifacts_dir",
+]
+
+# ----------------------------------------------------------------------------- offline mode
+_OFFLINE_VARS = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def is_online() -> bool:
+    """True only when the user opted in to network access with ``COURSE_ONLINE=1``."""
+    return os.environ.get("COURSE_ONLINE", "0").strip().lower() in {"1", "true", "yes"}
+
+
+def _apply_network_mode() -> None:
+    if is_online():
+        return
+    for key, value in _OFFLINE_VARS.items():
+        os.environ[key] = value
+
+
+_apply_network_mode()  # before transformers / datasets / huggingface_hub are imported
+
+# ----------------------------------------------------------------------------- paths
+ROOT = Path(os.environ.get("COURSE_HOME", Path(__file__).resolve().parent.parent))
+"""The course checkout (the folder holding ``helpers/``, ``solutions/``, ``datasets/``)."""
+DATASETS_DIR = ROOT / "datasets"
+"""Committed data sets and their checksum manifests."""
+DATA_DIR = DATASETS_DIR
+
+
+def cache_dir() -> Path:
+    """Downloaded wheels, unpacked models and caches: ``$COURSE_CACHE`` or ``<repo>/.cache``."""
+    path = Path(os.environ.get("COURSE_CACHE", ROOT / ".cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def artifacts_dir() -> Path:
+    """Files a chapter writes for a later chapter to read: ``$COURSE_ARTIFACTS`` or
+    ``<repo>/build/artifacts``."""
+    path = Path(os.environ.get("COURSE_ARTIFACTS", ROOT / "build" / "artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ----------------------------------------------------------------------------- profiles
+@dataclass(frozen=True)
+class Profile:
+    """Sizes a chapter scales by. ``quick`` runs every chapter in about two minutes on a
+    2-core laptop CPU; ``full`` uses real sizes and is meant for a GPU."""
+
+    name: str
+    description: str
+    needs_gpu: bool
+    max_new_tokens: int = 40        # length of generated reasons
+    batch_size: int = 32            # encoder / LM batch size
+    train_fraction: float = 1.0     # share of the training data a chapter uses
+    epochs: int = 1
+    extra: dict = field(default_factory=dict)
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick",
+        description="small sizes, every chapter in about 2 minutes on a 2-core CPU",
+        needs_gpu=False, max_new_tokens=40, batch_size=32, train_fraction=0.1, epochs=1,
+    ),
+    "full": Profile(
+        name="full",
+        description="real sizes, meant for a CUDA or Apple-silicon GPU",
+        needs_gpu=True, max_new_tokens=60, batch_size=128, train_fraction=1.0, epochs=3,
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the profile called ``name``; ``None`` reads ``$COURSE_PROFILE`` (default quick).
+
+    >>> get_profile("quick").needs_gpu
+    False
+    """
+    source = "argument"
+    if name is None:
+        name, source = os.environ.get("COURSE_PROFILE", "quick"), "COURSE_PROFILE"
+    if not isinstance(name, str):
+        raise TypeError(f"profile must be a string such as 'quick', got {type(name).__name__}")
+    key = name.strip().lower()
+    if key not in PROFILES:
+        raise ValueError(
+            f"Unknown profile {name!r} (from the {source}). Choose one of "
+            f"{sorted(PROFILES)}: 'quick' for a laptop CPU, 'full' for a GPU. "
+            "Set it in the notebook's parameters cell or with COURSE_PROFILE=quick."
+        )
+    return PROFILES[key]
+
+
+# ----------------------------------------------------------------------------- seeding
+def seed_everything(seed: int) -> int:
+    """Seed Python, NumPy and torch (CPU and every GPU); return the seed.
+
+    Also asks torch for deterministic algorithms where that is cheap (``warn_only``), so a
+    notebook prints the same numbers on every run on the same machine.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return seed
+
+
+# ----------------------------------------------------------------------------- device
+def _mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def get_device(prefer: str | None = None):
+    """The device to compute on: ``prefer`` if given, else CUDA, then Apple MPS, then CPU.
+
+    ``$COURSE_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``) overrides the automatic choice.
+    """
+    import torch
+
+    prefer = prefer or os.environ.get("COURSE_DEVICE") or None
+    if prefer is not None:
+        kind = str(prefer).split(":")[0]
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"Device {prefer!r} was asked for but CUDA is not available here. "
+                               "Use 'cpu', or unset COURSE_DEVICE to choose automatically.")
+        if kind == "mps" and not _mps_available():
+            raise RuntimeError("Device 'mps' was asked for but Apple MPS is not available here. "
+                               "Use 'cpu', or unset COURSE_DEVICE to choose automatically.")
+        if kind not in {"cpu", "cuda", "mps"}:
+            raise ValueError(f"Unknown device {prefer!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def require_gpu(what: str = "this cell", profile: Profile | str | None = None):
+    """Fail fast when a GPU-sized step would otherwise crawl on the CPU.
+
+    Call it at the top of a full-profile GPU cell. Under a profile that does not need a GPU
+    it returns the current device without complaint; under ``full`` with no GPU it raises
+    a ``RuntimeError`` that says what to do instead.
+    """
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    device = get_device()
+    if prof.needs_gpu and device.type == "cpu":
+        raise RuntimeError(
+            f"{what} runs the '{prof.name}' profile, which is sized for a GPU, and no CUDA or MPS "
+            "device was found. It would take hours on this CPU, so it stops here. Either run on a "
+            "GPU machine, or switch to the quick profile (PROFILE = 'quick' in the parameters "
+            "cell, or COURSE_PROFILE=quick)."
+        )
+    return device
+
+
+# ----------------------------------------------------------------------------- setup
+@dataclass(frozen=True)
+class RunConfig:
+    """What a notebook's setup cell gets back."""
+
+    profile: Profile
+    seed: int
+    device: object
+    online: bool
+
+    def __str__(self) -> str:
+        mode = "online (COURSE_ONLINE=1)" if self.online else "offline"
+        return (f"profile={self.profile.name} seed={self.seed} device={self.device.type} "
+                f"network={mode}")
+
+
+def setup(profile: str | None = None, seed: int = 0, *, plots: bool = True) -> RunConfig:
+    """Seed everything, pick the device, resolve the profile and (optionally) set the plot
+    style. Returns a :class:`RunConfig`; call once per notebook, in the setup cell."""
+    prof = get_profile(profile)
+    seed_everything(seed)
+    device = get_device()
+    if plots:
+        _set_plot_style()
+    return RunConfig(profile=prof, seed=seed, device=device, online=is_online())
+
+
+def _set_plot_style() -> None:
+    try:
+        import matplotlib
+        import seaborn as sns
+    except ImportError:  # plotting is optional for library use
+        return
+    sns.set_theme(style="whitegrid", context="notebook")
+    matplotlib.rcParams.update({"figure.figsize": (6, 3.5), "figure.dpi": 80,
+                                "savefig.dpi": 80, "axes.titleweight": "bold"})
