@@ -80,7 +80,7 @@ class Profile:
     name: str
     description: str
     needs_gpu: bool
-    max_new_tokens: int = 40        # length of generated reasons
+    max_new_tokens: int = 60        # length of generated reasons
     batch_size: int = 32            # encoder / LM batch size
     train_fraction: float = 1.0     # share of the training data a chapter uses
     epochs: int = 1
@@ -91,7 +91,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         description="small sizes, every chapter in about 2 minutes on a 2-core CPU",
-        needs_gpu=False, max_new_tokens=40, batch_size=32, train_fraction=0.1, epochs=1,
+        needs_gpu=False, max_new_tokens=60, batch_size=32, train_fraction=0.1, epochs=1,
     ),
     "full": Profile(
         name="full",
@@ -233,3 +233,25 @@ def _set_plot_style() -> None:
     sns.set_theme(style="whitegrid", context="notebook")
     matplotlib.rcParams.update({"figure.figsize": (6, 3.5), "figure.dpi": 80,
                                 "savefig.dpi": 80, "axes.titleweight": "bold"})
+
+
+def environment_report() -> dict[str, str]:
+    """Versions and settings worth printing at the top of a run (and pasting into a bug report)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    report = {"python": platform.python_version(), "platform": platform.platform(terse=True)}
+    for pkg in ("torch", "transformers", "numpy", "pandas", "scikit-learn", "datasets"):
+        try:
+            report[pkg] = version(pkg)
+        except PackageNotFoundError:
+            report[pkg] = "not installed"
+    device = get_device()
+    report["device"] = (f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
+                        else device.type)
+    report["cpu threads"] = str(torch.get_num_threads())
+    report["profile"] = get_profile().name
+    report["network"] = "online (COURSE_ONLINE=1)" if is_online() else "offline"
+    return report

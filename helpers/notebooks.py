@@ -1,0 +1,272 @@
+"""Notebook tooling: student notebooks from solutions, and the headless course run.
+
+``solutions/`` is the only place anyone edits. Inside a code cell the student's part is fenced
+with nbgrader's markers::
+
+    def cosine_similarity(a, b):
+        ### BEGIN SOLUTION
+        return a @ b.T / ...
+        ### END SOLUTION
+
+:func:`student_notebook` turns a solution notebook into the student's version: each fenced block
+becomes ``# YOUR CODE HERE`` plus a ``raise NotImplementedError`` naming the exercise, the
+stubbed cell is tagged ``raises-exception`` (so nbval expects the error), cells tagged
+``solution-only`` are dropped, ``# NBVAL_CHECK_OUTPUT`` markers are removed (a student's output
+is theirs), and every output is cleared.
+
+Command line::
+
+    python -m helpers.notebooks chapters          # write chapters/ from solutions/
+    python -m helpers.notebooks chapters --check  # fail if chapters/ is stale
+    python -m helpers.notebooks run               # execute solutions/ into build/, with a report
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from . import config
+
+__all__ = ["BEGIN", "END", "FenceError", "solution_blocks", "stub_source", "student_notebook",
+           "make_chapters", "stale_chapters", "run_course"]
+
+BEGIN = "### BEGIN SOLUTION"
+END = "### END SOLUTION"
+CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
+SOLUTIONS = config.ROOT / "solutions"
+CHAPTERS = config.ROOT / "chapters"
+
+
+class FenceError(ValueError):
+    """A solution cell's BEGIN/END SOLUTION fences do not pair up."""
+
+
+def solution_blocks(source: str) -> list[tuple[int, int]]:
+    """Return ``(begin_line, end_line)`` index pairs of every fenced block in ``source``."""
+    blocks, start = [], None
+    for i, line in enumerate(source.splitlines()):
+        stripped = line.strip()
+        if stripped == BEGIN:
+            if start is not None:
+                raise FenceError(f"line {i + 1}: '{BEGIN}' inside another fenced block "
+                                 f"(opened on line {start + 1}); close it with '{END}' first.")
+            start = i
+        elif stripped == END:
+            if start is None:
+                raise FenceError(f"line {i + 1}: '{END}' without a matching '{BEGIN}'.")
+            blocks.append((start, i))
+            start = None
+    if start is not None:
+        raise FenceError(f"line {start + 1}: '{BEGIN}' is never closed with '{END}'.")
+    return blocks
+
+
+def _exercise_name(lines: list[str], begin: int, end: int) -> str:
+    """The enclosing function's name, else the first name the block assigns."""
+    indent = len(lines[begin]) - len(lines[begin].lstrip())
+    for line in reversed(lines[:begin]):
+        m = re.match(r"(\s*)def\s+(\w+)\s*\(", line)
+        if m and len(m.group(1)) < indent:
+            return m.group(2)
+    for line in lines[begin + 1:end]:
+        m = re.match(r"\s*(\w+)\s*(?::[^=]+)?=(?!=)", line)
+        if m:
+            return m.group(1)
+    return "this exercise"
+
+
+def stub_source(source: str) -> tuple[str, bool]:
+    """Replace each fenced block by a stub. Returns ``(new_source, changed)``."""
+    blocks = solution_blocks(source)
+    if not blocks:
+        return source, False
+    lines = source.splitlines()
+    out, pos = [], 0
+    for begin, end in blocks:
+        out.extend(lines[pos:begin])
+        indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
+        name = _exercise_name(lines, begin, end)
+        out.append(f"{indent}# YOUR CODE HERE")
+        out.append(f'{indent}raise NotImplementedError("Exercise `{name}`: replace this line '
+                   'with your code")')
+        pos = end + 1
+    out.extend(lines[pos:])
+    return "\n".join(out), True
+
+
+def student_notebook(nb: dict) -> dict:
+    """The student's version of a solution notebook (a new dict; ``nb`` is not changed)."""
+    nb = copy.deepcopy(nb)
+    cells = []
+    for index, cell in enumerate(nb["cells"]):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "solution-only" in tags:
+            continue
+        if cell["cell_type"] == "code":
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            try:
+                source, changed = stub_source(source)
+            except FenceError as err:
+                raise FenceError(f"cell {index}: {err}") from None
+            source = "\n".join(line for line in source.splitlines()
+                               if line.strip() != CHECK_MARKER)
+            cell["source"] = source
+            cell["outputs"] = []
+            cell["execution_count"] = None
+            if changed and "raises-exception" not in tags:
+                cell.setdefault("metadata", {})["tags"] = [*tags, "raises-exception"]
+            cell.get("metadata", {}).pop("execution", None)
+        cells.append(cell)
+    nb["cells"] = cells
+    nb.get("metadata", {}).pop("widgets", None)
+    return nb
+
+
+def _read(path: Path) -> dict:
+    import nbformat
+
+    return nbformat.read(path, as_version=4)
+
+
+def _dumps(nb: dict) -> str:
+    import nbformat
+
+    return nbformat.writes(nbformat.from_dict(nb)) + "\n"
+
+
+def _expected_chapters(solutions: Path) -> dict[str, str]:
+    notebooks = sorted(solutions.glob("*.ipynb"))
+    if not notebooks:
+        raise FileNotFoundError(f"No notebooks in {solutions}.")
+    return {p.name: _dumps(student_notebook(_read(p))) for p in notebooks}
+
+
+def stale_chapters(solutions: Path = SOLUTIONS, chapters: Path = CHAPTERS) -> list[str]:
+    """Names of student notebooks that differ from what the generator makes (or are missing,
+    or have no solution any more). Empty when ``chapters/`` is up to date."""
+    expected = _expected_chapters(solutions)
+    stale = [name for name, text in expected.items()
+             if not (chapters / name).exists() or (chapters / name).read_text() != text]
+    stale += [p.name for p in sorted(chapters.glob("*.ipynb")) if p.name not in expected]
+    return stale
+
+
+def make_chapters(solutions: Path = SOLUTIONS, chapters: Path = CHAPTERS) -> list[Path]:
+    """Write every student notebook; remove ones whose solution is gone. Returns the paths."""
+    chapters.mkdir(parents=True, exist_ok=True)
+    written = []
+    expected = _expected_chapters(solutions)
+    for name, text in expected.items():
+        path = chapters / name
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+        written.append(path)
+    for orphan in chapters.glob("*.ipynb"):
+        if orphan.name not in expected:
+            orphan.unlink()
+    return written
+
+
+# ----------------------------------------------------------------------------- course run
+def _checked_outputs(nb) -> list[str]:
+    """Text printed by the cells a chapter marks as key results (``# NBVAL_CHECK_OUTPUT``)."""
+    lines = []
+    for cell in nb.cells:
+        if cell.cell_type != "code" or CHECK_MARKER not in cell.source:
+            continue
+        for out in cell.get("outputs", []):
+            text = out.get("text") or out.get("data", {}).get("text/plain", "")
+            lines.extend(t for t in "".join(text).splitlines() if t.strip())
+    return lines
+
+
+def run_course(out_dir: Path | None = None, profile: str = "quick",
+               notebooks: list[Path] | None = None, timeout: int = 900) -> dict:
+    """Execute every solution notebook in order, headless, and write the executed copies plus
+    ``report.json`` / ``report.md`` (time per chapter and its checked results) to ``out_dir``.
+    """
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+    from tqdm.auto import tqdm
+
+    config.get_profile(profile)  # reject an unknown profile before running anything
+    out_dir = Path(out_dir or config.ROOT / "build")
+    (out_dir / "executed").mkdir(parents=True, exist_ok=True)
+    notebooks = notebooks or sorted(SOLUTIONS.glob("*.ipynb"))
+    os.environ["COURSE_PROFILE"] = profile
+    report = {"profile": profile, "chapters": []}
+    failed = None
+    for path in tqdm(notebooks, desc="chapters", unit="nb"):
+        nb = nbformat.read(path, as_version=4)
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}})
+        t0 = time.perf_counter()
+        status = "ok"
+        try:
+            client.execute()
+        except Exception as err:  # report which chapter failed, then stop
+            status, failed = f"failed: {type(err).__name__}", err
+        seconds = time.perf_counter() - t0
+        nbformat.write(nb, out_dir / "executed" / path.name)
+        report["chapters"].append({"notebook": path.name, "seconds": round(seconds, 1),
+                                   "status": status, "results": _checked_outputs(nb)})
+        print(f"[course] {path.name}: {status} in {seconds:.1f} s", flush=True)
+        if failed:
+            break
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    md = [f"# Course run ({profile} profile)", "", "| chapter | time (s) | status |",
+          "|---|---:|---|"]
+    md += [f"| {c['notebook']} | {c['seconds']} | {c['status']} |" for c in report["chapters"]]
+    for c in report["chapters"]:
+        md += ["", f"## {c['notebook']}", "", "```", *c["results"], "```"]
+    (out_dir / "report.md").write_text("\n".join(md) + "\n")
+    if failed:
+        raise RuntimeError(f"A chapter failed; its executed copy is in {out_dir / 'executed'}."
+                           ) from failed
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m helpers.notebooks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ch = sub.add_parser("chapters", help="write chapters/ from solutions/")
+    ch.add_argument("--check", action="store_true", help="only report stale chapters")
+    run = sub.add_parser("run", help="execute every solution notebook headless")
+    run.add_argument("--profile", default=None, help="quick (default) or full")
+    run.add_argument("--out", default=None, help="output folder (default build/)")
+    args = parser.parse_args(argv)
+    if args.command == "chapters":
+        if args.check:
+            stale = stale_chapters()
+            if stale:
+                print(f"Stale student notebooks: {', '.join(stale)}. chapters/ must be exactly "
+                      "what the generator makes from solutions/: run `make chapters` and commit.",
+                      file=sys.stderr)
+                return 1
+            print("chapters/ is up to date.")
+            return 0
+        for path in make_chapters():
+            print(f"[chapters] {path.relative_to(config.ROOT)}")
+        return 0
+    try:
+        profile = config.get_profile(args.profile).name
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    report = run_course(Path(args.out) if args.out else None, profile=profile)
+    total = sum(c["seconds"] for c in report["chapters"])
+    print(f"[course] all {len(report['chapters'])} chapters ran in {total:.0f} s; "
+          "report in build/report.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import config
+
+
+def test_profiles_resolve_from_argument_and_environment(monkeypatch):
+    assert config.get_profile("quick").name == "quick"
+    assert config.get_profile(" FULL ").needs_gpu is True
+    monkeypatch.setenv("COURSE_PROFILE", "full")
+    assert config.get_profile().name == "full"
+    monkeypatch.delenv("COURSE_PROFILE")
+    assert config.get_profile().name == "quick"
+
+
+@pytest.mark.parametrize("bad", ["fast", "", "gpu"])
+def test_unknown_profile_says_which_exist(bad):
+    with pytest.raises(ValueError, match=r"Unknown profile .*'full'.*'quick'"):
+        config.get_profile(bad)
+
+
+def test_unknown_profile_from_environment_names_the_variable(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "turbo")
+    with pytest.raises(ValueError, match="COURSE_PROFILE"):
+        config.get_profile()
+
+
+def test_seed_everything_repeats_python_numpy_and_torch():
+    import random
+
+    def draw():
+        config.seed_everything(123)
+        return random.random(), np.random.rand(), torch.rand(3).tolist()
+
+    assert draw() == draw()
+    config.seed_everything(124)
+    assert draw() != (random.random(), np.random.rand(), torch.rand(3).tolist())
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "0", True])
+def test_seed_must_be_non_negative_int(bad):
+    with pytest.raises(ValueError, match="seed"):
+        config.seed_everything(bad)
+
+
+def test_device_choice_and_bad_requests(monkeypatch):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available() and config._mps_available():
+        expected = "mps"
+    assert config.get_device().type == expected
+    assert config.get_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="Unknown device"):
+        config.get_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            config.get_device("cuda")
+        monkeypatch.setenv("COURSE_DEVICE", "cuda")
+        with pytest.raises(RuntimeError, match="COURSE_DEVICE"):
+            config.get_device()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only failure")
+def test_full_profile_without_gpu_fails_fast_with_advice(monkeypatch):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    if config._mps_available():
+        pytest.skip("an MPS device counts as a GPU")
+    with pytest.raises(RuntimeError, match="switch to the quick profile"):
+        config.require_gpu("Fine-tuning", profile="full")
+    assert config.require_gpu("Fine-tuning", profile="quick").type == "cpu"
+
+
+def test_importing_helpers_turns_hub_access_off_unless_opted_in():
+    code = "import os, helpers; print(os.environ.get('HF_HUB_OFFLINE'), os.environ.get('HF_HUB_DISABLE_TELEMETRY'))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "COURSE_ONLINE"))}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["1", "1"], out.stderr
+    env["COURSE_ONLINE"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["None", "None"], out.stderr
+
+
+def test_setup_returns_profile_seed_device():
+    cfg = config.setup("quick", 5, plots=False)
+    assert (cfg.profile.name, cfg.seed) == ("quick", 5)
+    assert "profile=quick" in str(cfg)
+    report = config.environment_report()
+    assert report["torch"].startswith(torch.__version__.split("+")[0])

@@ -1,0 +1,89 @@
+"""Every exercise accepts its own reference solution, rejects wrong answers kindly, and
+handles the states a student is really in (not started, crashing, not defined)."""
+import importlib
+import pkgutil
+
+import nbformat
+import pytest
+import torch
+
+import helpers.exercises as ex_pkg
+from helpers.exercises import Exercise, Incorrect
+from helpers.config import ROOT
+from helpers.notebooks import BEGIN
+
+CHAPTER_MODULES = [importlib.import_module(f"helpers.exercises.{m.name}")
+                   for m in pkgutil.iter_modules(ex_pkg.__path__) if m.name.startswith("ch")]
+ALL = [(mod.__name__.rsplit(".", 1)[1], name, obj) for mod in CHAPTER_MODULES
+       for name, obj in vars(mod).items() if isinstance(obj, Exercise)]
+
+
+def _solution_namespace(notebook):
+    """Run the notebook's exercise cells (solutions in place), in order, in one namespace."""
+    ns = {"torch": torch}
+    nb = nbformat.read(ROOT / "solutions" / notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and BEGIN in cell.source:
+            exec(cell.source, ns)
+    return ns
+
+
+@pytest.mark.parametrize("chapter,name,exercise", ALL, ids=[f"{c}.{n}" for c, n, _ in ALL])
+def test_reference_solution_passes(chapter, name, exercise):
+    ns = _solution_namespace(exercise.notebook)
+    assert exercise.check(ns[exercise.var]), f"{chapter}.{name} rejects its own solution"
+    assert BEGIN not in exercise.solution_code()
+    assert exercise.var in exercise.solution_code()
+
+
+@pytest.mark.parametrize("chapter,name,exercise", ALL, ids=[f"{c}.{n}" for c, n, _ in ALL])
+def test_unfinished_or_crashing_answers_fail_kindly(chapter, name, exercise, capsys):
+    def not_started(*args, **kwargs):
+        raise NotImplementedError("Exercise: replace this line")
+
+    def crashes(*args, **kwargs):
+        raise KeyError("oops")
+
+    assert not exercise.check(not_started)
+    assert "not done yet" in capsys.readouterr().out
+    verdict = exercise.check(crashes)
+    assert not verdict and "raised KeyError" in verdict.message
+    assert not exercise.check()  # nothing called `var` in this test module's globals
+    assert "not defined yet" in capsys.readouterr().out
+
+
+def test_ch00_wrong_answers_are_explained():
+    from helpers.exercises import ch00
+
+    unnormalised = ch00.q1.check(lambda a, b: a @ b.T)
+    assert not unnormalised and "lengths" in unnormalised.message
+    wrong_shape = ch00.q1.check(lambda a, b: (a @ b.T).sum(0))
+    assert not wrong_shape and "shape" in wrong_shape.message
+    worst_first = ch00.q2.check(
+        lambda q, items, k: torch.topk(items @ q, k, largest=False).indices)
+    assert not worst_first and "best first" in worst_first.message
+
+
+def test_check_finds_the_answer_in_the_callers_globals():
+    global cosine_similarity
+    from helpers.exercises import ch00
+    from helpers.similarity import cosine_similarity as reference
+
+    cosine_similarity = reference
+    try:
+        assert ch00.q1.check()
+    finally:
+        del cosine_similarity
+
+
+def test_hint_and_solution_print_outside_jupyter(capsys):
+    from helpers.exercises import ch00
+
+    ch00.q1.hint()
+    ch00.q1.solution()
+    out = capsys.readouterr().out
+    assert "Hint (ch00.q1)" in out and "def cosine_similarity" in out
+
+
+def test_incorrect_is_an_assertion_error():
+    assert issubclass(Incorrect, AssertionError)

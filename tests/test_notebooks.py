@@ -1,0 +1,139 @@
+"""The student-notebook generator, and the rules every committed notebook follows."""
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from helpers import notebooks as nbt
+from helpers.config import ROOT
+
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+
+
+def test_function_body_becomes_a_named_stub():
+    src = ("def f(x):\n    y = 1\n    ### BEGIN SOLUTION\n    return x + y\n"
+           "    ### END SOLUTION\n\nprint('after')")
+    out, changed = nbt.stub_source(src)
+    assert changed
+    assert out == ("def f(x):\n    y = 1\n    # YOUR CODE HERE\n    raise NotImplementedError("
+                   "\"Exercise `f`: replace this line with your code\")\n\nprint('after')")
+    ns = {}
+    exec(out, ns)  # the stub still defines f
+    with pytest.raises(NotImplementedError, match="`f`"):
+        ns["f"](1)
+
+
+def test_top_level_block_is_named_after_its_variable():
+    out, _ = nbt.stub_source("### BEGIN SOLUTION\nanswer: int = 6 * 7\n### END SOLUTION")
+    assert "Exercise `answer`" in out and "6 * 7" not in out
+
+
+def test_two_blocks_in_one_cell():
+    src = ("def a():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n"
+           "def b():\n    ### BEGIN SOLUTION\n    return 2\n    ### END SOLUTION")
+    out, _ = nbt.stub_source(src)
+    assert out.count("NotImplementedError") == 2 and "`a`" in out and "`b`" in out
+
+
+@pytest.mark.parametrize("src,msg", [
+    ("### BEGIN SOLUTION\nx = 1", "never closed"),
+    ("x = 1\n### END SOLUTION", "without a matching"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
+])
+def test_broken_fences_are_reported_with_line(src, msg):
+    with pytest.raises(nbt.FenceError, match=msg):
+        nbt.stub_source(src)
+
+
+def _toy_notebook():
+    nb = new_notebook()
+    nb.cells = [
+        new_markdown_cell("# Title"),
+        new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)", execution_count=1,
+                      outputs=[nbformat.v4.new_output("stream", text="1\n")]),
+        new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 2\n    ### END SOLUTION",
+                      metadata={"tags": ["exercise"]}),
+        new_code_cell("print('instructor only')", metadata={"tags": ["solution-only"]}),
+    ]
+    return nb
+
+
+def test_student_notebook_strips_solutions_outputs_and_markers():
+    nb = _toy_notebook()
+    student = nbt.student_notebook(nb)
+    assert len(student.cells) == 3  # solution-only dropped
+    check, stub = student.cells[1], student.cells[2]
+    assert check.outputs == [] and check.execution_count is None
+    assert "NBVAL_CHECK_OUTPUT" not in check.source
+    assert "return 2" not in stub.source
+    assert stub.metadata["tags"] == ["exercise", "raises-exception"]
+    assert len(nb.cells) == 4 and nb.cells[1].outputs  # the input is untouched
+
+
+def test_fence_error_names_the_cell():
+    nb = _toy_notebook()
+    nb.cells[2].source = "### BEGIN SOLUTION\nx = 1"
+    with pytest.raises(nbt.FenceError, match="cell 2"):
+        nbt.student_notebook(nb)
+
+
+def test_stale_chapters_are_detected_and_regenerated(tmp_path):
+    sol, ch = tmp_path / "solutions", tmp_path / "chapters"
+    sol.mkdir()
+    nbformat.write(_toy_notebook(), sol / "01_toy.ipynb")
+    assert nbt.stale_chapters(sol, ch) == ["01_toy.ipynb"]  # missing
+    nbt.make_chapters(sol, ch)
+    assert nbt.stale_chapters(sol, ch) == []
+    nb = nbformat.read(sol / "01_toy.ipynb", as_version=4)
+    nb.cells[0].source = "# A new title"
+    nbformat.write(nb, sol / "01_toy.ipynb")
+    assert nbt.stale_chapters(sol, ch) == ["01_toy.ipynb"]  # edited solution
+    (ch / "99_orphan.ipynb").write_text("{}")
+    assert "99_orphan.ipynb" in nbt.stale_chapters(sol, ch)
+    nbt.make_chapters(sol, ch)
+    assert nbt.stale_chapters(sol, ch) == [] and not (ch / "99_orphan.ipynb").exists()
+
+
+def test_committed_chapters_are_exactly_what_the_generator_makes():
+    stale = nbt.stale_chapters()
+    assert not stale, (f"chapters/ is stale for {stale}: run `make chapters` and commit the "
+                       "result (solutions/ is the only place to edit).")
+
+
+def test_stale_check_cli_says_how_to_fix(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(nbt, "stale_chapters", lambda: ["00_x.ipynb"])
+    assert nbt.main(["chapters", "--check"]) == 1
+    assert "make chapters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[p.name for p in SOLUTIONS])
+def test_solution_notebook_follows_the_course_anatomy(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# Chapter ")
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and "PROFILE" in params[0].source and "SEED" in params[0].source
+    assert "config.setup(PROFILE, SEED)" in code[code.index(params[0]) + 1].source
+    assert all(c.execution_count for c in code), "solutions are committed executed"
+    assert not any(o.output_type == "error" for c in code for o in c.outputs)
+    assert any(nbt.CHECK_MARKER in c.source for c in code), "key results need NBVAL_CHECK_OUTPUT"
+    exercises = [c for c in code if nbt.BEGIN in c.source]
+    assert len(exercises) >= 2, "each chapter has at least two checked exercises"
+    assert "/work/" not in nbformat.writes(nb) and "/root/" not in nbformat.writes(nb), \
+        "no absolute paths in notebooks"
+
+
+def test_run_course_reports_times_and_checked_results(tmp_path, monkeypatch):
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('rmse: 0.91')"),
+                new_code_cell("print('not a headline')")]
+    path = tmp_path / "05_toy.ipynb"
+    nbformat.write(nb, path)
+    monkeypatch.setenv("COURSE_PROFILE", "quick")
+    report = nbt.run_course(tmp_path / "out", notebooks=[path])
+    assert report["chapters"][0]["results"] == ["rmse: 0.91"]
+    assert (tmp_path / "out" / "executed" / "05_toy.ipynb").exists()
+    assert "rmse: 0.91" in (tmp_path / "out" / "report.md").read_text()
+    with pytest.raises(ValueError, match="Unknown profile"):
+        nbt.run_course(tmp_path / "out", profile="huge", notebooks=[path])
