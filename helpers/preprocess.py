@@ -1,0 +1,377 @@
+"""Chapter 01's library: clean raw logs and catalogues, map IDs, build interaction matrices,
+and split without leaking the future.
+
+Every cleaning step counts what it changed or dropped and returns that count in a report;
+nothing is dropped silently, and anything it cannot repair safely is an error with advice.
+
+    catalogue, cat_report = clean_catalogue(raw_catalogue)
+    events, ev_report = clean_events(raw_events, catalogue)
+    train, valid, test = leave_last_out(events[events.event_type == "purchase"])
+    check_no_leakage(train, test)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .data import DataError, require_columns
+
+__all__ = ["EVENT_TYPES", "EVENT_WEIGHTS", "normalise_brand", "normalise_category",
+           "normalise_event_type", "clean_catalogue", "clean_events", "detect_bots", "IdMap",
+           "build_id_map", "interaction_matrix", "random_split", "leave_last_out",
+           "temporal_split", "cold_start_split", "check_no_leakage", "clean_shopworld",
+           "report_frame"]
+
+EVENT_TYPES = ("view", "click", "add_to_cart", "purchase")
+EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 4.0}
+"""Implicit-feedback strength of each event type (a common, simple choice)."""
+
+
+def _nonempty(df: pd.DataFrame, what: str) -> None:
+    if len(df) == 0:
+        raise DataError(f"{what} is empty: there is nothing to work on. Check the file you "
+                        "loaded and any filters applied before this step.")
+
+
+def report_frame(report: dict) -> pd.DataFrame:
+    """A cleaning report as a two-column table (lists shown by their length)."""
+    rows = [(k, len(v) if isinstance(v, (list, tuple, set)) else v) for k, v in report.items()]
+    return pd.DataFrame(rows, columns=["step", "rows"]).set_index("step")
+
+
+# ----------------------------------------------------------------------------- normalising
+def normalise_brand(s: pd.Series) -> pd.Series:
+    """``'  NORTHPEAK '``, ``'northpeak'`` -> ``'Northpeak'``: strip, collapse spaces, title-case.
+    Missing values stay missing."""
+    return s.astype("string").str.strip().str.replace(r"\s+", " ", regex=True).str.title()
+
+
+def normalise_category(s: pd.Series) -> pd.Series:
+    """``'Running Shoes'``, ``' running-shoes'`` -> ``'running_shoes'``."""
+    return (s.astype("string").str.strip().str.lower()
+            .str.replace(r"[\s\-]+", "_", regex=True))
+
+
+def normalise_event_type(s: pd.Series) -> pd.Series:
+    """``' View'``, ``'PURCHASE'`` -> ``'view'``, ``'purchase'``; anything else is an error."""
+    out = s.astype("string").str.strip().str.lower()
+    unknown = sorted(set(out.dropna()) - set(EVENT_TYPES))
+    if unknown:
+        raise DataError(f"Unknown event types {unknown[:10]}; expected {list(EVENT_TYPES)}. "
+                        "Map them to one of these before cleaning.")
+    return out
+
+
+# ----------------------------------------------------------------------------- catalogue
+def clean_catalogue(raw: pd.DataFrame, *, col_item: str = "item_id",
+                    price_outlier_factor: float = 20.0) -> tuple[pd.DataFrame, dict]:
+    """Clean a raw catalogue. Returns ``(catalogue, report)``.
+
+    Steps (each counted in ``report``): normalise brand and category spelling; drop rows
+    that are exact duplicates once normalised; repair prices entered in cents (more than
+    ``price_outlier_factor`` × the category median: divided by 100); impute missing prices
+    with the category median (flag ``price_imputed``); fill a blank description with the title
+    (flag ``description_filled``). Two rows for one item that still disagree are an error.
+    """
+    require_columns(raw, [col_item, "category", "brand", "title", "description", "price"],
+                    "the raw catalogue")
+    _nonempty(raw, "the raw catalogue")
+    if raw[col_item].isna().any():
+        raise DataError(f"{int(raw[col_item].isna().sum())} catalogue rows have no {col_item}; "
+                        "an item without an ID cannot be joined to events. Fix the source.")
+    df = raw.copy()
+    report = {"rows_in": len(df)}
+    before_b, before_c = df["brand"].copy(), df["category"].copy()
+    df["brand"] = normalise_brand(df["brand"])
+    df["category"] = normalise_category(df["category"])
+    report["brand_or_category_respelled"] = int(
+        ((df["brand"] != before_b.astype("string")) |
+         (df["category"] != before_c.astype("string"))).fillna(False).sum())
+    df["description"] = df["description"].astype("string").str.strip().replace("", pd.NA)
+    n = len(df)
+    df = df.drop_duplicates()
+    report["duplicate_rows_dropped"] = n - len(df)
+    conflicts = df[col_item][df[col_item].duplicated()].unique().tolist()
+    if conflicts:
+        raise DataError(f"Items {conflicts[:10]} appear more than once with different values "
+                        "even after normalising; decide which row is right before cleaning.")
+    median = df.groupby("category")["price"].transform("median")
+    cents = df["price"] > price_outlier_factor * median
+    df.loc[cents, "price"] = (df.loc[cents, "price"] / 100).round(2)
+    report["price_in_cents_fixed"] = df.loc[cents, col_item].tolist()
+    if (df["price"] <= 0).any():
+        bad = df.loc[df["price"] <= 0, col_item].tolist()
+        raise DataError(f"Items {bad[:10]} have a price <= 0; fix or remove them explicitly.")
+    missing = df["price"].isna()
+    df["price_imputed"] = missing
+    df.loc[missing, "price"] = df.groupby("category")["price"].transform("median")[missing]
+    report["price_imputed"] = df.loc[missing, col_item].tolist()
+    no_desc = df["description"].isna()
+    df["description_filled"] = no_desc
+    df.loc[no_desc, "description"] = df.loc[no_desc, "title"]
+    report["description_filled"] = df.loc[no_desc, col_item].tolist()
+    df["brand"], df["category"] = df["brand"].astype(str), df["category"].astype(str)
+    df["title"], df["description"] = df["title"].astype(str), df["description"].astype(str)
+    df = df.sort_values(col_item).reset_index(drop=True)
+    report["rows_out"] = len(df)
+    return df, report
+
+
+# ----------------------------------------------------------------------------- events
+def detect_bots(events: pd.DataFrame, *, col_user: str = "user_id", col_time: str = "timestamp",
+                min_events: int = 100, max_median_gap_s: float = 3.0) -> list:
+    """Users who look automated: at least ``min_events`` events, a median gap between
+    consecutive events of at most ``max_median_gap_s`` seconds, and nothing but views."""
+    require_columns(events, [col_user, col_time, "event_type"], "events")
+    ev = events.sort_values([col_user, col_time])
+    gaps = ev.groupby(col_user)[col_time].diff()
+    stats = pd.DataFrame({"n": ev.groupby(col_user).size(),
+                          "median_gap": gaps.groupby(ev[col_user]).median(),
+                          "only_views": (ev["event_type"] == "view").groupby(ev[col_user]).all()})
+    bots = stats[(stats["n"] >= min_events) & (stats["median_gap"] <= max_median_gap_s)
+                 & stats["only_views"]]
+    return sorted(bots.index.tolist())
+
+
+def clean_events(raw: pd.DataFrame, catalogue: pd.DataFrame, *, col_user: str = "user_id",
+                 col_item: str = "item_id", col_time: str = "timestamp",
+                 bots: list | None = None) -> tuple[pd.DataFrame, dict]:
+    """Clean a raw event log against a clean catalogue. Returns ``(events, report)``.
+
+    Steps (each counted): normalise event types; reject impossible ratings (ratings belong to
+    purchases, 1–5; anything else is an error, not a silent drop); drop rows without a
+    timestamp; drop exact duplicates; drop events for items the catalogue does not have; drop
+    bot users (``detect_bots`` unless ``bots`` is given); restore time order.
+    """
+    require_columns(raw, [col_user, col_item, "event_type", col_time, "rating"], "raw events")
+    require_columns(catalogue, [col_item], "the catalogue")
+    _nonempty(raw, "the raw event log")
+    _nonempty(catalogue, "the catalogue")
+    df = raw.copy()
+    report = {"rows_in": len(df)}
+    before = df["event_type"].astype("string")
+    df["event_type"] = normalise_event_type(df["event_type"])
+    report["event_type_respelled"] = int((df["event_type"] != before).fillna(True).sum())
+    rating = pd.to_numeric(df["rating"], errors="coerce").astype("float64")
+    not_buy = rating.notna() & (df["event_type"] != "purchase")
+    out_of_range = rating.notna() & ~rating.between(1, 5)
+    if not_buy.any() or out_of_range.any():
+        raise DataError(f"{int(not_buy.sum())} non-purchase events carry a rating and "
+                        f"{int(out_of_range.sum())} ratings lie outside 1–5 (e.g. rows "
+                        f"{df.index[not_buy | out_of_range][:5].tolist()}). Ratings belong "
+                        "to purchases and must be 1–5: fix the export, don't drop them here.")
+    df["rating"] = rating
+    no_time = df[col_time].isna()
+    report["missing_timestamp_dropped"] = int(no_time.sum())
+    df = df[~no_time]
+    df[col_time] = df[col_time].astype(np.int64)
+    n = len(df)
+    df = df.drop_duplicates()
+    report["duplicates_dropped"] = n - len(df)
+    known = df[col_item].isin(catalogue[col_item])
+    report["orphan_events_dropped"] = int((~known).sum())
+    report["orphan_item_ids"] = sorted(df.loc[~known, col_item].unique().tolist())
+    df = df[known]
+    bot_ids = detect_bots(df, col_user=col_user, col_time=col_time) if bots is None else bots
+    is_bot = df[col_user].isin(bot_ids)
+    report["bot_users"] = list(bot_ids)
+    report["bot_events_dropped"] = int(is_bot.sum())
+    df = df[~is_bot]
+    report["rows_out_of_order"] = int((df[col_time].diff() < 0).sum())
+    order = pd.Categorical(df["event_type"], categories=EVENT_TYPES).codes
+    df = (df.assign(_order=order)
+          .sort_values([col_time, col_user, col_item, "_order"], kind="stable")
+          .drop(columns="_order").reset_index(drop=True))
+    df["event_type"] = df["event_type"].astype(str)
+    report["rows_out"] = len(df)
+    return df, report
+
+
+# ----------------------------------------------------------------------------- IDs, matrices
+@dataclass(frozen=True)
+class IdMap:
+    """A bijection between raw IDs and contiguous indices ``0..n-1`` (rows/columns of a matrix)."""
+
+    ids: np.ndarray
+
+    def __post_init__(self):
+        object.__setattr__(self, "_index", pd.Index(self.ids))
+        if not self._index.is_unique:
+            raise DataError("IdMap IDs must be unique.")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def encode(self, values, what: str = "ID") -> np.ndarray:
+        """Raw IDs -> indices. Unknown IDs are an error that lists some of them."""
+        idx = self._index.get_indexer(pd.Index(values))
+        if (idx < 0).any():
+            unknown = pd.Index(values)[idx < 0].unique()[:5].tolist()
+            raise DataError(f"Unknown {what}(s) {unknown}: they are not in this ID map (built "
+                            "from the training data?). Filter them out, or rebuild the map.")
+        return idx
+
+    def decode(self, indices) -> np.ndarray:
+        """Indices -> raw IDs."""
+        indices = np.asarray(indices)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise DataError(f"indices must lie in [0, {len(self) - 1}]")
+        return self.ids[indices]
+
+
+def build_id_map(values) -> IdMap:
+    """An :class:`IdMap` over the sorted unique values (missing values are an error)."""
+    s = pd.Series(values)
+    if s.isna().any():
+        raise DataError(f"{int(s.isna().sum())} IDs are missing (NaN); drop or fix those rows "
+                        "first.")
+    if len(s) == 0:
+        raise DataError("Cannot build an ID map from no IDs.")
+    return IdMap(np.sort(s.unique()))
+
+
+def interaction_matrix(df: pd.DataFrame, user_map: IdMap, item_map: IdMap, *,
+                       col_user: str = "user_id", col_item: str = "item_id",
+                       col_value: str | None = None, kind: str = "implicit"):
+    """A ``scipy.sparse.csr_matrix`` of shape ``(len(user_map), len(item_map))``.
+
+    ``kind="implicit"``: each (user, item) gets the strongest event seen
+    (:data:`EVENT_WEIGHTS`, from column ``event_type``), or 1 if there is no such column.
+    ``kind="explicit"``: the value of ``col_value`` (default ``"rating"``); missing values or a
+    pair rated twice are errors.
+    """
+    import scipy.sparse as sp
+
+    require_columns(df, [col_user, col_item], "the interactions")
+    _nonempty(df, "the interactions")
+    rows = user_map.encode(df[col_user], "user")
+    cols = item_map.encode(df[col_item], "item")
+    if kind == "implicit":
+        if "event_type" in df.columns:
+            unknown = set(df["event_type"].unique()) - set(EVENT_WEIGHTS)
+            if unknown:
+                raise DataError(f"Unknown event types {sorted(unknown)}; clean them first.")
+            values = df["event_type"].map(EVENT_WEIGHTS).to_numpy(dtype=np.float32)
+        else:
+            values = np.ones(len(df), dtype=np.float32)
+        pairs = pd.DataFrame({"r": rows, "c": cols, "v": values}).groupby(["r", "c"])["v"].max()
+    elif kind == "explicit":
+        col_value = col_value or "rating"
+        require_columns(df, [col_value], "the interactions")
+        if df[col_value].isna().any():
+            raise DataError(f"{int(df[col_value].isna().sum())} rows have no {col_value}: keep "
+                            "only rated interactions (e.g. purchases) for an explicit matrix.")
+        pairs = pd.DataFrame({"r": rows, "c": cols, "v": df[col_value].to_numpy(np.float32)})
+        if pairs.duplicated(["r", "c"]).any():
+            raise DataError("Some (user, item) pairs are rated more than once; keep the latest "
+                            "rating per pair (e.g. drop_duplicates(keep='last')) first.")
+        pairs = pairs.set_index(["r", "c"])["v"]
+    else:
+        raise DataError(f"kind must be 'implicit' or 'explicit', got {kind!r}")
+    r = pairs.index.get_level_values(0).to_numpy()
+    c = pairs.index.get_level_values(1).to_numpy()
+    return sp.csr_matrix((pairs.to_numpy(), (r, c)), shape=(len(user_map), len(item_map)))
+
+
+# ----------------------------------------------------------------------------- splits
+def random_split(df: pd.DataFrame, ratios=(0.8, 0.1, 0.1), seed: int = 0):
+    """Shuffle rows and cut by ``ratios`` (which must sum to 1). Ignores time: use it for
+    rating prediction benchmarks, never to evaluate a system that must predict the future."""
+    _nonempty(df, "the data to split")
+    ratios = tuple(ratios)
+    if min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-9:
+        raise DataError(f"ratios must be non-negative and sum to 1, got {ratios}")
+    order = np.random.default_rng(seed).permutation(len(df))
+    cuts = np.round(np.cumsum(ratios)[:-1] * len(df)).astype(int)
+    return tuple(df.iloc[np.sort(part)] for part in np.split(order, cuts))
+
+
+def leave_last_out(df: pd.DataFrame, *, col_user: str = "user_id",
+                   col_time: str = "timestamp", col_item: str = "item_id", n_valid: int = 1,
+                   n_test: int = 1):
+    """Per-user temporal split: each user's last ``n_test`` interactions go to test, the
+    ``n_valid`` before them to validation, the rest to train. Users with too few
+    interactions to give any to test keep them all in train. Ties in time are broken by item
+    ID, so the split is deterministic."""
+    require_columns(df, [col_user, col_time, col_item], "the interactions")
+    _nonempty(df, "the interactions")
+    if n_test < 1 or n_valid < 0:
+        raise DataError("n_test must be >= 1 and n_valid >= 0")
+    ordered = df.sort_values([col_user, col_time, col_item], kind="stable")
+    from_end = ordered.groupby(col_user).cumcount(ascending=False)
+    size = ordered.groupby(col_user)[col_user].transform("size")
+    eligible = size > n_test + n_valid
+    test = eligible & (from_end < n_test)
+    valid = eligible & (from_end >= n_test) & (from_end < n_test + n_valid)
+    train = ~(test | valid)
+    return ordered[train], ordered[valid], ordered[test]
+
+
+def temporal_split(df: pd.DataFrame, boundaries, *, col_time: str = "timestamp"):
+    """Cut by global time: ``boundaries`` ``[b1, b2, ...]`` (strictly increasing) give parts
+    ``t < b1``, ``b1 <= t < b2``, ..., ``t >= b_last``."""
+    require_columns(df, [col_time], "the data")
+    b = list(boundaries)
+    if not b:
+        raise DataError("give at least one boundary")
+    if any(x >= y for x, y in zip(b, b[1:])):
+        raise DataError(f"boundaries must increase strictly, got {b}: sort them (and drop "
+                        "repeats).")
+    edges = [-np.inf, *b, np.inf]
+    t = df[col_time]
+    return tuple(df[(t >= lo) & (t < hi)] for lo, hi in zip(edges, edges[1:]))
+
+
+def cold_start_split(events: pd.DataFrame, catalogue: pd.DataFrame, cutoff, *,
+                     col_item: str = "item_id", col_time: str = "timestamp",
+                     col_launch: str = "launch_ts"):
+    """Split for new-item evaluation at time ``cutoff``.
+
+    Returns ``(train, test_warm, test_cold)``: train has the events before ``cutoff``; the test
+    parts hold events from ``cutoff`` on, on items launched before it (warm) or from it on
+    (cold: no training data exists for them).
+    """
+    require_columns(events, [col_item, col_time], "events")
+    require_columns(catalogue, [col_item, col_launch], "the catalogue")
+    launch = events[col_item].map(catalogue.set_index(col_item)[col_launch])
+    if launch.isna().any():
+        raise DataError(f"{int(launch.isna().sum())} events are for items the catalogue does "
+                        "not have; clean the events first (clean_events).")
+    before = events[col_time] < cutoff
+    new = launch >= cutoff
+    return events[before], events[~before & ~new], events[~before & new]
+
+
+def check_no_leakage(train: pd.DataFrame, test: pd.DataFrame, *, col_user: str = "user_id",
+                     col_time: str = "timestamp") -> bool:
+    """Raise :class:`DataError` if any user has a training event later than their first test
+    event (the model would learn from the future it is asked to predict). Returns True."""
+    require_columns(train, [col_user, col_time], "train")
+    require_columns(test, [col_user, col_time], "test")
+    last_train = train.groupby(col_user)[col_time].max()
+    first_test = test.groupby(col_user)[col_time].min()
+    both = pd.concat([last_train, first_test], axis=1, keys=["train", "test"]).dropna()
+    leaks = both[both["train"] > both["test"]]
+    if len(leaks):
+        raise DataError(f"Time leak: {len(leaks)} users have training events after their first "
+                        f"test event (e.g. users {leaks.index[:5].tolist()}). Split by time, "
+                        "e.g. leave_last_out or temporal_split.")
+    return True
+
+
+# ----------------------------------------------------------------------------- pipeline
+def clean_shopworld(root=None, *, write: bool = True) -> dict[str, pd.DataFrame]:
+    """The whole of chapter 01's cleaning on a ShopWorld's raw files; writes the result to
+    ``<artifacts>/shopworld_clean/`` for later chapters. Returns ``{"catalogue", "events"}``."""
+    from . import config, data
+
+    catalogue, _ = clean_catalogue(data.load_shopworld("raw_catalogue", root))
+    events, _ = clean_events(data.load_shopworld("raw_events", root), catalogue)
+    if write:
+        out = config.artifacts_dir() / "shopworld_clean"
+        out.mkdir(parents=True, exist_ok=True)
+        catalogue.to_parquet(out / "catalogue.parquet", index=False)
+        events.to_parquet(out / "events.parquet", index=False)
+    return {"catalogue": catalogue, "events": events}
