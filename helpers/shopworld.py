@@ -406,10 +406,12 @@ def _opinion(q: int, pick: int) -> str:
 def reference_reason(drivers, item: dict, pick: int = 0) -> str:
     """A reference reason sentence for one pair, from its true drivers and the item's facts."""
     first = drivers[0][0]
-    aspects = aspect_vocabulary()
+    aspects = [a for a in aspect_vocabulary() if a not in V.SHARED_ASPECTS]
+    if first == "price":  # the price-sensitivity term, not an aspect the user weighs
+        return V.REASON_TEMPLATES["price"]
     if first in aspects:
         q1 = item[_col(first)]
-        if len(drivers) > 1 and drivers[1][0] in aspects and drivers[1][0] != "price":
+        if len(drivers) > 1 and drivers[1][0] in aspects:
             q2 = item[_col(drivers[1][0])]
             tmpl = V.REASON_TEMPLATES["two_aspects"][pick % 2]
             return tmpl.format(aspect=first, opinion=_opinion(q1, pick), aspect2=drivers[1][0],

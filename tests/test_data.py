@@ -1,0 +1,125 @@
+import pickle
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import data
+
+
+def test_unknown_table_lists_the_known_ones():
+    with pytest.raises(data.DataError, match="Unknown ShopWorld table 'orders'.*catalogue"):
+        data.load_shopworld("orders")
+
+
+@pytest.fixture
+def world_copy(tmp_path):
+    dst = tmp_path / "world"
+    shutil.copytree(data.SHOPWORLD_DIR, dst)
+    return dst
+
+
+def test_edited_file_fails_its_checksum_with_repair_advice(world_copy):
+    path = world_copy / "users.parquet"
+    blob = bytearray(path.read_bytes())
+    blob[100] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(data.DataError, match=r"checksum.*git checkout"):
+        data.load_shopworld("users", root=world_copy)
+    assert len(data.load_shopworld("catalogue", root=world_copy)) == 2000  # others still load
+
+
+def test_missing_file_and_missing_manifest(world_copy):
+    (world_copy / "reviews.parquet").unlink()
+    with pytest.raises(data.DataError, match="is missing"):
+        data.load_shopworld("reviews", root=world_copy)
+    (world_copy / "MANIFEST.sha256").unlink()
+    with pytest.raises(data.DataError, match="No MANIFEST"):
+        data.load_shopworld("events", root=world_copy)
+
+
+def test_require_columns_names_what_is_missing():
+    with pytest.raises(data.DataError, match=r"missing column\(s\) \['rating'\].*has \['user_id'\]"):
+        data.require_columns(pd.DataFrame({"user_id": [1]}), ["user_id", "rating"])
+    with pytest.raises(data.DataError, match="DataFrame"):
+        data.require_columns([1, 2], ["x"])
+
+
+def test_movielens_has_the_published_shape_and_schema():
+    ml = data.load_movielens("recbole")
+    r, items, users = ml["ratings"], ml["items"], ml["users"]
+    assert (len(r), len(items), len(users)) == (100_000, 1682, 943)
+    assert r["user_id"].nunique() == 943 and r["item_id"].nunique() == 1682
+    assert set(r["rating"].unique()) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert r.groupby("user_id").size().min() == 20  # every ML-100K user rated at least 20
+    assert list(r.columns) == ["user_id", "item_id", "rating", "timestamp"]
+    assert items.loc[items["item_id"] == 1, "title"].item() == "Toy Story"
+    assert "Animation" in items.loc[items["item_id"] == 1, "genres"].item().split("|")
+
+
+def test_movielens_online_source_needs_opt_in(monkeypatch):
+    monkeypatch.delenv("COURSE_ONLINE", raising=False)
+    with pytest.raises(data.DataError, match="COURSE_ONLINE=1"):
+        data.load_movielens("grouplens")
+    with pytest.raises(data.DataError, match="source must be"):
+        data.load_movielens("kaggle")
+
+
+def test_movielens_content_checksum_is_enforced(monkeypatch):
+    monkeypatch.setattr(data, "ML100K_RATINGS_SHA256", "0" * 64)
+    with pytest.raises(data.DataError, match="not the published data set"):
+        data.load_movielens("recbole")
+
+
+def test_hf_views():
+    reviews = data.hf_dataset("reviews")
+    assert len(reviews) == len(data.load_shopworld("reviews"))
+    assert {"sentence", "aspect", "polarity"} <= set(reviews.column_names)
+    images = data.hf_dataset("images")
+    assert images[0]["image"].size == (64, 64)
+
+
+def test_peter_export_round_trip_and_index_partition(tmp_path):
+    out = data.export_peter(tmp_path / "peter")
+    with pytest.warns(UserWarning, match="trusted source"):
+        df = data.read_peter(out / "reviews.pickle")
+    first = data.load_shopworld("reviews").query("sentence_idx == 0")
+    assert len(df) == len(first)
+    assert df["sentence"].str.islower().all() and df["sentence"].str.endswith(".").all()
+    idx = {name: [int(x) for x in (out / "1" / f"{name}.index").read_text().split(" ")]
+           for name in ("train", "validation", "test")}
+    together = sorted(sum(idx.values(), []))
+    assert together == list(range(len(df)))
+    assert abs(len(idx["train"]) / len(df) - 0.8) < 0.01
+    with pytest.raises(data.DataError, match="ratios"):
+        data.export_peter(tmp_path / "bad", ratios=(0.5, 0.5, 0.5))
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch /tmp/reasonrec_pwned",))
+
+
+def test_read_peter_refuses_code_in_a_pickle(tmp_path):
+    path = tmp_path / "evil.pickle"
+    path.write_bytes(pickle.dumps([{"user": "u", "item": "i", "rating": 5,
+                                    "template": ("a", "b", "c", 1), "x": _Payload()}]))
+    with pytest.warns(UserWarning), pytest.raises(data.DataError, match="not plain data"):
+        data.read_peter(path)
+    import os
+    assert not os.path.exists("/tmp/reasonrec_pwned")
+
+
+def test_read_peter_rejects_wrong_shape(tmp_path):
+    path = tmp_path / "odd.pickle"
+    path.write_bytes(pickle.dumps([{"user": "u", "item": "i"}]))
+    with pytest.warns(UserWarning), pytest.raises(data.DataError, match="record 0"):
+        data.read_peter(path)
+
+
+def test_load_image():
+    assert data.load_image(1).size == (64, 64)
+    with pytest.raises(data.DataError, match="No image for item_id=99999"):
+        data.load_image(99999)

@@ -1,0 +1,181 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import data, preprocess as pp
+from helpers.data import DataError
+
+
+def test_normalisers():
+    s = pd.Series(["  NORTHPEAK ", "northpeak", "North   peak", None])
+    assert pp.normalise_brand(s).tolist()[:3] == ["Northpeak", "Northpeak", "North Peak"]
+    assert pd.isna(pp.normalise_brand(s)[3])
+    c = pd.Series(["Running Shoes", " running-shoes", "RUNNING_SHOES"])
+    assert pp.normalise_category(c).tolist() == ["running_shoes"] * 3
+    assert pp.normalise_event_type(pd.Series([" View", "PURCHASE"])).tolist() == ["view", "purchase"]
+    with pytest.raises(DataError, match=r"Unknown event types \['wishlist'\]"):
+        pp.normalise_event_type(pd.Series(["view", "wishlist"]))
+
+
+@pytest.fixture(scope="module")
+def cleaned():
+    cat, crep = pp.clean_catalogue(data.load_shopworld("raw_catalogue"))
+    ev, erep = pp.clean_events(data.load_shopworld("raw_events"), cat)
+    return cat, crep, ev, erep
+
+
+def test_cleaning_recovers_the_clean_log_exactly(cleaned):
+    _, _, ev, erep = cleaned
+    pd.testing.assert_frame_equal(ev, data.load_shopworld("events"))
+    d = data.dirt_truth()
+    assert erep["bot_users"] == d["bot_user_ids"]
+    assert erep["orphan_item_ids"] == d["orphan_item_ids"]
+    assert erep["duplicates_dropped"] == d["duplicate_events"]
+    dropped = (erep["missing_timestamp_dropped"] + erep["duplicates_dropped"]
+               + erep["orphan_events_dropped"] + erep["bot_events_dropped"])
+    assert erep["rows_in"] - dropped == erep["rows_out"]  # nothing vanishes uncounted
+
+
+def test_cleaning_recovers_the_catalogue_up_to_imputed_cells(cleaned):
+    cat, crep, _, _ = cleaned
+    truth = data.load_shopworld("catalogue").set_index("item_id")
+    d = data.dirt_truth()
+    assert sorted(crep["price_imputed"]) == sorted(d["missing_price_items"])
+    assert sorted(crep["price_in_cents_fixed"]) == sorted(d["price_in_cents_items"])
+    assert sorted(crep["description_filled"]) == sorted(d["missing_description_items"])
+    ok = cat[~cat["price_imputed"]].set_index("item_id")
+    pd.testing.assert_series_equal(ok["price"], truth.loc[ok.index, "price"])
+    for col in ("brand", "category", "title"):
+        assert (cat.set_index("item_id")[col] == truth[col]).all()
+
+
+def _raw_events(**overrides):
+    df = pd.DataFrame({"user_id": [1, 1, 2], "session_id": [1, 1, 2], "item_id": [10, 10, 11],
+                       "event_type": ["view", "purchase", "view"], "timestamp": [5, 9, 7],
+                       "rating": [np.nan, 4.0, np.nan]})
+    for k, v in overrides.items():
+        df[k] = v
+    return df
+
+
+CAT = pd.DataFrame({"item_id": [10, 11]})
+
+
+@pytest.mark.parametrize("rating,msg", [([3.0, 4.0, np.nan], "non-purchase events carry a rating"),
+                                        ([np.nan, 7.0, np.nan], "outside 1–5")])
+def test_impossible_ratings_are_errors_not_drops(rating, msg):
+    with pytest.raises(DataError, match=msg):
+        pp.clean_events(_raw_events(rating=rating), CAT)
+
+
+def test_clean_events_rejects_empty_and_missing_columns():
+    with pytest.raises(DataError, match="empty"):
+        pp.clean_events(_raw_events().iloc[:0], CAT)
+    with pytest.raises(DataError, match="missing column"):
+        pp.clean_events(_raw_events().drop(columns="timestamp"), CAT)
+
+
+def test_missing_timestamps_are_dropped_and_counted():
+    ev, rep = pp.clean_events(_raw_events(timestamp=[5, np.nan, 7]), CAT, bots=[])
+    assert rep["missing_timestamp_dropped"] == 1 and len(ev) == 2
+
+
+def test_conflicting_catalogue_rows_are_an_error():
+    raw = pd.DataFrame({"item_id": [1, 1], "category": ["books", "books"],
+                        "brand": ["Inkwell", "Quillon"], "title": ["A", "A"],
+                        "description": ["x", "x"], "price": [10.0, 10.0]})
+    with pytest.raises(DataError, match=r"Items \[1\] appear more than once"):
+        pp.clean_catalogue(raw)
+    raw.loc[1, "item_id"] = np.nan
+    with pytest.raises(DataError, match="no item_id"):
+        pp.clean_catalogue(raw)
+
+
+def test_detect_bots():
+    t = np.arange(0, 300, 2)
+    bot = pd.DataFrame({"user_id": 9, "timestamp": t, "event_type": "view"})
+    human = pd.DataFrame({"user_id": 1, "timestamp": np.arange(0, 150 * 60, 60),
+                          "event_type": ["view", "click"] * 75})
+    assert pp.detect_bots(pd.concat([bot, human])) == [9]
+
+
+def test_id_map_round_trip_and_unknown_ids():
+    m = pp.build_id_map([30, 10, 20, 10])
+    assert m.ids.tolist() == [10, 20, 30]
+    np.testing.assert_array_equal(m.encode([20, 30]), [1, 2])
+    np.testing.assert_array_equal(m.decode([0, 2]), [10, 30])
+    with pytest.raises(DataError, match=r"Unknown user\(s\) \[99\]"):
+        m.encode([10, 99], "user")
+    with pytest.raises(DataError, match="missing"):
+        pp.build_id_map([1, None])
+
+
+def test_interaction_matrices_match_a_pandas_pivot():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"user_id": rng.integers(1, 30, 400), "item_id": rng.integers(1, 50, 400),
+                       "event_type": rng.choice(pp.EVENT_TYPES, 400)})
+    um, im = pp.build_id_map(df["user_id"]), pp.build_id_map(df["item_id"])
+    mat = pp.interaction_matrix(df, um, im).toarray()
+    ref = (df.assign(w=df["event_type"].map(pp.EVENT_WEIGHTS))
+           .pivot_table(index="user_id", columns="item_id", values="w", aggfunc="max")
+           .reindex(index=um.ids, columns=im.ids).fillna(0).to_numpy())
+    np.testing.assert_array_equal(mat, ref)
+    rated = df.drop_duplicates(["user_id", "item_id"]).assign(rating=3.0)
+    assert pp.interaction_matrix(rated, um, im, kind="explicit").sum() == 3.0 * len(rated)
+    with pytest.raises(DataError, match="rated more than once"):
+        pp.interaction_matrix(df.assign(rating=3.0), um, im, kind="explicit")
+    with pytest.raises(DataError, match="no rating"):
+        pp.interaction_matrix(rated.assign(rating=np.nan), um, im, kind="explicit")
+
+
+def _naive_leave_last_out(df):
+    train, test = [], []
+    for _, g in df.groupby("user_id"):
+        g = g.sort_values(["timestamp", "item_id"], kind="stable")
+        if len(g) > 2:
+            train.append(g.iloc[:-2]); test.append(g.iloc[-1:])
+        else:
+            train.append(g)
+    return pd.concat(train), pd.concat(test)
+
+
+def test_leave_last_out_matches_a_plain_loop_and_never_leaks():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"user_id": rng.integers(1, 40, 500), "item_id": rng.integers(1, 90, 500),
+                       "timestamp": rng.integers(0, 50, 500)})
+    train, valid, test = pp.leave_last_out(df)
+    ref_train, ref_test = _naive_leave_last_out(df)
+    assert sorted(test.index) == sorted(ref_test.index)
+    assert sorted(train.index) == sorted(ref_train.index)
+    assert len(train) + len(valid) + len(test) == len(df)
+    assert pp.check_no_leakage(train, test) and pp.check_no_leakage(valid, test)
+
+
+def test_random_split_leaks_time_and_the_check_says_so():
+    ev = data.load_shopworld("events")
+    buys = ev[ev["event_type"] != "view"]
+    train, valid, test = pp.random_split(buys, (0.8, 0.1, 0.1), seed=0)
+    assert len(train) + len(valid) + len(test) == len(buys)
+    with pytest.raises(DataError, match="Time leak"):
+        pp.check_no_leakage(train, test)
+    with pytest.raises(DataError, match="sum to 1"):
+        pp.random_split(buys, (0.5, 0.2))
+
+
+def test_temporal_split_boundaries():
+    df = pd.DataFrame({"timestamp": np.arange(10)})
+    a, b, c = pp.temporal_split(df, [3, 7])
+    assert (len(a), len(b), len(c)) == (3, 4, 3)
+    with pytest.raises(DataError, match="increase strictly"):
+        pp.temporal_split(df, [7, 3])
+
+
+def test_cold_start_split_has_no_training_data_for_cold_items():
+    ev, cat = data.load_shopworld("events"), data.load_shopworld("catalogue")
+    cutoff = int(np.quantile(ev["timestamp"], 0.8))
+    train, warm, cold = pp.cold_start_split(ev, cat, cutoff)
+    assert len(train) + len(warm) + len(cold) == len(ev)
+    assert not set(cold["item_id"]) & set(train["item_id"])
+    assert len(cold) > 100
+    with pytest.raises(DataError, match="catalogue does not have"):
+        pp.cold_start_split(ev.assign(item_id=ev["item_id"] + 10_000), cat, cutoff)
