@@ -62,7 +62,7 @@ class WorldConfig:
     mean_log_activity: float = 1.3      # sessions per user ~ 1 + Poisson(lognormal)
     review_rate: float = 0.8            # share of purchases that get a review
     colour_in_text_rate: float = 0.5    # share of items whose text states colour and pattern
-    new_item_rate: float = 0.2          # items launched inside the log window
+    new_item_rate: float = 0.3          # items launched inside the log window
     images: bool = True
     dirt: bool = True
     dirt_rates: dict = field(default_factory=lambda: dict(DIRT_RATES))
@@ -292,6 +292,9 @@ def _utility(parts: dict) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- behaviour
+NEW_ARRIVALS = 4  # extra candidates per session from items launched in the last 30 days
+
+
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
@@ -307,17 +310,29 @@ def _behaviour(cfg, rng, users, affinity, weights, items, quality):
     # a session's category follows the user's affinities (inverse-CDF sampling, vectorised)
     cdf = np.cumsum(affinity, axis=1)[s_user]
     s_cat = (rng.random(len(s_user))[:, None] > cdf).sum(1).clip(max=len(cats) - 1)
-    K = cfg.candidates_per_session
+    K_shelf = cfg.candidates_per_session
+    K = K_shelf + NEW_ARRIVALS
     cand = np.zeros((len(s_user), K), dtype=np.int64)
     item_cat = pd.Categorical(items["category"], categories=cats).codes
     buzz = items["buzz"].to_numpy()
+    launch_ts = items["launch_ts"].to_numpy()
     for k in range(len(cats)):
         rows = np.flatnonzero(s_cat == k)
         pool = np.flatnonzero(item_cat == k)
         if len(rows) == 0:
             continue
         p = np.exp(buzz[pool])
-        cand[rows] = pool[rng.choice(len(pool), size=(len(rows), K), p=p / p.sum())]
+        cand[rows, :K_shelf] = pool[rng.choice(len(pool), size=(len(rows), K_shelf),
+                                               p=p / p.sum())]
+        # the "new arrivals" shelf: items of the category launched in the last 30 days
+        by_launch = pool[np.argsort(launch_ts[pool], kind="stable")]
+        lo = np.searchsorted(launch_ts[by_launch], s_time[rows] - 30 * DAY, side="left")
+        hi = np.searchsorted(launch_ts[by_launch], s_time[rows], side="right")
+        pick = lo[:, None] + (rng.random((len(rows), NEW_ARRIVALS))
+                              * np.maximum(hi - lo, 1)[:, None]).astype(np.int64)
+        fresh = by_launch[np.minimum(pick, len(by_launch) - 1)]
+        none = (hi - lo) == 0  # no new arrivals: repeat a shelf item (masked as a repeat below)
+        cand[rows, K_shelf:] = np.where(none[:, None], cand[rows, :1], fresh)
     launched = items["launch_ts"].to_numpy()[cand] <= s_time[:, None]
     # candidates are drawn with replacement: a repeat of an item in a session is not offered
     by_id = np.argsort(cand, axis=1, kind="stable")
@@ -768,6 +783,7 @@ def _datacard(world: World) -> str:
         "Each user has 1 + Poisson(activity) sessions (activity log-normal: a long tail). A "
         "session picks a category by the user's affinities, samples "
         f"{cfg.candidates_per_session} launched items of it (more often popular ones), and "
+        f"plus up to {NEW_ARRIVALS} of its new arrivals (launched in the last 30 days), and "
         "ranks them by utility = Σ_aspects 2.5·w·(quality−3)/2 + colour/pattern taste + brand "
         "loyalty − price_sensitivity·log(price/category median) + 0.6·buzz + Gumbel noise. "
         "The top few are viewed; clicks, carts and purchases follow with probabilities rising "

@@ -19,12 +19,14 @@ ALL = [(mod.__name__.rsplit(".", 1)[1], name, obj) for mod in CHAPTER_MODULES
 
 
 def _solution_namespace(notebook):
-    """Run the notebook's exercise cells (solutions in place), in order, in one namespace."""
-    ns = {"torch": torch}
+    """Run the notebook's parameters and setup cells, then its exercise cells (solutions in
+    place), in order, in one namespace."""
+    ns = {}
     nb = nbformat.read(ROOT / "solutions" / notebook, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code" and BEGIN in cell.source:
-            exec(cell.source, ns)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    params = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    for cell in code[params:params + 2] + [c for c in code if BEGIN in c.source]:
+        exec(cell.source, ns)
     return ns
 
 
@@ -87,3 +89,21 @@ def test_hint_and_solution_print_outside_jupyter(capsys):
 
 def test_incorrect_is_an_assertion_error():
     assert issubclass(Incorrect, AssertionError)
+
+
+def test_ch01_wrong_answers_are_explained():
+    import pandas as pd
+
+    from helpers.exercises import ch01
+
+    no_strip = ch01.q1.check(lambda s: s.str.lower().str.replace(" ", "_"))
+    assert not no_strip and "should become" in no_strip.message
+    unsorted = ch01.q2.check(lambda ev: ev.groupby("user_id")["timestamp"].diff()
+                             .groupby(ev["user_id"]).median())
+    assert not unsorted and "sort" in unsorted.message
+    def keeps_singletons(df):
+        test = df.loc[df.groupby("user_id")["timestamp"].idxmax()]
+        return df.drop(test.index), test
+    verdict = ch01.q3.check(keeps_singletons)
+    assert not verdict and "should not be there" in verdict.message
+    assert not ch01.q3.check(lambda df: df)  # not a (train, test) tuple

@@ -1,0 +1,98 @@
+"""Exercises of chapter 01 (preprocessing). Checkers compare with ShopWorld's recorded truth
+or with a plain-Python reference on fresh random data."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import Exercise, Incorrect
+
+_NB = "01_preprocessing.ipynb"
+
+
+def _check_normalise_category(fn) -> str:
+    from .. import data
+
+    raw = data.load_shopworld("raw_catalogue")[["item_id", "category"]]
+    truth = data.load_shopworld("catalogue").set_index("item_id")["category"]
+    got = fn(raw["category"].copy())
+    if not isinstance(got, pd.Series) or len(got) != len(raw):
+        raise Incorrect(f"return a pandas Series as long as the input ({len(raw)} rows), got "
+                        f"{type(got).__name__} of length {len(got) if hasattr(got, '__len__') else '?'}.")
+    want = truth.loc[raw["item_id"]].to_numpy()
+    wrong = np.flatnonzero(got.astype(str).to_numpy() != want)
+    if len(wrong):
+        k = wrong[0]
+        raise Incorrect(f"{len(wrong)} rows differ; e.g. {raw['category'].iloc[k]!r} should "
+                        f"become {want[k]!r}, got {got.iloc[k]!r}.")
+    variants = raw["category"].nunique()
+    return f"{variants} spellings became the {truth.nunique()} real categories."
+
+
+def _reference_median_gap(df: pd.DataFrame) -> dict:
+    out = {}
+    for user in np.unique(df["user_id"]):
+        t = np.sort(df.loc[df["user_id"] == user, "timestamp"].to_numpy())
+        out[user] = float(np.median(np.diff(t))) if len(t) > 1 else np.nan
+    return out
+
+
+def _check_median_gap(fn) -> str:
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame({"user_id": rng.integers(1, 12, 300),
+                       "timestamp": rng.integers(0, 100_000, 300)})
+    df = df.sample(frac=1.0, random_state=1)  # rows not in time order, as in the raw log
+    got = fn(df)
+    if not isinstance(got, pd.Series):
+        raise Incorrect(f"return a pandas Series indexed by user_id, got {type(got).__name__}.")
+    want = _reference_median_gap(df)
+    for user, value in want.items():
+        if user not in got.index:
+            raise Incorrect(f"user {user} is missing from your result's index.")
+        g = got.loc[user]
+        if not (np.isnan(value) and pd.isna(g)) and not np.isclose(g, value):
+            raise Incorrect(f"for user {user} the median gap should be {value:.1f} s, got {g}. "
+                            "Did you sort each user's events by time first?")
+    return "It matches a plain-Python reference on shuffled events."
+
+
+def _check_leave_last_out(fn) -> str:
+    rng = np.random.default_rng(9)
+    n = 400
+    df = pd.DataFrame({"user_id": np.r_[rng.integers(1, 60, n - 5), 101, 102, 103, 104, 105],
+                       "item_id": rng.integers(1, 99, n), "timestamp": rng.permutation(n) * 7})
+    df = df.sample(frac=1.0, random_state=2)  # users 101-105 have a single interaction
+    got = fn(df.copy())
+    if not (isinstance(got, tuple) and len(got) == 2):
+        raise Incorrect("return a tuple (train, test) of DataFrames.")
+    train, test = got
+    want_test = []
+    for user, g in df.groupby("user_id"):
+        if len(g) >= 2:
+            want_test.append(g["timestamp"].idxmax())
+    if sorted(test.index) != sorted(want_test):
+        extra = sorted(set(test.index) - set(want_test))[:3]
+        missing = sorted(set(want_test) - set(test.index))[:3]
+        raise Incorrect(f"test should hold each user's latest interaction (users with at least "
+                        f"two); rows {missing} are missing and rows {extra} should not be "
+                        "there.")
+    if sorted(train.index) != sorted(set(df.index) - set(want_test)):
+        raise Incorrect("train should hold every other row, including all rows of users "
+                        "with a single interaction.")
+    return "Each user's latest interaction is in test; nothing from the future is in train."
+
+
+q1 = Exercise(name="ch01.q1", title="Write normalise_category(s): one spelling per category",
+              var="normalise_category", checker=_check_normalise_category, notebook=_NB,
+              hint_text="Chain pandas string methods: `s.str.strip().str.lower()`, then "
+                        "replace runs of spaces or hyphens with one underscore: "
+                        "`.str.replace(r'[\\s\\-]+', '_', regex=True)`.")
+q2 = Exercise(name="ch01.q2", title="Write median_gap_per_user(events) to spot bots",
+              var="median_gap_per_user", checker=_check_median_gap, notebook=_NB,
+              hint_text="Sort by `['user_id', 'timestamp']`, take `groupby('user_id')['timestamp']"
+                        ".diff()` for the gaps, then the median of the gaps per user.")
+q3 = Exercise(name="ch01.q3", title="Write leave_last_out_simple(df) -> (train, test)",
+              var="leave_last_out_simple", checker=_check_leave_last_out, notebook=_NB,
+              hint_text="`df.groupby('user_id')['timestamp'].idxmax()` gives each user's latest "
+                        "row; keep it only for users with `size() >= 2`. Test is those rows, "
+                        "train is `df.drop(test.index)`.")
