@@ -20,7 +20,7 @@ from pathlib import Path
 __all__ = [
     "PROFILES", "Profile", "RunConfig", "get_profile", "seed_everything", "get_device",
     "require_gpu", "is_online", "setup", "ROOT", "DATA_DIR", "DATASETS_DIR", "cache_dir",
-    "artifacts_dir",
+    "artifacts_dir", "course_path", "environment_report",
 ]
 
 # ----------------------------------------------------------------------------- offline mode
@@ -56,9 +56,16 @@ DATASETS_DIR = ROOT / "datasets"
 DATA_DIR = DATASETS_DIR
 
 
+def course_path(value: str | os.PathLike) -> Path:
+    """A path from a setting: relative ones are taken from the course folder, not from the
+    working directory (a notebook's kernel runs inside ``solutions/`` or ``chapters/``)."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else ROOT / path
+
+
 def cache_dir() -> Path:
     """Downloaded wheels, unpacked models and caches: ``$COURSE_CACHE`` or ``<repo>/.cache``."""
-    path = Path(os.environ.get("COURSE_CACHE", ROOT / ".cache"))
+    path = course_path(os.environ.get("COURSE_CACHE", ROOT / ".cache"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -66,7 +73,7 @@ def cache_dir() -> Path:
 def artifacts_dir() -> Path:
     """Files a chapter writes for a later chapter to read: ``$COURSE_ARTIFACTS`` or
     ``<repo>/build/artifacts``."""
-    path = Path(os.environ.get("COURSE_ARTIFACTS", ROOT / "build" / "artifacts"))
+    path = course_path(os.environ.get("COURSE_ARTIFACTS", ROOT / "build" / "artifacts"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -54,10 +54,11 @@ SHOPWORLD_TABLES = {
 
 
 def shopworld_path(root: str | Path | None = None) -> Path:
-    """The world's folder: ``root``, else ``$COURSE_SHOPWORLD``, else ``datasets/shopworld``."""
+    """The world's folder: ``root``, else ``$COURSE_SHOPWORLD``, else ``datasets/shopworld``
+    (relative paths are taken from the course folder)."""
     import os
 
-    return Path(root or os.environ.get("COURSE_SHOPWORLD") or SHOPWORLD_DIR)
+    return config.course_path(root or os.environ.get("COURSE_SHOPWORLD") or SHOPWORLD_DIR)
 
 
 def _manifest(root: Path) -> dict[str, str]:

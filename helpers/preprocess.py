@@ -22,7 +22,7 @@ __all__ = ["EVENT_TYPES", "EVENT_WEIGHTS", "normalise_brand", "normalise_categor
            "normalise_event_type", "clean_catalogue", "clean_events", "detect_bots", "IdMap",
            "build_id_map", "interaction_matrix", "random_split", "leave_last_out",
            "temporal_split", "cold_start_split", "check_no_leakage", "clean_shopworld",
-           "report_frame"]
+           "report_frame", "dirt_profile"]
 
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase")
 EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 4.0}
@@ -375,3 +375,33 @@ def clean_shopworld(root=None, *, write: bool = True) -> dict[str, pd.DataFrame]
         catalogue.to_parquet(out / "catalogue.parquet", index=False)
         events.to_parquet(out / "events.parquet", index=False)
     return {"catalogue": catalogue, "events": events}
+
+
+def dirt_profile(events: pd.DataFrame, catalogue: pd.DataFrame, *, col_user: str = "user_id",
+                 col_item: str = "item_id", col_time: str = "timestamp",
+                 price_outlier_factor: float = 20.0) -> pd.Series:
+    """Measure each kind of dirt in a log and catalogue (raw or cleaned) without changing them:
+    counts of non-canonical spellings, duplicates, out-of-order rows, orphan events, bot users,
+    suspicious and missing prices, and missing descriptions. A clean pair measures all zeros."""
+    require_columns(events, [col_user, col_item, col_time, "event_type"], "events")
+    require_columns(catalogue, [col_item, "category", "brand", "price", "description"],
+                    "the catalogue")
+    et = events["event_type"].astype("string")
+    brand, category = catalogue["brand"].astype("string"), catalogue["category"].astype("string")
+    median = catalogue.groupby(normalise_category(category))["price"].transform("median")
+    desc = catalogue["description"].astype("string").str.strip()
+    return pd.Series({
+        "event_type not canonical": int((~et.isin(EVENT_TYPES)).sum()),
+        "duplicate events": int(events.duplicated().sum()),
+        "rows out of time order": int((events[col_time].diff() < 0).sum()),
+        "orphan events": int((~events[col_item].isin(catalogue[col_item])).sum()),
+        "bot users": len(detect_bots(events, col_user=col_user, col_time=col_time)),
+        "brand/category not canonical": int(((brand != normalise_brand(brand))
+                                              | (category != normalise_category(category)))
+                                             .fillna(True).sum()),
+        "duplicate catalogue rows": int(catalogue[col_item].duplicated().sum()),
+        "price > 20x category median": int((catalogue["price"]
+                                             > price_outlier_factor * median).sum()),
+        "missing price": int(catalogue["price"].isna().sum()),
+        "missing description": int((desc.isna() | (desc == "")).sum()),
+    }, name="count")

@@ -91,3 +91,14 @@ def test_setup_returns_profile_seed_device():
     assert "profile=quick" in str(cfg)
     report = config.environment_report()
     assert report["torch"].startswith(torch.__version__.split("+")[0])
+
+
+def test_relative_course_paths_are_taken_from_the_course_folder(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # as a kernel running inside solutions/ would be
+    monkeypatch.setenv("COURSE_ARTIFACTS", "build/test-artifacts")
+    assert config.artifacts_dir() == config.ROOT / "build" / "test-artifacts"
+    assert config.course_path(tmp_path) == tmp_path
+    from helpers import data
+
+    monkeypatch.setenv("COURSE_SHOPWORLD", "datasets/shopworld")
+    assert data.shopworld_path() == config.ROOT / "datasets" / "shopworld"

@@ -179,3 +179,17 @@ def test_cold_start_split_has_no_training_data_for_cold_items():
     assert len(cold) > 100
     with pytest.raises(DataError, match="catalogue does not have"):
         pp.cold_start_split(ev.assign(item_id=ev["item_id"] + 10_000), cat, cutoff)
+
+
+def test_dirt_profile_measures_injected_dirt_and_zero_after_cleaning(cleaned):
+    cat, _, ev, _ = cleaned
+    raw_ev, raw_cat = data.load_shopworld("raw_events"), data.load_shopworld("raw_catalogue")
+    d = data.dirt_truth()
+    before = pp.dirt_profile(raw_ev, raw_cat)
+    assert before["duplicate events"] == d["duplicate_events"]
+    assert before["orphan events"] == d["orphan_events"]
+    assert before["bot users"] == len(d["bot_user_ids"])
+    assert before["duplicate catalogue rows"] == len(d["duplicated_items"])
+    assert before["price > 20x category median"] == len(d["price_in_cents_items"])
+    assert before["event_type not canonical"] > 0 and before["rows out of time order"] > 0
+    assert (pp.dirt_profile(ev, cat) == 0).all()
