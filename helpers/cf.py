@@ -1,0 +1,478 @@
+"""Collaborative filtering, small and readable: baselines, neighbourhoods, factorisation, BPR.
+
+Every model shares one interface:
+
+    model = BiasedMF(n_factors=32).fit(train)          # DataFrame: user_id, item_id[, rating]
+    model.predict(test.user_id, test.item_id)          # rating models: predicted ratings
+    model.recommend([1, 2, 3], k=10)                   # DataFrame: user_id, item_id, rank, score
+    model.scores(user_idx)                             # (n_users, n_items) scores for ranking
+
+``recommend`` never returns an item the user already has in the training data, and answers an
+unknown user with the most popular items, saying so in a warning.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from .data import DataError, require_columns
+from .preprocess import IdMap, build_id_map
+
+__all__ = ["Recommender", "GlobalMean", "Biases", "MostPopular", "KNN", "BiasedMF", "BPR"]
+
+
+def _torch_csr(m: sp.csr_matrix) -> torch.Tensor:
+    import warnings as _w
+
+    m = m.tocsr()
+    with _w.catch_warnings():  # torch flags sparse CSR support as beta
+        _w.simplefilter("ignore", UserWarning)
+        return _torch_csr_tensor(m)
+
+
+def _torch_csr_tensor(m):
+    return torch.sparse_csr_tensor(torch.as_tensor(m.indptr, dtype=torch.int64),
+                                   torch.as_tensor(m.indices, dtype=torch.int64),
+                                   torch.as_tensor(m.data, dtype=torch.float32), m.shape)
+
+
+class Recommender:
+    """Shared plumbing: ID maps, the training matrix, popularity, ``recommend``."""
+
+    explicit = False  # rating models need a rating column without NaN
+
+    def __init__(self, col_user: str = "user_id", col_item: str = "item_id",
+                 col_rating: str = "rating"):
+        self.col_user, self.col_item, self.col_rating = col_user, col_item, col_rating
+
+    # -- data ----------------------------------------------------------------------------
+    def _prepare(self, df: pd.DataFrame, user_map: IdMap | None, item_map: IdMap | None):
+        cols = [self.col_user, self.col_item] + ([self.col_rating] if self.explicit else [])
+        require_columns(df, cols, "the training data")
+        if len(df) == 0:
+            raise DataError(f"{type(self).__name__}.fit got no interactions: the training data "
+                            "is empty (check your split and filters).")
+        if self.explicit and df[self.col_rating].isna().any():
+            raise DataError(f"{int(df[self.col_rating].isna().sum())} training ratings are NaN; "
+                            "keep only rated interactions (e.g. purchases) to fit "
+                            f"{type(self).__name__}.")
+        self.user_map = user_map or build_id_map(df[self.col_user])
+        self.item_map = item_map or build_id_map(df[self.col_item])
+        self.u = self.user_map.encode(df[self.col_user], "user")
+        self.i = self.item_map.encode(df[self.col_item], "item")
+        n_u, n_i = len(self.user_map), len(self.item_map)
+        self.r = (df[self.col_rating].to_numpy(np.float64) if self.explicit
+                  else np.ones(len(df)))
+        self.seen = sp.csr_matrix((np.ones(len(df)), (self.u, self.i)), shape=(n_u, n_i))
+        self.seen.data[:] = 1.0  # repeated pairs count once
+        self.popularity = np.asarray(self.seen.sum(0)).ravel()
+        return self
+
+    def _rating_matrix(self):
+        m = sp.csr_matrix((self.r, (self.u, self.i)), shape=self.seen.shape)
+        m.sum_duplicates()
+        return m
+
+    # -- interface -------------------------------------------------------------------------
+    def fit(self, df: pd.DataFrame, user_map: IdMap | None = None,
+            item_map: IdMap | None = None):
+        raise NotImplementedError
+
+    def scores(self, user_idx: np.ndarray) -> np.ndarray:
+        """Ranking scores ``(len(user_idx), n_items)``; higher is better."""
+        raise NotImplementedError
+
+    def predict(self, users, items) -> np.ndarray:
+        """Predicted ratings for (user, item) pairs of raw IDs (rating models only)."""
+        raise TypeError(f"{type(self).__name__} ranks items but does not predict ratings.")
+
+    def recommend(self, users, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """Top-``k`` items per user as a DataFrame (user, item, rank 1..k, score).
+
+        ``k`` larger than the catalogue is clipped to its size (with a warning); ``k < 1`` is an
+        error. Unknown users get the most popular items, and a warning says how many.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise DataError(f"k must be a positive integer, got {k!r}")
+        n_items = len(self.item_map)
+        if k > n_items:
+            warnings.warn(f"k={k} is larger than the catalogue ({n_items} items); returning "
+                          f"{n_items}.", stacklevel=2)
+            k = n_items
+        users = pd.Index(pd.unique(np.asarray(users)))
+        idx = self.user_map._index.get_indexer(users)
+        known = idx >= 0
+        frames = []
+        if known.any():
+            s = self.scores(idx[known]).astype(np.float64)
+            if exclude_seen:
+                s[self.seen[idx[known]].toarray() > 0] = -np.inf
+            top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+            frames.append(self._frame(users[known], top, np.take_along_axis(s, top, 1)))
+        if (~known).any():
+            warnings.warn(f"{int((~known).sum())} user(s) not seen in training (e.g. "
+                          f"{list(users[~known][:3])}): recommending the most popular items "
+                          "to them instead.", stacklevel=2)
+            top = np.argsort(-self.popularity, kind="stable")[:k]
+            n = int((~known).sum())
+            frames.append(self._frame(users[~known], np.tile(top, (n, 1)),
+                                      np.tile(self.popularity[top], (n, 1))))
+        return pd.concat(frames, ignore_index=True)
+
+    def _frame(self, users, top, score):
+        n, k = top.shape
+        return pd.DataFrame({self.col_user: np.repeat(np.asarray(users), k),
+                             self.col_item: self.item_map.decode(top.ravel()),
+                             "rank": np.tile(np.arange(1, k + 1), n),
+                             "score": score.ravel()})
+
+    def _pairs(self, users, items):
+        users, items = np.asarray(users), np.asarray(items)
+        if users.shape != items.shape:
+            raise DataError(f"users and items must pair up, got {users.shape} and {items.shape}")
+        u = self.user_map._index.get_indexer(users)
+        i = self.item_map._index.get_indexer(items)
+        return u, i
+
+
+# ----------------------------------------------------------------------------- baselines
+class GlobalMean(Recommender):
+    """Predict the training mean for everyone: the floor every model must beat."""
+
+    explicit = True
+
+    def fit(self, df, user_map=None, item_map=None):
+        self._prepare(df, user_map, item_map)
+        self.mu = float(self.r.mean())
+        return self
+
+    def predict(self, users, items):
+        u, _ = self._pairs(users, items)
+        return np.full(len(u), self.mu)
+
+    def scores(self, user_idx):
+        return np.tile(self.popularity, (len(user_idx), 1))
+
+
+class Biases(Recommender):
+    """``r̂ = μ + b_u + b_i``, fitted by alternating regularised means.
+
+    ``b_i = Σ_u (r − μ − b_u) / (λ_i + n_i)``, ``b_u = Σ_i (r − μ − b_i) / (λ_u + n_u)``.
+    Unknown users or items get a bias of 0.
+    """
+
+    explicit = True
+
+    def __init__(self, reg_user: float = 15.0, reg_item: float = 10.0, n_iter: int = 10, **kw):
+        super().__init__(**kw)
+        self.reg_user, self.reg_item, self.n_iter = reg_user, reg_item, n_iter
+
+    def fit(self, df, user_map=None, item_map=None):
+        self._prepare(df, user_map, item_map)
+        self.mu = float(self.r.mean())
+        n_u, n_i = self.seen.shape
+        self.bu, self.bi = np.zeros(n_u), np.zeros(n_i)
+        cnt_u = np.bincount(self.u, minlength=n_u)
+        cnt_i = np.bincount(self.i, minlength=n_i)
+        for _ in range(self.n_iter):
+            res = self.r - self.mu - self.bu[self.u]
+            self.bi = np.bincount(self.i, res, n_i) / (self.reg_item + cnt_i)
+            res = self.r - self.mu - self.bi[self.i]
+            self.bu = np.bincount(self.u, res, n_u) / (self.reg_user + cnt_u)
+        return self
+
+    def baseline(self, u_idx, i_idx):
+        bu = np.where(u_idx >= 0, self.bu[np.maximum(u_idx, 0)], 0.0)
+        bi = np.where(i_idx >= 0, self.bi[np.maximum(i_idx, 0)], 0.0)
+        return self.mu + bu + bi
+
+    def predict(self, users, items):
+        return self.baseline(*self._pairs(users, items))
+
+    def scores(self, user_idx):
+        return np.tile(self.bi, (len(user_idx), 1))
+
+
+class MostPopular(Recommender):
+    """Rank items by how many training users interacted with them."""
+
+    def fit(self, df, user_map=None, item_map=None):
+        return self._prepare(df, user_map, item_map)
+
+    def scores(self, user_idx):
+        return np.tile(self.popularity, (len(user_idx), 1)).astype(np.float64)
+
+
+# ----------------------------------------------------------------------------- neighbourhoods
+def _top_k_rows(sim: np.ndarray, k: int) -> sp.csr_matrix:
+    """Keep the ``k`` largest entries of each row (a dense similarity matrix) as sparse."""
+    n = sim.shape[0]
+    k = min(k, sim.shape[1])
+    cols = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(sim, cols, 1)
+    keep = vals > 0
+    rows = np.repeat(np.arange(n), k)[keep.ravel()]
+    return sp.csr_matrix((vals.ravel()[keep.ravel()], (rows, cols.ravel()[keep.ravel()])),
+                         shape=sim.shape)
+
+
+class KNN(Recommender):
+    """Item-based (``kind="item"``) or user-based (``kind="user"``) nearest neighbours.
+
+    Similarity between two items (or users) over their common raters:
+    ``"cosine"`` of the raw vectors, or (explicit ratings only) ``"pearson"`` = cosine of the
+    vectors with the baseline ``μ + b_u + b_i`` removed. ``shrink`` multiplies by ``n_common / (n_common +
+    shrink)``, so pairs that share few raters count less. Only the ``k`` most similar
+    neighbours are kept.
+
+    Ranking (implicit data): ``score(u, i) = Σ_{j ∈ N(i)} s_ij · x_uj`` (item kind).
+    Ratings: ``r̂_ui = b_ui + Σ_{j ∈ N(i) ∩ R(u)} s_ij (r_uj − b_uj) / Σ |s_ij|``.
+    """
+
+    def __init__(self, kind: str = "item", k: int = 40, similarity: str = "cosine",
+                 shrink: float = 100.0, explicit: bool = False, **kw):
+        super().__init__(**kw)
+        if kind not in {"item", "user"}:
+            raise DataError(f"kind must be 'item' or 'user', got {kind!r}")
+        if similarity not in {"cosine", "pearson"}:
+            raise DataError(f"similarity must be 'cosine' or 'pearson', got {similarity!r}")
+        if k < 1:
+            raise DataError("k (neighbours) must be >= 1")
+        if similarity == "pearson" and not explicit:
+            raise DataError("Pearson similarity centres ratings on their baseline, so it needs "
+                            "explicit=True and a rating column; use 'cosine' for implicit data.")
+        self.kind, self.k, self.similarity, self.shrink = kind, k, similarity, shrink
+        self.explicit = explicit
+
+    def fit(self, df, user_map=None, item_map=None):
+        self._prepare(df, user_map, item_map)
+        if self.explicit:
+            self.base = Biases().fit(df, self.user_map, self.item_map)
+            values = self.r - self.base.baseline(self.u, self.i)
+        else:
+            values = self.r.copy()
+        self.residual = sp.csr_matrix((values, (self.u, self.i)), shape=self.seen.shape)
+        self.residual.sum_duplicates()
+        m = self.residual if self.similarity == "pearson" else self._rating_matrix()
+        ent = (m.T if self.kind == "item" else m).tocsr()          # entities x features
+        norms = np.sqrt(np.asarray(ent.multiply(ent).sum(1)).ravel())
+        sim = (ent @ ent.T).toarray() / np.maximum(np.outer(norms, norms), 1e-12)
+        if self.shrink:
+            b = (self.seen.T if self.kind == "item" else self.seen).tocsr()
+            common = (b @ b.T).toarray()
+            sim *= common / (common + self.shrink)
+        np.fill_diagonal(sim, 0.0)
+        self.neighbours = _top_k_rows(sim, self.k)
+        return self
+
+    def scores(self, user_idx):
+        x = self.seen[user_idx] if not self.explicit else self._rating_matrix()[user_idx]
+        if self.kind == "item":
+            return np.asarray((x @ self.neighbours.T).todense())
+        return np.asarray((self.neighbours[user_idx] @ self.seen).todense())
+
+    def predict(self, users, items):
+        if not self.explicit:
+            raise TypeError("This KNN was fitted on implicit data; use explicit=True to "
+                            "predict ratings.")
+        u, i = self._pairs(users, items)
+        pred = self.base.baseline(u, i)
+        ok = (u >= 0) & (i >= 0)
+        mask = self.seen
+        if self.kind == "item":
+            s, a, w = self.neighbours[i[ok]], self.residual[u[ok]], mask[u[ok]]
+        else:
+            s, a, w = self.neighbours[u[ok]], self.residual.T.tocsr()[i[ok]], mask.T.tocsr()[i[ok]]
+        num = np.asarray(s.multiply(a).sum(1)).ravel()
+        den = np.asarray(abs(s).multiply(w).sum(1)).ravel()
+        pred[ok] += np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)
+        return pred
+
+
+# ----------------------------------------------------------------------------- factorisation
+class BiasedMF(Recommender):
+    """Biased matrix factorisation: ``r̂_ui = μ + b_u + b_i + p_u · q_i``.
+
+    Loss: ``Σ (r_ui − r̂_ui)² + λ (‖p_u‖² + ‖q_i‖² + b_u² + b_i²)`` over observed ratings.
+    ``solver="adam"`` takes full-batch gradient steps with Adam; ``solver="als"`` alternates
+    exact ridge solves for all users, then all items (biases folded into the factors).
+    Predictions are clipped to the rating range seen in training.
+    """
+
+    explicit = True
+
+    def __init__(self, n_factors: int = 32, reg: float = 0.05, solver: str = "adam",
+                 n_epochs: int = 200, lr: float = 0.05, seed: int = 0, **kw):
+        super().__init__(**kw)
+        if solver not in {"adam", "als"}:
+            raise DataError(f"solver must be 'adam' or 'als', got {solver!r}")
+        self.n_factors, self.reg, self.solver = n_factors, reg, solver
+        self.n_epochs, self.lr, self.seed = n_epochs, lr, seed
+        self.history: list[float] = []
+
+    def fit(self, df, user_map=None, item_map=None, valid: pd.DataFrame | None = None):
+        """Fit; if ``valid`` is given, ``history_valid`` records its RMSE per epoch."""
+        self._prepare(df, user_map, item_map)
+        self.mu = float(self.r.mean())
+        self.r_min, self.r_max = float(self.r.min()), float(self.r.max())
+        gen = torch.Generator().manual_seed(self.seed)
+        n_u, n_i = self.seen.shape
+        self.P = torch.randn(n_u, self.n_factors, generator=gen, dtype=torch.float64) * 0.1
+        self.Q = torch.randn(n_i, self.n_factors, generator=gen, dtype=torch.float64) * 0.1
+        self.bu = torch.zeros(n_u, dtype=torch.float64)
+        self.bi = torch.zeros(n_i, dtype=torch.float64)
+        self.history, self.history_valid = [], []
+        vu = vi = vr = None
+        if valid is not None:
+            vu, vi = self._pairs(valid[self.col_user], valid[self.col_item])
+            vr = valid[self.col_rating].to_numpy(np.float64)
+        (self._fit_als if self.solver == "als" else self._fit_adam)(vu, vi, vr)
+        return self
+
+    def _loss_terms(self, u, i, r):
+        pred = self.mu + self.bu[u] + self.bi[i] + (self.P[u] * self.Q[i]).sum(1)
+        return pred, ((r - pred) ** 2).mean()
+
+    def _record(self, vu, vi, vr):
+        if vr is not None:
+            self.history_valid.append(float(np.sqrt(np.mean(
+                (self._predict_idx(vu, vi) - vr) ** 2))))
+
+    def _fit_adam(self, vu, vi, vr):
+        u, i = torch.as_tensor(self.u), torch.as_tensor(self.i)
+        r = torch.as_tensor(self.r)
+        params = [self.P, self.Q, self.bu, self.bi]
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(params, lr=self.lr)
+        for _ in range(self.n_epochs):
+            opt.zero_grad()
+            pred, mse = self._loss_terms(u, i, r)
+            reg = self.reg * ((self.P[u] ** 2).sum(1) + (self.Q[i] ** 2).sum(1)
+                              + self.bu[u] ** 2 + self.bi[i] ** 2).mean()
+            (mse + reg).backward()
+            opt.step()
+            self.history.append(float(mse.detach().sqrt()))
+            self._record(vu, vi, vr)
+        for p in params:
+            p.requires_grad_(False)
+
+    def _fit_als(self, vu, vi, vr):
+        r = self.r - self.mu
+        n_u, n_i = self.seen.shape
+        lam_u = self.reg * np.maximum(np.bincount(self.u, minlength=n_u), 1)
+        lam_i = self.reg * np.maximum(np.bincount(self.i, minlength=n_i), 1)
+        rows = sp.csr_matrix((np.ones(len(r)), (self.u, self.i)), shape=(n_u, n_i))
+        P, Q = self.P.numpy(), self.Q.numpy()
+        bu, bi = self.bu.numpy(), self.bi.numpy()
+        for _ in range(self.n_epochs):
+            # users: solve for [p_u, b_u] with items' [q_i, 1] fixed, target r − μ − b_i
+            xu = self._ridge(rows, np.hstack([Q, np.ones((n_i, 1))]), r - bi[self.i],
+                             self.u, self.i, lam_u)
+            P, bu = xu[:, :-1], xu[:, -1]
+            xi = self._ridge(rows.T.tocsr(), np.hstack([P, np.ones((n_u, 1))]),
+                             r - bu[self.u], self.i, self.u, lam_i)
+            Q, bi = xi[:, :-1], xi[:, -1]
+            self.P, self.Q = torch.as_tensor(P), torch.as_tensor(Q)
+            self.bu, self.bi = torch.as_tensor(bu), torch.as_tensor(bi)
+            pred = self.mu + bu[self.u] + bi[self.i] + (P[self.u] * Q[self.i]).sum(1)
+            self.history.append(float(np.sqrt(np.mean((self.r - pred) ** 2))))
+            self._record(vu, vi, vr)
+
+    @staticmethod
+    def _ridge(rows, x, y, group, other, lam):
+        """For every group g (a user, or an item): argmin_w Σ_{j ∈ g} (y_j − x_j·w)² + λ_g ‖w‖².
+
+        ``rows`` is the binary group × other matrix; ``x`` the fixed side's features. The Gram
+        matrices Σ_j x_j x_jᵀ of all groups come from one sparse product with the per-row
+        outer products, and the right-hand sides Σ_j y_j x_j from a second.
+        """
+        d = x.shape[1]
+        xt = torch.as_tensor(x, dtype=torch.float32)
+        outer = (xt[:, :, None] * xt[:, None, :]).reshape(len(x), d * d)
+        gram = torch.sparse.mm(_torch_csr(rows), outer).reshape(-1, d, d).double()
+        gram.diagonal(dim1=1, dim2=2).add_(torch.as_tensor(lam)[:, None])
+        values = sp.csr_matrix((y, (group, other)), shape=rows.shape)
+        rhs = torch.as_tensor(values @ x)
+        chol, _ = torch.linalg.cholesky_ex(gram)
+        return torch.cholesky_solve(rhs[:, :, None], chol)[:, :, 0].numpy()
+
+    def _predict_idx(self, u, i):
+        known_u, known_i = u >= 0, i >= 0
+        uu, ii = torch.as_tensor(np.maximum(u, 0)), torch.as_tensor(np.maximum(i, 0))
+        dot = (self.P[uu] * self.Q[ii]).sum(1).numpy() * (known_u & known_i)
+        pred = (self.mu + self.bu[uu].numpy() * known_u + self.bi[ii].numpy() * known_i + dot)
+        return np.clip(pred, self.r_min, self.r_max)
+
+    def predict(self, users, items):
+        return self._predict_idx(*self._pairs(users, items))
+
+    def scores(self, user_idx):
+        idx = torch.as_tensor(user_idx)
+        return (self.P[idx] @ self.Q.T + self.bi[None, :]).numpy()
+
+
+class BPR(Recommender):
+    """Bayesian personalised ranking for implicit feedback (Rendle et al., 2009).
+
+    Score ``x_ui = p_u · q_i + b_i``. For each observed (u, i) draw an item j the user has not
+    interacted with and maximise ``log σ(x_ui − x_uj)`` minus L2 regularisation, by Adam on
+    mini-batches.
+    """
+
+    def __init__(self, n_factors: int = 64, reg: float = 1e-4, n_epochs: int = 30,
+                 lr: float = 0.01, batch_size: int = 2048, seed: int = 0, **kw):
+        super().__init__(**kw)
+        self.n_factors, self.reg, self.n_epochs = n_factors, reg, n_epochs
+        self.lr, self.batch_size, self.seed = lr, batch_size, seed
+        self.history: list[float] = []
+
+    def fit(self, df, user_map=None, item_map=None):
+        from tqdm.auto import tqdm
+
+        self._prepare(df, user_map, item_map)
+        pairs = np.unique(np.stack([self.u, self.i], 1), axis=0)
+        n_u, n_i = self.seen.shape
+        gen = torch.Generator().manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        self.P = torch.nn.Parameter(torch.randn(n_u, self.n_factors, generator=gen) * 0.05)
+        self.Q = torch.nn.Parameter(torch.randn(n_i, self.n_factors, generator=gen) * 0.05)
+        self.b = torch.nn.Parameter(torch.zeros(n_i))
+        opt = torch.optim.Adam([self.P, self.Q, self.b], lr=self.lr)
+        seen = self.seen.tocsr()
+        self.history = []
+        for _ in tqdm(range(self.n_epochs), desc="BPR epochs", leave=False,
+                      disable=self.n_epochs < 20):
+            order = rng.permutation(len(pairs))
+            neg = rng.integers(0, n_i, len(pairs))
+            # resample negatives that the user has seen (a few rounds suffice: data is sparse)
+            for _ in range(5):
+                bad = np.asarray(seen[pairs[order, 0], neg].todense()).ravel() > 0
+                if not bad.any():
+                    break
+                neg[bad] = rng.integers(0, n_i, int(bad.sum()))
+            total = 0.0
+            for lo in range(0, len(pairs), self.batch_size):
+                sl = order[lo:lo + self.batch_size]
+                u = torch.as_tensor(pairs[sl, 0])
+                i = torch.as_tensor(pairs[sl, 1])
+                j = torch.as_tensor(neg[lo:lo + self.batch_size])
+                pu, qi, qj = self.P[u], self.Q[i], self.Q[j]
+                diff = (pu * (qi - qj)).sum(1) + self.b[i] - self.b[j]
+                loss = -torch.nn.functional.logsigmoid(diff).mean() + self.reg * (
+                    pu.pow(2).sum(1) + qi.pow(2).sum(1) + qj.pow(2).sum(1)).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss) * len(sl)
+            self.history.append(total / len(pairs))
+        return self
+
+    def scores(self, user_idx):
+        with torch.no_grad():
+            idx = torch.as_tensor(user_idx)
+            return (self.P[idx] @ self.Q.T + self.b[None, :]).numpy()

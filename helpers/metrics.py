@@ -1,0 +1,190 @@
+"""Metrics for recommendations: rating error and top-k ranking quality.
+
+Rating metrics take aligned arrays. Ranking metrics take each user's top-k list and the set of
+items that user actually interacted with in the test data (binary relevance):
+
+    top = model.recommend(users, k=10)                          # (n_users, 10) item indices
+    ranking_metrics(top, relevant, k=10, n_items=n_items)        # dict of means
+
+Conventions (state them when you report numbers):
+- a user with no relevant test items is left out of the averages (their metric is undefined);
+- NDCG uses binary gains and log2 discounts, ideal DCG from min(|relevant|, k) hits;
+- recall divides by |relevant| (not min(|relevant|, k));
+- ties in scores are broken towards the lower item index (``rank_from_scores``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .data import DataError, require_columns
+
+__all__ = ["rmse", "mae", "rank_from_scores", "hits_at_k", "precision_at_k", "recall_at_k",
+           "ndcg_at_k", "mrr_at_k", "hit_rate_at_k", "catalogue_coverage", "ranking_metrics",
+           "evaluate_ranking"]
+
+
+def _aligned(y_true, y_pred):
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    if t.shape != p.shape or t.ndim != 1:
+        raise DataError(f"y_true and y_pred must be 1-D and the same length, got shapes "
+                        f"{t.shape} and {p.shape}.")
+    if t.size == 0:
+        raise DataError("No ratings to score: y_true is empty.")
+    if np.isnan(t).any() or np.isnan(p).any():
+        raise DataError("NaN in y_true or y_pred: a model predicted NaN, or test data has "
+                        "missing ratings. Fix that first; metrics never skip rows silently.")
+    return t, p
+
+
+def rmse(y_true, y_pred) -> float:
+    """Root mean squared error."""
+    t, p = _aligned(y_true, y_pred)
+    return float(np.sqrt(np.mean((t - p) ** 2)))
+
+
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error."""
+    t, p = _aligned(y_true, y_pred)
+    return float(np.mean(np.abs(t - p)))
+
+
+def rank_from_scores(scores, k: int, exclude=None) -> np.ndarray:
+    """Top-``k`` item indices per row of ``scores`` (``(n_users, n_items)``), best first.
+
+    ``exclude``: optional boolean mask or scipy sparse matrix of the same shape; excluded
+    items (e.g. seen in training) are never returned. Ties go to the lower item index.
+    ``k`` larger than the number of items is clipped to it.
+    """
+    s = np.array(scores, dtype=np.float64, copy=True)
+    if s.ndim != 2:
+        raise DataError(f"scores must be 2-D (users x items), got shape {s.shape}")
+    _check_k(k)
+    if exclude is not None:
+        mask = exclude.toarray() if hasattr(exclude, "toarray") else np.asarray(exclude)
+        if mask.shape != s.shape:
+            raise DataError(f"exclude has shape {mask.shape}, scores {s.shape}")
+        s[mask.astype(bool)] = -np.inf
+    k = min(k, s.shape[1])
+    # stable sort on -score keeps the lower index first among equal scores
+    part = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return part
+
+
+def _check_k(k):
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise DataError(f"k must be a positive integer, got {k!r}")
+
+
+def hits_at_k(top: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(hits, n_relevant)``: ``hits[u, r]`` is True when the item at rank ``r`` of user
+    ``u``'s list is relevant; ``n_relevant[u] = |relevant[u]|``.
+
+    ``relevant`` is a sequence of sets (one per row of ``top``).
+    """
+    _check_k(k)
+    top = np.asarray(top)
+    if top.ndim != 2:
+        raise DataError(f"top must be 2-D (users x ranks), got shape {top.shape}")
+    if len(relevant) != len(top):
+        raise DataError(f"relevant has {len(relevant)} entries but top has {len(top)} rows: "
+                        "one set of relevant items per user, in the same order.")
+    top = top[:, :k]
+    hits = np.array([[item in rel for item in row] for row, rel in zip(top, relevant)],
+                    dtype=bool).reshape(top.shape)
+    n_rel = np.array([len(rel) for rel in relevant])
+    return hits, n_rel
+
+
+def _mean_over_users(values: np.ndarray, n_rel: np.ndarray) -> float:
+    ok = n_rel > 0
+    if not ok.any():
+        raise DataError("No user has any relevant item in the test data; nothing to score.")
+    return float(values[ok].mean())
+
+
+def precision_at_k(top, relevant, k: int) -> float:
+    """Share of the top-k that is relevant, averaged over users with relevant items."""
+    hits, n_rel = hits_at_k(top, relevant, k)
+    return _mean_over_users(hits.sum(1) / k, n_rel)
+
+
+def recall_at_k(top, relevant, k: int) -> float:
+    """Share of a user's relevant items found in their top-k, averaged over users."""
+    hits, n_rel = hits_at_k(top, relevant, k)
+    return _mean_over_users(hits.sum(1) / np.maximum(n_rel, 1), n_rel)
+
+
+def _dcg(hits: np.ndarray) -> np.ndarray:
+    discounts = 1.0 / np.log2(np.arange(2, hits.shape[1] + 2))
+    return (hits * discounts).sum(1)
+
+
+def ndcg_at_k(top, relevant, k: int) -> float:
+    """Normalised discounted cumulative gain with binary relevance.
+
+    ``DCG = Σ_r rel_r / log2(r + 1)`` over ranks r = 1..k; divided by the DCG of a perfect list.
+    """
+    hits, n_rel = hits_at_k(top, relevant, k)
+    ideal = np.zeros_like(hits, dtype=float)
+    for u, n in enumerate(np.minimum(n_rel, hits.shape[1])):
+        ideal[u, :n] = 1
+    idcg = _dcg(ideal)
+    return _mean_over_users(_dcg(hits) / np.where(idcg > 0, idcg, 1), n_rel)
+
+
+def mrr_at_k(top, relevant, k: int) -> float:
+    """Mean reciprocal rank of the first relevant item in the top-k (0 if none)."""
+    hits, n_rel = hits_at_k(top, relevant, k)
+    first = np.where(hits.any(1), hits.argmax(1) + 1, np.inf)
+    return _mean_over_users(1.0 / first, n_rel)
+
+
+def hit_rate_at_k(top, relevant, k: int) -> float:
+    """Share of users with at least one relevant item in their top-k (HR@k)."""
+    hits, n_rel = hits_at_k(top, relevant, k)
+    return _mean_over_users(hits.any(1).astype(float), n_rel)
+
+
+def catalogue_coverage(top, n_items: int) -> float:
+    """Share of the catalogue that appears in anyone's top-k list."""
+    if n_items < 1:
+        raise DataError("n_items must be positive")
+    return len(np.unique(np.asarray(top))) / n_items
+
+
+def ranking_metrics(top, relevant, k: int, n_items: int | None = None) -> dict[str, float]:
+    """Precision, recall, NDCG, MRR and hit rate at k (and coverage if ``n_items`` given)."""
+    out = {f"precision@{k}": precision_at_k(top, relevant, k),
+           f"recall@{k}": recall_at_k(top, relevant, k),
+           f"ndcg@{k}": ndcg_at_k(top, relevant, k),
+           f"mrr@{k}": mrr_at_k(top, relevant, k),
+           f"hr@{k}": hit_rate_at_k(top, relevant, k)}
+    if n_items is not None:
+        out["coverage"] = catalogue_coverage(np.asarray(top)[:, :k], n_items)
+    return out
+
+
+def evaluate_ranking(recommendations: pd.DataFrame, test: pd.DataFrame, k: int, *,
+                     col_user: str = "user_id", col_item: str = "item_id",
+                     col_rank: str = "rank", n_items: int | None = None) -> dict[str, float]:
+    """Ranking metrics from DataFrames: ``recommendations`` (user, item, rank 1..k) and
+    ``test`` (user, item) pairs. Users in ``test`` without recommendations count as misses."""
+    require_columns(recommendations, [col_user, col_item, col_rank], "recommendations")
+    require_columns(test, [col_user, col_item], "test")
+    if len(test) == 0:
+        raise DataError("test is empty")
+    users = np.sort(test[col_user].unique())
+    recs = recommendations[recommendations[col_rank] <= k].sort_values([col_user, col_rank])
+    by_user = recs.groupby(col_user)[col_item].apply(list)
+    width = max(k, 1)
+    top = np.full((len(users), width), -1, dtype=object)
+    for row, u in enumerate(users):
+        items = by_user.get(u, [])
+        top[row, :len(items)] = items[:width]
+    relevant = test.groupby(col_user)[col_item].apply(set).reindex(users).tolist()
+    result = ranking_metrics(top, relevant, k)
+    if n_items is not None:
+        result["coverage"] = recs[col_item].nunique() / n_items
+    return result
