@@ -121,7 +121,9 @@ class Recommender:
             n = int((~known).sum())
             frames.append(self._frame(users[~known], np.tile(top, (n, 1)),
                                       np.tile(self.popularity[top], (n, 1))))
-        return pd.concat(frames, ignore_index=True)
+        out = pd.concat(frames, ignore_index=True)
+        # a user with fewer than k unseen items gets a shorter list, never a seen item
+        return out[np.isfinite(out["score"])].reset_index(drop=True)
 
     def _frame(self, users, top, score):
         n, k = top.shape
@@ -344,7 +346,7 @@ class BiasedMF(Recommender):
 
     def _fit_adam(self, vu, vi, vr):
         u, i = torch.as_tensor(self.u), torch.as_tensor(self.i)
-        r = torch.as_tensor(self.r)
+        r = torch.tensor(self.r)
         params = [self.P, self.Q, self.bu, self.bi]
         for p in params:
             p.requires_grad_(True)
@@ -451,7 +453,7 @@ class BPR(Recommender):
             neg = rng.integers(0, n_i, len(pairs))
             # resample negatives that the user has seen (a few rounds suffice: data is sparse)
             for _ in range(5):
-                bad = np.asarray(seen[pairs[order, 0], neg].todense()).ravel() > 0
+                bad = np.asarray(seen[pairs[order, 0], neg]).ravel() > 0
                 if not bad.any():
                     break
                 neg[bad] = rng.integers(0, n_i, int(bad.sum()))
@@ -468,7 +470,7 @@ class BPR(Recommender):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(sl)
+                total += float(loss.detach()) * len(sl)
             self.history.append(total / len(pairs))
         return self
 

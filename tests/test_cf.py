@@ -1,0 +1,146 @@
+"""CF models on tiny hand-checked cases and against independent references."""
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn.linear_model import Ridge
+from sklearn.metrics.pairwise import cosine_similarity
+
+from helpers import cf
+from helpers.data import DataError
+from helpers.preprocess import build_id_map
+
+
+def _additive(n_u=12, n_i=9, seed=0):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0, 0.5, n_u), rng.normal(0, 0.5, n_i)
+    u, i = np.meshgrid(np.arange(n_u), np.arange(n_i), indexing="ij")
+    return pd.DataFrame({"user_id": u.ravel() + 1, "item_id": i.ravel() + 101,
+                         "rating": 3.0 + a[u.ravel()] + b[i.ravel()]})
+
+
+def test_biases_recover_an_additive_model_exactly():
+    df = _additive()
+    m = cf.Biases(reg_user=0, reg_item=0, n_iter=50).fit(df)
+    np.testing.assert_allclose(m.predict(df.user_id, df.item_id), df.rating, atol=1e-8)
+    # unknown user: global mean plus the item bias only
+    assert m.predict([999], [101])[0] == pytest.approx(m.mu + m.bi[0])
+
+
+def test_als_ridge_step_matches_sklearn_ridge():
+    rng = np.random.default_rng(1)
+    n_groups, n_other, d = 5, 8, 3
+    mask = rng.random((n_groups, n_other)) < 0.7
+    g, o = np.nonzero(mask)
+    x, y = rng.normal(size=(n_other, d)), rng.normal(size=len(g))
+    lam = np.full(n_groups, 0.3)
+    rows = sp.csr_matrix((np.ones(len(g)), (g, o)), shape=(n_groups, n_other))
+    w = cf.BiasedMF._ridge(rows, x, y, g, o, lam)
+    for grp in range(n_groups):
+        sel = g == grp
+        ref = Ridge(alpha=0.3, fit_intercept=False).fit(x[o[sel]], y[sel]).coef_
+        np.testing.assert_allclose(w[grp], ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("solver,kwargs", [("als", dict(n_epochs=20, reg=0.01)),
+                                           ("adam", dict(n_epochs=400, reg=1e-4, lr=0.05))])
+def test_biased_mf_learns_a_low_rank_matrix(solver, kwargs):
+    rng = np.random.default_rng(2)
+    P, Q = rng.normal(size=(60, 2)), rng.normal(size=(40, 2))
+    full = 3 + 0.6 * P @ Q.T
+    u, i = np.nonzero(rng.random(full.shape) < 0.6)
+    df = pd.DataFrame({"user_id": u, "item_id": i, "rating": full[u, i]})
+    held = np.nonzero(rng.random(full.shape) < 0.1)
+    m = cf.BiasedMF(n_factors=2, solver=solver, **kwargs).fit(df)
+    pred = m.predict(held[0], held[1])
+    known = np.isin(held[0], u) & np.isin(held[1], i)
+    rmse = np.sqrt(np.mean((pred[known] - full[held][known]) ** 2))
+    assert rmse < 0.15, rmse
+    assert m.history[-1] < m.history[0]
+
+
+def test_item_knn_similarity_matches_sklearn_cosine():
+    rng = np.random.default_rng(3)
+    dense = (rng.random((30, 12)) < 0.3).astype(float)
+    u, i = np.nonzero(dense)
+    df = pd.DataFrame({"user_id": u, "item_id": i})
+    m = cf.KNN("item", k=11, similarity="cosine", shrink=0).fit(df)
+    ref = cosine_similarity(dense.T)
+    np.fill_diagonal(ref, 0)
+    cols = build_id_map(i).ids
+    np.testing.assert_allclose(m.neighbours.toarray(), ref[np.ix_(cols, cols)], atol=1e-12)
+    # implicit scores: the user's row times the neighbour weights
+    s = m.scores(np.array([0]))
+    np.testing.assert_allclose(s[0], dense[0, cols] @ ref[np.ix_(cols, cols)].T, atol=1e-12)
+
+
+def test_item_knn_rating_prediction_by_hand():
+    # items 1 and 2 are rated identically by users 1-3 (similarity 1); user 4 rated item 1 only
+    df = pd.DataFrame({"user_id": [1, 1, 2, 2, 3, 3, 4],
+                       "item_id": [1, 2, 1, 2, 1, 2, 1],
+                       "rating": [5.0, 5.0, 1.0, 1.0, 3.0, 3.0, 5.0]})
+    m = cf.KNN("item", k=5, similarity="cosine", shrink=0, explicit=True).fit(df)
+    base = m.base.baseline(*m._pairs([4], [2]))
+    resid_41 = 5.0 - m.base.baseline(*m._pairs([4], [1]))[0]
+    assert m.predict([4], [2])[0] == pytest.approx(base[0] + resid_41)
+
+
+def test_bpr_separates_two_taste_groups():
+    rng = np.random.default_rng(4)
+    rows = []
+    for user in range(60):
+        group = user % 2
+        items = rng.choice(np.arange(group * 20, group * 20 + 20), size=8, replace=False)
+        rows += [(user, item) for item in items]
+    df = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    m = cf.BPR(n_factors=8, n_epochs=40, lr=0.05, seed=0).fit(df)
+    s = m.scores(np.arange(60))
+    own = np.array([s[u, (u % 2) * 20:(u % 2) * 20 + 20].mean() for u in range(60)])
+    other = np.array([s[u, (1 - u % 2) * 20:(1 - u % 2) * 20 + 20].mean() for u in range(60)])
+    assert (own > other).mean() > 0.95
+    assert m.history[-1] < m.history[0]
+
+
+def test_recommend_excludes_seen_falls_back_for_unknown_users_and_checks_k():
+    df = pd.DataFrame({"user_id": [1, 1, 2, 3, 3, 3], "item_id": [10, 11, 10, 10, 11, 12]})
+    m = cf.MostPopular().fit(df)
+    recs = m.recommend([1], k=2)
+    assert recs["item_id"].tolist()[:1] == [12]
+    assert not set(recs["item_id"]) & {10, 11}
+    with pytest.warns(UserWarning, match="not seen in training"):
+        cold = m.recommend([99], k=2)
+    assert cold["item_id"].tolist() == [10, 11]
+    with pytest.raises(DataError, match="k must be"):
+        m.recommend([1], k=0)
+    with pytest.warns(UserWarning, match="larger than the catalogue"):
+        assert len(m.recommend([2], k=50, exclude_seen=False)) == 3
+
+
+@pytest.mark.parametrize("model", [cf.Biases, cf.BiasedMF, cf.GlobalMean])
+def test_rating_models_refuse_bad_training_data(model):
+    with pytest.raises(DataError, match="empty"):
+        model().fit(pd.DataFrame({"user_id": [], "item_id": [], "rating": []}))
+    with pytest.raises(DataError, match="NaN"):
+        model().fit(pd.DataFrame({"user_id": [1], "item_id": [2], "rating": [np.nan]}))
+    with pytest.raises(DataError, match="missing column"):
+        model().fit(pd.DataFrame({"user_id": [1], "item_id": [2]}))
+
+
+def test_mismatched_id_maps_are_an_error():
+    df = pd.DataFrame({"user_id": [1, 2], "item_id": [10, 20], "rating": [4.0, 3.0]})
+    with pytest.raises(DataError, match=r"Unknown item\(s\) \[20\]"):
+        cf.Biases().fit(df, build_id_map([1, 2]), build_id_map([10]))
+
+
+def test_bad_model_options():
+    with pytest.raises(DataError, match="kind"):
+        cf.KNN(kind="both")
+    with pytest.raises(DataError, match="explicit=True"):
+        cf.KNN(similarity="pearson")
+    with pytest.raises(DataError, match="solver"):
+        cf.BiasedMF(solver="sgd-magic")
+    m = cf.MostPopular().fit(pd.DataFrame({"user_id": [1], "item_id": [1]}))
+    with pytest.raises(TypeError, match="does not predict ratings"):
+        m.predict([1], [1])
