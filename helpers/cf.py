@@ -345,23 +345,24 @@ class BiasedMF(Recommender):
                 (self._predict_idx(vu, vi) - vr) ** 2))))
 
     def _fit_adam(self, vu, vi, vr):
+        from torch.nn.functional import embedding  # a lookup whose backward is fast on CPU
+
         u, i = torch.as_tensor(self.u), torch.as_tensor(self.i)
-        r = torch.tensor(self.r)
-        params = [self.P, self.Q, self.bu, self.bi]
-        for p in params:
-            p.requires_grad_(True)
+        r = torch.tensor(self.r, dtype=torch.float32)
+        params = [t.float().requires_grad_(True) for t in (self.P, self.Q, self.bu, self.bi)]
+        P, Q, bu, bi = params
         opt = torch.optim.Adam(params, lr=self.lr)
         for _ in range(self.n_epochs):
             opt.zero_grad()
-            pred, mse = self._loss_terms(u, i, r)
-            reg = self.reg * ((self.P[u] ** 2).sum(1) + (self.Q[i] ** 2).sum(1)
-                              + self.bu[u] ** 2 + self.bi[i] ** 2).mean()
+            pu, qi = embedding(u, P), embedding(i, Q)
+            b_u, b_i = embedding(u, bu[:, None])[:, 0], embedding(i, bi[:, None])[:, 0]
+            mse = ((r - (self.mu + b_u + b_i + (pu * qi).sum(1))) ** 2).mean()
+            reg = self.reg * ((pu ** 2).sum(1) + (qi ** 2).sum(1) + b_u ** 2 + b_i ** 2).mean()
             (mse + reg).backward()
             opt.step()
+            self.P, self.Q, self.bu, self.bi = (t.detach().double() for t in params)
             self.history.append(float(mse.detach().sqrt()))
             self._record(vu, vi, vr)
-        for p in params:
-            p.requires_grad_(False)
 
     def _fit_als(self, vu, vi, vr):
         r = self.r - self.mu
@@ -406,8 +407,10 @@ class BiasedMF(Recommender):
     def _predict_idx(self, u, i):
         known_u, known_i = u >= 0, i >= 0
         uu, ii = torch.as_tensor(np.maximum(u, 0)), torch.as_tensor(np.maximum(i, 0))
-        dot = (self.P[uu] * self.Q[ii]).sum(1).numpy() * (known_u & known_i)
-        pred = (self.mu + self.bu[uu].numpy() * known_u + self.bi[ii].numpy() * known_i + dot)
+        with torch.no_grad():  # also called mid-training, to record validation error
+            dot = (self.P[uu] * self.Q[ii]).sum(1).numpy() * (known_u & known_i)
+            pred = (self.mu + self.bu[uu].numpy() * known_u + self.bi[ii].numpy() * known_i
+                    + dot)
         return np.clip(pred, self.r_min, self.r_max)
 
     def predict(self, users, items):

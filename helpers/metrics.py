@@ -21,7 +21,7 @@ from .data import DataError, require_columns
 
 __all__ = ["rmse", "mae", "rank_from_scores", "hits_at_k", "precision_at_k", "recall_at_k",
            "ndcg_at_k", "mrr_at_k", "hit_rate_at_k", "catalogue_coverage", "ranking_metrics",
-           "evaluate_ranking"]
+           "evaluate_ranking", "sampled_metrics"]
 
 
 def _aligned(y_true, y_pred):
@@ -188,3 +188,34 @@ def evaluate_ranking(recommendations: pd.DataFrame, test: pd.DataFrame, k: int, 
     if n_items is not None:
         result["coverage"] = recs[col_item].nunique() / n_items
     return result
+
+
+def sampled_metrics(scores, test_items, k: int, n_negatives: int = 100, exclude=None,
+                    seed: int = 0) -> dict[str, float]:
+    """HR@k and NDCG@k of the *sampled* protocol: each user's single held-out item is ranked
+    against ``n_negatives`` random items they never interacted with, not the whole catalogue.
+
+    Common in papers, and misleading: with 100 negatives almost any model looks good and the
+    order of models can change (Krichene & Rendle, 2020). Shown here to compare with full
+    ranking. ``scores``: (n_users, n_items); ``test_items``: one item index per user.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    test_items = np.asarray(test_items)
+    _check_k(k)
+    if s.ndim != 2 or len(test_items) != len(s):
+        raise DataError("scores must be (n_users, n_items) with one test item per user")
+    rng = np.random.default_rng(seed)
+    mask = np.zeros_like(s, dtype=bool) if exclude is None else (
+        exclude.toarray() if hasattr(exclude, "toarray") else np.asarray(exclude)).astype(bool)
+    hits, gains = [], []
+    for u in range(len(s)):
+        allowed = np.flatnonzero(~mask[u])
+        allowed = allowed[allowed != test_items[u]]
+        if len(allowed) < n_negatives:
+            raise DataError(f"user row {u} has only {len(allowed)} possible negatives")
+        neg = rng.choice(allowed, size=n_negatives, replace=False)
+        # rank of the test item among itself + negatives (ties count against it)
+        rank = 1 + int((s[u, neg] >= s[u, test_items[u]]).sum())
+        hits.append(rank <= k)
+        gains.append(1 / np.log2(rank + 1) if rank <= k else 0.0)
+    return {f"hr@{k}": float(np.mean(hits)), f"ndcg@{k}": float(np.mean(gains))}

@@ -124,3 +124,16 @@ def test_evaluate_ranking_from_dataframes():
     out = metrics.evaluate_ranking(recs, test, k=2)
     assert out["hr@2"] == pytest.approx(1 / 3)          # user 3 has no list: a miss
     assert out["mrr@2"] == pytest.approx((1 / 2) / 3)
+
+
+def test_sampled_metrics_rank_against_negatives_only():
+    # 1 user, 6 items; test item 0 scores 0.5; items 1-2 beat it, 3-5 do not
+    scores = np.array([[0.5, 0.9, 0.8, 0.1, 0.2, 0.3]])
+    full = metrics.sampled_metrics(scores, [0], k=1, n_negatives=5)
+    assert full["hr@1"] == 0.0  # all 5 negatives drawn: rank 3
+    out = metrics.sampled_metrics(scores, [0], k=3, n_negatives=5)
+    assert out["hr@3"] == 1.0 and out["ndcg@3"] == pytest.approx(1 / np.log2(4))
+    excl = np.array([[0, 1, 1, 0, 0, 0]], bool)  # seen items are never negatives
+    assert metrics.sampled_metrics(scores, [0], k=1, n_negatives=3, exclude=excl)["hr@1"] == 1.0
+    with pytest.raises(DataError, match="possible negatives"):
+        metrics.sampled_metrics(scores, [0], k=1, n_negatives=4, exclude=excl)

@@ -1,0 +1,85 @@
+"""Exercises of chapter 02 (collaborative filtering), each checked against an independent
+reference: a plain loop, torch autograd, scikit-learn."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import Exercise, Incorrect
+
+_NB = "02_collaborative_filtering.ipynb"
+
+
+def _check_knn_scores(fn) -> str:
+    rng = np.random.default_rng(3)
+    X = (rng.random((6, 9)) < 0.4).astype(float)
+    S = rng.random((9, 9)) * (rng.random((9, 9)) < 0.5)
+    np.fill_diagonal(S, 0)
+    got = np.asarray(fn(X, S))
+    want = np.zeros((6, 9))
+    for u in range(6):
+        for i in range(9):
+            want[u, i] = sum(S[i, j] * X[u, j] for j in range(9))
+    if got.shape != want.shape:
+        raise Incorrect(f"scores should have shape {want.shape} (users x items), got {got.shape}.")
+    if not np.allclose(got, want):
+        u, i = np.unravel_index(np.abs(got - want).argmax(), want.shape)
+        raise Incorrect(f"score[{u}, {i}] should be Σ_j S[{i}, j]·X[{u}, j] = {want[u, i]:.4f}, "
+                        f"got {got[u, i]:.4f}. Check which side S is transposed on.")
+    return "It equals the double loop Σ_j S[i, j]·X[u, j]."
+
+
+def _check_sgd_step(fn) -> str:
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(3):
+        p, q = torch.randn(5, generator=gen), torch.randn(5, generator=gen)
+        bu, bi = torch.randn((), generator=gen), torch.randn((), generator=gen)
+        r, mu, lr, reg = 4.0, 3.5, 0.05, 0.1
+        got = fn(p.clone(), q.clone(), bu.clone(), bi.clone(), r, mu, lr, reg)
+        if not (isinstance(got, tuple) and len(got) == 4):
+            raise Incorrect("return the four updated values (p, q, bu, bi) as a tuple.")
+        # reference: one gradient step of ½e² + ½λ(‖p‖² + ‖q‖² + bu² + bi²) by autograd
+        params = [t.clone().requires_grad_(True) for t in (p, q, bu, bi)]
+        e = r - (mu + params[2] + params[3] + params[0] @ params[1])
+        loss = 0.5 * e ** 2 + 0.5 * reg * sum((t ** 2).sum() for t in params)
+        grads = torch.autograd.grad(loss, params)
+        want = [t.detach() - lr * g for t, g in zip(params, grads)]
+        for name, g, w in zip(("p", "q", "bu", "bi"), got, want):
+            if not torch.allclose(torch.as_tensor(g, dtype=w.dtype), w, atol=1e-6):
+                raise Incorrect(f"the updated {name} differs from a gradient step "
+                                f"(expected {w.numpy().round(4)}, got "
+                                f"{np.asarray(g).round(4)}). Use the OLD p when updating q.")
+    return "It equals one autograd gradient step on the regularised squared error."
+
+
+def _check_ndcg(fn) -> str:
+    from sklearn.metrics import ndcg_score
+
+    rng = np.random.default_rng(8)
+    for case in range(20):
+        n_items, k = 15, [1, 3, 5, 10][case % 4]
+        scores = rng.permutation(n_items).astype(float)
+        relevant = set(rng.choice(n_items, size=rng.integers(1, 6), replace=False).tolist())
+        ranked = list(np.argsort(-scores))
+        truth = np.zeros(n_items)
+        truth[list(relevant)] = 1
+        want = ndcg_score(truth[None, :], scores[None, :], k=k)
+        got = fn(ranked, relevant, k)
+        if not np.isclose(got, want):
+            raise Incorrect(f"for ranked={ranked[:k]}, relevant={sorted(relevant)}, k={k}: "
+                            f"NDCG should be {want:.4f} (scikit-learn), got {got}. The ideal "
+                            "list has min(|relevant|, k) hits at the top.")
+    return "It matches sklearn.metrics.ndcg_score on 20 random lists."
+
+
+q1 = Exercise(name="ch02.q1", title="Write item_knn_scores(X, S): score every item for every user",
+              var="item_knn_scores", checker=_check_knn_scores, notebook=_NB,
+              hint_text="score[u, i] = Σ_j S[i, j] X[u, j] is a matrix product: `X @ S.T`.")
+q2 = Exercise(name="ch02.q2", title="Write sgd_step(...): one SGD update of biased MF",
+              var="sgd_step", checker=_check_sgd_step, notebook=_NB,
+              hint_text="e = r − (μ + b_u + b_i + p·q); then b_u += lr(e − λb_u), "
+                        "b_i += lr(e − λb_i), p += lr(e q − λp), q += lr(e p_old − λq).")
+q3 = Exercise(name="ch02.q3", title="Write ndcg_at_k(ranked, relevant, k) for one user",
+              var="ndcg_at_k", checker=_check_ndcg, notebook=_NB,
+              hint_text="DCG = Σ_{r=1..k} [ranked[r-1] ∈ relevant] / log2(r + 1); the ideal DCG "
+                        "puts min(len(relevant), k) hits first; NDCG = DCG / ideal.")
