@@ -1,0 +1,206 @@
+"""Self-attention from scratch, the way chapter 03 builds it: one function, then modules that
+read top to bottom (a config dataclass, one class per block, then the model).
+
+    out, weights = scaled_dot_product_attention(q, k, v, mask=causal_mask(t))
+    block = TransformerBlock(AttentionConfig(d_model=64, n_head=2))
+
+Mask convention (the same as ``torch.nn.functional.scaled_dot_product_attention`` with a bool
+mask): ``True`` means *may attend*. Shapes are written ``(batch, head, time, dim)``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask",
+           "sinusoidal_positions", "AttentionConfig", "MultiHeadAttention", "MLP",
+           "TransformerBlock", "SASRec"]
+
+
+def _check_qkv(q, k, v, mask):
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() < 2:
+            raise ValueError(f"{name} must have at least 2 dims (..., time, dim), got "
+                             f"{tuple(t.shape)}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must share their last dim (d_k): {q.shape[-1]} vs "
+                         f"{k.shape[-1]}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k and v must have the same number of positions: {k.shape[-2]} vs "
+                         f"{v.shape[-2]}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+    if mask is not None:
+        if mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor (True = may attend), got {mask.dtype}")
+        want = q.shape[:-1] + (k.shape[-2],)
+        try:
+            torch.broadcast_shapes(mask.shape, want)
+        except RuntimeError:
+            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the "
+                             f"attention scores' shape {tuple(want)} (..., t_q, t_k).") from None
+
+
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                 mask: torch.Tensor | None = None):
+    """``softmax(q kᵀ / √d_k) v``, returning ``(output, weights)``.
+
+    Args:
+        q: ``(..., t_q, d_k)``; k: ``(..., t_k, d_k)``; v: ``(..., t_k, d_v)``.
+        mask: bool, broadcastable to ``(..., t_q, t_k)``; ``False`` entries get no weight.
+            A query row with nothing to attend to gets all-zero weights (not NaN).
+    Returns:
+        output ``(..., t_q, d_v)`` and weights ``(..., t_q, t_k)`` (rows sum to 1).
+    """
+    _check_qkv(q, k, v, mask)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])     # (..., t_q, t_k)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    weights = torch.nan_to_num(weights, nan=0.0)                   # fully masked rows
+    return weights @ v, weights
+
+
+def causal_mask(t: int, device=None) -> torch.Tensor:
+    """``(t, t)`` bool: position i may attend to positions 0..i (the past and itself)."""
+    if t < 1:
+        raise ValueError(f"t must be >= 1, got {t}")
+    return torch.ones(t, t, dtype=torch.bool, device=device).tril()
+
+
+def padding_mask(is_real: torch.Tensor) -> torch.Tensor:
+    """From ``(batch, t)`` bool (True = real token) to a ``(batch, 1, 1, t)`` key mask."""
+    if is_real.dtype != torch.bool or is_real.dim() != 2:
+        raise ValueError("is_real must be a (batch, time) bool tensor")
+    return is_real[:, None, None, :]
+
+
+def sinusoidal_positions(t: int, d: int) -> torch.Tensor:
+    """The Transformer's fixed encodings: ``PE[p, 2i] = sin(p / 10000^(2i/d))``,
+    ``PE[p, 2i+1] = cos(...)``. Shape ``(t, d)``; ``d`` must be even."""
+    if d % 2:
+        raise ValueError(f"d must be even, got {d}")
+    pos = torch.arange(t, dtype=torch.float32)[:, None]
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, d, 2, dtype=torch.float32) / d)
+    pe = torch.zeros(t, d)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)
+    return pe
+
+
+@dataclass
+class AttentionConfig:
+    d_model: int = 64      # n_embd
+    n_head: int = 2
+    dropout: float = 0.0
+    mlp_ratio: int = 4
+
+    def __post_init__(self):
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head "
+                             f"({self.n_head})")
+
+
+class MultiHeadAttention(nn.Module):
+    """``n_head`` attentions of width ``d_model / n_head`` side by side.
+
+    ``c_attn`` projects x to q, k, v in one matrix (as torch's ``in_proj_weight``), heads are
+    split, attended, merged, and ``c_proj`` mixes them.
+    """
+
+    def __init__(self, cfg: AttentionConfig):
+        super().__init__()
+        self.n_head, self.d_head = cfg.n_head, cfg.d_model // cfg.n_head
+        self.c_attn = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.c_proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.last_weights = None
+
+    def split_heads(self, x):            # (b, t, d) -> (b, h, t, d_head)
+        b, t, _ = x.shape
+        return x.view(b, t, self.n_head, self.d_head).transpose(1, 2)
+
+    def merge_heads(self, x):            # (b, h, t, d_head) -> (b, t, d)
+        b, h, t, dh = x.shape
+        return x.transpose(1, 2).reshape(b, t, h * dh)
+
+    def forward(self, x, mask=None):
+        if x.dim() != 3 or x.shape[-1] != self.n_head * self.d_head:
+            raise ValueError(f"x must be (batch, time, {self.n_head * self.d_head}), got "
+                             f"{tuple(x.shape)}")
+        q, k, v = self.c_attn(x).split(self.n_head * self.d_head, dim=-1)
+        out, w = scaled_dot_product_attention(self.split_heads(q), self.split_heads(k),
+                                              self.split_heads(v), mask)
+        self.last_weights = w.detach()
+        return self.dropout(self.c_proj(self.merge_heads(out)))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: AttentionConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model)
+        self.c_proj = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
+
+    def __init__(self, cfg: AttentionConfig):
+        super().__init__()
+        self.ln_1, self.attn = nn.LayerNorm(cfg.d_model), MultiHeadAttention(cfg)
+        self.ln_2, self.mlp = nn.LayerNorm(cfg.d_model), MLP(cfg)
+
+    def forward(self, x, mask=None):
+        x = x + self.attn(self.ln_1(x), mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class SASRec(nn.Module):
+    """Self-attentive sequential recommendation (Kang & McAuley, 2018), from the blocks above.
+
+    Items are ids ``1..n_items`` (0 pads). Position ``t`` reads items ``0..t`` through a causal
+    mask and predicts item ``t+1`` by a dot product with every item embedding (shared with the
+    input embeddings), trained with full-softmax cross-entropy.
+    """
+
+    def __init__(self, n_items: int, max_len: int = 50, cfg: AttentionConfig | None = None,
+                 n_layer: int = 2):
+        super().__init__()
+        cfg = cfg or AttentionConfig(d_model=64, n_head=2, dropout=0.2)
+        self.n_items, self.max_len = n_items, max_len
+        self.item_emb = nn.Embedding(n_items + 1, cfg.d_model, padding_idx=0)
+        self.pos_emb = nn.Embedding(max_len, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """``seq`` (batch, t) item ids, left-padded with 0 -> hidden states (batch, t, d)."""
+        if seq.dim() != 2 or seq.shape[1] > self.max_len:
+            raise ValueError(f"seq must be (batch, t <= {self.max_len}), got {tuple(seq.shape)}")
+        t = seq.shape[1]
+        x = self.item_emb(seq) + self.pos_emb(torch.arange(t, device=seq.device))
+        x = self.drop(x)
+        mask = causal_mask(t, seq.device)[None, None] & padding_mask(seq > 0)
+        mask = mask | torch.eye(t, dtype=torch.bool, device=seq.device)  # pads see themselves
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.ln_f(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores of every item (column 0, the pad, is -inf)."""
+        out = hidden @ self.item_emb.weight.T
+        out[..., 0] = float("-inf")
+        return out

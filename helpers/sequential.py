@@ -1,0 +1,85 @@
+"""Sequential recommendation: SASRec trained on each user's time-ordered history, behind the
+same interface as ``helpers.cf`` (``fit``, ``scores``, ``recommend``)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .attention import AttentionConfig, SASRec
+from .cf import Recommender
+from .data import DataError, require_columns
+
+__all__ = ["user_sequences", "SASRecRecommender"]
+
+
+def user_sequences(df: pd.DataFrame, user_idx: np.ndarray, item_idx: np.ndarray, n_users: int,
+                   max_len: int, col_time: str = "timestamp") -> torch.Tensor:
+    """``(n_users, max_len)`` item ids (item index + 1; 0 pads on the left), each row the
+    user's last ``max_len`` interactions in time order (ties broken by item)."""
+    order = np.lexsort((item_idx, df[col_time].to_numpy(), user_idx))
+    u, i = user_idx[order], item_idx[order] + 1
+    seqs = torch.zeros(n_users, max_len, dtype=torch.long)
+    starts = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
+    ends = np.r_[starts[1:], len(u)]
+    for s, e in zip(starts, ends):
+        tail = i[max(s, e - max_len):e]
+        seqs[u[s], max_len - len(tail):] = torch.as_tensor(tail)
+    return seqs
+
+
+class SASRecRecommender(Recommender):
+    """SASRec on the course's recommender interface. Needs a time column."""
+
+    def __init__(self, max_len: int = 50, d_model: int = 64, n_head: int = 2, n_layer: int = 2,
+                 dropout: float = 0.2, n_epochs: int = 40, lr: float = 1e-3,
+                 batch_size: int = 128, seed: int = 0, col_time: str = "timestamp", **kw):
+        super().__init__(**kw)
+        self.max_len, self.n_epochs, self.lr = max_len, n_epochs, lr
+        self.batch_size, self.seed, self.col_time = batch_size, seed, col_time
+        self.cfg = AttentionConfig(d_model=d_model, n_head=n_head, dropout=dropout)
+        self.n_layer = n_layer
+        self.history: list[float] = []
+
+    def fit(self, df, user_map=None, item_map=None):
+        from tqdm.auto import tqdm
+
+        require_columns(df, [self.col_time], "the training data")
+        self._prepare(df, user_map, item_map)
+        torch.manual_seed(self.seed)
+        n_u, n_i = self.seen.shape
+        self.model = SASRec(n_i, self.max_len + 1, self.cfg, self.n_layer)
+        # one extra position: inputs are seq[:-1], targets seq[1:]
+        self.seqs = user_sequences(df, self.u, self.i, n_u, self.max_len + 1, self.col_time)
+        if (self.seqs[:, -1] == 0).all():
+            raise DataError("No user has any interaction to learn from.")
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        gen = torch.Generator().manual_seed(self.seed)
+        self.history = []
+        self.model.train()
+        for _ in tqdm(range(self.n_epochs), desc="SASRec epochs", leave=False,
+                      disable=self.n_epochs < 20):
+            perm = torch.randperm(n_u, generator=gen)
+            total, count = 0.0, 0
+            for lo in range(0, n_u, self.batch_size):
+                batch = self.seqs[perm[lo:lo + self.batch_size]]
+                inp, tgt = batch[:, :-1], batch[:, 1:]
+                keep = (tgt > 0) & (inp > 0)
+                if not keep.any():
+                    continue
+                logits = self.model.logits(self.model(inp))
+                loss = torch.nn.functional.cross_entropy(logits[keep], tgt[keep])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * int(keep.sum())
+                count += int(keep.sum())
+            self.history.append(total / max(count, 1))
+        self.model.eval()
+        return self
+
+    def scores(self, user_idx):
+        with torch.no_grad():
+            seq = self.seqs[torch.as_tensor(user_idx)][:, 1:]  # the last max_len items
+            hidden = self.model(seq)[:, -1]                      # state after the last item
+            return self.model.logits(hidden)[:, 1:].numpy()      # drop the pad column
