@@ -179,7 +179,8 @@ def _checked_outputs(nb) -> list[str]:
         if cell.cell_type != "code" or CHECK_MARKER not in cell.source:
             continue
         for out in cell.get("outputs", []):
-            text = out.get("text") or out.get("data", {}).get("text/plain", "")
+            data = out.get("data", {})
+            text = out.get("text") or data.get("text/markdown") or data.get("text/plain", "")
             lines.extend(t for t in "".join(text).splitlines() if t.strip())
     return lines
 

@@ -127,12 +127,14 @@ def test_run_course_reports_times_and_checked_results(tmp_path, monkeypatch):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nb.cells = [new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('rmse: 0.91')"),
-                new_code_cell("print('not a headline')")]
+                new_code_cell("print('not a headline')"),
+                new_code_cell("# NBVAL_CHECK_OUTPUT\nfrom IPython.display import Markdown, display\n"
+                              "display(Markdown('**q1 correct**'))")]
     path = tmp_path / "05_toy.ipynb"
     nbformat.write(nb, path)
     monkeypatch.setenv("COURSE_PROFILE", "quick")
     report = nbt.run_course(tmp_path / "out", notebooks=[path])
-    assert report["chapters"][0]["results"] == ["rmse: 0.91"]
+    assert report["chapters"][0]["results"] == ["rmse: 0.91", "**q1 correct**"]
     assert (tmp_path / "out" / "executed" / "05_toy.ipynb").exists()
     assert "rmse: 0.91" in (tmp_path / "out" / "report.md").read_text()
     with pytest.raises(ValueError, match="Unknown profile"):
