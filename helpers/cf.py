@@ -20,6 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from .data import DataError, require_columns
+from .metrics import rank_from_scores
 from .preprocess import IdMap, build_id_map
 
 __all__ = ["Recommender", "GlobalMean", "Biases", "MostPopular", "KNN", "BiasedMF", "BPR"]
@@ -68,7 +69,8 @@ class Recommender:
         self.r = (df[self.col_rating].to_numpy(np.float64) if self.explicit
                   else np.ones(len(df)))
         self.seen = sp.csr_matrix((np.ones(len(df)), (self.u, self.i)), shape=(n_u, n_i))
-        self.seen.data[:] = 1.0  # repeated pairs count once
+        self.seen.sum_duplicates()
+        self.seen.data[:] = 1.0  # repeated pairs (a click, then a purchase) count once
         self.popularity = np.asarray(self.seen.sum(0)).ravel()
         return self
 
@@ -111,7 +113,7 @@ class Recommender:
             s = self.scores(idx[known]).astype(np.float64)
             if exclude_seen:
                 s[self.seen[idx[known]].toarray() > 0] = -np.inf
-            top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+            top = rank_from_scores(s, k)
             frames.append(self._frame(users[known], top, np.take_along_axis(s, top, 1)))
         if (~known).any():
             warnings.warn(f"{int((~known).sum())} user(s) not seen in training (e.g. "
@@ -259,7 +261,10 @@ class KNN(Recommender):
             values = self.r.copy()
         self.residual = sp.csr_matrix((values, (self.u, self.i)), shape=self.seen.shape)
         self.residual.sum_duplicates()
-        m = self.residual if self.similarity == "pearson" else self._rating_matrix()
+        if self.similarity == "pearson":
+            m = self.residual
+        else:  # implicit data: who interacted, each pair once
+            m = self._rating_matrix() if self.explicit else self.seen
         ent = (m.T if self.kind == "item" else m).tocsr()          # entities x features
         norms = np.sqrt(np.asarray(ent.multiply(ent).sum(1)).ravel())
         sim = (ent @ ent.T).toarray() / np.maximum(np.outer(norms, norms), 1e-12)

@@ -144,3 +144,10 @@ def test_bad_model_options():
     m = cf.MostPopular().fit(pd.DataFrame({"user_id": [1], "item_id": [1]}))
     with pytest.raises(TypeError, match="does not predict ratings"):
         m.predict([1], [1])
+
+
+def test_repeated_events_count_once():
+    df = pd.DataFrame({"user_id": [1, 1, 1, 2], "item_id": [10, 10, 10, 11]})  # view, click, buy
+    m = cf.MostPopular().fit(df)
+    assert m.popularity.tolist() == [1, 1]
+    assert m.seen.toarray().tolist() == [[1, 0], [0, 1]]
