@@ -59,14 +59,6 @@ def rating_cv(r, models, folds=5):
     return rows
 
 
-def full_ranking(m, test, item_map, k=10):
-    users = np.sort(test["user_id"].unique())
-    idx = m.user_map.encode(users)
-    top = metrics.rank_from_scores(m.scores(idx), k, exclude=m.seen[idx])
-    rel = test.groupby("user_id")["item_id"].apply(lambda s: set(item_map.encode(s)))
-    return metrics.ranking_metrics(top, rel.reindex(users).tolist(), k, len(item_map))
-
-
 def ranking(inter, models):
     um, im = pp.build_id_map(inter["user_id"]), pp.build_id_map(inter["item_id"])
     tr, _, te = pp.random_split(inter, (0.8, 0.1, 0.1), seed=0)
@@ -74,9 +66,9 @@ def ranking(inter, models):
     rows = []
     for name, make in models.items():
         t0 = time.perf_counter()
-        a = full_ranking(make().fit(tr, um, im), te, im)
+        a = make().fit(tr, um, im).evaluate(te, k=10)
         fit_s = time.perf_counter() - t0
-        b = full_ranking(make().fit(tl, um, im), tel, im)
+        b = make().fit(tl, um, im).evaluate(tel, k=10)
         rows.append((name, a["ndcg@10"], a["recall@10"], a["coverage"], b["hr@10"],
                      b["ndcg@10"], fit_s))
     return rows

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from .data import DataError, require_columns
-from .metrics import rank_from_scores
+from .metrics import rank_from_scores, ranking_metrics
 from .preprocess import IdMap, build_id_map
 
 __all__ = ["Recommender", "GlobalMean", "Biases", "MostPopular", "KNN", "BiasedMF", "BPR"]
@@ -126,6 +126,21 @@ class Recommender:
         out = pd.concat(frames, ignore_index=True)
         # a user with fewer than k unseen items gets a shorter list, never a seen item
         return out[np.isfinite(out["score"])].reset_index(drop=True)
+
+    def evaluate(self, test: pd.DataFrame, k: int = 10) -> dict[str, float]:
+        """Full-ranking metrics on held-out interactions: every user in ``test`` ranks all
+        items not in their training data; their ``test`` items are the relevant ones. Returns
+        :func:`helpers.metrics.ranking_metrics` (precision, recall, NDCG, MRR, HR at k, and
+        catalogue coverage). Test users or items unknown to the model are an error."""
+        require_columns(test, [self.col_user, self.col_item], "the test data")
+        if len(test) == 0:
+            raise DataError("The test data is empty.")
+        users = np.sort(test[self.col_user].unique())
+        idx = self.user_map.encode(users, "user")
+        top = rank_from_scores(self.scores(idx), k, exclude=self.seen[idx])
+        items = test.assign(_i=self.item_map.encode(test[self.col_item], "item"))
+        relevant = items.groupby(self.col_user)["_i"].apply(set).reindex(users).tolist()
+        return ranking_metrics(top, relevant, k, n_items=len(self.item_map))
 
     def _frame(self, users, top, score):
         n, k = top.shape

@@ -151,3 +151,18 @@ def test_repeated_events_count_once():
     m = cf.MostPopular().fit(df)
     assert m.popularity.tolist() == [1, 1]
     assert m.seen.toarray().tolist() == [[1, 0], [0, 1]]
+
+
+def test_evaluate_matches_the_metrics_module_by_hand():
+    from helpers import metrics
+
+    train = pd.DataFrame({"user_id": [1, 1, 2, 3, 3], "item_id": [10, 11, 10, 11, 12]})
+    test = pd.DataFrame({"user_id": [1, 2, 2], "item_id": [12, 12, 13]})
+    um, im = build_id_map([1, 2, 3]), build_id_map([10, 11, 12, 13])
+    m = cf.MostPopular().fit(train, um, im)
+    out = m.evaluate(test, k=2)
+    # popularity 10:2, 11:2, 12:1, 13:0; user 1 (saw 10, 11) -> [12, 13]; user 2 (saw 10) -> [11, 12]
+    top = np.array([[2, 3], [1, 2]])
+    assert out == metrics.ranking_metrics(top, [{2}, {2, 3}], 2, n_items=4)
+    with pytest.raises(DataError, match=r"Unknown user\(s\) \[9\]"):
+        m.evaluate(pd.DataFrame({"user_id": [9], "item_id": [10]}))
