@@ -29,7 +29,7 @@ from pathlib import Path
 from . import config
 
 __all__ = ["AssetError", "MANIFEST", "manifest", "asset_path", "fetch", "verify", "sha256_file",
-           "REPAIR_COMMAND"]
+           "REPAIR_COMMAND", "first_bad_file"]
 
 MANIFEST = Path(__file__).with_name("assets.json")
 REPAIR_COMMAND = "make assets"
@@ -170,6 +170,19 @@ def fetch(name: str, force: bool = False, quiet: bool = False) -> Path:
     return target
 
 
+def first_bad_file(folder: Path, files: dict[str, str], deep: bool = True):
+    """Check ``{relative path: sha256}`` records under ``folder``. Returns ``None`` when all
+    are intact, else ``(path, "missing" | "corrupt")`` for the first one that is not.
+    ``deep=False`` checks presence only."""
+    for rel, digest in files.items():
+        path = folder / rel
+        if not path.exists():
+            return path, "missing"
+        if deep and sha256_file(path) != digest:
+            return path, "corrupt"
+    return None
+
+
 def verify(name: str, deep: bool = True) -> Path:
     """Check an unpacked asset against the hashes recorded when it was unpacked.
 
@@ -186,13 +199,12 @@ def verify(name: str, deep: bool = True) -> Path:
     if info.get("wheel_sha256") != spec["sha256"]:
         raise AssetError(f"The asset {name!r} in {target} was unpacked from a different wheel "
                          "than assets.json names. " + _repair(name))
-    for rel, digest in info["files"].items():
-        path = target / rel
-        if not path.exists():
-            raise AssetError(f"{path} is missing from the asset {name!r}. " + _repair(name))
-        if deep and sha256_file(path) != digest:
-            raise AssetError(f"{path} is corrupt: its sha256 no longer matches the wheel's "
-                             "RECORD. " + _repair(name))
+    bad = first_bad_file(target, info["files"], deep)
+    if bad and bad[1] == "missing":
+        raise AssetError(f"{bad[0]} is missing from the asset {name!r}. " + _repair(name))
+    if bad:
+        raise AssetError(f"{bad[0]} is corrupt: its sha256 no longer matches the wheel's "
+                         "RECORD. " + _repair(name))
     return target
 
 

@@ -27,18 +27,12 @@ __all__ = ["Recommender", "GlobalMean", "Biases", "MostPopular", "KNN", "BiasedM
 
 
 def _torch_csr(m: sp.csr_matrix) -> torch.Tensor:
-    import warnings as _w
-
     m = m.tocsr()
-    with _w.catch_warnings():  # torch flags sparse CSR support as beta
-        _w.simplefilter("ignore", UserWarning)
-        return _torch_csr_tensor(m)
-
-
-def _torch_csr_tensor(m):
-    return torch.sparse_csr_tensor(torch.as_tensor(m.indptr, dtype=torch.int64),
-                                   torch.as_tensor(m.indices, dtype=torch.int64),
-                                   torch.as_tensor(m.data, dtype=torch.float32), m.shape)
+    with warnings.catch_warnings():  # torch flags sparse CSR support as beta
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(torch.as_tensor(m.indptr, dtype=torch.int64),
+                                       torch.as_tensor(m.indices, dtype=torch.int64),
+                                       torch.as_tensor(m.data, dtype=torch.float32), m.shape)
 
 
 class Recommender:
@@ -354,10 +348,6 @@ class BiasedMF(Recommender):
             vr = valid[self.col_rating].to_numpy(np.float64)
         (self._fit_als if self.solver == "als" else self._fit_adam)(vu, vi, vr)
         return self
-
-    def _loss_terms(self, u, i, r):
-        pred = self.mu + self.bu[u] + self.bi[i] + (self.P[u] * self.Q[i]).sum(1)
-        return pred, ((r - pred) ** 2).mean()
 
     def _record(self, vu, vi, vr):
         if vr is not None:

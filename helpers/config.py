@@ -19,7 +19,7 @@ from pathlib import Path
 
 __all__ = [
     "PROFILES", "Profile", "RunConfig", "get_profile", "seed_everything", "get_device",
-    "require_gpu", "is_online", "setup", "ROOT", "DATA_DIR", "DATASETS_DIR", "cache_dir",
+    "require_gpu", "is_online", "setup", "ROOT", "DATASETS_DIR", "cache_dir",
     "artifacts_dir", "course_path", "environment_report",
 ]
 
@@ -53,7 +53,6 @@ ROOT = Path(os.environ.get("COURSE_HOME", Path(__file__).resolve().parent.parent
 """The course checkout (the folder holding ``helpers/``, ``solutions/``, ``datasets/``)."""
 DATASETS_DIR = ROOT / "datasets"
 """Committed data sets and their checksum manifests."""
-DATA_DIR = DATASETS_DIR
 
 
 def course_path(value: str | os.PathLike) -> Path:

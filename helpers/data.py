@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import assets, config
+from .shopworld import FILES, IMAGES_FILE
 
 __all__ = ["DataError", "SHOPWORLD_DIR", "SHOPWORLD_TABLES", "shopworld_path", "verify_shopworld",
            "load_shopworld", "load_image", "vocabulary", "dirt_truth", "load_movielens",
@@ -44,13 +45,8 @@ def require_columns(df: pd.DataFrame, columns, what: str = "the table") -> None:
 
 
 # ----------------------------------------------------------------------------- ShopWorld
-SHOPWORLD_TABLES = {
-    "catalogue": "catalogue.parquet", "users": "users.parquet", "events": "events.parquet",
-    "reviews": "reviews.parquet", "images": "images.parquet",
-    "item_truth": "truth/items.parquet", "user_truth": "truth/users.parquet",
-    "reasons": "truth/reasons.parquet",
-    "raw_catalogue": "raw/catalogue.csv", "raw_events": "raw/events.csv.gz",
-}
+SHOPWORLD_TABLES = {**FILES, "images": IMAGES_FILE}
+"""Table name -> file, as ``helpers.shopworld.write_world`` writes them."""
 
 
 def shopworld_path(root: str | Path | None = None) -> Path:
@@ -77,8 +73,8 @@ def _manifest(root: Path) -> dict[str, str]:
 _VERIFIED: dict[tuple[str, str], float] = {}
 
 
-def _verified_file(root: Path, name: str) -> Path:
-    manifest = _manifest(root)
+def _verified_file(root: Path, name: str, manifest: dict[str, str] | None = None) -> Path:
+    manifest = manifest if manifest is not None else _manifest(root)
     if name not in manifest:
         raise DataError(f"{name} is not listed in {root}/MANIFEST.sha256.")
     path = root / name
@@ -88,8 +84,7 @@ def _verified_file(root: Path, name: str) -> Path:
     key = (str(path), manifest[name])
     mtime = path.stat().st_mtime
     if _VERIFIED.get(key) != mtime:  # hash once per file version and process
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest != manifest[name]:
+        if assets.sha256_file(path) != manifest[name]:
             raise DataError(f"{path} does not match its checksum in MANIFEST.sha256 (it was "
                             f"edited or damaged). Restore it with `git checkout {path}` or "
                             f"regenerate with `{REGENERATE}`.")
@@ -102,7 +97,7 @@ def verify_shopworld(root: str | Path | None = None) -> dict[str, str]:
     root = shopworld_path(root)
     manifest = _manifest(root)
     for name in manifest:
-        _verified_file(root, name)
+        _verified_file(root, name, manifest)
     return manifest
 
 

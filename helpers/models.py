@@ -181,13 +181,12 @@ def _check_converted(path: Path, deep: bool = True) -> bool:
     info = json.loads(marker.read_text())
     if info.get("source_sha256") != assets.manifest()["smollm2"]["sha256"]:
         return False
-    for rel, digest in info["files"].items():
-        file = path / rel
-        if not file.exists() or (deep and assets.sha256_file(file) != digest):
-            raise assets.AssetError(
-                f"The converted language model in {path} is corrupt ({rel} changed or is "
-                f"missing). Repair it with `{assets.REPAIR_COMMAND}` (it re-converts from the "
-                "verified GGUF wheel).")
+    bad = assets.first_bad_file(path, info["files"], deep)
+    if bad:
+        raise assets.AssetError(
+            f"The converted language model in {path} is corrupt ({bad[0].name} is {bad[1]}). "
+            f"Repair it with `{assets.REPAIR_COMMAND}` (it re-converts from the verified GGUF "
+            "wheel).")
     return True
 
 

@@ -18,7 +18,6 @@ byte-identical files (a test checks).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import time
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import shopworld_vocab as V
+from .assets import sha256_file
 
 __all__ = ["WorldConfig", "World", "generate", "write_world", "aspect_vocabulary",
            "true_drivers", "reference_reason", "DIRT_RATES", "draw_item_image"]
@@ -698,6 +698,7 @@ def generate(cfg: WorldConfig | None = None, progress: bool = True) -> World:
 
 
 # ----------------------------------------------------------------------------- writing
+IMAGES_FILE = "images.parquet"
 FILES = {  # table -> file name (relative to the world's folder)
     "catalogue": "catalogue.parquet", "item_truth": "truth/items.parquet",
     "users": "users.parquet", "user_truth": "truth/users.parquet",
@@ -728,7 +729,7 @@ def write_world(world: World, out: str | Path) -> dict[str, str]:
     if world.images:
         imgs = pd.DataFrame({"item_id": list(world.images),
                              "png": list(world.images.values())})
-        _write_table(imgs, out / "images.parquet")
+        _write_table(imgs, out / IMAGES_FILE)
     (out / "truth").mkdir(exist_ok=True)
     (out / "truth" / "dirt.json").write_text(json.dumps(world.dirt, indent=1, sort_keys=True,
                                                         default=int) + "\n")
@@ -739,8 +740,7 @@ def write_world(world: World, out: str | Path) -> dict[str, str]:
     (out / "vocabulary.json").write_text(json.dumps(vocab, indent=1, sort_keys=True) + "\n")
     (out / "DATACARD.md").write_text(_datacard(world))
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "MANIFEST.sha256")
-    manifest = {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in files}
+    manifest = {str(p.relative_to(out)): sha256_file(p) for p in files}
     (out / "MANIFEST.sha256").write_text(
         "".join(f"{h}  {name}\n" for name, h in manifest.items()))
     return manifest

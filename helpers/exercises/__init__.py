@@ -13,7 +13,7 @@ input, and what came back, and returns ``True`` or ``False``.
 """
 from __future__ import annotations
 
-import inspect
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -78,7 +78,7 @@ class Exercise:
     notebook: str
 
     def _lookup(self, frame_depth: int = 2):
-        frame = inspect.stack()[frame_depth].frame
+        frame = sys._getframe(frame_depth)  # the notebook's frame (caller of check())
         try:
             return frame.f_globals.get(self.var, _MISSING)
         finally:
