@@ -185,6 +185,19 @@ class SASRec(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module):
+        # Small weights (GPT-2's N(0, 0.02)). torch's default N(0, 1) item embeddings make the
+        # tied output layer start with logits of std ~8 and a loss far above log(n_items).
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         """``seq`` (batch, t) item ids, left-padded with 0 -> hidden states (batch, t, d)."""

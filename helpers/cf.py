@@ -121,17 +121,28 @@ class Recommender:
         # a user with fewer than k unseen items gets a shorter list, never a seen item
         return out[np.isfinite(out["score"])].reset_index(drop=True)
 
-    def evaluate(self, test: pd.DataFrame, k: int = 10) -> dict[str, float]:
+    def evaluate(self, test: pd.DataFrame, k: int = 10, candidates=None) -> dict[str, float]:
         """Full-ranking metrics on held-out interactions: every user in ``test`` ranks all
         items not in their training data; their ``test`` items are the relevant ones. Returns
         :func:`helpers.metrics.ranking_metrics` (precision, recall, NDCG, MRR, HR at k, and
-        catalogue coverage). Test users or items unknown to the model are an error."""
+        catalogue coverage). Test users or items unknown to the model are an error.
+
+        ``candidates`` (raw item IDs) restricts the ranking to those items, e.g. only the new
+        items of a cold-start split; every test item must then be a candidate."""
         require_columns(test, [self.col_user, self.col_item], "the test data")
         if len(test) == 0:
             raise DataError("The test data is empty.")
         users = np.sort(test[self.col_user].unique())
         idx = self.user_map.encode(users, "user")
-        top = rank_from_scores(self.scores(idx), k, exclude=self.seen[idx])
+        scores = self.scores(idx)
+        if candidates is not None:
+            cand = np.zeros(len(self.item_map), dtype=bool)
+            cand[self.item_map.encode(pd.unique(np.asarray(candidates)), "candidate item")] = True
+            if not cand[self.item_map.encode(test[self.col_item], "item")].all():
+                raise DataError("some test items are not among the candidates; restrict the "
+                                "test data to the candidate items first.")
+            scores = np.where(cand[None, :], scores, -np.inf)
+        top = rank_from_scores(scores, k, exclude=self.seen[idx])
         items = test.assign(_i=self.item_map.encode(test[self.col_item], "item"))
         relevant = items.groupby(self.col_user)["_i"].apply(set).reindex(users).tolist()
         return ranking_metrics(top, relevant, k, n_items=len(self.item_map))

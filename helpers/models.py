@@ -147,8 +147,10 @@ def encode(texts, tokenizer, model, *, batch_size: int = 32, max_length: int = 1
     device = next(model.parameters()).device
     show = progress if progress is not None else len(texts) > 4 * batch_size
     chunks, truncated = [], 0
+    # batches of similar length waste less compute on padding; the result keeps texts' order
+    order = sorted(range(len(texts)), key=lambda j: len(texts[j]))
     for start in tqdm(range(0, len(texts), batch_size), disable=not show, desc="encoding"):
-        batch = texts[start:start + batch_size]
+        batch = [texts[j] for j in order[start:start + batch_size]]
         enc = tokenizer(batch, padding=True, truncation=True, max_length=max_length,
                         return_tensors="pt", return_overflowing_tokens=False,
                         return_length=False)
@@ -165,7 +167,9 @@ def encode(texts, tokenizer, model, *, batch_size: int = 32, max_length: int = 1
     if truncated:
         warnings.warn(f"{truncated} text(s) reached max_length={max_length} tokens and were "
                       "truncated; raise max_length (up to 512) to keep more.", stacklevel=2)
-    return torch.cat(chunks)
+    out = torch.empty(len(texts), chunks[0].shape[1])
+    out[torch.as_tensor(order)] = torch.cat(chunks)
+    return out
 
 
 # ----------------------------------------------------------------------------- language model

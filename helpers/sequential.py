@@ -10,22 +10,49 @@ from .attention import AttentionConfig, SASRec
 from .cf import Recommender
 from .data import DataError, require_columns
 
-__all__ = ["user_sequences", "SASRecRecommender"]
+__all__ = ["user_sequences", "training_windows", "SASRecRecommender"]
+
+
+def _ordered_runs(df, user_idx, item_idx, col_time):
+    """Per user (in index order): their item ids + 1, oldest first (ties broken by item)."""
+    order = np.lexsort((item_idx, df[col_time].to_numpy(), user_idx))
+    u, i = user_idx[order], item_idx[order] + 1
+    starts = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
+    ends = np.r_[starts[1:], len(u)]
+    return [(int(u[s]), i[s:e]) for s, e in zip(starts, ends)]
 
 
 def user_sequences(df: pd.DataFrame, user_idx: np.ndarray, item_idx: np.ndarray, n_users: int,
                    max_len: int, col_time: str = "timestamp") -> torch.Tensor:
     """``(n_users, max_len)`` item ids (item index + 1; 0 pads on the left), each row the
     user's last ``max_len`` interactions in time order (ties broken by item)."""
-    order = np.lexsort((item_idx, df[col_time].to_numpy(), user_idx))
-    u, i = user_idx[order], item_idx[order] + 1
     seqs = torch.zeros(n_users, max_len, dtype=torch.long)
-    starts = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
-    ends = np.r_[starts[1:], len(u)]
-    for s, e in zip(starts, ends):
-        tail = i[max(s, e - max_len):e]
-        seqs[u[s], max_len - len(tail):] = torch.as_tensor(tail)
+    for user, items in _ordered_runs(df, user_idx, item_idx, col_time):
+        tail = items[-max_len:]
+        seqs[user, max_len - len(tail):] = torch.as_tensor(tail)
     return seqs
+
+
+def training_windows(df: pd.DataFrame, user_idx: np.ndarray, item_idx: np.ndarray, length: int,
+                     col_time: str = "timestamp") -> torch.Tensor:
+    """Every user's whole history cut into windows of ``length`` ids (left-padded like
+    :func:`user_sequences`), cut from the end backwards and overlapping by one item, so that
+    each interaction after a user's first is a next-item target in exactly one window.
+
+    A user with 120 items and ``length=51`` gives windows over items 70..120, 20..70 and
+    1..20 (padded). Shape ``(n_windows, length)``."""
+    if length < 2:
+        raise ValueError(f"length must be >= 2 (an input and a target), got {length}")
+    rows = []
+    for _, items in _ordered_runs(df, user_idx, item_idx, col_time):
+        end = len(items)
+        while end > 1:
+            chunk = items[max(0, end - length):end]
+            row = np.zeros(length, dtype=np.int64)
+            row[length - len(chunk):] = chunk
+            rows.append(row)
+            end -= length - 1
+    return torch.as_tensor(np.stack(rows)) if rows else torch.zeros(0, length, dtype=torch.long)
 
 
 class SASRecRecommender(Recommender):
@@ -33,8 +60,13 @@ class SASRecRecommender(Recommender):
 
     def __init__(self, max_len: int = 50, d_model: int = 64, n_head: int = 2, n_layer: int = 2,
                  dropout: float = 0.2, n_epochs: int = 40, lr: float = 1e-3,
-                 batch_size: int = 128, seed: int = 0, col_time: str = "timestamp", **kw):
+                 batch_size: int = 128, seed: int = 0, col_time: str = "timestamp",
+                 whole_history: bool = False, **kw):
+        """``whole_history=False`` trains on each user's last ``max_len`` items (one row per
+        user, the SASRec paper's setup); ``True`` trains on :func:`training_windows` over the
+        whole history, which helps when histories are much longer than ``max_len``."""
         super().__init__(**kw)
+        self.whole_history = whole_history
         self.max_len, self.n_epochs, self.lr = max_len, n_epochs, lr
         self.batch_size, self.seed, self.col_time = batch_size, seed, col_time
         self.cfg = AttentionConfig(d_model=d_model, n_head=n_head, dropout=dropout)
@@ -53,16 +85,19 @@ class SASRecRecommender(Recommender):
         self.seqs = user_sequences(df, self.u, self.i, n_u, self.max_len + 1, self.col_time)
         if (self.seqs[:, -1] == 0).all():
             raise DataError("No user has any interaction to learn from.")
+        train = (training_windows(df, self.u, self.i, self.max_len + 1, self.col_time)
+                 if self.whole_history else self.seqs)
+        n_rows = len(train)
         opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
         gen = torch.Generator().manual_seed(self.seed)
         self.history = []
         self.model.train()
         for _ in tqdm(range(self.n_epochs), desc="SASRec epochs", leave=False,
                       disable=self.n_epochs < 20):
-            perm = torch.randperm(n_u, generator=gen)
+            perm = torch.randperm(n_rows, generator=gen)
             total, count = 0.0, 0
-            for lo in range(0, n_u, self.batch_size):
-                batch = self.seqs[perm[lo:lo + self.batch_size]]
+            for lo in range(0, n_rows, self.batch_size):
+                batch = train[perm[lo:lo + self.batch_size]]
                 inp, tgt = batch[:, :-1], batch[:, 1:]
                 keep = (tgt > 0) & (inp > 0)
                 if not keep.any():

@@ -29,3 +29,14 @@ def test_sasrec_learns_a_next_item_pattern():
     hit = (recs.set_index("user_id")["item_id"] == expected).mean()
     assert hit > 0.9, hit
     assert model.history[-1] < model.history[0]
+
+
+def test_sasrec_starts_near_a_uniform_guess():
+    """Small initial weights: the first loss is about log(n_items), not several times it."""
+    from helpers.attention import AttentionConfig, SASRec
+    torch.manual_seed(0)
+    model = SASRec(500, 20, AttentionConfig(d_model=64, n_head=2))
+    seq = torch.randint(1, 501, (8, 20))
+    loss = torch.nn.functional.cross_entropy(model.logits(model(seq[:, :-1])).reshape(-1, 501),
+                                             seq[:, 1:].reshape(-1))
+    assert abs(float(loss) - np.log(500)) < 0.1

@@ -1,0 +1,94 @@
+"""Exercises of chapter 04 (BERT interest models), each checked against an independent
+reference: plain loops over users, and torch's cross-entropy."""
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from . import Exercise, Incorrect
+
+_NB = "04_bert_interest_models.ipynb"
+
+
+def _history(gen):
+    hist = torch.randn(4, 6, 5, generator=gen)
+    real = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 1],
+                         [0, 0, 0, 1, 1, 1]], dtype=torch.bool)
+    return hist, real
+
+
+def _check_masked_mean(fn) -> str:
+    hist, real = _history(torch.Generator().manual_seed(4))
+    got = fn(hist, real)
+    want = torch.stack([hist[u][real[u]].mean(0) for u in range(len(hist))])
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+        raise Incorrect(f"hist (4 users, 6 positions, d=5) should give (4, 5), got "
+                        f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}.")
+    if not torch.allclose(got, want, atol=1e-6):
+        u = int((got - want).abs().sum(1).argmax())
+        raise Incorrect(f"user {u} has {int(real[u].sum())} real items of 6; their mean should "
+                        f"be {want[u].numpy().round(3).tolist()}, got "
+                        f"{got[u].detach().numpy().round(3).tolist()}. Divide by the number of "
+                        "real items, not by 6, and leave pads out of the sum.")
+    return "Pads are left out of both the sum and the count."
+
+
+def _check_target_attention(fn) -> str:
+    gen = torch.Generator().manual_seed(5)
+    hist, real = _history(gen)
+    query = torch.randn(4, 5, generator=gen)
+    got = fn(query, hist, real, 0.5)
+    want = torch.zeros(4, 6)
+    for u in range(4):
+        s = hist[u][real[u]] @ query[u] / 0.5
+        want[u, real[u]] = torch.softmax(s, 0)
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+        raise Incorrect(f"the weights should have shape (4 users, 6 positions), got "
+                        f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}.")
+    if torch.isnan(got).any():
+        raise Incorrect("some weights are NaN; mask the pads with -inf *before* the softmax and "
+                        "make sure every row has a real item (here each does).")
+    if not torch.allclose(got, want, atol=1e-5):
+        if (got[~real].abs() > 1e-6).any():
+            raise Incorrect("pads received weight; give them -inf scores before the softmax.")
+        raise Incorrect("the weights differ from softmax(query·h / temperature) over the real "
+                        f"items (max gap {(got - want).abs().max():.3g}). Did you divide by the "
+                        "temperature?")
+    return "Weights are a softmax over the real history only."
+
+
+def _check_in_batch_loss(fn) -> str:
+    gen = torch.Generator().manual_seed(6)
+    u = F.normalize(torch.randn(8, 16, generator=gen), dim=-1)
+    v = F.normalize(torch.randn(8, 16, generator=gen), dim=-1)
+    log_q = torch.log(torch.rand(8, generator=gen) * 0.1 + 1e-3)
+    for lq in (None, log_q):
+        logits = u @ v.T / 0.1
+        if lq is not None:
+            logits = logits - lq[None, :]
+        want = F.cross_entropy(logits, torch.arange(8))
+        got = fn(u, v, 0.1, lq)
+        if not isinstance(got, torch.Tensor) or got.dim() != 0:
+            raise Incorrect("return the mean loss as a 0-dim tensor (e.g. from F.cross_entropy).")
+        if not torch.allclose(got, want, atol=1e-5):
+            raise Incorrect(f"{'with' if lq is not None else 'without'} log_q the loss should be "
+                            f"{want:.4f}, got {float(got):.4f}. "
+                            + ("Subtract log_q from each *column* (item) of the logits."
+                               if lq is not None else
+                               "Row b's positive is column b: logits = u @ v.T / temperature, "
+                               "labels = arange(B)."))
+    return "It equals cross-entropy over in-batch logits, with the logQ correction."
+
+
+q1 = Exercise(name="ch04.q1", title="Write masked_mean(hist, real): a user vector from history",
+              var="masked_mean", checker=_check_masked_mean, notebook=_NB,
+              hint_text="Turn `real` into floats of shape (n, t, 1), multiply, sum over dim 1, "
+                        "and divide by `real.sum(1, keepdim=True)` (clamped to at least 1).")
+q2 = Exercise(name="ch04.q2", title="Write target_attention(query, hist, real, temperature)",
+              var="target_attention", checker=_check_target_attention, notebook=_NB,
+              hint_text="scores = (hist @ query[:, :, None])[..., 0] / temperature, shape (n, t); "
+                        "`masked_fill(~real, float('-inf'))`; softmax over dim=-1.")
+q3 = Exercise(name="ch04.q3", title="Write in_batch_loss(u, v, temperature, log_q)",
+              var="in_batch_loss", checker=_check_in_batch_loss, notebook=_NB,
+              hint_text="logits = u @ v.T / temperature; if log_q is not None subtract "
+                        "`log_q[None, :]`; then `F.cross_entropy(logits, torch.arange(len(u)))`.")
