@@ -560,7 +560,7 @@ class BERT4RecRecommender(Recommender):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total, count = total + float(loss) * int(keep.sum()), count + int(keep.sum())
+                total, count = total + float(loss.detach()) * int(keep.sum()), count + int(keep.sum())
             self.history.append(total / max(count, 1))
         self.model.eval()
         return self
