@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 __all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask",
            "sinusoidal_positions", "AttentionConfig", "MultiHeadAttention", "MLP",
-           "TransformerBlock", "SASRec"]
+           "TransformerBlock", "init_small_", "SASRec"]
 
 
 def _check_qkv(q, k, v, mask):
@@ -167,6 +167,19 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+def init_small_(module: nn.Module) -> None:
+    """GPT-2's initialisation, for ``model.apply``: Linear and Embedding weights N(0, 0.02),
+    biases 0, an embedding's padding row 0. torch's default N(0, 1) item embeddings would make
+    a tied output layer start with logits of std ~8 and a loss far above log(n_items)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+        with torch.no_grad():
+            module.weight[module.padding_idx].zero_()
+
+
 class SASRec(nn.Module):
     """Self-attentive sequential recommendation (Kang & McAuley, 2018), from the blocks above.
 
@@ -185,19 +198,7 @@ class SASRec(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module):
-        # Small weights (GPT-2's N(0, 0.02)). torch's default N(0, 1) item embeddings make the
-        # tied output layer start with logits of std ~8 and a loss far above log(n_items).
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
+        self.apply(init_small_)
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         """``seq`` (batch, t) item ids, left-padded with 0 -> hidden states (batch, t, d)."""

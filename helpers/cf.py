@@ -134,16 +134,17 @@ class Recommender:
             raise DataError("The test data is empty.")
         users = np.sort(test[self.col_user].unique())
         idx = self.user_map.encode(users, "user")
+        test_idx = self.item_map.encode(test[self.col_item], "item")
         scores = self.scores(idx)
         if candidates is not None:
             cand = np.zeros(len(self.item_map), dtype=bool)
             cand[self.item_map.encode(pd.unique(np.asarray(candidates)), "candidate item")] = True
-            if not cand[self.item_map.encode(test[self.col_item], "item")].all():
+            if not cand[test_idx].all():
                 raise DataError("some test items are not among the candidates; restrict the "
                                 "test data to the candidate items first.")
             scores = np.where(cand[None, :], scores, -np.inf)
         top = rank_from_scores(scores, k, exclude=self.seen[idx])
-        items = test.assign(_i=self.item_map.encode(test[self.col_item], "item"))
+        items = test.assign(_i=test_idx)
         relevant = items.groupby(self.col_user)["_i"].apply(set).reindex(users).tolist()
         return ranking_metrics(top, relevant, k, n_items=len(self.item_map))
 

@@ -27,10 +27,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import config
-from .attention import AttentionConfig, TransformerBlock, padding_mask
+from .attention import AttentionConfig, TransformerBlock, init_small_, padding_mask
 from .cf import Recommender
 from .data import DataError, require_columns
-from .sequential import training_windows, user_sequences
+from .sequential import train_on_rows, training_windows, user_sequences
 
 __all__ = ["item_texts", "movielens_texts", "encode_items", "mean_pool", "attention_pool",
            "in_batch_softmax_loss", "TextInterestRecommender", "TwoTowerRecommender",
@@ -219,9 +219,6 @@ class _TextItems(Recommender):
         self.seqs = user_sequences(df, self.u, self.i, len(self.user_map), self.max_len,
                                    self.col_time)
         self.empty = (self.seqs == 0).all(1).numpy()
-        if self.max_len < np.asarray(self.seen.sum(1)).max():
-            self.note = (f"histories are truncated to each user's last {self.max_len} "
-                         "interactions")
 
     def _fallback(self, user_idx, scores):
         empty = self.empty[user_idx]
@@ -318,14 +315,14 @@ class TwoTowerRecommender(_TextItems):
     history (time order). Users without history get the most popular items.
     """
 
-    def __init__(self, item_embeddings, item_ids, d_model: int = 128, max_len: int = 20,
+    def __init__(self, item_embeddings, item_ids, max_len: int = 20,
                  n_epochs: int = 5, lr: float = 2e-3, batch_size: int = 256,
                  temperature: float = 0.05, finetune_layers: int = 0, texts: pd.Series | None = None,
                  encoder_lr: float = 3e-5, max_steps: int | None = None, seed: int = 0, **kw):
         super().__init__(item_embeddings, item_ids, max_len, **kw)
         if finetune_layers and texts is None:
             raise ValueError("finetune_layers > 0 needs texts= (the item texts to re-encode)")
-        self.d_model, self.n_epochs, self.lr, self.batch_size = d_model, n_epochs, lr, batch_size
+        self.n_epochs, self.lr, self.batch_size = n_epochs, lr, batch_size
         self.temperature, self.finetune_layers, self.texts = temperature, finetune_layers, texts
         self.encoder_lr, self.max_steps, self.seed = encoder_lr, max_steps, seed
         self.history: list[float] = []
@@ -495,11 +492,7 @@ class BERT4Rec(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(m.weight, std=0.02)
-            if isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        self.apply(init_small_)
 
     def forward(self, seq):
         if seq.dim() != 2 or seq.shape[1] > self.max_len:
@@ -532,7 +525,6 @@ class BERT4RecRecommender(Recommender):
         self.history: list[float] = []
 
     def fit(self, df, user_map=None, item_map=None):
-        from tqdm.auto import tqdm
 
         require_columns(df, [self.col_time], "the training data")
         self._prepare(df, user_map, item_map)
@@ -543,26 +535,17 @@ class BERT4RecRecommender(Recommender):
         if len(train) == 0:
             raise DataError("no user has two interactions: nothing to train BERT4Rec on")
         self.seqs = user_sequences(df, self.u, self.i, n_u, self.max_len - 1, self.col_time)
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
         gen = torch.Generator().manual_seed(self.seed)
-        self.history = []
-        self.model.train()
-        for _ in tqdm(range(self.n_epochs), desc="BERT4Rec epochs", leave=False,
-                      disable=self.n_epochs < 20):
-            perm = torch.randperm(len(train), generator=gen)
-            total, count = 0.0, 0
-            for lo in range(0, len(train), self.batch_size):
-                inp, lab = mask_items(train[perm[lo:lo + self.batch_size]], self.mask_prob,
-                                      self.model.mask_id, gen)
-                keep = lab >= 0
-                logits = self.model.logits(self.model(inp)[keep])
-                loss = F.cross_entropy(logits, lab[keep] - 1)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total, count = total + float(loss.detach()) * int(keep.sum()), count + int(keep.sum())
-            self.history.append(total / max(count, 1))
-        self.model.eval()
+
+        def batch_loss(batch):
+            inp, lab = mask_items(batch, self.mask_prob, self.model.mask_id, gen)
+            keep = lab >= 0
+            logits = self.model.logits(self.model(inp)[keep])
+            return F.cross_entropy(logits, lab[keep] - 1), int(keep.sum())
+
+        self.history = train_on_rows(self.model, train, batch_loss, n_epochs=self.n_epochs,
+                                     lr=self.lr, batch_size=self.batch_size, generator=gen,
+                                     desc="BERT4Rec epochs")
         return self
 
     def scores(self, user_idx):

@@ -10,7 +10,7 @@ from .attention import AttentionConfig, SASRec
 from .cf import Recommender
 from .data import DataError, require_columns
 
-__all__ = ["user_sequences", "training_windows", "SASRecRecommender"]
+__all__ = ["user_sequences", "training_windows", "train_on_rows", "SASRecRecommender"]
 
 
 def _ordered_runs(df, user_idx, item_idx, col_time):
@@ -55,6 +55,36 @@ def training_windows(df: pd.DataFrame, user_idx: np.ndarray, item_idx: np.ndarra
     return torch.as_tensor(np.stack(rows)) if rows else torch.zeros(0, length, dtype=torch.long)
 
 
+def train_on_rows(model: torch.nn.Module, rows: torch.Tensor, batch_loss, *, n_epochs: int,
+                  lr: float, batch_size: int, generator: torch.Generator, desc: str) -> list[float]:
+    """Adam over shuffled mini-batches of ``rows`` for ``n_epochs`` (SASRec, BERT4Rec).
+
+    ``batch_loss(batch)`` returns ``(mean loss, number of targets)``, or ``None`` for a batch
+    with nothing to learn. Returns the per-epoch loss averaged over targets; leaves the model in
+    eval mode."""
+    from tqdm.auto import tqdm
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    model.train()
+    for _ in tqdm(range(n_epochs), desc=desc, leave=False, disable=n_epochs < 20):
+        perm = torch.randperm(len(rows), generator=generator)
+        total, count = 0.0, 0
+        for lo in range(0, len(rows), batch_size):
+            out = batch_loss(rows[perm[lo:lo + batch_size]])
+            if out is None:
+                continue
+            loss, n = out
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * n
+            count += n
+        history.append(total / max(count, 1))
+    model.eval()
+    return history
+
+
 class SASRecRecommender(Recommender):
     """SASRec on the course's recommender interface. Needs a time column."""
 
@@ -74,8 +104,6 @@ class SASRecRecommender(Recommender):
         self.history: list[float] = []
 
     def fit(self, df, user_map=None, item_map=None):
-        from tqdm.auto import tqdm
-
         require_columns(df, [self.col_time], "the training data")
         self._prepare(df, user_map, item_map)
         torch.manual_seed(self.seed)
@@ -87,30 +115,19 @@ class SASRecRecommender(Recommender):
             raise DataError("No user has any interaction to learn from.")
         train = (training_windows(df, self.u, self.i, self.max_len + 1, self.col_time)
                  if self.whole_history else self.seqs)
-        n_rows = len(train)
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
-        gen = torch.Generator().manual_seed(self.seed)
-        self.history = []
-        self.model.train()
-        for _ in tqdm(range(self.n_epochs), desc="SASRec epochs", leave=False,
-                      disable=self.n_epochs < 20):
-            perm = torch.randperm(n_rows, generator=gen)
-            total, count = 0.0, 0
-            for lo in range(0, n_rows, self.batch_size):
-                batch = train[perm[lo:lo + self.batch_size]]
-                inp, tgt = batch[:, :-1], batch[:, 1:]
-                keep = (tgt > 0) & (inp > 0)
-                if not keep.any():
-                    continue
-                logits = self.model.logits(self.model(inp))
-                loss = torch.nn.functional.cross_entropy(logits[keep], tgt[keep])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * int(keep.sum())
-                count += int(keep.sum())
-            self.history.append(total / max(count, 1))
-        self.model.eval()
+
+        def batch_loss(batch):
+            inp, tgt = batch[:, :-1], batch[:, 1:]
+            keep = (tgt > 0) & (inp > 0)
+            if not keep.any():
+                return None
+            logits = self.model.logits(self.model(inp))
+            return torch.nn.functional.cross_entropy(logits[keep], tgt[keep]), int(keep.sum())
+
+        self.history = train_on_rows(self.model, train, batch_loss, n_epochs=self.n_epochs,
+                                     lr=self.lr, batch_size=self.batch_size,
+                                     generator=torch.Generator().manual_seed(self.seed),
+                                     desc="SASRec epochs")
         return self
 
     def scores(self, user_idx):

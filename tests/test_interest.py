@@ -109,7 +109,7 @@ def test_text_interest_recommends_the_users_cluster_and_falls_back():
 
 def test_two_tower_and_bert4rec_learn_the_toy_clusters():
     df, emb, ids = _toy()
-    tt = I.TwoTowerRecommender(emb, ids, d_model=4, max_len=5, n_epochs=30, lr=1e-2,
+    tt = I.TwoTowerRecommender(emb, ids, max_len=5, n_epochs=30, lr=1e-2,
                                batch_size=32).fit(df)
     top = tt.recommend([0, 1], k=3, exclude_seen=False)
     assert top[top.user_id == 0].item_id.lt(6).all() and top[top.user_id == 1].item_id.ge(6).all()

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Exercise", "Incorrect", "Verdict"]
+__all__ = ["Exercise", "Incorrect", "Verdict", "shape_of"]
 
 _MISSING = object()
 
@@ -37,6 +37,11 @@ class Verdict:
 
     def _ipython_display_(self) -> None:  # shown once, by check(), already
         pass
+
+
+def shape_of(x) -> str:
+    """How a checker names what came back: a tensor's shape, else the type's name."""
+    return str(tuple(x.shape)) if hasattr(x, "shape") else type(x).__name__
 
 
 class Incorrect(AssertionError):

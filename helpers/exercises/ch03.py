@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import Exercise, Incorrect
+from . import Exercise, Incorrect, shape_of
 
 _NB = "03_self_attention.ipynb"
 
@@ -22,7 +22,7 @@ def _check_attention(fn) -> str:
         if not isinstance(got, torch.Tensor) or got.shape != want.shape:
             raise Incorrect(f"for q, k, v of shape {tuple(shape)} the output should have shape "
                             f"{tuple(want.shape)}, got "
-                            f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}.")
+                            f"{shape_of(got)}.")
         if not torch.allclose(got, want, atol=1e-5):
             hint = ("Masked positions must get -inf before the softmax." if masked else
                     "Did you divide the scores by sqrt(d_k) and take the softmax over the last dim?")
@@ -55,7 +55,7 @@ def _check_split_heads(fn) -> str:
     want = x.view(2, 5, 3, 4).transpose(1, 2)
     if not isinstance(got, torch.Tensor) or got.shape != want.shape:
         raise Incorrect(f"(batch=2, time=5, d=12) with 3 heads should become (2, 3, 5, 4), got "
-                        f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}.")
+                        f"{shape_of(got)}.")
     if not torch.equal(got, want):
         raise Incorrect("the shape is right but the values are scrambled: head h must hold "
                         "features h*d_head .. (h+1)*d_head - 1 of every position. Reshape to "

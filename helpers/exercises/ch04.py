@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import Exercise, Incorrect
+from . import Exercise, Incorrect, shape_of
 
 _NB = "04_bert_interest_models.ipynb"
 
@@ -23,7 +23,7 @@ def _check_masked_mean(fn) -> str:
     want = torch.stack([hist[u][real[u]].mean(0) for u in range(len(hist))])
     if not isinstance(got, torch.Tensor) or got.shape != want.shape:
         raise Incorrect(f"hist (4 users, 6 positions, d=5) should give (4, 5), got "
-                        f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}.")
+                        f"{shape_of(got)}.")
     if not torch.allclose(got, want, atol=1e-6):
         u = int((got - want).abs().sum(1).argmax())
         raise Incorrect(f"user {u} has {int(real[u].sum())} real items of 6; their mean should "
@@ -44,7 +44,7 @@ def _check_target_attention(fn) -> str:
         want[u, real[u]] = torch.softmax(s, 0)
     if not isinstance(got, torch.Tensor) or got.shape != want.shape:
         raise Incorrect(f"the weights should have shape (4 users, 6 positions), got "
-                        f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}.")
+                        f"{shape_of(got)}.")
     if torch.isnan(got).any():
         raise Incorrect("some weights are NaN; mask the pads with -inf *before* the softmax and "
                         "make sure every row has a real item (here each does).")
