@@ -57,7 +57,7 @@ def main() -> None:
     # 2. generation
     cutoff = reasons["timestamp"].quantile(0.7)
     train_reviews = reviews[reviews["timestamp"] < cutoff]
-    profile = nlg._profile_map(I.aspect_profile(events[events["timestamp"] < cutoff], train_reviews,
+    profile = nlg.profile_map(I.aspect_profile(events[events["timestamp"] < cutoff], train_reviews,
                                                 catalogue, data.vocabulary()["categories"]))
     facts = nlg.item_facts(catalogue, train_reviews)
     test = reasons[reasons["timestamp"] >= cutoff].head(args.n_prompts)

@@ -41,7 +41,7 @@ from .metrics import tokenize
 
 __all__ = ["Claim", "Lexicon", "lexicon", "tokenize", "extract_claims", "band_of_level",
            "item_facts", "user_truth_facts", "item_truth_facts", "judge_claims", "score_reasons", "TemplateExplainer",
-           "RetrievalExplainer", "WordVocab", "peter_mask", "PETER", "PETERExplainer",
+           "RetrievalExplainer", "profile_map", "WordVocab", "peter_mask", "PETER", "PETERExplainer",
            "clean_untrusted", "build_prompt", "encode_example", "finetune_lm", "generate",
            "top_k_filter", "top_p_filter", "FaithfulnessGuard", "FALLBACK_PREFIX"]
 
@@ -164,12 +164,13 @@ def item_facts(catalogue: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
     require_columns(catalogue, [col_item, "title", "category", "brand", "description"],
                     "the catalogue")
     lex = lexicon(catalogue)
+    marketing = Lexicon(lex.aspects, _MARKET_BAND, lex.colours, lex.brands)  # catalogue adjectives
     facts = {}
     for row in catalogue[[col_item, "title", "category", "brand", "description"]].itertuples(index=False):
         item, title, cat, brand, desc = row
         d = (desc or "").lower() if isinstance(desc, str) else ""
         aspects = {}
-        for c in _aspect_levels(d, Lexicon(lex.aspects, _MARKET_BAND, lex.colours, lex.brands)):
+        for c in _aspect_levels(d, marketing):
             if c.level is not None:
                 aspects[c.name] = c.level
         colour = next((m.group(1) for m in lex._colour_re.finditer(d)), None)
@@ -283,7 +284,8 @@ _HIGH_WORDS = ["excellent", "great", "superb", "outstanding"]
 _MID_WORDS = ["decent", "solid all-round"]
 
 
-def _profile_map(profile: pd.DataFrame | None) -> dict[int, list[str]]:
+def profile_map(profile: pd.DataFrame | None) -> dict[int, list[str]]:
+    """``{user_id: [aspect_1, aspect_2, ...]}`` from an ``interest.aspect_profile`` frame."""
     if profile is None:
         return {}
     cols = [c for c in profile.columns if c.startswith("aspect_")]
@@ -297,7 +299,7 @@ class TemplateExplainer:
     ranks highest. Faithful to the catalogue by construction; says the same few things."""
 
     def __init__(self, facts: dict[int, dict], profile: pd.DataFrame):
-        self.facts, self.profile = facts, _profile_map(profile)
+        self.facts, self.profile = facts, profile_map(profile)
 
     def explain_one(self, user: int, item: int) -> str:
         f = self.facts.get(int(item))
@@ -319,6 +321,10 @@ class TemplateExplainer:
         users, items = _pairs(users, items)
         return [self.explain_one(u, i) for u, i in zip(users, items)]
 
+    def fallback_for(self, user: int, item: int) -> str:
+        """The template's reason marked as a fallback (for another method that has none)."""
+        return FALLBACK_PREFIX + self.explain_one(user, item).removeprefix(FALLBACK_PREFIX)
+
 
 def _pairs(users, items):
     users, items = np.asarray(users).ravel(), np.asarray(items).ravel()
@@ -339,14 +345,14 @@ class RetrievalExplainer:
     def __init__(self, reviews: pd.DataFrame, profile: pd.DataFrame, fallback: TemplateExplainer):
         require_columns(reviews, ["user_id", "item_id", "aspect", "sentence", "polarity"],
                         "reviews")
-        self.profile, self.fallback = _profile_map(profile), fallback
+        self.profile, self.fallback = profile_map(profile), fallback
         self.by_item = {int(i): g[["user_id", "aspect", "sentence", "polarity"]].to_numpy()
                         for i, g in reviews.groupby("item_id")}
 
     def explain_one(self, user: int, item: int) -> str:
         rows = self.by_item.get(int(item))
         if rows is None:
-            return FALLBACK_PREFIX + self.fallback.explain_one(user, item).removeprefix(FALLBACK_PREFIX)
+            return self.fallback.fallback_for(user, item)
         mine = self.profile.get(int(user), [])
         best, best_key = None, None
         for reviewer, aspect, sentence, polarity in rows:
@@ -777,7 +783,7 @@ class FaithfulnessGuard:
 
     def __init__(self, facts: dict[int, dict], profile: pd.DataFrame, lex: Lexicon,
                  fallback: TemplateExplainer, require_personal: bool = True):
-        self.facts, self.profile, self.lex = facts, _profile_map(profile), lex
+        self.facts, self.profile, self.lex = facts, profile_map(profile), lex
         self.fallback, self.require_personal = fallback, require_personal
 
     def problems(self, reason: str, user: int, item: int) -> list[str]:
@@ -807,4 +813,4 @@ class FaithfulnessGuard:
         for c in candidates:
             if c and not self.problems(c, user, item):
                 return c, False
-        return FALLBACK_PREFIX + self.fallback.explain_one(user, item).removeprefix(FALLBACK_PREFIX), True
+        return self.fallback.fallback_for(user, item), True
