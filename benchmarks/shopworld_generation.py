@@ -6,13 +6,13 @@
 Target (issue 3): the 100k-user x 20k-item world in <= 2 minutes on 2 CPU cores.
 """
 import argparse
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from helpers import config  # noqa: E402
 from helpers import shopworld as sw  # noqa: E402
 
 
@@ -43,8 +43,8 @@ def main():
               f"{r['generate_s']:.1f} | {r['write_s']:.1f} | {r['total_s']:.1f} | {r['MiB']:.1f} |",
               flush=True)
         print(f"  steps: {r['steps']}", file=sys.stderr)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"\npeak RSS {peak:.2f} GiB")
+    peak = config.peak_rss_mib()
+    print("\npeak RSS " + ("unknown on this platform" if peak is None else f"{peak / 1024:.2f} GiB"))
 
 
 if __name__ == "__main__":

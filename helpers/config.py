@@ -20,7 +20,7 @@ from pathlib import Path
 __all__ = [
     "PROFILES", "Profile", "RunConfig", "get_profile", "seed_everything", "get_device",
     "require_gpu", "is_online", "setup", "ROOT", "DATASETS_DIR", "cache_dir",
-    "artifacts_dir", "course_path", "environment_report",
+    "artifacts_dir", "course_path", "environment_report", "peak_rss_mib",
 ]
 
 # ----------------------------------------------------------------------------- offline mode
@@ -58,6 +58,9 @@ DATASETS_DIR = ROOT / "datasets"
 def course_path(value: str | os.PathLike) -> Path:
     """A path from a setting: relative ones are taken from the course folder, not from the
     working directory (a notebook's kernel runs inside ``solutions/`` or ``chapters/``)."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise TypeError(f"a course path must be a non-empty string or path, got {value!r}; check "
+                        "the COURSE_* setting or argument that supplied it.")
     path = Path(value).expanduser()
     return path if path.is_absolute() else ROOT / path
 
@@ -261,3 +264,25 @@ def environment_report() -> dict[str, str]:
     report["profile"] = get_profile().name
     report["network"] = "online (COURSE_ONLINE=1)" if is_online() else "offline"
     return report
+
+
+def peak_rss_mib() -> float | None:
+    """Peak resident memory of this process so far, in MiB (``None`` where the platform cannot
+    say). ``ru_maxrss`` is in KiB on Linux but in bytes on macOS; Windows has no ``resource``
+    module, so there ``psutil``'s peak working set is used when installed. It is the peak over
+    the process's whole life: to measure one step, run it in a fresh process (as the
+    benchmarks do)."""
+    import sys
+
+    try:
+        import resource
+    except ImportError:  # Windows
+        try:
+            import psutil
+
+            info = psutil.Process().memory_info()
+            return getattr(info, "peak_wset", info.rss) / 2**20
+        except (ImportError, AttributeError):
+            return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10

@@ -24,7 +24,8 @@ from .shopworld import FILES, IMAGES_FILE
 
 __all__ = ["DataError", "SHOPWORLD_DIR", "SHOPWORLD_TABLES", "shopworld_path", "verify_shopworld",
            "load_shopworld", "load_image", "vocabulary", "dirt_truth", "load_movielens",
-           "hf_dataset", "export_peter", "read_peter", "require_columns"]
+           "hf_dataset", "export_peter", "read_peter", "require_columns", "require_int",
+           "require_ids", "require_finite", "require_times"]
 
 SHOPWORLD_DIR = config.DATASETS_DIR / "shopworld"
 REGENERATE = "python -m helpers.shopworld --out datasets/shopworld"
@@ -42,6 +43,80 @@ def require_columns(df: pd.DataFrame, columns, what: str = "the table") -> None:
     if missing:
         raise DataError(f"{what} is missing column(s) {missing}; it has {list(df.columns)}. "
                         "Rename yours (or pass col_user=..., col_item=... to match).")
+
+
+# ----------------------------------------------------------------------------- input checks
+# Shared by every public helper: a bad value is an error that says what was wrong and how to
+# fix it, never a silent repair (no NaN rows dropped, no float ids truncated, no text sorted
+# as if it were time).
+def _examples(mask, index) -> list:
+    return list(index[np.asarray(mask)][:5])
+
+
+def require_int(name: str, value, minimum: int | None = None) -> int:
+    """``value`` as an ``int``: rejects bools, floats (even 2.0), strings and None, and values
+    below ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise DataError(f"{name} must be an integer, got {type(value).__name__} {value!r}. "
+                        f"Pass a whole number such as {name}={max(minimum or 0, 1)}.")
+    if minimum is not None and value < minimum:
+        raise DataError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def require_ids(df: pd.DataFrame, col: str, what: str) -> None:
+    """IDs must be present and, when numeric, finite whole numbers (a float 3.7 is not an ID)."""
+    s = df[col]
+    missing = s.isna()
+    if missing.any():
+        raise DataError(f"{int(missing.sum())} rows of {what} have no {col} (NaN/None), e.g. rows "
+                        f"{_examples(missing, df.index)}. Drop or repair those rows first; "
+                        "nothing is dropped silently.")
+    if pd.api.types.is_float_dtype(s):
+        v = s.to_numpy(np.float64)
+        bad = ~np.isfinite(v) | (v != np.round(v))
+        if bad.any():
+            raise DataError(f"{int(bad.sum())} values of {col} in {what} are not whole numbers "
+                            f"(e.g. {list(s[bad][:3])}); IDs must be integers or strings. Fix "
+                            "the source; they would otherwise be truncated into other IDs.")
+
+
+def require_finite(df: pd.DataFrame, col: str, what: str, *, allow_missing: bool = False) -> None:
+    """A numeric column with no ±inf (and no NaN unless ``allow_missing``); strings such as
+    ``'five'`` are an error, not a silent NaN."""
+    s = df[col]
+    if not (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)):
+        coerced = pd.to_numeric(s, errors="coerce")
+        bad = coerced.isna() & s.notna()
+        raise DataError(f"{col} in {what} must be numeric, got dtype {s.dtype}"
+                        + (f" with non-numbers such as {list(s[bad][:3])}" if bad.any() else "")
+                        + f". Convert it first, e.g. pd.to_numeric(df[{col!r}]), and decide "
+                          "what to do with values that are not numbers.")
+    v = s.to_numpy(np.float64, na_value=np.nan)
+    if not allow_missing and np.isnan(v).any():
+        raise DataError(f"{int(np.isnan(v).sum())} values of {col} in {what} are NaN (e.g. rows "
+                        f"{_examples(np.isnan(v), df.index)}); drop or fill them first.")
+    if np.isinf(v).any():
+        raise DataError(f"{int(np.isinf(v).sum())} values of {col} in {what} are infinite (e.g. "
+                        f"rows {_examples(np.isinf(v), df.index)}); that is a data error — fix "
+                        "or drop those rows first.")
+
+
+def require_times(df: pd.DataFrame, col: str, what: str) -> None:
+    """Timestamps must be numbers (seconds) or datetimes, none missing: text would sort as text
+    (``'10' < '9'``), and a NaN time has no place in an order."""
+    s = df[col]
+    if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s)) \
+            or pd.api.types.is_bool_dtype(s):
+        raise DataError(f"{col} in {what} must be numeric (e.g. Unix seconds) or datetime64, got "
+                        f"dtype {s.dtype}: text timestamps sort as text. Convert first, e.g. "
+                        f"pd.to_numeric(df[{col!r}]) or pd.to_datetime(df[{col!r}]).")
+    if s.isna().any():
+        raise DataError(f"{int(s.isna().sum())} rows of {what} have no {col} (NaN/NaT), e.g. rows "
+                        f"{_examples(s.isna(), df.index)}; a row without a time cannot be placed "
+                        "in a time split. Drop or repair them first.")
+    if pd.api.types.is_numeric_dtype(s) and np.isinf(s.to_numpy(np.float64)).any():
+        raise DataError(f"{col} in {what} has infinite values; fix or drop those rows first.")
 
 
 # ----------------------------------------------------------------------------- ShopWorld
@@ -64,9 +139,22 @@ def _manifest(root: Path) -> dict[str, str]:
                         f"is incomplete. Regenerate it with `{REGENERATE}` (or `git checkout "
                         "datasets/shopworld` for the committed world).")
     entries = {}
-    for line in path.read_text().splitlines():
-        digest, name = line.split(maxsplit=1)
-        entries[name.strip()] = digest
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or len(parts[0]) != 64 or any(c not in "0123456789abcdef"
+                                                           for c in parts[0]):
+            raise DataError(f"{path}, line {number}: expected '<64 hex sha256>  <file name>', got "
+                            f"{line[:80]!r}. Restore the manifest with `git checkout {path}` or "
+                            f"regenerate the world with `{REGENERATE}`.")
+        name = parts[1].strip()
+        target = (root / name).resolve()
+        if Path(name).is_absolute() or root.resolve() not in target.parents:
+            raise DataError(f"{path}, line {number}: {name!r} points outside the data folder; a "
+                            "manifest may only list files inside it. Restore the manifest with "
+                            f"`git checkout {path}`.")
+        entries[name] = parts[0]
     return entries
 
 
@@ -211,6 +299,41 @@ def _movielens_from_grouplens(zip_path: Path) -> dict[str, pd.DataFrame]:
     return {"ratings": ratings, "items": items, "users": users}
 
 
+def _read_grouplens(path: Path, repair: str) -> dict[str, pd.DataFrame]:
+    import zipfile
+
+    try:
+        return _movielens_from_grouplens(path)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path} is not a readable MovieLens-100K archive ({type(err).__name__}: "
+                        f"{err}). {repair}") from None
+
+
+def _download_grouplens(target: Path) -> dict[str, pd.DataFrame]:
+    """Download to a temporary file; move it into place only once its ratings pass the
+    content checksum, so an interrupted or wrong download never sits in the cache."""
+    import os
+    import tempfile
+    import urllib.request
+
+    fd, name = tempfile.mkstemp(prefix=".ml-100k-", suffix=".zip.part", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        urllib.request.urlretrieve(ML100K_URL, tmp)
+        tables = _read_grouplens(tmp, "The download is damaged or not the archive; nothing was "
+                                      "kept. Try again, or use source='recbole' (offline).")
+        digest = _canonical_sha(tables["ratings"])
+        if digest != ML100K_RATINGS_SHA256:
+            raise DataError(f"The MovieLens-100K download from {ML100K_URL} has ratings checksum "
+                            f"{digest}, expected {ML100K_RATINGS_SHA256}; it was not kept. Try "
+                            "again later, or use source='recbole' (offline).")
+        os.replace(tmp, target)
+        return tables
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def load_movielens(source: str = "auto") -> dict[str, pd.DataFrame]:
     """MovieLens-100K (GroupLens) in one clean schema.
 
@@ -234,12 +357,11 @@ def load_movielens(source: str = "auto") -> dict[str, pd.DataFrame]:
         if not config.is_online():
             raise DataError("Downloading MovieLens from GroupLens needs the network: set "
                             "COURSE_ONLINE=1, or use source='recbole' (offline).")
-        import urllib.request
-
         target = config.cache_dir() / "ml-100k.zip"
-        if not target.exists():
-            urllib.request.urlretrieve(ML100K_URL, target)
-        tables = _movielens_from_grouplens(target)
+        if target.exists():
+            tables = _read_grouplens(target, f"Delete {target} and run again to re-download.")
+        else:
+            tables = _download_grouplens(target)
     else:
         try:
             tables = _movielens_from_recbole(assets.asset_path("ml-100k"))

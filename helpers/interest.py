@@ -175,9 +175,23 @@ def in_batch_softmax_loss(user_vec: torch.Tensor, item_vec: torch.Tensor,
     batch item is sampled, i.e. its popularity) is subtracted from its column — the logQ
     correction of Yi et al. (2019): popular items are negatives more often, and without it the
     model learns to rank them too low."""
+    if not isinstance(user_vec, torch.Tensor) or not isinstance(item_vec, torch.Tensor):
+        raise TypeError("user_vec and item_vec must be torch tensors, got "
+                        f"{type(user_vec).__name__} and {type(item_vec).__name__}.")
     if user_vec.shape != item_vec.shape or user_vec.dim() != 2:
         raise ValueError(f"user_vec and item_vec must both be (batch, d), got "
                          f"{tuple(user_vec.shape)} and {tuple(item_vec.shape)}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+            or not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be a finite number > 0 (e.g. 0.05), got "
+                         f"{temperature!r}: it divides the logits.")
+    if log_q is not None and (not isinstance(log_q, torch.Tensor) or log_q.shape != (len(user_vec),)):
+        raise ValueError(f"log_q must be a ({len(user_vec)},) tensor, one log-probability per batch "
+                         f"item, got {tuple(getattr(log_q, 'shape', ()))}.")
+    if item_ids is not None and (not isinstance(item_ids, torch.Tensor)
+                                 or item_ids.shape != (len(user_vec),)):
+        raise ValueError(f"item_ids must be a ({len(user_vec)},) tensor, got "
+                         f"{tuple(getattr(item_ids, 'shape', ()))}.")
     logits = user_vec @ item_vec.T / temperature
     if log_q is not None:
         logits = logits - log_q[None, :]

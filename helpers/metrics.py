@@ -64,24 +64,42 @@ def rank_from_scores(scores, k: int, exclude=None) -> np.ndarray:
     items (e.g. seen in training) are never returned. Ties go to the lower item index.
     ``k`` larger than the number of items is clipped to it.
     """
-    s = np.array(scores, dtype=np.float64, copy=True)
-    if s.ndim != 2:
-        raise DataError(f"scores must be 2-D (users x items), got shape {s.shape}")
+    s = _score_matrix(scores)
     _check_k(k)
+    excluded = np.zeros(s.shape, dtype=bool)
     if exclude is not None:
         mask = exclude.toarray() if hasattr(exclude, "toarray") else np.asarray(exclude)
         if mask.shape != s.shape:
             raise DataError(f"exclude has shape {mask.shape}, scores {s.shape}")
-        s[mask.astype(bool)] = -np.inf
+        excluded = mask.astype(bool)
+        s[excluded] = -np.inf
     k = min(k, s.shape[1])
     # stable sort on -score keeps the lower index first among equal scores
     part = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    # a row with fewer than k items left is padded with -1, never with an excluded item
+    part[np.take_along_axis(excluded, part, 1)] = -1
     return part
 
 
-def _check_k(k):
+def _score_matrix(scores) -> np.ndarray:
+    try:
+        s = np.array(scores, dtype=np.float64, copy=True)
+    except (TypeError, ValueError):
+        raise DataError("scores must be a numeric (users x items) array, got "
+                        f"{type(scores).__name__}.") from None
+    if s.ndim != 2:
+        raise DataError(f"scores must be 2-D (users x items), got shape {s.shape}")
+    if np.isnan(s).any():
+        raise DataError(f"{int(np.isnan(s).sum())} scores are NaN (e.g. row "
+                        f"{int(np.argwhere(np.isnan(s))[0][0])}): a model produced NaN. Fix the "
+                        "model; NaN cannot be ranked.")
+    return s
+
+
+def _check_k(k, name="k"):
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise DataError(f"k must be a positive integer, got {k!r}")
+        raise DataError(f"{name} must be a positive integer, got {type(k).__name__} {k!r}; e.g. "
+                        f"{name}=10.")
 
 
 def hits_at_k(top: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,9 +174,9 @@ def hit_rate_at_k(top, relevant, k: int) -> float:
 
 def catalogue_coverage(top, n_items: int) -> float:
     """Share of the catalogue that appears in anyone's top-k list."""
-    if n_items < 1:
-        raise DataError("n_items must be positive")
-    return len(np.unique(np.asarray(top))) / n_items
+    _check_k(n_items, "n_items")
+    top = np.asarray(top)
+    return len(np.unique(top[top >= 0])) / n_items  # -1 pads a short list
 
 
 def ranking_metrics(top, relevant, k: int, n_items: int | None = None) -> dict[str, float]:
@@ -182,6 +200,15 @@ def evaluate_ranking(recommendations: pd.DataFrame, test: pd.DataFrame, k: int, 
     require_columns(test, [col_user, col_item], "test")
     if len(test) == 0:
         raise DataError("test is empty")
+    _check_k(k)
+    twice = recommendations.duplicated([col_user, col_item])
+    if twice.any():
+        raise DataError(f"{int(twice.sum())} recommendations repeat an item for the same user "
+                        f"(e.g. rows {recommendations.index[twice][:5].tolist()}); a list holds "
+                        "each item once. De-duplicate the recommender's output first.")
+    if recommendations.duplicated([col_user, col_rank]).any():
+        raise DataError("two recommendations of one user share a rank; ranks must be 1..k, "
+                        "each once per user.")
     users = np.sort(test[col_user].unique())
     recs = recommendations[recommendations[col_rank] <= k].sort_values([col_user, col_rank])
     by_user = recs.groupby(col_user)[col_item].apply(list)
@@ -206,11 +233,19 @@ def sampled_metrics(scores, test_items, k: int, n_negatives: int = 100, exclude=
     order of models can change (Krichene & Rendle, 2020). Shown here to compare with full
     ranking. ``scores``: (n_users, n_items); ``test_items``: one item index per user.
     """
-    s = np.asarray(scores, dtype=np.float64)
+    s = _score_matrix(scores)
     test_items = np.asarray(test_items)
     _check_k(k)
-    if s.ndim != 2 or len(test_items) != len(s):
+    _check_k(n_negatives, "n_negatives")
+    if len(test_items) != len(s) or test_items.ndim != 1:
         raise DataError("scores must be (n_users, n_items) with one test item per user")
+    if not np.issubdtype(test_items.dtype, np.integer) or test_items.min(initial=0) < 0 \
+            or test_items.max(initial=0) >= s.shape[1]:
+        raise DataError(f"test_items must be integer item indices in [0, {s.shape[1] - 1}]; got "
+                        f"dtype {test_items.dtype}. Encode raw IDs with the model's item_map.")
+    if np.isinf(s[np.arange(len(s)), test_items]).any():
+        raise DataError("some test items have an infinite score (excluded from ranking?); a "
+                        "held-out item must be rankable.")
     rng = np.random.default_rng(seed)
     mask = np.zeros_like(s, dtype=bool) if exclude is None else (
         exclude.toarray() if hasattr(exclude, "toarray") else np.asarray(exclude)).astype(bool)

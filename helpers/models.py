@@ -178,14 +178,20 @@ def converted_lm_dir() -> Path:
     return config.cache_dir() / "models" / _CONVERTED_NAME
 
 
+def _converted_files() -> dict:
+    return assets.manifest()["smollm2"]["converted"]
+
+
 def _check_converted(path: Path, deep: bool = True) -> bool:
+    """True when the converted model is there and every file matches the hashes committed in
+    ``assets.json`` (not only the cache's own marker, which is as writable as the files)."""
     marker = path / _MARKER
     if not marker.exists():
         return False
     info = json.loads(marker.read_text())
     if info.get("source_sha256") != assets.manifest()["smollm2"]["sha256"]:
         return False
-    bad = assets.first_bad_file(path, info["files"], deep)
+    bad = assets.first_bad_file(path, _converted_files(), deep)
     if bad:
         raise assets.AssetError(
             f"The converted language model in {path} is corrupt ({bad[0].name} is {bad[1]}). "
@@ -230,6 +236,15 @@ def _convert_gguf_to_safetensors(quiet: bool = False) -> Path:
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
     files = {p.name: assets.sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+    bad = assets.first_bad_file(tmp, _converted_files())
+    if bad or set(files) != set(_converted_files()):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise assets.AssetError(
+            "Converting SmolLM2 gave files that differ from the reference hashes in "
+            f"assets.json ({bad[0].name if bad else sorted(set(files) ^ set(_converted_files()))})."
+            " The conversion is deterministic with the pinned packages, so this means a different"
+            " transformers/gguf/torch version is installed: reinstall with `make venv` (or the "
+            "pins in requirements.txt), then run `make assets` again.")
     (tmp / _MARKER).write_text(json.dumps(
         {"source_sha256": assets.manifest()["smollm2"]["sha256"], "files": files},
         indent=1, sort_keys=True))

@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from . import config
 from . import shopworld_vocab as V
 from .attention import AttentionConfig, TransformerBlock, init_small_
 from .data import DataError, require_columns
@@ -302,12 +303,13 @@ class TemplateExplainer:
         self.facts, self.profile = facts, profile_map(profile)
 
     def explain_one(self, user: int, item: int) -> str:
-        f = self.facts.get(int(item))
+        user, item = _one_id(user, "user"), _one_id(item, "item")
+        f = self.facts.get(item)
         if f is None:
             return FALLBACK_PREFIX + "Recommended because shoppers like you chose it."
-        wanted = self.profile.get(int(user), [])
+        wanted = self.profile.get(user, [])
         good = [a for a in wanted if f["aspects"].get(a) == "high"]
-        k = (int(user) + int(item)) % 4
+        k = (user + item) % 4
         if len(good) >= 2:
             return (f"Recommended for its {_HIGH_WORDS[k]} {good[0]} and "
                     f"{_HIGH_WORDS[(k + 1) % 4]} {good[1]}, two things you look for.")
@@ -333,7 +335,26 @@ def _pairs(users, items):
                          f"{len(items)} items")
     if len(users) == 0:
         raise ValueError("no (user, item) pairs to explain")
-    return users.astype(np.int64), items.astype(np.int64)
+    return _int_ids(users, "users"), _int_ids(items, "items")
+
+
+def _one_id(value, what: str) -> int:
+    return int(_int_ids(np.asarray([value]), what)[0])
+
+
+def _int_ids(values: np.ndarray, what: str) -> np.ndarray:
+    """Integer IDs, refusing what ``astype(int)`` would silently truncate or garble."""
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            raise ValueError(f"{what} must be whole-number IDs; got {values[bad][:3].tolist()} "
+                             "(NaN, inf or a fraction would be truncated into another ID).")
+        return values.astype(np.int64)
+    raise ValueError(f"{what} must be integer IDs, got dtype {values.dtype} (e.g. "
+                     f"{values[:3].tolist()}); convert them with .astype(int) where that is "
+                     "right.")
 
 
 # ============================================================================ 2. retrieval
@@ -350,10 +371,10 @@ class RetrievalExplainer:
                         for i, g in reviews.groupby("item_id")}
 
     def explain_one(self, user: int, item: int) -> str:
-        rows = self.by_item.get(int(item))
+        rows = self.by_item.get(_one_id(item, "item"))
         if rows is None:
             return self.fallback.fallback_for(user, item)
-        mine = self.profile.get(int(user), [])
+        mine = self.profile.get(_one_id(user, "user"), [])
         best, best_key = None, None
         for reviewer, aspect, sentence, polarity in rows:
             rank = mine.index(aspect) if aspect in mine else len(mine)
@@ -566,6 +587,18 @@ def build_prompt(profile_aspects: list[str], facts: dict, reviews: list[str] | N
     and quoted between <<< >>>."""
     if not isinstance(facts, dict) or "title" not in facts:
         raise ValueError("facts must be an item_facts() entry (a dict with a 'title')")
+    if isinstance(profile_aspects, str) or not isinstance(profile_aspects, (list, tuple)) \
+            or not all(isinstance(a, str) for a in profile_aspects):
+        raise ValueError(f"profile_aspects must be a list of aspect names such as ['comfort'], "
+                         f"got {profile_aspects!r}" + (" (a bare string would be spelled out "
+                                                      "letter by letter; wrap it in a list)"
+                                                      if isinstance(profile_aspects, str) else ""))
+    if reviews is not None and (isinstance(reviews, str) or not isinstance(reviews, (list, tuple))
+                                or not all(isinstance(r, str) for r in reviews)):
+        raise ValueError(f"reviews must be a list of strings (or None), got {type(reviews).__name__}"
+                         "; wrap a single review in a list.")
+    if isinstance(max_reviews, bool) or not isinstance(max_reviews, int) or max_reviews < 0:
+        raise ValueError(f"max_reviews must be an integer >= 0, got {max_reviews!r}")
     wants = ", ".join(profile_aspects) if profile_aspects else "nothing known yet"
     stated = [f"{a}: {b}" for a, b in sorted(facts.get("aspects", {}).items())]
     extra = [f"colour: {facts['colour']}"] if facts.get("colour") else []
@@ -595,7 +628,25 @@ def encode_example(tok, messages: list[dict], target: str, max_length: int = 256
     return {"input_ids": p_ids + t_ids, "labels": [-100] * len(p_ids) + t_ids}
 
 
+def _check_examples(examples) -> None:
+    if not isinstance(examples, (list, tuple)) or not examples:
+        raise ValueError("no training examples: give a non-empty list of encode_example() rows")
+    for n, e in enumerate(examples):
+        if not isinstance(e, dict) or "input_ids" not in e or "labels" not in e:
+            raise ValueError(f"example {n} is not an encode_example() row (a dict with "
+                             "'input_ids' and 'labels')")
+        if not e["input_ids"] or len(e["input_ids"]) != len(e["labels"]):
+            raise ValueError(f"example {n}: input_ids ({len(e['input_ids'])}) and labels "
+                             f"({len(e['labels'])}) must be non-empty and the same length; one "
+                             "label per token (-100 for prompt tokens). Build it with "
+                             "encode_example.")
+        if all(x == -100 for x in e["labels"]):
+            raise ValueError(f"example {n} has no target token (every label is -100): it would "
+                             "teach nothing. Check its target text.")
+
+
 def _collate(examples, pad_id):
+    _check_examples(examples)
     n = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), n), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), n), -100, dtype=torch.long)
@@ -607,73 +658,109 @@ def _collate(examples, pad_id):
     return ids, labels, att
 
 
+def _examples_hash(examples) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for e in examples:
+        h.update(json.dumps([list(map(int, e["input_ids"])), list(map(int, e["labels"]))])
+                 .encode())
+    return h.hexdigest()[:16]
+
+
 def finetune_lm(model, examples: list[dict], *, steps: int, batch_size: int = 8, lr: float = 1e-4,
                 pad_id: int = 0, train_layers: int | None = None, seed: int = 0,
                 checkpoint_dir: str | Path | None = None, checkpoint_every: int = 50,
-                progress: bool = True) -> list[float]:
+                allow_changed_settings: bool = False, progress: bool = True) -> list[float]:
     """Fine-tune a causal LM on :func:`encode_example` rows; returns the loss per step.
 
     ``train_layers=k`` trains only the last k decoder layers and the final norm (cheap on a
     CPU); None trains every parameter (or, for a PEFT/LoRA model, whatever is trainable).
     Batches are drawn from a seeded permutation per epoch, so a run is reproducible.
-    With ``checkpoint_dir``, every ``checkpoint_every`` steps the trainable weights
-    (safetensors), the optimiser state and the loss history are saved; calling again with the
-    same arguments resumes after the last checkpoint and gives the same weights as an
-    uninterrupted run.
-    """
-    from safetensors.torch import load_file, save_file
 
-    if not examples:
-        raise ValueError("no training examples")
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
-    if train_layers is not None:
-        layers = model.model.layers
-        if not 1 <= train_layers <= len(layers):
-            raise ValueError(f"train_layers must be in 1..{len(layers)}, got {train_layers}")
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for p in list(layers[-train_layers:].parameters()) + list(model.model.norm.parameters()):
-            p.requires_grad_(True)
-    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if not named:
-        raise ValueError("the model has no trainable parameters")
-    opt = torch.optim.AdamW(named.values(), lr=lr, weight_decay=0.0)
-    losses, start = [], 0
-    ck = Path(checkpoint_dir) if checkpoint_dir else None
-    if ck and (ck / "state.json").exists():
-        state = json.loads((ck / "state.json").read_text())
-        weights = load_file(ck / "trainable.safetensors")
-        if set(weights) != set(named):
-            raise ValueError(f"the checkpoint in {ck} was made for other trainable parameters; "
-                             "delete it or use the same settings")
-        with torch.no_grad():
-            for n, p in named.items():
-                p.copy_(weights[n])
-        opt.load_state_dict(torch.load(ck / "optimizer.pt", weights_only=True))
-        losses, start = state["losses"], state["step"]
-    device = next(model.parameters()).device
-    per_epoch = math.ceil(len(examples) / batch_size)
-    model.train()
-    bar = tqdm(range(start, steps), desc="fine-tune", disable=not progress, leave=False)
-    for step in bar:
-        epoch, k = divmod(step, per_epoch)
-        order = np.random.default_rng(seed + epoch).permutation(len(examples))
-        batch = [examples[j] for j in order[k * batch_size:(k + 1) * batch_size]]
-        ids, labels, att = (x.to(device) for x in _collate(batch, pad_id))
-        loss = model(input_ids=ids, attention_mask=att, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(named.values(), 1.0)
-        opt.step()
-        losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if ck and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
-            ck.mkdir(parents=True, exist_ok=True)
-            save_file({n: p.detach().cpu().contiguous() for n, p in named.items()},
-                      ck / "trainable.safetensors")
-            torch.save(opt.state_dict(), ck / "optimizer.pt")
-            (ck / "state.json").write_text(json.dumps({"step": step + 1, "losses": losses}))
+    With ``checkpoint_dir``, every ``checkpoint_every`` steps (and at the end) the trainable
+    weights, the optimiser, the random generators and the loss history are written together,
+    atomically (:mod:`helpers.checkpoint`): a run killed at any point resumes from its last
+    complete checkpoint when called again, and gives the same weights as an uninterrupted run.
+    A checkpoint made with other settings (examples, batch size, learning rate, seed, trained
+    layers) is refused unless ``allow_changed_settings=True``; ``steps`` may grow. If training
+    raises, the model gets back its train/eval mode and which parameters were frozen.
+    """
+    from . import checkpoint as C
+
+    _check_examples(examples)
+    for name, value in (("steps", steps), ("batch_size", batch_size),
+                        ("checkpoint_every", checkpoint_every), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed"
+                                                                             else 1):
+            raise ValueError(f"{name} must be a {'non-negative' if name == 'seed' else 'positive'}"
+                             f" integer, got {value!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    was_training = model.training
+    frozen_before = {n: p.requires_grad for n, p in model.named_parameters()}
+    try:
+        if train_layers is not None:
+            layers = model.model.layers
+            if isinstance(train_layers, bool) or not isinstance(train_layers, int) \
+                    or not 1 <= train_layers <= len(layers):
+                raise ValueError(f"train_layers must be an integer in 1..{len(layers)}, got "
+                                 f"{train_layers!r}")
+            for p in model.parameters():
+                p.requires_grad_(False)
+            for p in list(layers[-train_layers:].parameters()) + list(model.model.norm.parameters()):
+                p.requires_grad_(True)
+        named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        if not named:
+            raise ValueError("the model has no trainable parameters")
+        opt = torch.optim.AdamW(named.values(), lr=lr, weight_decay=0.0)
+        settings = {"examples": _examples_hash(examples), "n_examples": len(examples),
+                    "batch_size": batch_size, "lr": lr, "seed": seed, "pad_id": pad_id,
+                    "train_layers": train_layers, "trainable": sorted(named)}
+        losses, start = [], 0
+        ck = Path(checkpoint_dir) if checkpoint_dir else None
+        found = C.latest(ck)
+        if found is not None:
+            weights, state, meta = C.load(found)
+            C.check_settings(meta["settings"], settings, found, allow_changed_settings)
+            if set(weights) != set(named):
+                raise C.CheckpointError(f"the checkpoint in {found} holds other trainable "
+                                        "parameters; delete it or use the same settings")
+            with torch.no_grad():
+                for n, p in named.items():
+                    p.copy_(weights[n])
+            opt.load_state_dict(state["optimizer"])
+            C.set_rng_state(state["rng"])
+            losses, start = list(meta["losses"]), int(meta["step"])
+        device = next(model.parameters()).device
+        per_epoch = math.ceil(len(examples) / batch_size)
+        model.train()
+        bar = tqdm(range(start, steps), desc="fine-tune", disable=not progress, leave=False)
+        for step in bar:
+            epoch, k = divmod(step, per_epoch)
+            order = np.random.default_rng(seed + epoch).permutation(len(examples))
+            batch = [examples[j] for j in order[k * batch_size:(k + 1) * batch_size]]
+            ids, labels, att = (x.to(device) for x in _collate(batch, pad_id))
+            loss = model(input_ids=ids, attention_mask=att, labels=labels).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the loss became {float(loss)} at step {step + 1}: "
+                                         "lower lr (or check the examples); the last checkpoint "
+                                         "is kept.")
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(named.values(), 1.0)
+            opt.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if ck and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
+                C.save(ck, step + 1, named,
+                       {"optimizer": opt.state_dict(), "rng": C.rng_state()},
+                       {"losses": losses, "settings": settings})
+    except BaseException:
+        model.train(was_training)
+        for n, p in model.named_parameters():
+            p.requires_grad_(frozen_before.get(n, p.requires_grad))
+        raise
     model.eval()
     return losses
 
@@ -711,8 +798,6 @@ def generate(tok, model, prompts: list[list[dict]], *, batch_size: int = 16, max
     ``strategy``: 'greedy', 'beam' (``num_beams``) or 'sample' (``temperature``, ``top_k``,
     ``top_p``; seeded). Prompts longer than ``max_prompt_tokens`` are refused, not cut.
     """
-    import resource
-
     if strategy not in ("greedy", "beam", "sample"):
         raise ValueError(f"strategy must be 'greedy', 'beam' or 'sample', got {strategy!r}")
     if not prompts:
@@ -766,7 +851,7 @@ def generate(tok, model, prompts: list[list[dict]], *, batch_size: int = 16, max
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = config.peak_rss_mib()  # the process's peak so far (see its docstring)
     secs = time.perf_counter() - t0
     flat = [r for rs in replies for r in rs]
     return flat, {"seconds": secs, "reasons_per_s": len(flat) / secs,
@@ -787,7 +872,7 @@ class FaithfulnessGuard:
         self.fallback, self.require_personal = fallback, require_personal
 
     def problems(self, reason: str, user: int, item: int) -> list[str]:
-        f = self.facts.get(int(item))
+        f = self.facts.get(_one_id(item, "item"))
         if f is None:
             return [f"unknown item {item}"]
         claims = extract_claims(reason, self.lex)
@@ -801,7 +886,7 @@ class FaithfulnessGuard:
                     out.append(f"{c.name}: called {c.level}, the shop says {stated}")
             elif c.kind in ("colour", "pattern", "brand") and f.get(c.kind) != c.name:
                 out.append(f"{c.kind} {c.name}: the item's is {f.get(c.kind) or 'not stated'}")
-        wanted = set(self.profile.get(int(user), []))
+        wanted = set(self.profile.get(_one_id(user, "user"), []))
         personal = any(c.kind == "aspect" and c.name in wanted and c.level in ("high", None)
                        for c in claims)
         if self.require_personal and not personal and not out:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .data import DataError, require_columns
+from .data import (DataError, require_columns, require_finite, require_ids, require_int,
+                   require_times)
 
 __all__ = ["EVENT_TYPES", "EVENT_WEIGHTS", "normalise_brand", "normalise_category",
            "normalise_event_type", "clean_catalogue", "clean_events", "detect_bots", "IdMap",
@@ -149,12 +150,38 @@ def clean_events(raw: pd.DataFrame, catalogue: pd.DataFrame, *, col_user: str = 
     require_columns(catalogue, [col_item], "the catalogue")
     _nonempty(raw, "the raw event log")
     _nonempty(catalogue, "the catalogue")
+    for col in (col_user, col_item):
+        require_ids(raw, col, "the raw events")
+    require_ids(catalogue, col_item, "the catalogue")
+    if raw["event_type"].isna().any():
+        raise DataError(f"{int(raw['event_type'].isna().sum())} raw events have no event_type "
+                        f"(e.g. rows {raw.index[raw['event_type'].isna()][:5].tolist()}); an "
+                        "event of unknown kind cannot be weighted. Repair or drop them first.")
+    times = raw[col_time]
+    if not pd.api.types.is_numeric_dtype(times) or pd.api.types.is_bool_dtype(times):
+        raise DataError(f"{col_time} must be numeric Unix seconds, got dtype {times.dtype}; "
+                        f"convert it first (pd.to_numeric, or pd.to_datetime(...).astype('int64') "
+                        "// 10**9).")
+    t = times.to_numpy(np.float64, na_value=np.nan)
+    fractional = np.isfinite(t) & (t != np.round(t))
+    if np.isinf(t).any() or fractional.any():
+        raise DataError(f"{int(np.isinf(t).sum())} infinite and {int(fractional.sum())} "
+                        f"fractional {col_time} values (e.g. rows "
+                        f"{raw.index[np.isinf(t) | fractional][:5].tolist()}): timestamps here are "
+                        "whole seconds. Round them yourself (df[col].round()) if that is right; "
+                        "they are not truncated silently.")
     df = raw.copy()
     report = {"rows_in": len(df)}
     before = df["event_type"].astype("string")
     df["event_type"] = normalise_event_type(df["event_type"])
     report["event_type_respelled"] = int((df["event_type"] != before).fillna(True).sum())
     rating = pd.to_numeric(df["rating"], errors="coerce").astype("float64")
+    not_number = rating.isna() & df["rating"].notna()
+    if not_number.any():
+        raise DataError(f"{int(not_number.sum())} ratings are not numbers (e.g. "
+                        f"{df.loc[not_number, 'rating'].head(3).tolist()} in rows "
+                        f"{df.index[not_number][:5].tolist()}); map them to 1–5 first "
+                        "(e.g. {'five': 5}) — they are not turned into NaN silently.")
     not_buy = rating.notna() & (df["event_type"] != "purchase")
     out_of_range = rating.notna() & ~rating.between(1, 5)
     if not_buy.any() or out_of_range.any():
@@ -279,8 +306,13 @@ def interaction_matrix(df: pd.DataFrame, user_map: IdMap, item_map: IdMap, *,
 def random_split(df: pd.DataFrame, ratios=(0.8, 0.1, 0.1), seed: int = 0):
     """Shuffle rows and cut by ``ratios`` (which must sum to 1). Ignores time: use it for
     rating prediction benchmarks, never to evaluate a system that must predict the future."""
+    require_columns(df, [], "the data to split")
     _nonempty(df, "the data to split")
+    require_int("seed", seed, 0)
     ratios = tuple(ratios)
+    if not ratios or not all(isinstance(r, (int, float, np.number)) and not isinstance(r, bool)
+                             and np.isfinite(r) for r in ratios):
+        raise DataError(f"ratios must be finite numbers such as (0.8, 0.1, 0.1), got {ratios}")
     if min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-9:
         raise DataError(f"ratios must be non-negative and sum to 1, got {ratios}")
     order = np.random.default_rng(seed).permutation(len(df))
@@ -297,8 +329,11 @@ def leave_last_out(df: pd.DataFrame, *, col_user: str = "user_id",
     ID, so the split is deterministic."""
     require_columns(df, [col_user, col_time, col_item], "the interactions")
     _nonempty(df, "the interactions")
-    if n_test < 1 or n_valid < 0:
-        raise DataError("n_test must be >= 1 and n_valid >= 0")
+    require_int("n_test", n_test, 1)
+    require_int("n_valid", n_valid, 0)
+    require_ids(df, col_user, "the interactions")
+    require_ids(df, col_item, "the interactions")
+    require_times(df, col_time, "the interactions")
     ordered = df.sort_values([col_user, col_time, col_item], kind="stable")
     from_end = ordered.groupby(col_user).cumcount(ascending=False)
     size = ordered.groupby(col_user)[col_user].transform("size")
@@ -313,9 +348,15 @@ def temporal_split(df: pd.DataFrame, boundaries, *, col_time: str = "timestamp")
     """Cut by global time: ``boundaries`` ``[b1, b2, ...]`` (strictly increasing) give parts
     ``t < b1``, ``b1 <= t < b2``, ..., ``t >= b_last``."""
     require_columns(df, [col_time], "the data")
+    require_times(df, col_time, "the data")
+    if isinstance(boundaries, (str, bytes)) or not hasattr(boundaries, "__iter__"):
+        raise DataError(f"boundaries must be a list of times, got {boundaries!r}; e.g. [t1, t2].")
     b = list(boundaries)
     if not b:
         raise DataError("give at least one boundary")
+    if any(pd.isna(x) for x in b):
+        raise DataError(f"boundaries contain a missing value: {b}; every boundary must be a "
+                        "time.")
     if any(x >= y for x, y in zip(b, b[1:])):
         raise DataError(f"boundaries must increase strictly, got {b}: sort them (and drop "
                         "repeats).")
@@ -335,6 +376,14 @@ def cold_start_split(events: pd.DataFrame, catalogue: pd.DataFrame, cutoff, *,
     """
     require_columns(events, [col_item, col_time], "events")
     require_columns(catalogue, [col_item, col_launch], "the catalogue")
+    require_times(events, col_time, "events")
+    require_times(catalogue, col_launch, "the catalogue")
+    if isinstance(cutoff, (str, bytes, bool)) or cutoff is None or pd.isna(cutoff):
+        raise DataError(f"cutoff must be a time comparable with {col_time}, got {cutoff!r}.")
+    if catalogue[col_item].duplicated().any():
+        raise DataError(f"the catalogue lists some {col_item}s twice (e.g. "
+                        f"{catalogue.loc[catalogue[col_item].duplicated(), col_item].head(3).tolist()})"
+                        "; clean it first (clean_catalogue).")
     launch = events[col_item].map(catalogue.set_index(col_item)[col_launch])
     if launch.isna().any():
         raise DataError(f"{int(launch.isna().sum())} events are for items the catalogue does "
@@ -350,6 +399,8 @@ def check_no_leakage(train: pd.DataFrame, test: pd.DataFrame, *, col_user: str =
     event (the model would learn from the future it is asked to predict). Returns True."""
     require_columns(train, [col_user, col_time], "train")
     require_columns(test, [col_user, col_time], "test")
+    require_times(train, col_time, "train")
+    require_times(test, col_time, "test")
     last_train = train.groupby(col_user)[col_time].max()
     first_test = test.groupby(col_user)[col_time].min()
     both = pd.concat([last_train, first_test], axis=1, keys=["train", "test"]).dropna()

@@ -14,12 +14,16 @@ def _as_matrix(x, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}; "
                         f"use torch.as_tensor({name}).")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); give at least one vector.")
     if x.dim() == 1:
         x = x.unsqueeze(0)
     if x.dim() != 2:
         raise ValueError(f"{name} must have shape (n, d) or (d,), got {tuple(x.shape)}.")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a float tensor, got {x.dtype}; call {name}.float().")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf; check the encoder that produced it.")
     return x
 
 
@@ -61,7 +65,13 @@ def top_k(scores: torch.Tensor, k: int, exclude: torch.Tensor | None = None):
         ``(values, indices)``, each ``(n, k)`` (or ``(k,)`` for 1-D input).
     """
     if not isinstance(scores, torch.Tensor) or scores.dim() not in (1, 2):
-        raise ValueError("scores must be a 1-D or 2-D torch.Tensor")
+        raise ValueError("scores must be a 1-D or 2-D torch.Tensor, got "
+                         f"{type(scores).__name__} {tuple(getattr(scores, 'shape', ()))}")
+    if not scores.is_floating_point():
+        raise TypeError(f"scores must be a float tensor, got {scores.dtype}; call scores.float().")
+    if torch.isnan(scores).any():
+        raise ValueError(f"{int(torch.isnan(scores).sum())} scores are NaN: an embedding or model "
+                         "produced NaN. Fix it first; NaN cannot be ranked.")
     m = scores.shape[-1]
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= m:
         raise ValueError(f"k must be an integer between 1 and the number of candidates ({m}), "
