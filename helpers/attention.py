@@ -49,7 +49,8 @@ def _check_qkv(q, k, v, mask):
             torch.broadcast_shapes(mask.shape, want)
         except RuntimeError:
             raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the "
-                             f"attention scores' shape {tuple(want)} (..., t_q, t_k).") from None
+                             f"attention scores' shape {tuple(want)} (..., t_q, t_k); build it with "
+                             "causal_mask(t) and/or padding_mask(is_real).") from None
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

@@ -19,7 +19,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from .data import DataError, require_columns, require_finite, require_ids, require_int
+from .data import (DataError, require_columns, require_finite, require_ids, require_int,
+                   require_number)
 from .metrics import rank_from_scores, ranking_metrics
 from .preprocess import IdMap, build_id_map
 
@@ -210,6 +211,9 @@ class Biases(Recommender):
 
     def __init__(self, reg_user: float = 15.0, reg_item: float = 10.0, n_iter: int = 10, **kw):
         super().__init__(**kw)
+        require_number("reg_user", reg_user, low=0)
+        require_number("reg_item", reg_item, low=0)
+        require_int("n_iter", n_iter, 1)
         self.reg_user, self.reg_item, self.n_iter = reg_user, reg_item, n_iter
 
     def fit(self, df, user_map=None, item_map=None):
@@ -340,6 +344,14 @@ class KNN(Recommender):
 
 
 # ----------------------------------------------------------------------------- factorisation
+def _check_factor_model(n_factors, reg, n_epochs, lr, seed):
+    require_int("n_factors", n_factors, 1)
+    require_number("reg", reg, low=0)
+    require_int("n_epochs", n_epochs, 1)
+    require_number("lr", lr, low=0, low_open=True)
+    require_int("seed", seed, 0)
+
+
 class BiasedMF(Recommender):
     """Biased matrix factorisation: ``r̂_ui = μ + b_u + b_i + p_u · q_i``.
 
@@ -356,6 +368,7 @@ class BiasedMF(Recommender):
         super().__init__(**kw)
         if solver not in {"adam", "als"}:
             raise DataError(f"solver must be 'adam' or 'als', got {solver!r}")
+        _check_factor_model(n_factors, reg, n_epochs, lr, seed)
         self.n_factors, self.reg, self.solver = n_factors, reg, solver
         self.n_epochs, self.lr, self.seed = n_epochs, lr, seed
         self.history: list[float] = []
@@ -472,6 +485,8 @@ class BPR(Recommender):
     def __init__(self, n_factors: int = 64, reg: float = 1e-4, n_epochs: int = 30,
                  lr: float = 0.01, batch_size: int = 2048, seed: int = 0, **kw):
         super().__init__(**kw)
+        _check_factor_model(n_factors, reg, n_epochs, lr, seed)
+        require_int("batch_size", batch_size, 1)
         self.n_factors, self.reg, self.n_epochs = n_factors, reg, n_epochs
         self.lr, self.batch_size, self.seed = lr, batch_size, seed
         self.history: list[float] = []

@@ -153,9 +153,11 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
         state = torch.load(path / "state.pt", weights_only=True)
         meta = json.loads((path / "meta.json").read_text())
     except Exception as err:  # noqa: BLE001 - any read failure means the same to the user
-        raise CheckpointError(f"The checkpoint {path} cannot be read ({type(err).__name__}: "
-                              f"{err}). Delete that folder to resume from the one before it, or "
-                              "the whole checkpoint folder to start over.") from err
+        raise CheckpointError(f"The checkpoint {path} cannot be read ({type(err).__name__}: a "
+                              "file is damaged or is not what this course writes; it is never "
+                              "loaded with code execution allowed). Delete that folder to resume "
+                              "from the one before it, or the whole checkpoint folder to start "
+                              "over.") from err
     return weights, state, meta
 
 

@@ -25,7 +25,7 @@ from .shopworld import FILES, IMAGES_FILE
 __all__ = ["DataError", "SHOPWORLD_DIR", "SHOPWORLD_TABLES", "shopworld_path", "verify_shopworld",
            "load_shopworld", "load_image", "vocabulary", "dirt_truth", "load_movielens",
            "hf_dataset", "export_peter", "read_peter", "require_columns", "require_int",
-           "require_ids", "require_finite", "require_times"]
+           "require_ids", "require_finite", "require_times", "require_number"]
 
 SHOPWORLD_DIR = config.DATASETS_DIR / "shopworld"
 REGENERATE = "python -m helpers.shopworld --out datasets/shopworld"
@@ -62,6 +62,24 @@ def require_int(name: str, value, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise DataError(f"{name} must be >= {minimum}, got {value}.")
     return int(value)
+
+
+def require_number(name: str, value, *, low: float | None = None, low_open: bool = False,
+                   high: float | None = None) -> float:
+    """A finite real number (not a bool, string or None) within ``[low, high]`` (``(low, ...``
+    with ``low_open``): for hyper-parameters such as ``lr``, ``reg`` or ``temperature``."""
+    import math
+
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                       np.floating)):
+        raise DataError(f"{name} must be a number, got {type(value).__name__} {value!r}.")
+    if not math.isfinite(value):
+        raise DataError(f"{name} must be finite, got {value}.")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise DataError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}.")
+    if high is not None and value > high:
+        raise DataError(f"{name} must be <= {high}, got {value}.")
+    return float(value)
 
 
 def require_ids(df: pd.DataFrame, col: str, what: str) -> None:
@@ -451,7 +469,8 @@ def read_peter(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path} does not exist.")
+        raise DataError(f"{path} does not exist; check the path (export_peter writes "
+                        "reviews.pickle into the folder you give it).")
     warnings.warn(f"Reading the pickle file {path.name}: pickles must come from a trusted "
                   "source. Only plain data is accepted.", UserWarning, stacklevel=2)
     with open(path, "rb") as fh:

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from . import config
 from .attention import AttentionConfig, TransformerBlock, init_small_, padding_mask
 from .cf import Recommender
-from .data import DataError, require_columns
+from .data import DataError, require_columns, require_int, require_number
 from .sequential import train_on_rows, training_windows, user_sequences
 
 __all__ = ["item_texts", "movielens_texts", "encode_items", "mean_pool", "attention_pool",
@@ -123,7 +123,8 @@ def _history_check(item_emb, seqs):
         raise ValueError(f"seqs must be a (n_users, t) long tensor of item index + 1 (0 = pad), "
                          f"got {tuple(seqs.shape)} {seqs.dtype}")
     if len(seqs) and (seqs.min() < 0 or seqs.max() > len(item_emb)):
-        raise ValueError(f"seqs holds ids outside 0..{len(item_emb)} (item index + 1; 0 pads)")
+        raise ValueError(f"seqs holds ids outside 0..{len(item_emb)} (item index + 1; 0 pads): "
+                         "encode items with the same item map as item_emb, then add 1.")
 
 
 def _gather(item_emb, seqs):
@@ -218,6 +219,10 @@ class _TextItems(Recommender):
                              "pass the index of the texts you encoded")
         if item_ids.has_duplicates:
             raise ValueError("item_ids repeat; each item needs exactly one embedding")
+        if not item_embeddings.is_floating_point() or not torch.isfinite(item_embeddings).all():
+            raise ValueError("item_embeddings must be finite floats (no NaN/inf); re-encode the "
+                             "items (interest.encode_items) — a NaN here would rank at random.")
+        require_int("max_len", max_len, 1)
         self._emb_all, self._emb_ids = item_embeddings.float(), item_ids
         self.max_len, self.col_time = max_len, col_time
 
@@ -336,6 +341,15 @@ class TwoTowerRecommender(_TextItems):
         super().__init__(item_embeddings, item_ids, max_len, **kw)
         if finetune_layers and texts is None:
             raise ValueError("finetune_layers > 0 needs texts= (the item texts to re-encode)")
+        require_int("n_epochs", n_epochs, 1)
+        require_int("batch_size", batch_size, 1)
+        require_int("finetune_layers", finetune_layers, 0)
+        require_int("seed", seed, 0)
+        if max_steps is not None:
+            require_int("max_steps", max_steps, 1)
+        require_number("lr", lr, low=0, low_open=True)
+        require_number("encoder_lr", encoder_lr, low=0, low_open=True)
+        require_number("temperature", temperature, low=0, low_open=True)
         self.n_epochs, self.lr, self.batch_size = n_epochs, lr, batch_size
         self.temperature, self.finetune_layers, self.texts = temperature, finetune_layers, texts
         self.encoder_lr, self.max_steps, self.seed = encoder_lr, max_steps, seed
@@ -533,6 +547,12 @@ class BERT4RecRecommender(Recommender):
                  lr: float = 3e-3, batch_size: int = 128, seed: int = 0,
                  col_time: str = "timestamp", **kw):
         super().__init__(**kw)
+        for name, value, low in (("max_len", max_len, 2), ("n_epochs", n_epochs, 1),
+                                 ("batch_size", batch_size, 1), ("seed", seed, 0),
+                                 ("n_layer", n_layer, 1)):
+            require_int(name, value, low)
+        require_number("lr", lr, low=0, low_open=True)
+        require_number("mask_prob", mask_prob, low=0, low_open=True, high=0.999)
         self.max_len, self.mask_prob, self.n_epochs, self.lr = max_len, mask_prob, n_epochs, lr
         self.batch_size, self.seed, self.col_time = batch_size, seed, col_time
         self.cfg, self.n_layer = AttentionConfig(d_model, n_head, dropout), n_layer
@@ -644,6 +664,7 @@ def aspect_precision(profile: pd.DataFrame, truth: pd.DataFrame, top: int = 3, *
                      col_user: str = "user_id") -> float:
     """Mean over users of |inferred top-``top`` ∩ true top-``top``| / ``top``, for the users in
     ``profile`` (all must be in ``truth``)."""
+    require_int("top", top, 1)
     cols = [f"aspect_{r + 1}" for r in range(top)]
     require_columns(profile, [col_user] + cols, "the profile")
     require_columns(truth, [col_user] + cols, "the truth")

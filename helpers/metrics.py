@@ -32,8 +32,12 @@ __all__ = ["rmse", "mae", "rank_from_scores", "hits_at_k", "precision_at_k", "re
 
 
 def _aligned(y_true, y_pred):
-    t = np.asarray(y_true, dtype=np.float64)
-    p = np.asarray(y_pred, dtype=np.float64)
+    try:
+        t = np.asarray(y_true, dtype=np.float64)
+        p = np.asarray(y_pred, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError("y_true and y_pred must hold numbers (ratings); convert them first, e.g. "
+                        "pd.to_numeric(...).") from None
     if t.shape != p.shape or t.ndim != 1:
         raise DataError(f"y_true and y_pred must be 1-D and the same length, got shapes "
                         f"{t.shape} and {p.shape}.")
@@ -42,6 +46,9 @@ def _aligned(y_true, y_pred):
     if np.isnan(t).any() or np.isnan(p).any():
         raise DataError("NaN in y_true or y_pred: a model predicted NaN, or test data has "
                         "missing ratings. Fix that first; metrics never skip rows silently.")
+    if np.isinf(t).any() or np.isinf(p).any():
+        raise DataError("inf in y_true or y_pred: a model diverged or a rating is corrupt. Fix "
+                        "that first; an infinite error says nothing about the model.")
     return t, p
 
 
@@ -70,7 +77,8 @@ def rank_from_scores(scores, k: int, exclude=None) -> np.ndarray:
     if exclude is not None:
         mask = exclude.toarray() if hasattr(exclude, "toarray") else np.asarray(exclude)
         if mask.shape != s.shape:
-            raise DataError(f"exclude has shape {mask.shape}, scores {s.shape}")
+            raise DataError(f"exclude has shape {mask.shape} but scores {s.shape}: the mask "
+                            "must have one entry per (user, item) score, e.g. model.seen[idx].")
         excluded = mask.astype(bool)
         s[excluded] = -np.inf
     k = min(k, s.shape[1])
@@ -115,6 +123,11 @@ def hits_at_k(top: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np.ndarray
     if len(relevant) != len(top):
         raise DataError(f"relevant has {len(relevant)} entries but top has {len(top)} rows: "
                         "one set of relevant items per user, in the same order.")
+    if not all(isinstance(rel, (set, frozenset, list, tuple)) for rel in relevant):
+        raise DataError("relevant must hold one collection (a set) of relevant item indices per "
+                        "user, e.g. [{3, 7}, {1}]; got "
+                        f"{type(next(r for r in relevant if not isinstance(r, (set, frozenset, list, tuple)))).__name__}.")
+    relevant = [set(rel) for rel in relevant]
     top = top[:, :k]
     hits = np.array([[item in rel for item in row] for row, rel in zip(top, relevant)],
                     dtype=bool).reshape(top.shape)
@@ -279,9 +292,12 @@ def tokenize(text: str) -> list[str]:
 
 
 def _texts(hypotheses, references=None):
+    if isinstance(hypotheses, str) or isinstance(references, str):
+        raise DataError("pass lists of texts, not one string (a string would be read letter by "
+                        "letter); wrap a single text in a list.")
     hyp = list(hypotheses)
     if not hyp:
-        raise DataError("no generated texts to score")
+        raise DataError("no generated texts to score: pass a non-empty list of reasons")
     bad = [k for k, h in enumerate(hyp) if not isinstance(h, str)]
     if bad:
         raise DataError(f"generated text {bad[0]} is a {type(hyp[bad[0]]).__name__}, not a string "
@@ -368,6 +384,9 @@ def unique_sentence_ratio(texts) -> float:
 
 
 def _feature_sets(features, name="features"):
+    if isinstance(features, str) or any(isinstance(f, str) for f in features):
+        raise DataError(f"{name} must be a list of feature collections (one set per reason, e.g. "
+                        "[{'comfort'}, set()]), not strings: a string would be split into letters.")
     sets = [set(f) for f in features]
     if not sets:
         raise DataError(f"{name} is empty")
@@ -389,8 +408,7 @@ def feature_matching_ratio(generated_features, reference_features) -> float:
 
 def feature_coverage_ratio(generated_features, n_features: int) -> float:
     """FCR: distinct features named anywhere in the generated reasons / all features."""
-    if n_features < 1:
-        raise ValueError(f"n_features must be >= 1, got {n_features}")
+    _check_k(n_features, "n_features")
     return len(set().union(*_feature_sets(generated_features, "generated_features"))) / n_features
 
 
@@ -408,7 +426,8 @@ def feature_diversity(generated_features) -> float:
 def _verdicts(verdicts):
     v = list(verdicts)
     if not v:
-        raise DataError("no judged reasons")
+        raise DataError("no judged reasons: pass one list of (true, important) verdicts per "
+                        "reason (nlg.judge_claims)")
     return v
 
 

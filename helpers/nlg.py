@@ -743,7 +743,7 @@ def finetune_lm(model, examples: list[dict], *, steps: int, batch_size: int = 8,
             ids, labels, att = (x.to(device) for x in _collate(batch, pad_id))
             loss = model(input_ids=ids, attention_mask=att, labels=labels).loss
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"the loss became {float(loss)} at step {step + 1}: "
+                raise FloatingPointError(f"the loss became {float(loss.detach())} at step {step + 1}: "
                                          "lower lr (or check the examples); the last checkpoint "
                                          "is kept.")
             opt.zero_grad()

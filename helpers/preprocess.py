@@ -226,7 +226,9 @@ class IdMap:
     def __post_init__(self):
         object.__setattr__(self, "_index", pd.Index(self.ids))
         if not self._index.is_unique:
-            raise DataError("IdMap IDs must be unique.")
+            dup = self._index[self._index.duplicated()].unique()[:3].tolist()
+            raise DataError(f"IdMap IDs must be unique, but {dup} repeat; build it with "
+                            "build_id_map(values), which de-duplicates.")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -243,8 +245,13 @@ class IdMap:
     def decode(self, indices) -> np.ndarray:
         """Indices -> raw IDs."""
         indices = np.asarray(indices)
+        if indices.size and indices.dtype.kind not in "iu":
+            raise DataError(f"indices must be integers (row/column positions), got dtype "
+                            f"{indices.dtype}; use encode() for raw IDs.")
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
-            raise DataError(f"indices must lie in [0, {len(self) - 1}]")
+            raise DataError(f"indices must lie in [0, {len(self) - 1}], got values from "
+                            f"{indices.min()} to {indices.max()}: they come from another map "
+                            "or model (decode with the map that encoded them).")
         return self.ids[indices]
 
 

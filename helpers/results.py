@@ -172,6 +172,31 @@ class Recorder:
 
     record = __call__
 
+    def table(self, prefix: str, frame) -> None:
+        """Record every numeric cell of a DataFrame (or Series) as ``prefix.row.column``
+        (a MultiIndex row is joined with ``/``). Mismatches are collected and reported
+        together, so one run shows every number that moved."""
+        import pandas as pd
+
+        if isinstance(frame, pd.Series):
+            frame = frame.to_frame(frame.name if frame.name is not None else "value")
+        if not isinstance(frame, pd.DataFrame) or frame.empty:
+            raise ValueError(f"chapter {self.chapter}: table {prefix!r} must be a non-empty "
+                             f"DataFrame or Series, got {type(frame).__name__}.")
+        problems = []
+        for row, values in frame.iterrows():
+            label = "/".join(map(str, row)) if isinstance(row, tuple) else str(row)
+            for col, value in values.items():
+                if isinstance(value, str):
+                    continue
+                try:
+                    self(f"{prefix}.{label}.{col}", value)
+                except ResultMismatch as err:
+                    problems.append(str(err))
+        if problems:
+            raise ResultMismatch(f"{len(problems)} result(s) of {prefix!r} are off:\n"
+                                 + "\n".join(problems))
+
     def missing(self) -> list[str]:
         """Expected names this run has not recorded (yet)."""
         return sorted(set(self.expected) - set(self.values))

@@ -8,7 +8,7 @@ import torch
 
 from .attention import AttentionConfig, SASRec
 from .cf import Recommender
-from .data import DataError, require_columns
+from .data import DataError, require_columns, require_int, require_number
 
 __all__ = ["user_sequences", "training_windows", "train_on_rows", "SASRecRecommender"]
 
@@ -26,6 +26,8 @@ def user_sequences(df: pd.DataFrame, user_idx: np.ndarray, item_idx: np.ndarray,
                    max_len: int, col_time: str = "timestamp") -> torch.Tensor:
     """``(n_users, max_len)`` item ids (item index + 1; 0 pads on the left), each row the
     user's last ``max_len`` interactions in time order (ties broken by item)."""
+    require_int("max_len", max_len, 1)
+    require_int("n_users", n_users, 1)
     seqs = torch.zeros(n_users, max_len, dtype=torch.long)
     for user, items in _ordered_runs(df, user_idx, item_idx, col_time):
         tail = items[-max_len:]
@@ -62,6 +64,9 @@ def train_on_rows(model: torch.nn.Module, rows: torch.Tensor, batch_loss, *, n_e
     ``batch_loss(batch)`` returns ``(mean loss, number of targets)``, or ``None`` for a batch
     with nothing to learn. Returns the per-epoch loss averaged over targets; leaves the model in
     eval mode."""
+    require_int("n_epochs", n_epochs, 1)
+    require_int("batch_size", batch_size, 1)
+    require_number("lr", lr, low=0, low_open=True)
     from tqdm.auto import tqdm
 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -96,6 +101,11 @@ class SASRecRecommender(Recommender):
         user, the SASRec paper's setup); ``True`` trains on :func:`training_windows` over the
         whole history, which helps when histories are much longer than ``max_len``."""
         super().__init__(**kw)
+        for name, value, low in (("max_len", max_len, 1), ("n_epochs", n_epochs, 1),
+                                 ("batch_size", batch_size, 1), ("seed", seed, 0),
+                                 ("n_layer", n_layer, 1)):
+            require_int(name, value, low)
+        require_number("lr", lr, low=0, low_open=True)
         self.whole_history = whole_history
         self.max_len, self.n_epochs, self.lr = max_len, n_epochs, lr
         self.batch_size, self.seed, self.col_time = batch_size, seed, col_time
