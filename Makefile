@@ -6,7 +6,7 @@
 #   make assets    fetch + verify the offline models and data (the only network step)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -20,9 +20,9 @@ help:
 	@sed -n '2,7p' Makefile
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else \
-	  f"ReasonRec needs Python 3.11 (torch 2.13 is built for it); $(PYTHON) is {v[0]}.{v[1]}. \
-	  Install 3.11 or run: make PYTHON=/path/to/python3.11 ...")'
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v in ((3, 11), (3, 12)) else \
+	  f"ReasonRec needs Python 3.11 or 3.12 (the pinned torch 2.13 has wheels for both); \
+	  $(PYTHON) is {v[0]}.{v[1]}. Install one or run: make PYTHON=/path/to/python3.11 ...")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
@@ -37,14 +37,13 @@ course: assets
 	$(PY) -m helpers.notebooks run --profile $(PROFILE)
 
 # The suite runs with no network: tools/no-network puts it in a network namespace (as root)
-# and logs any attempt to reach another host, which fails the run. It starts, like CI's clean
+# and logs any attempt to reach another host, which fails the run. tools/test-parts runs it in
+# three timed parts (unit tests, solutions, chapters) and prints the time of each. It starts, like CI's clean
 # clone, without cached text encodings (derived data, rebuilt in ~25 s): a warm cache would hide
 # progress bars that appear in checked cells only on a first run.
 test: assets
 	rm -rf "$$($(PY) -c 'from helpers import config; print(config.cache_dir())')/embeddings"
-	tools/no-network $(PY) -m pytest tests solutions chapters \
-	  --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
-	  --nbval-cell-timeout 600 -p no:cacheprovider --durations 15 $(PYTEST_ARGS)
+	tools/test-parts $(PY) $(PYTEST_ARGS)
 
 lab: assets
 	$(VENV)/bin/jupyter lab chapters/00_setup_and_tour.ipynb

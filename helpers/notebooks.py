@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -185,23 +186,30 @@ def _checked_outputs(nb) -> list[str]:
     return lines
 
 
-def run_course(out_dir: Path | None = None, profile: str = "quick",
-               notebooks: list[Path] | None = None, timeout: int = 900) -> dict:
-    """Execute every solution notebook in order, headless, and write the executed copies plus
-    ``report.json`` / ``report.md`` (time per chapter and its checked results) to ``out_dir``.
-    """
-    import os
+def _recorded(stem: str) -> list[dict]:
+    """The results a chapter recorded in this run (``helpers.results``), with their bands."""
+    from .results import load_expectations, results_dir
 
+    path = results_dir() / f"{stem}.json"
+    if not path.exists():
+        return []
+    run = json.loads(path.read_text())
+    expected = load_expectations(stem)["results"] if run.get("checked") else {}
+    rows = []
+    for name, value in run["results"].items():
+        exp = expected.get(name)
+        rows.append({"name": name, "value": value,
+                     "expected": f"{exp.value:.4g} ± {exp.tolerance:.2g}" if exp else "not checked"})
+    return rows
+
+
+def _run_each(notebooks, out_dir, timeout, report):
+    """Execute notebooks in order into ``out_dir/executed``; stop at the first failure and
+    return its exception (None when all ran)."""
     import nbformat
     from nbclient import NotebookClient
     from tqdm.auto import tqdm
 
-    config.get_profile(profile)  # reject an unknown profile before running anything
-    out_dir = Path(out_dir or config.ROOT / "build")
-    (out_dir / "executed").mkdir(parents=True, exist_ok=True)
-    notebooks = notebooks or sorted(SOLUTIONS.glob("*.ipynb"))
-    os.environ["COURSE_PROFILE"] = profile
-    report = {"profile": profile, "chapters": []}
     failed = None
     for path in tqdm(notebooks, desc="chapters", unit="nb"):
         nb = nbformat.read(path, as_version=4)
@@ -216,16 +224,47 @@ def run_course(out_dir: Path | None = None, profile: str = "quick",
         seconds = time.perf_counter() - t0
         nbformat.write(nb, out_dir / "executed" / path.name)
         report["chapters"].append({"notebook": path.name, "seconds": round(seconds, 1),
-                                   "status": status, "results": _checked_outputs(nb)})
+                                   "status": status, "results": _checked_outputs(nb),
+                                   "recorded": _recorded(path.stem)})
         print(f"[course] {path.name}: {status} in {seconds:.1f} s", flush=True)
         if failed:
             break
+    return failed
+
+
+def run_course(out_dir: Path | None = None, profile: str = "quick",
+               notebooks: list[Path] | None = None, timeout: int = 900) -> dict:
+    """Execute every solution notebook in order, headless, and write the executed copies plus
+    ``report.json`` / ``report.md`` (time per chapter and its checked results) to ``out_dir``.
+    """
+    import os
+
+    config.get_profile(profile)  # reject an unknown profile before running anything
+    out_dir = Path(out_dir or config.ROOT / "build")
+    (out_dir / "executed").mkdir(parents=True, exist_ok=True)
+    notebooks = notebooks or sorted(SOLUTIONS.glob("*.ipynb"))
+    os.environ["COURSE_PROFILE"] = profile
+    report = {"profile": profile, "chapters": []}
+    # kernels inherit the environment: this run's recorded values go to <out>/results only
+    previous = os.environ.get("COURSE_RESULTS")
+    os.environ["COURSE_RESULTS"] = str(out_dir / "results")
+    shutil.rmtree(out_dir / "results", ignore_errors=True)
+    try:
+        failed = _run_each(notebooks, out_dir, timeout, report)
+    finally:
+        if previous is None:
+            os.environ.pop("COURSE_RESULTS", None)
+        else:
+            os.environ["COURSE_RESULTS"] = previous
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     md = [f"# Course run ({profile} profile)", "", "| chapter | time (s) | status |",
           "|---|---:|---|"]
     md += [f"| {c['notebook']} | {c['seconds']} | {c['status']} |" for c in report["chapters"]]
     for c in report["chapters"]:
         md += ["", f"## {c['notebook']}", "", "```", *c["results"], "```"]
+        if c.get("recorded"):
+            md += ["", "| recorded result | value | expected |", "|---|---:|---|"]
+            md += [f"| {r['name']} | {r['value']:.4g} | {r['expected']} |" for r in c["recorded"]]
     (out_dir / "report.md").write_text("\n".join(md) + "\n")
     if failed:
         raise RuntimeError(f"A chapter failed; its executed copy is in {out_dir / 'executed'}."

@@ -123,3 +123,81 @@ def test_load_image():
     assert data.load_image(1).size == (64, 64)
     with pytest.raises(data.DataError, match="No image for item_id=99999"):
         data.load_image(99999)
+
+
+@pytest.mark.parametrize("line,msg", [
+    ("not-a-hash users.parquet", r"line 1: expected '<64 hex sha256>"),
+    ("0" * 64, r"line 1: expected"),
+    ("0" * 64 + "  ../outside.parquet", "outside the data folder"),
+    ("0" * 64 + "  /etc/passwd", "outside the data folder"),
+])
+def test_malformed_or_escaping_manifest_lines_are_refused(world_copy, line, msg):
+    (world_copy / "MANIFEST.sha256").write_text(line + "\n")
+    with pytest.raises(data.DataError, match=msg):
+        data.load_shopworld("users", root=world_copy)
+
+
+def _grouplens_zip(path, ratings):
+    """A GroupLens-format ml-100k.zip holding ``ratings`` (and minimal item/user tables)."""
+    import zipfile
+
+    items = "\n".join(f"{i}|Movie {i} (1995)|01-Jan-1995||http://x|" + "|".join(["0"] * 19)
+                      for i in range(1, 1683))
+    users = "\n".join(f"{u}|30|M|other|00000" for u in range(1, 944))
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("ml-100k/u.data", ratings.to_csv(sep="\t", header=False, index=False,
+                                                     columns=["user_id", "item_id", "rating",
+                                                              "timestamp"]))
+        zf.writestr("ml-100k/u.item", items)
+        zf.writestr("ml-100k/u.user", users)
+
+
+@pytest.fixture
+def online_cache(tmp_path, monkeypatch):
+    ratings = data.load_movielens("recbole")["ratings"].astype({"rating": int})  # real cache
+    monkeypatch.setenv("COURSE_ONLINE", "1")
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache", ratings
+
+
+def _serve(monkeypatch, writer):
+    import urllib.request
+
+    def fake_urlretrieve(url, filename):  # no network: "download" by writing the file
+        assert url == data.ML100K_URL
+        writer(filename)
+        return filename, None
+
+    monkeypatch.setattr(urllib.request, "urlretrieve", fake_urlretrieve)
+
+
+def test_movielens_download_is_kept_only_after_its_checksum_passes(online_cache, monkeypatch):
+    cache, ratings = online_cache
+    _serve(monkeypatch, lambda f: _grouplens_zip(f, ratings))
+    ml = data.load_movielens("grouplens")
+    assert len(ml["ratings"]) == 100_000 and (cache / "ml-100k.zip").exists()
+    assert not list(cache.glob(".ml-100k-*")), "no temporary file left behind"
+
+
+@pytest.mark.parametrize("bad", ["truncated", "altered"])
+def test_a_bad_movielens_download_is_not_kept_and_says_how_to_repair(online_cache, monkeypatch,
+                                                                      bad):
+    cache, ratings = online_cache
+    if bad == "truncated":
+        _serve(monkeypatch, lambda f: open(f, "wb").write(b"PK\x03\x04 half a zip"))
+        msg = r"not a readable MovieLens-100K archive.*nothing was kept.*source='recbole'"
+    else:
+        altered = ratings.assign(rating=ratings["rating"].where(ratings.index != 0, 1))
+        _serve(monkeypatch, lambda f: _grouplens_zip(f, altered))
+        msg = r"ratings checksum.*it was not kept.*source='recbole'"
+    with pytest.raises(data.DataError, match=msg):
+        data.load_movielens("grouplens")
+    assert not (cache / "ml-100k.zip").exists() and not list(cache.glob(".ml-100k-*"))
+
+
+def test_a_damaged_cached_movielens_zip_says_how_to_repair(online_cache):
+    cache, _ = online_cache
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "ml-100k.zip").write_bytes(b"not a zip")
+    with pytest.raises(data.DataError, match=r"not a readable.*Delete .*ml-100k.zip"):
+        data.load_movielens("grouplens")
