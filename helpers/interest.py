@@ -347,8 +347,8 @@ class TwoTowerRecommender(_TextItems):
         require_int("seed", seed, 0)
         if max_steps is not None:
             require_int("max_steps", max_steps, 1)
-        require_number("lr", lr, low=0, low_open=True)
-        require_number("encoder_lr", encoder_lr, low=0, low_open=True)
+        require_number("lr", lr, low=0)                 # 0 freezes (a test uses it)
+        require_number("encoder_lr", encoder_lr, low=0)
         require_number("temperature", temperature, low=0, low_open=True)
         self.n_epochs, self.lr, self.batch_size = n_epochs, lr, batch_size
         self.temperature, self.finetune_layers, self.texts = temperature, finetune_layers, texts

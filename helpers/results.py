@@ -140,9 +140,10 @@ class Recorder:
         self.context = f"{spec['profile']} profile, seed {spec['seed']}"
         self.values: dict[str, float] = {}
 
-    def __call__(self, name: str, value) -> float:
+    def __call__(self, name: str, value) -> None:
         """Record ``value`` as ``name``; raise :class:`ResultMismatch` if it is outside its band.
-        Returns the value as a float."""
+        Returns nothing, so a cell ending in ``rec(...)`` shows no stray float (read recorded
+        values from ``rec.values``)."""
         where = f"chapter {self.chapter}"
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"{where}: a result needs a non-empty string name, got {name!r}.")
@@ -153,7 +154,7 @@ class Recorder:
         self.values[name] = value
         self._write()
         if not self.checking:
-            return value
+            return
         exp = self.expected.get(name)
         if exp is None:
             raise ResultMismatch(
@@ -168,7 +169,6 @@ class Recorder:
                 + (f"Tolerance note: {exp.why}. " if exp.why else "")
                 + "If the model changed on purpose, re-measure the spread and update the "
                   "expectation; otherwise something in the pipeline regressed.")
-        return value
 
     record = __call__
 

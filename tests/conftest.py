@@ -1,8 +1,9 @@
-"""Session-wide checks: every test and notebook run must leave the network alone."""
+"""Session-wide checks (every test and notebook run must leave the network alone) and shared fixtures."""
 import os
 from pathlib import Path
 
 import pytest
+import torch
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -17,3 +18,24 @@ def pytest_sessionfinish(session, exitstatus):
         if reporter:
             reporter.write_line(message, red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def tiny_lm():
+    """``(tokenizer, make)``: SmolLM2's tokenizer and a factory of a 2-layer, 16-wide Llama with
+    fixed initial weights (seconds to train on a CPU)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from helpers import models
+
+    tok = AutoTokenizer.from_pretrained(models.converted_lm_dir())
+    tok.padding_side = "left"
+
+    def make():
+        torch.manual_seed(0)
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
+                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                          max_position_embeddings=256, tie_word_embeddings=True,
+                          pad_token_id=tok.pad_token_id)
+        return LlamaForCausalLM(cfg).eval()
+    return tok, make

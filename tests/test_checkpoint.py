@@ -13,21 +13,8 @@ from helpers import nlg
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from helpers import models
-
-    tok = AutoTokenizer.from_pretrained(models.converted_lm_dir())
-
-    def make():
-        torch.manual_seed(0)
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
-                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                          max_position_embeddings=256, tie_word_embeddings=True,
-                          pad_token_id=tok.pad_token_id)
-        return LlamaForCausalLM(cfg).eval()
-
+def tiny(tiny_lm):
+    tok, make = tiny_lm
     msgs = lambda a: nlg.build_prompt([a], {"title": "Shoe", "aspects": {a: "high"}})
     examples = [nlg.encode_example(tok, msgs(a), f"Its superb {a} suits you.")
                 for a in ["comfort", "grip", "fit", "warmth", "display"] * 2]

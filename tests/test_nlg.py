@@ -212,25 +212,6 @@ def test_clean_untrusted_removes_injection():
         nlg.build_prompt(["comfort"], {})
 
 
-@pytest.fixture(scope="module")
-def tiny_lm():
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from helpers import models
-
-    tok = AutoTokenizer.from_pretrained(models.converted_lm_dir())
-    tok.padding_side = "left"
-
-    def make():
-        torch.manual_seed(0)
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
-                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                          max_position_embeddings=256, tie_word_embeddings=True,
-                          pad_token_id=tok.pad_token_id)
-        return LlamaForCausalLM(cfg).eval()
-    return tok, make
-
-
 def test_encode_example_masks_the_prompt(tiny_lm):
     tok, _ = tiny_lm
     msgs = nlg.build_prompt(["comfort"], {"title": "Shoe", "aspects": {"comfort": "high"}})
