@@ -13,6 +13,9 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?= quick
 PYTEST_ARGS ?=
 export TOKENIZERS_PARALLELISM := false
+# OpenMP threads sleep instead of spinning while they wait: two torch processes on a busy 2-core
+# machine then run 16x faster (benchmarks/busy_machine.py), for about 5-10 % when idle.
+export OMP_WAIT_POLICY ?= PASSIVE
 export PYTHONHASHSEED := 0
 
 .PHONY: venv assets course test lab chapters clean help

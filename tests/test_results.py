@@ -194,3 +194,18 @@ def test_a_random_rating_model_fails_the_chapter_02_rmse_expectation():
     rmse = float(np.sqrt(np.mean((test["rating"] - pred) ** 2)))
     for name in ("ml.rating_cv.biased MF (ALS, d=32).RMSE", "ml.rating_cv.user/item biases.RMSE"):
         assert not spec["results"][name].accepts(rmse), (name, rmse)
+
+
+def test_the_chapter_03_bpr_check_passes_the_real_model_and_fails_a_weakened_one():
+    """A subtler regression than random scores: the same BPR trained with a tenth of the
+    learning rate (a plausible bug) falls outside chapter 03's band; the chapter's own settings
+    fall inside it."""
+    spec = load_expectations("03_self_attention")
+    if not spec["results"]:
+        pytest.skip("no expectations committed yet")
+    train, test, um, im = _shop_loo()
+    exp = spec["results"]["shop.loo.BPR.hr@10"]
+    real = cf.BPR(64, reg=1e-3, n_epochs=30, lr=0.01).fit(train, um, im).evaluate(test, k=10)
+    weak = cf.BPR(64, reg=1e-3, n_epochs=30, lr=0.001).fit(train, um, im).evaluate(test, k=10)
+    assert exp.accepts(real["hr@10"]), (real["hr@10"], exp)
+    assert not exp.accepts(weak["hr@10"]), (weak["hr@10"], exp)
