@@ -171,18 +171,16 @@ def fetch(name: str, force: bool = False, quiet: bool = False) -> Path:
 
 
 def first_bad_file(folder: Path, files: dict, deep: bool = True):
-    """Check ``{relative path: {"sha256", "size"}}`` records under ``folder`` (a bare sha256
-    string is accepted too). Returns ``None`` when all are intact, else
-    ``(path, "missing" | "corrupt")`` for the first one that is not. ``deep=False`` checks
-    presence and size only (a size is needed for that: without one, the hash is checked)."""
+    """Check ``{relative path: {"sha256", "size"}}`` records under ``folder``. Returns ``None``
+    when all are intact, else ``(path, "missing" | "corrupt")`` for the first one that is not.
+    ``deep=False`` checks presence and size only."""
     for rel, want in files.items():
-        digest, size = (want, None) if isinstance(want, str) else (want["sha256"], want.get("size"))
         path = folder / rel
         if not path.is_file():
             return path, "missing"
-        if size is not None and path.stat().st_size != size:
+        if path.stat().st_size != want["size"]:
             return path, "corrupt"
-        if (deep or size is None) and sha256_file(path) != digest:
+        if deep and sha256_file(path) != want["sha256"]:
             return path, "corrupt"
     return None
 

@@ -21,6 +21,11 @@ __all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask",
            "TransformerBlock", "init_small_", "SASRec"]
 
 
+def _positive_int(what: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}.")
+
+
 def _check_qkv(q, k, v, mask):
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
@@ -75,8 +80,7 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 
 def causal_mask(t: int, device=None) -> torch.Tensor:
     """``(t, t)`` bool: position i may attend to positions 0..i (the past and itself)."""
-    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
-        raise ValueError(f"t must be a positive integer, got {t!r}")
+    _positive_int("t", t)
     return torch.ones(t, t, dtype=torch.bool, device=device).tril()
 
 
@@ -90,9 +94,8 @@ def padding_mask(is_real: torch.Tensor) -> torch.Tensor:
 def sinusoidal_positions(t: int, d: int) -> torch.Tensor:
     """The Transformer's fixed encodings: ``PE[p, 2i] = sin(p / 10000^(2i/d))``,
     ``PE[p, 2i+1] = cos(...)``. Shape ``(t, d)``; ``d`` must be even."""
-    for name, value in (("t", t), ("d", d)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    _positive_int("t", t)
+    _positive_int("d", d)
     if d % 2:
         raise ValueError(f"d must be even, got {d}")
     pos = torch.arange(t, dtype=torch.float32)[:, None]
@@ -112,10 +115,7 @@ class AttentionConfig:
 
     def __post_init__(self):
         for name in ("d_model", "n_head", "mlp_ratio"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"AttentionConfig.{name} must be a positive integer, got "
-                                 f"{value!r}.")
+            _positive_int(f"AttentionConfig.{name}", getattr(self, name))
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
                 or not 0 <= self.dropout < 1:
             raise ValueError(f"AttentionConfig.dropout must be in [0, 1), got {self.dropout!r}.")
@@ -208,8 +208,7 @@ class SASRec(nn.Module):
         super().__init__()
         cfg = cfg or AttentionConfig(d_model=64, n_head=2, dropout=0.2)
         for name, value in (("n_items", n_items), ("max_len", max_len), ("n_layer", n_layer)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"SASRec {name} must be a positive integer, got {value!r}.")
+            _positive_int(f"SASRec {name}", value)
         self.n_items, self.max_len = n_items, max_len
         self.item_emb = nn.Embedding(n_items + 1, cfg.d_model, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, cfg.d_model)

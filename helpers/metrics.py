@@ -123,10 +123,10 @@ def hits_at_k(top: np.ndarray, relevant, k: int) -> tuple[np.ndarray, np.ndarray
     if len(relevant) != len(top):
         raise DataError(f"relevant has {len(relevant)} entries but top has {len(top)} rows: "
                         "one set of relevant items per user, in the same order.")
-    if not all(isinstance(rel, (set, frozenset, list, tuple)) for rel in relevant):
+    odd = [r for r in relevant if not isinstance(r, (set, frozenset, list, tuple))]
+    if odd:
         raise DataError("relevant must hold one collection (a set) of relevant item indices per "
-                        "user, e.g. [{3, 7}, {1}]; got "
-                        f"{type(next(r for r in relevant if not isinstance(r, (set, frozenset, list, tuple)))).__name__}.")
+                        f"user, e.g. [{{3, 7}}, {{1}}]; got {type(odd[0]).__name__}.")
     relevant = [set(rel) for rel in relevant]
     top = top[:, :k]
     hits = np.array([[item in rel for item in row] for row, rel in zip(top, relevant)],

@@ -144,31 +144,10 @@ class Recorder:
         """Record ``value`` as ``name``; raise :class:`ResultMismatch` if it is outside its band.
         Returns nothing, so a cell ending in ``rec(...)`` shows no stray float (read recorded
         values from ``rec.values``)."""
-        where = f"chapter {self.chapter}"
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"{where}: a result needs a non-empty string name, got {name!r}.")
-        value = _check_number(name, value, where)
-        if name in self.values:
-            raise ValueError(f"{where}: result {name!r} was already recorded in this run "
-                             f"({self.values[name]}); give each result its own name.")
-        self.values[name] = value
+        problem = self._add(name, value)
         self._write()
-        if not self.checking:
-            return
-        exp = self.expected.get(name)
-        if exp is None:
-            raise ResultMismatch(
-                f"{where}: result {name!r} = {value:.6g} has no expectation in {self.path.name}. "
-                f"Add it there with a tolerance measured from run-to-run and machine-to-machine "
-                f"spread (see the file's comments), e.g. \"{name}\" = {{ value = {value:.4g}, "
-                "abs = ... }.")
-        if not exp.accepts(value):
-            raise ResultMismatch(
-                f"{where}: {name} = {value:.6g}, expected {exp.value:.6g} ± {exp.tolerance:.3g} "
-                f"({self.context}; {self.path.name}). "
-                + (f"Tolerance note: {exp.why}. " if exp.why else "")
-                + "If the model changed on purpose, re-measure the spread and update the "
-                  "expectation; otherwise something in the pipeline regressed.")
+        if problem:
+            raise ResultMismatch(problem)
 
     record = __call__
 
@@ -184,18 +163,45 @@ class Recorder:
             raise ValueError(f"chapter {self.chapter}: table {prefix!r} must be a non-empty "
                              f"DataFrame or Series, got {type(frame).__name__}.")
         problems = []
-        for row, values in frame.iterrows():
-            label = "/".join(map(str, row)) if isinstance(row, tuple) else str(row)
-            for col, value in values.items():
-                if isinstance(value, str):
-                    continue
-                try:
-                    self(f"{prefix}.{label}.{col}", value)
-                except ResultMismatch as err:
-                    problems.append(str(err))
+        try:
+            for row, values in frame.iterrows():
+                label = "/".join(map(str, row)) if isinstance(row, tuple) else str(row)
+                for col, value in values.items():
+                    if not isinstance(value, str):
+                        problems.append(self._add(f"{prefix}.{label}.{col}", value))
+        finally:
+            self._write()  # once per table, with whatever was recorded
+        problems = [p for p in problems if p]
         if problems:
             raise ResultMismatch(f"{len(problems)} result(s) of {prefix!r} are off:\n"
                                  + "\n".join(problems))
+
+    def _add(self, name: str, value) -> str | None:
+        """Store one value; return why it fails its expectation (``None`` when it passes or
+        is not checked). Bad names and values raise at once."""
+        where = f"chapter {self.chapter}"
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{where}: a result needs a non-empty string name, got {name!r}.")
+        value = _check_number(name, value, where)
+        if name in self.values:
+            raise ValueError(f"{where}: result {name!r} was already recorded in this run "
+                             f"({self.values[name]}); give each result its own name.")
+        self.values[name] = value
+        if not self.checking:
+            return None
+        exp = self.expected.get(name)
+        if exp is None:
+            return (f"{where}: result {name!r} = {value:.6g} has no expectation in "
+                    f"{self.path.name}. Add it there with a tolerance measured from run-to-run "
+                    "and machine-to-machine spread (see the file's comments), e.g. "
+                    f"\"{name}\" = {{ value = {value:.4g}, abs = ... }}.")
+        if not exp.accepts(value):
+            return (f"{where}: {name} = {value:.6g}, expected {exp.value:.6g} ± "
+                    f"{exp.tolerance:.3g} ({self.context}; {self.path.name}). "
+                    + (f"Tolerance note: {exp.why}. " if exp.why else "")
+                    + "If the model changed on purpose, re-measure the spread and update the "
+                      "expectation; otherwise something in the pipeline regressed.")
+        return None
 
     def missing(self) -> list[str]:
         """Expected names this run has not recorded (yet)."""

@@ -25,6 +25,29 @@ def tiny(tiny_lm):
             "weights": {n: p.detach().clone() for n, p in straight.named_parameters()}}
 
 
+def test_resume_from_a_shorter_run_equals_the_uninterrupted_run(tiny, tmp_path):
+    make, examples, kw = tiny["make"], tiny["examples"], tiny["kw"]
+    assert tiny["losses"][-1] < tiny["losses"][0]
+    nlg.finetune_lm(make(), examples, steps=3, checkpoint_dir=tmp_path, checkpoint_every=2, **kw)
+    assert C.latest(tmp_path).name == "step-00000003"
+    fresh = make()                      # a new process: fresh weights, then resume from disk
+    l_resumed = nlg.finetune_lm(fresh, examples, steps=6, checkpoint_dir=tmp_path, **kw)
+    assert l_resumed == pytest.approx(tiny["losses"], rel=1e-5)
+    for n, p in fresh.named_parameters():
+        assert torch.allclose(p, tiny["weights"][n], atol=1e-6), n
+
+
+def test_train_layers_freezes_the_lower_layers_and_is_bounded(tiny):
+    top = tiny["make"]()
+    nlg.finetune_lm(top, tiny["examples"], steps=1, train_layers=1, **tiny["kw"])
+    assert [p.requires_grad for p in top.model.layers[0].parameters()] == [False] * len(
+        list(top.model.layers[0].parameters()))
+    with pytest.raises(ValueError, match="train_layers"):
+        nlg.finetune_lm(tiny["make"](), tiny["examples"], steps=1, train_layers=5, **tiny["kw"])
+    with pytest.raises(ValueError, match="no training examples"):
+        nlg.finetune_lm(tiny["make"](), [], steps=1)
+
+
 class Killed(BaseException):
     """Stands for SIGKILL: not an Exception, so nothing on the way may swallow it."""
 

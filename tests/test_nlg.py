@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import checkpoint
 from helpers import data, metrics as M, nlg
 from helpers import preprocess as pp
 from helpers.data import DataError
@@ -226,33 +225,6 @@ def test_encode_example_masks_the_prompt(tiny_lm):
         nlg.encode_example(tok, msgs, "  ")
     assert ch05.q1.check(lambda p, t: (list(p) + list(t), [-100] * len(p) + list(t)))
     assert not ch05.q1.check(lambda p, t: (list(p) + list(t), list(p) + list(t)))
-
-
-def test_finetune_checkpoint_resume_equals_uninterrupted_run(tiny_lm, tmp_path):
-    tok, make = tiny_lm
-    msgs = lambda a: nlg.build_prompt([a], {"title": "Shoe", "aspects": {a: "high"}})
-    examples = [nlg.encode_example(tok, msgs(a), f"Its superb {a} suits you.")
-                for a in ["comfort", "grip", "fit", "warmth", "display"] * 2]
-    kw = dict(batch_size=4, lr=1e-2, pad_id=tok.pad_token_id, seed=3, progress=False)
-    straight = make()
-    l_straight = nlg.finetune_lm(straight, examples, steps=6, **kw)
-    assert l_straight[-1] < l_straight[0]
-    resumed = make()
-    nlg.finetune_lm(resumed, examples, steps=3, checkpoint_dir=tmp_path, checkpoint_every=2, **kw)
-    assert checkpoint.latest(tmp_path).name == "step-00000003"
-    fresh = make()                      # a new process: fresh weights, then resume from disk
-    l_resumed = nlg.finetune_lm(fresh, examples, steps=6, checkpoint_dir=tmp_path, **kw)
-    assert l_resumed == pytest.approx(l_straight, rel=1e-5)
-    for (n, a), (_, b) in zip(straight.named_parameters(), fresh.named_parameters()):
-        assert torch.allclose(a, b, atol=1e-6), n
-    top = make()
-    nlg.finetune_lm(top, examples, steps=1, train_layers=1, **kw)
-    assert [p.requires_grad for p in top.model.layers[0].parameters()] == [False] * len(
-        list(top.model.layers[0].parameters()))
-    with pytest.raises(ValueError, match="train_layers"):
-        nlg.finetune_lm(make(), examples, steps=1, train_layers=5, **kw)
-    with pytest.raises(ValueError, match="no training examples"):
-        nlg.finetune_lm(make(), [], steps=1)
 
 
 def test_batched_left_padded_generation_equals_one_by_one(tiny_lm):
