@@ -1,0 +1,259 @@
+"""Claims and facts: what a reason asserts, what the shop states, and what is true.
+
+Everything in chapter 05 speaks one small language of **claims**. A reason such as
+"It combines superb comfort with great grip" claims ``aspect:comfort`` at a *high* level and
+``aspect:grip`` at a *high* level; "It comes in red" claims ``colour:red``. Claims are what we
+check (against the shop's stated facts when generating, against ShopWorld's hidden truth when
+scoring), and what the feature metrics (FMR, FCR, DIV) count::
+
+    lex = nlg.lexicon(catalogue)
+    nlg.extract_claims("Its superb comfort matches what you care about.", lex)
+    # [Claim(kind='aspect', name='comfort', level='high')]
+
+The claim extractor only knows the course's vocabulary (aspects, opinion words, colours,
+patterns, brands): a paraphrase it has no word for ("it feels like a cloud") is not a claim to it.
+That is why the guard (:mod:`helpers.nlg.guard`) is *closed-world*: what it cannot read, it rejects.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import pandas as pd
+
+from .. import shopworld_vocab as V
+from ..data import DataError, require_columns
+from ..metrics import tokenize
+
+FALLBACK_PREFIX = "[fallback] "
+"""Reasons that did not come from the method asked for (unknown user or item, or a guard
+rejection) start with this marker, so no table can mistake them for the method's output."""
+
+# ============================================================================ claims
+class Claim(NamedTuple):
+    kind: str                 # aspect | colour | pattern | brand | popularity
+    name: str                 # 'comfort', 'red', 'striped', 'Quillon', 'popularity'
+    level: str | None = None  # for aspects: 'high' | 'mid' | 'low' | None (mentioned, not rated)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+def band_of_level(level: int) -> str:
+    """ShopWorld's quality 1..5 -> 'low' (1-2), 'mid' (3), 'high' (4-5)."""
+    return "high" if level >= 4 else "mid" if level == 3 else "low"
+
+
+_PATTERN_WORDS = {"striped": ["stripes", "striped", "stripe"], "dotted": ["polka-dot", "polka dot",
+                  "dotted", "dots"], "checked": ["checked", "check pattern", "checks"],
+                  "solid": ["plain finish", "solid colour", "plain"]}
+_PRICE_PHRASES = ["value for money", "good value", "great value", "affordable", "cheap",
+                  "low price", "budget-friendly", "inexpensive"]
+_POPULAR = re.compile(r"\b(popular|bestsell\w*|best-sell\w*|best sell\w*|customer favourite)\b")
+
+
+@dataclass
+class Lexicon:
+    """The words claims are made of. Build it with :func:`lexicon`."""
+    aspects: list[str]
+    opinion_band: dict[str, str]          # 'superb' -> 'high', 'decent' -> 'mid', ...
+    colours: list[str]
+    brands: list[str]
+    patterns: dict[str, list[str]] = field(default_factory=lambda: dict(_PATTERN_WORDS))
+
+    def __post_init__(self):
+        alt = lambda words: "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+        self._aspect_re = re.compile(rf"\b({alt(self.aspects)})\b")
+        self._opinion_re = re.compile(rf"\b({alt(self.opinion_band)})\b")
+        self._colour_re = re.compile(rf"\b({alt(self.colours)})\b")
+        self._brand_re = re.compile(rf"\b({alt([b.lower() for b in self.brands])})\b")
+        self._brand_case = {b.lower(): b for b in self.brands}
+        self._pattern_re = {p: re.compile(rf"\b({alt(ws)})\b") for p, ws in self.patterns.items()}
+        self._price_re = re.compile(rf"\b({alt(_PRICE_PHRASES)})\b")
+
+
+def lexicon(catalogue: pd.DataFrame | None = None) -> Lexicon:
+    """The ShopWorld lexicon: aspects, review opinion words and catalogue adjectives (with their
+    quality band), colours, patterns, and the brands of ``catalogue`` (or of the vocabulary)."""
+    band = {w: band_of_level(int(q)) for q, ws in V.OPINIONS.items() for w in ws}
+    for b, ws in V.MARKETING.items():
+        for w in ws:
+            band.setdefault(w, b)
+    brands = (sorted(catalogue["brand"].dropna().unique()) if catalogue is not None
+              else sorted({b for c in V.CATEGORIES.values() for b in c["brands"]}))
+    aspects = sorted({a for c in V.CATEGORIES.values() for a in c["aspects"]} | set(V.SHARED_ASPECTS))
+    return Lexicon(aspects=aspects, opinion_band=band, colours=list(V.COLOURS), brands=brands)
+
+
+def _aspect_levels(text: str, lex: Lexicon) -> list[Claim]:
+    mentions = [(m.start(), m.end(), m.group(1)) for m in lex._aspect_re.finditer(text)]
+    opinions = [(m.start(), m.end(), lex.opinion_band[m.group(1)])
+                for m in lex._opinion_re.finditer(text)]
+    found: dict[str, str | None] = {}
+    for k, (s, e, aspect) in enumerate(mentions):
+        prev_end = mentions[k - 1][1] if k else -1
+        next_start = mentions[k + 1][0] if k + 1 < len(mentions) else len(text)
+        level = None
+        # an opinion word right before the aspect ("superb comfort", "very good grip") ...
+        before = [o for o in opinions if prev_end <= o[0] and o[1] <= s and
+                  len(text[o[1]:s].split()) == 0]
+        if before:
+            level = before[-1][2]
+        else:  # ... or within the next six words, before the next aspect ("comfort is great")
+            after = [o for o in opinions if e <= o[0] < next_start and
+                     len(re.findall(r"[a-z]+", text[e:o[0]])) <= 5 and
+                     not re.search(r"[.;]", text[e:o[0]])]
+            if after:
+                level = after[0][2]
+        if found.get(aspect) is None:
+            found[aspect] = level
+    return [Claim("aspect", a, lv) for a, lv in found.items()]
+
+
+def extract_claims(text: str, lex: Lexicon) -> list[Claim]:
+    """The claims a reason makes, in a fixed order (aspects in order of mention, then colour,
+    pattern, brand, popularity). 'good value' and friends are a claim on the aspect 'price'."""
+    if not isinstance(text, str):
+        raise TypeError(f"a reason must be a string, got {type(text).__name__}")
+    t = text.lower()
+    claims = _aspect_levels(t, lex)
+    if lex._price_re.search(t) and not any(c.name == "price" for c in claims):
+        claims.append(Claim("aspect", "price", "high"))
+    claims += [Claim("colour", c) for c in dict.fromkeys(m.group(1) for m in lex._colour_re.finditer(t))]
+    claims += [Claim("pattern", p) for p, rx in lex._pattern_re.items() if rx.search(t)]
+    claims += [Claim("brand", lex._brand_case[b])
+               for b in dict.fromkeys(m.group(1) for m in lex._brand_re.finditer(t))]
+    if _POPULAR.search(t):
+        claims.append(Claim("popularity", "popularity"))
+    return claims
+
+
+# ============================================================================ facts
+_MARKET_BAND = {w: b for b, ws in V.MARKETING.items() for w in ws}
+
+
+def item_facts(catalogue: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
+               col_item: str = "item_id") -> dict[int, dict]:
+    """What the shop *states* about each item, for the guard and the prompts (never the hidden
+    truth): ``{item_id: {"title", "category", "brand", "colour", "pattern", "aspects":
+    {aspect: band}}}``. Aspect bands come from the description's marketing adjectives; with
+    ``reviews`` (training reviews only!), aspects the description does not rate get the band of
+    their median review opinion. Colour and pattern are known only when the text states them."""
+    require_columns(catalogue, [col_item, "title", "category", "brand", "description"],
+                    "the catalogue")
+    lex = lexicon(catalogue)
+    marketing = Lexicon(lex.aspects, _MARKET_BAND, lex.colours, lex.brands)  # catalogue adjectives
+    facts = {}
+    for row in catalogue[[col_item, "title", "category", "brand", "description"]].itertuples(index=False):
+        item, title, cat, brand, desc = row
+        d = (desc or "").lower() if isinstance(desc, str) else ""
+        aspects = {}
+        for c in _aspect_levels(d, marketing):
+            if c.level is not None:
+                aspects[c.name] = c.level
+        colour = next((m.group(1) for m in lex._colour_re.finditer(d)), None)
+        pattern = next((p for p, rx in lex._pattern_re.items() if rx.search(d)), None)
+        facts[int(item)] = {"title": title, "category": cat, "brand": brand, "colour": colour,
+                            "pattern": pattern, "aspects": aspects}
+    if reviews is not None and len(reviews):
+        require_columns(reviews, [col_item, "aspect", "opinion"], "reviews")
+        lv = {w: int(q) for q, ws in V.OPINIONS.items() for w in ws}
+        r = reviews[reviews[col_item].isin(facts)]
+        med = r.assign(q=r["opinion"].map(lv)).groupby([col_item, "aspect"])["q"].median()
+        for (item, aspect), q in med.items():
+            facts[int(item)]["aspects"].setdefault(aspect, band_of_level(int(round(q))))
+    return facts
+
+
+def user_truth_facts(user_truth: pd.DataFrame, price_threshold: float = 0.5) -> dict[int, dict]:
+    """ShopWorld's hidden truth about each user, for *scoring* only: the three aspects they
+    weigh, favourite colour/pattern/brand, and whether price matters (sensitivity >=
+    ``price_threshold``; the users whose purchases were price-driven have a median of 0.87)."""
+    require_columns(user_truth, ["user_id", "aspect_1", "aspect_2", "aspect_3", "fav_colour",
+                                 "fav_pattern", "fav_brand", "price_sensitivity"], "user_truth")
+    out = {}
+    for r in user_truth.itertuples(index=False):
+        aspects = {r.aspect_1, r.aspect_2, r.aspect_3}
+        if r.price_sensitivity >= price_threshold:
+            aspects.add("price")
+        out[int(r.user_id)] = {"aspects": aspects, "colour": r.fav_colour,
+                               "pattern": r.fav_pattern, "brand": r.fav_brand}
+    return out
+
+
+def judge_claims(claims: list[Claim], item: dict, user: dict | None) -> list[tuple[bool, bool]]:
+    """Per claim ``(true_of_item, important_to_user)`` against ground truth.
+
+    ``item``: ``{"q": {aspect: 0..5}, "colour", "pattern", "brand"}`` (0 = the item has no such
+    aspect); ``user``: as from :func:`user_truth_facts` (None: importance is False).
+    An aspect claim is true when the item has the aspect and, if rated, its band matches.
+    Popularity claims are true (ShopWorld cannot falsify them) and never personal.
+    """
+    out = []
+    for c in claims:
+        if c.kind == "aspect":
+            q = int(item["q"].get(c.name, 0))
+            true = q > 0 and (c.level is None or band_of_level(q) == c.level)
+            important = user is not None and c.name in user["aspects"]
+        elif c.kind in ("colour", "pattern", "brand"):
+            true = item[c.kind] == c.name
+            important = user is not None and user[c.kind] == c.name
+        else:
+            true, important = True, False
+        out.append((bool(true), bool(important)))
+    return out
+
+
+def item_truth_facts(item_truth: pd.DataFrame, catalogue: pd.DataFrame) -> dict[int, dict]:
+    """ShopWorld's hidden truth about each item, for *scoring* only: ``{item_id: {"q": {aspect:
+    0..5}, "colour", "pattern", "brand"}}`` (the input of :func:`judge_claims`)."""
+    require_columns(item_truth, ["item_id", "colour", "pattern"], "item_truth")
+    require_columns(catalogue, ["item_id", "brand"], "the catalogue")
+    qcols = [c for c in item_truth.columns if c.startswith("q_")]
+    brand = catalogue.set_index("item_id")["brand"]
+    missing = set(item_truth["item_id"]) - set(brand.index)
+    if missing:
+        raise DataError(f"{len(missing)} items of item_truth are not in the catalogue")
+    q = item_truth[qcols].to_numpy()
+    names = [c[2:].replace("_", " ") for c in qcols]
+    return {int(i): {"q": dict(zip(names, q[r].tolist())), "colour": c, "pattern": p,
+                     "brand": brand[i]}
+            for r, (i, c, p) in enumerate(zip(item_truth["item_id"], item_truth["colour"],
+                                              item_truth["pattern"]))}
+
+
+def score_reasons(generated, pairs: pd.DataFrame, lex: Lexicon, items_truth: dict[int, dict],
+                  users_truth: dict[int, dict], seconds: float | None = None) -> dict[str, float]:
+    """Every chapter-05 metric for ``generated`` reasons of ``pairs`` (columns user_id, item_id,
+    reason = the reference): BLEU-1/4, ROUGE-1/2/L, USR, FMR, FCR, DIV, faithfulness and
+    hallucination rate against the truth, and milliseconds per reason if ``seconds`` is given.
+    Fallback markers are stripped before scoring (the reason shown to the user has none)."""
+    from .. import metrics as M
+
+    require_columns(pairs, ["user_id", "item_id", "reason"], "the test pairs")
+    gen = [g.removeprefix(FALLBACK_PREFIX) if isinstance(g, str) else g for g in generated]
+    if len(gen) != len(pairs):
+        raise DataError(f"{len(gen)} generated reasons for {len(pairs)} pairs")
+    unknown = set(pairs["item_id"]) - set(items_truth)
+    if unknown:
+        raise DataError(f"{len(unknown)} items have no truth entry (e.g. {sorted(unknown)[0]})")
+    g_claims = [extract_claims(g, lex) for g in gen]
+    r_claims = [extract_claims(r, lex) for r in pairs["reason"]]
+    g_feat = [{c.key for c in cs if c.kind != "popularity"} for cs in g_claims]
+    r_feat = [{c.key for c in cs if c.kind != "popularity"} for cs in r_claims]
+    verdicts = [judge_claims(cs, items_truth[int(i)], users_truth.get(int(u)))
+                for cs, u, i in zip(g_claims, pairs["user_id"], pairs["item_id"])]
+    n_features = len(lex.aspects) + len(lex.colours) + len(lex.patterns) + len(lex.brands)
+    ro = M.rouge(gen, pairs["reason"])
+    row = {"BLEU-1": M.bleu(gen, pairs["reason"], 1), "BLEU-4": M.bleu(gen, pairs["reason"], 4),
+           "ROUGE-1": ro["rouge1"], "ROUGE-2": ro["rouge2"], "ROUGE-L": ro["rougeL"],
+           "USR": M.unique_sentence_ratio(gen),
+           "FMR": M.feature_matching_ratio(g_feat, r_feat),
+           "FCR": M.feature_coverage_ratio(g_feat, n_features),
+           "DIV": M.feature_diversity(g_feat),
+           "faithful": M.faithfulness(verdicts), "halluc.": M.hallucination_rate(verdicts)}
+    if seconds is not None:
+        row["ms/reason"] = 1e3 * seconds / len(gen)
+    return row
