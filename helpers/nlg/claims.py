@@ -132,15 +132,20 @@ def extract_claims(text: str, lex: Lexicon) -> list[Claim]:
 
 # ============================================================================ facts
 _MARKET_BAND = {w: b for b, ws in V.MARKETING.items() for w in ws}
+VALUE_SHARE = 0.35
+"""An item among the cheapest 35 % of its category is stated to be good value (price 'high')."""
 
 
 def item_facts(catalogue: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
                col_item: str = "item_id") -> dict[int, dict]:
     """What the shop *states* about each item, for the guard and the prompts (never the hidden
     truth): ``{item_id: {"title", "category", "brand", "colour", "pattern", "aspects":
-    {aspect: band}}}``. Aspect bands come from the description's marketing adjectives; with
-    ``reviews`` (training reviews only!), aspects the description does not rate get the band of
-    their median review opinion. Colour and pattern are known only when the text states them."""
+    {aspect: band}, "price_pct"}}``. Aspect bands come from the description's marketing
+    adjectives; with ``reviews`` (training reviews only!), aspects the description does not rate
+    get the band of their median review opinion. Colour and pattern are known only when the text
+    states them. With a ``price`` column, ``price_pct`` is the item's price percentile within its
+    category (0 = cheapest) and, unless stated otherwise, the aspect ``price`` (value for money)
+    is 'high' for the cheapest :data:`VALUE_SHARE` of a category and 'low' for the dearest."""
     require_columns(catalogue, [col_item, "title", "category", "brand", "description"],
                     "the catalogue")
     lex = lexicon(catalogue)
@@ -164,6 +169,18 @@ def item_facts(catalogue: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
         med = r.assign(q=r["opinion"].map(lv)).groupby([col_item, "aspect"])["q"].median()
         for (item, aspect), q in med.items():
             facts[int(item)]["aspects"].setdefault(aspect, band_of_level(int(round(q))))
+    if "price" in catalogue.columns:
+        from ..data import require_finite
+
+        require_finite(catalogue, "price", "the catalogue")
+        pct = catalogue.groupby("category")["price"].rank(pct=True, method="average")
+        for item, p in zip(catalogue[col_item], pct):
+            f = facts[int(item)]
+            f["price_pct"] = float(p)
+            if p <= VALUE_SHARE:
+                f["aspects"].setdefault("price", "high")
+            elif p >= 1 - VALUE_SHARE:
+                f["aspects"].setdefault("price", "low")
     return facts
 
 

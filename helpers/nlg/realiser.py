@@ -1,0 +1,273 @@
+"""Say the plan: a language model that turns a content plan into one sentence.
+
+The realiser never sees a review, a title or a description: its prompt is the plan — claims the
+planner chose from the shop's stated facts — and the item's category, e.g. ::
+
+    plan: comfort high; fit high | product: running shoes
+    reason:
+
+That is the *least information* defence against prompt injection: text written by strangers
+cannot steer a model that never reads it. The only free text that can reach the prompt is a
+brand name, and it enters only through :func:`safe_name` (letters, digits, spaces, one hyphen
+or apostrophe between letters; anything else and the brand is left out).
+
+SmolLM2-135M is adapted to this task with LoRA (``peft``): small low-rank matrices added to
+every linear layer, trained on the training purchases' reference reasons, their plans taken
+from the reasons' own claims. The course ships the trained adapter
+(``helpers/weights/reason_realiser.safetensors``, with its settings and checksum in the
+``.json`` beside it); ``tools/train_reason_adapter.py`` re-trains it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from .. import shopworld_vocab as V
+from ..checkpoint import CheckpointError
+from .claims import Claim
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+ADAPTER = WEIGHTS_DIR / "reason_realiser.safetensors"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[ '-][A-Za-z0-9]+){0,3}")
+
+
+def safe_name(text) -> str | None:
+    """A brand (or other name) as it may appear in a prompt or a reason: up to four words of
+    ASCII letters and digits joined by single spaces, hyphens or apostrophes, at most 30
+    characters. Anything else — markup, role tokens, other scripts, punctuation — gives None
+    (the name is left out), never a cleaned-up guess."""
+    if not isinstance(text, str):
+        return None
+    t = text.strip()
+    return t if len(t) <= 30 and _NAME.fullmatch(t) else None
+
+
+def plan_text(plan: list[Claim]) -> str:
+    """``[Claim('aspect', 'comfort', 'high'), Claim('colour', 'red')]`` -> ``'comfort high;
+    colour red'``. Brands pass through :func:`safe_name`; an unsafe one is dropped."""
+    if not isinstance(plan, (list, tuple)) or not all(isinstance(c, Claim) for c in plan):
+        raise ValueError(f"a plan must be a list of Claim, got {plan!r}")
+    parts = []
+    for c in plan:
+        if c.kind == "aspect":
+            parts.append(f"{c.name} {c.level or 'mentioned'}")
+        elif c.kind == "popularity":
+            parts.append("popular")
+        elif c.kind == "brand":
+            name = safe_name(c.name)
+            if name:
+                parts.append(f"brand {name}")
+        elif c.kind in ("colour", "pattern"):
+            parts.append(f"{c.kind} {c.name}")
+        else:
+            raise ValueError(f"unknown claim kind {c.kind!r} in the plan")
+    return "; ".join(parts)
+
+
+def realiser_prompt(plan: list[Claim], category: str | None) -> str:
+    """The realiser's whole prompt. ``category`` must be one of ShopWorld's category keys
+    (e.g. 'running_shoes'); anything else is left out."""
+    text = plan_text(plan)
+    if not text:
+        raise ValueError("the plan is empty: nothing to say (use the template instead)")
+    product = (f" | product: {category.replace('_', ' ')}"
+               if isinstance(category, str) and category in V.CATEGORIES else "")
+    return f"plan: {text}{product}\nreason:"
+
+
+def plan_from_reason(reason: str, lex) -> list[Claim]:
+    """The plan a reference reason realises (its claims, in order): the training input."""
+    from .claims import extract_claims
+
+    return extract_claims(reason, lex)
+
+
+def encode_plan_example(tok, prompt: str, target: str, max_length: int = 96) -> dict:
+    """Token ids of prompt + ' ' + target + end-of-sequence, labels -100 on the prompt."""
+    if not isinstance(target, str) or not target.strip():
+        raise ValueError("the target reason is empty")
+    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    t_ids = tok(" " + target.strip(), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    if len(p_ids) + len(t_ids) > max_length:
+        raise ValueError(f"prompt ({len(p_ids)} tokens) + target ({len(t_ids)}) exceed "
+                         f"max_length={max_length}")
+    return {"input_ids": p_ids + t_ids, "labels": [-100] * len(p_ids) + t_ids}
+
+
+# ============================================================================ LoRA adapter
+def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.05, seed: int = 0):
+    """Wrap ``model`` with LoRA on every linear layer of the decoder (peft); only the LoRA
+    matrices train. Seeded, so the same settings start from the same adapter."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
+                     target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM")
+    return get_peft_model(model, cfg)
+
+
+def adapter_state(model) -> dict[str, torch.Tensor]:
+    """The LoRA tensors of a peft model, by stable names (``layers.3.self_attn.q_proj.A``)."""
+    out = {}
+    for n, p in model.named_parameters():
+        m = re.search(r"layers\.(\d+)\.(\w+)\.(\w+)\.lora_([AB])\.default\.weight$", n)
+        if m:
+            out[f"layers.{m[1]}.{m[2]}.{m[3]}.{m[4]}"] = p.detach().cpu()
+    if not out:
+        raise ValueError("the model has no LoRA weights (wrap it with add_lora first)")
+    return out
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_adapter(model, path: str | Path, meta: dict) -> dict:
+    """Write the LoRA tensors as float16 safetensors and ``<path>.json`` with ``meta`` plus
+    the file's sha256 and size. Returns the metadata written."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.to(torch.float16).contiguous() for k, v in adapter_state(model).items()}
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    info = dict(meta, file=path.name, sha256=file_sha256(path), bytes=path.stat().st_size,
+                n_parameters=sum(v.numel() for v in tensors.values()))
+    path.with_suffix(".json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+    return info
+
+
+def load_realiser(path: str | Path = ADAPTER, *, device=None, merge: bool = True):
+    """``(tokenizer, model)``: SmolLM2-135M with the shipped (or given) adapter, checked against
+    the sha256 in its ``.json`` before a byte is read, then merged into the weights (no LoRA
+    overhead at generation time). A missing, corrupt or mismatched file raises
+    :class:`~helpers.checkpoint.CheckpointError` saying how to restore it."""
+    from safetensors.torch import load_file
+
+    from .. import models
+
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    restore = ("Restore the shipped files with `git checkout -- helpers/weights/`, or train "
+               "them again with `.venv/bin/python tools/train_reason_adapter.py`.")
+    if not path.is_file() or not meta_path.is_file():
+        raise CheckpointError(f"the realiser adapter {path} (or its {meta_path.name}) is missing. "
+                              + restore)
+    meta = json.loads(meta_path.read_text())
+    digest = file_sha256(path)
+    if digest != meta.get("sha256"):
+        raise CheckpointError(f"the realiser adapter {path} has sha256 {digest}, but "
+                              f"{meta_path.name} records {meta.get('sha256')}: the file is "
+                              f"damaged or from another training run. {restore}")
+    tok, base = models.language_model(device="cpu", dtype=torch.float32)
+    lora = meta["lora"]
+    model = add_lora(base, r=lora["r"], alpha=lora["alpha"], dropout=0.0)
+    tensors = load_file(str(path))
+    params = dict(model.named_parameters())
+    expected = adapter_state(model)
+    if set(tensors) != set(expected):
+        raise CheckpointError(f"the realiser adapter {path} holds {len(tensors)} tensors, the "
+                              f"model expects {len(expected)} (another LoRA layout). {restore}")
+    with torch.no_grad():
+        for n, p in params.items():
+            m = re.search(r"layers\.(\d+)\.(\w+)\.(\w+)\.lora_([AB])\.default\.weight$", n)
+            if m:
+                t = tensors[f"layers.{m[1]}.{m[2]}.{m[3]}.{m[4]}"]
+                if t.shape != p.shape:
+                    raise CheckpointError(f"tensor {n}: shape {tuple(t.shape)} in the file, "
+                                          f"{tuple(p.shape)} in the model. {restore}")
+                p.copy_(t.float())
+    model = model.merge_and_unload() if merge else model
+    model.eval()
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    return tok, model.to(dev), meta
+
+
+# ============================================================================ generation
+def realise(tok, model, prompts: list[str], *, batch_size: int = 64, max_new_tokens: int = 28,
+            strategy: str = "greedy", temperature: float = 0.8, top_p: float = 0.95,
+            num_return_sequences: int = 1, seed: int = 0, logits_processor=None,
+            progress: bool = True) -> tuple[list[str], dict]:
+    """Generate one sentence per plan prompt (identical prompts are generated once). Returns the
+    sentences and timing (seconds, reasons/s, tokens/s, peak memory)."""
+    import time
+
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from .. import config
+
+    if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+        raise ValueError("prompts must be a non-empty list of realiser_prompt() strings")
+    if strategy not in ("greedy", "sample"):
+        raise ValueError(f"strategy must be 'greedy' or 'sample', got {strategy!r}")
+    device = next(model.parameters()).device
+    unique = list(dict.fromkeys(prompts)) if strategy == "greedy" else list(prompts)
+    lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in unique]
+    order = np.argsort(lengths, kind="stable")
+    tok.padding_side = "left"
+    kw = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+              eos_token_id=tok.eos_token_id, num_return_sequences=num_return_sequences,
+              logits_processor=logits_processor)
+    if strategy == "greedy":
+        kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:
+        kw.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+    out: dict[int, list[str]] = {}
+    n_tokens = 0
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    for idx in tqdm(batches, desc="realise", disable=not progress, leave=False):
+        enc = tok([unique[k] for k in idx], return_tensors="pt", padding=True,
+                  add_special_tokens=False).to(device)
+        with torch.inference_mode():
+            gen = model.generate(**enc, **kw)
+        new = gen[:, enc["input_ids"].shape[1]:]
+        n_tokens += int((new != tok.pad_token_id).sum())
+        dec = [s.strip() for s in tok.batch_decode(new, skip_special_tokens=True)]
+        for j, k in enumerate(idx):
+            out[int(k)] = dec[j * num_return_sequences:(j + 1) * num_return_sequences]
+    secs = time.perf_counter() - t0
+    if strategy == "greedy":
+        where = {p: k for k, p in enumerate(unique)}
+        flat = [out[where[p]][0] for p in prompts]
+    else:
+        flat = [s for k in range(len(unique)) for s in out[k]]
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+            else config.peak_rss_mib())
+    return flat, {"seconds": secs, "reasons_per_s": len(flat) / secs,
+                  "generated_per_s": len(unique) * num_return_sequences / secs,
+                  "tokens_per_s": n_tokens / secs, "peak_mib": peak, "device": device.type}
+
+
+def reference_scores(path: str | Path, world, n: int = 48) -> dict:
+    """The shipped adapter's recorded scores, re-measured by the test: on the first ``n`` warm
+    test pairs that have a grounded driver, with their oracle plans, (1) the mean loss on the
+    reference reasons' tokens, (2) the share of greedy sentences whose claims are exactly the
+    plan's."""
+    from .claims import extract_claims
+    from .lm import _collate
+    from .planner import POPULARITY, oracle_plan
+
+    tok, model, _ = load_realiser(path)
+    rows = [(i, r, oracle_plan(world.facts[int(i)], d))
+            for i, r, d in zip(world.warm["item_id"], world.warm["reason"], world.warm["drivers"])]
+    rows = [x for x in rows if x[2] != [POPULARITY]][:n]
+    prompts = [realiser_prompt(p, world.facts[int(i)]["category"]) for i, _, p in rows]
+    ex = [encode_plan_example(tok, pr, r) for pr, (_, r, _) in zip(prompts, rows)]
+    ids, labels, att = _collate(ex, tok.pad_token_id)
+    with torch.inference_mode():
+        loss = float(model(input_ids=ids, attention_mask=att, labels=labels).loss)
+    said, _ = realise(tok, model, prompts, progress=False)
+    exact = [set(extract_claims(s, world.lex)) == set(p) for s, (_, _, p) in zip(said, rows)]
+    return {"n": len(rows), "loss": round(loss, 5), "plan_exact": round(sum(exact) / len(rows), 5)}
