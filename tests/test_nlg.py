@@ -121,7 +121,12 @@ def test_item_facts_state_only_what_the_catalogue_says(world):
     cat = world["catalogue"].set_index("item_id")
     for item in list(f)[:200]:
         for aspect in f[item]["aspects"]:
-            assert aspect in cat.loc[item, "description"].lower()
+            if aspect == "price":       # from the listed price: cheapest / dearest of its category
+                pct = f[item]["price_pct"]
+                assert pct <= nlg.claims.VALUE_SHARE or pct >= 1 - nlg.claims.VALUE_SHARE
+                assert f[item]["aspects"]["price"] == ("high" if pct <= 0.5 else "low")
+            else:
+                assert aspect in cat.loc[item, "description"].lower()
         truth = world["items"][item]
         for aspect, band in f[item]["aspects"].items():  # marketing bands follow the true quality
             assert nlg.band_of_level(int(truth["q"][aspect])) == band

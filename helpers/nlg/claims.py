@@ -46,10 +46,11 @@ def band_of_level(level: int) -> str:
     return "high" if level >= 4 else "mid" if level == 3 else "low"
 
 
-_PATTERN_WORDS = {"striped": ["stripes", "striped", "stripe"], "dotted": ["polka-dot", "polka dot",
-                  "dotted", "dots"], "checked": ["checked", "check pattern", "checks"],
+_PATTERN_WORDS = {"striped": ["bold stripes", "stripes", "striped", "stripe"], "dotted": ["polka-dot", "polka dot",
+                  "dotted", "dots"], "checked": ["checked pattern", "checked", "check pattern", "checks"],
                   "solid": ["plain finish", "solid colour", "plain"]}
-_PRICE_PHRASES = ["value for money", "good value", "great value", "affordable", "cheap",
+_PRICE_PHRASES = ["good value for money", "great value for money", "value for money",
+                  "good value", "great value", "affordable", "cheap",
                   "low price", "budget-friendly", "inexpensive"]
 _POPULAR = re.compile(r"\b(popular|bestsell\w*|best-sell\w*|best sell\w*|customer favourite)\b")
 
@@ -81,53 +82,103 @@ def lexicon(catalogue: pd.DataFrame | None = None) -> Lexicon:
     for b, ws in V.MARKETING.items():
         for w in ws:
             band.setdefault(w, b)
+    for w, b in _EXTRA_BANDS.items():
+        band.setdefault(w, b)
     brands = (sorted(catalogue["brand"].dropna().unique()) if catalogue is not None
               else sorted({b for c in V.CATEGORIES.values() for b in c["brands"]}))
     aspects = sorted({a for c in V.CATEGORIES.values() for a in c["aspects"]} | set(V.SHARED_ASPECTS))
     return Lexicon(aspects=aspects, opinion_band=band, colours=list(V.COLOURS), brands=brands)
 
 
-def _aspect_levels(text: str, lex: Lexicon) -> list[Claim]:
+_EXTRA_BANDS = {"good": "high", "high": "high", "mid": "mid", "medium": "mid", "moderate": "mid",
+                "low": "low", "bad": "low"}
+"""Plain band words (the ones a prompt uses: 'comfort high') are opinion words too, so 'high
+build quality' is a claim at the band 'high', checked like 'superb build quality'."""
+
+
+@dataclass
+class Parse:
+    """What :func:`parse` found in a reason (lower-cased): its claims, the character spans of
+    every fact word (aspects, opinions, colours, patterns, brands, price and popularity
+    phrases), and opinion words that qualify no aspect ('it is excellent')."""
+    text: str
+    claims: list[Claim]
+    spans: list[tuple[int, int]]
+    loose_opinions: list[str]
+
+
+def _mask(text: str, spans) -> str:
+    chars = list(text)
+    for s, e in spans:
+        chars[s:e] = " " * (e - s)
+    return "".join(chars)
+
+
+def _aspect_levels(text: str, lex: Lexicon) -> tuple[list[Claim], set[int], list]:
     mentions = [(m.start(), m.end(), m.group(1)) for m in lex._aspect_re.finditer(text)]
     opinions = [(m.start(), m.end(), lex.opinion_band[m.group(1)])
                 for m in lex._opinion_re.finditer(text)]
     found: dict[str, str | None] = {}
+    used: set[int] = set()
     for k, (s, e, aspect) in enumerate(mentions):
         prev_end = mentions[k - 1][1] if k else -1
         next_start = mentions[k + 1][0] if k + 1 < len(mentions) else len(text)
         level = None
         # an opinion word right before the aspect ("superb comfort", "very good grip") ...
-        before = [o for o in opinions if prev_end <= o[0] and o[1] <= s and
+        before = [n for n, o in enumerate(opinions) if prev_end <= o[0] and o[1] <= s and
                   len(text[o[1]:s].split()) == 0]
         if before:
-            level = before[-1][2]
+            level = opinions[before[-1]][2]
+            used.add(before[-1])
         else:  # ... or within the next six words, before the next aspect ("comfort is great")
-            after = [o for o in opinions if e <= o[0] < next_start and
+            after = [n for n, o in enumerate(opinions) if e <= o[0] < next_start and
                      len(re.findall(r"[a-z]+", text[e:o[0]])) <= 5 and
                      not re.search(r"[.;]", text[e:o[0]])]
             if after:
-                level = after[0][2]
+                level = opinions[after[0]][2]
+                used.add(after[0])
         if found.get(aspect) is None:
             found[aspect] = level
-    return [Claim("aspect", a, lv) for a, lv in found.items()]
+    return [Claim("aspect", a, lv) for a, lv in found.items()], used, mentions + opinions
+
+
+def parse(text: str, lex: Lexicon) -> Parse:
+    """Claims and the words they are made of (see :class:`Parse`). Price phrases ('good value',
+    'low price') are read first and masked, so their words are not read again as opinions."""
+    if not isinstance(text, str):
+        raise TypeError(f"a reason must be a string, got {type(text).__name__}")
+    t = text.lower()
+    price = [m.span() for m in lex._price_re.finditer(t)]
+    masked = _mask(t, price)
+    claims, used, found = _aspect_levels(masked, lex)
+    spans = [(s, e) for s, e, _ in found] + price
+    opinion_spans = [(m.start(), m.end(), m.group(1)) for m in lex._opinion_re.finditer(masked)]
+    loose = [w for n, (_, _, w) in enumerate(opinion_spans) if n not in used]
+    if price and not any(c.name == "price" for c in claims):
+        claims.append(Claim("aspect", "price", "high"))
+    colours = list(lex._colour_re.finditer(masked))
+    claims += [Claim("colour", c) for c in dict.fromkeys(m.group(1) for m in colours)]
+    spans += [m.span() for m in colours]
+    for p, rx in lex._pattern_re.items():
+        hits = list(rx.finditer(masked))
+        if hits:
+            claims.append(Claim("pattern", p))
+            spans += [m.span() for m in hits]
+    brands = list(lex._brand_re.finditer(masked))
+    claims += [Claim("brand", lex._brand_case[b]) for b in dict.fromkeys(m.group(1) for m in brands)]
+    spans += [m.span() for m in brands]
+    popular = list(_POPULAR.finditer(masked))
+    if popular:
+        claims.append(Claim("popularity", "popularity"))
+        # only the word 'popular' is a fact word; 'best-selling' & co. are sales superlatives
+        spans += [m.span() for m in popular if m.group(1) == "popular"]
+    return Parse(t, claims, sorted(spans), loose)
 
 
 def extract_claims(text: str, lex: Lexicon) -> list[Claim]:
     """The claims a reason makes, in a fixed order (aspects in order of mention, then colour,
     pattern, brand, popularity). 'good value' and friends are a claim on the aspect 'price'."""
-    if not isinstance(text, str):
-        raise TypeError(f"a reason must be a string, got {type(text).__name__}")
-    t = text.lower()
-    claims = _aspect_levels(t, lex)
-    if lex._price_re.search(t) and not any(c.name == "price" for c in claims):
-        claims.append(Claim("aspect", "price", "high"))
-    claims += [Claim("colour", c) for c in dict.fromkeys(m.group(1) for m in lex._colour_re.finditer(t))]
-    claims += [Claim("pattern", p) for p, rx in lex._pattern_re.items() if rx.search(t)]
-    claims += [Claim("brand", lex._brand_case[b])
-               for b in dict.fromkeys(m.group(1) for m in lex._brand_re.finditer(t))]
-    if _POPULAR.search(t):
-        claims.append(Claim("popularity", "popularity"))
-    return claims
+    return parse(text, lex).claims
 
 
 # ============================================================================ facts
@@ -155,7 +206,7 @@ def item_facts(catalogue: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
         item, title, cat, brand, desc = row
         d = (desc or "").lower() if isinstance(desc, str) else ""
         aspects = {}
-        for c in _aspect_levels(d, marketing):
+        for c in _aspect_levels(d, marketing)[0]:
             if c.level is not None:
                 aspects[c.name] = c.level
         colour = next((m.group(1) for m in lex._colour_re.finditer(d)), None)

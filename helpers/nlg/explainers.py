@@ -54,7 +54,7 @@ class TemplateExplainer:
             return f"Recommended for its {_HIGH_WORDS[k]} {good[0]}, which you care about."
         if f["aspects"].get("price") == "high":
             return "Recommended as good value for money in its category."
-        return "Recommended because shoppers with similar taste chose it."
+        return "It is popular with shoppers who like what you like."
 
     def explain(self, users, items) -> list[str]:
         users, items = _pairs(users, items)
