@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from .. import shopworld_vocab as V
@@ -195,7 +196,8 @@ def item_facts(catalogue: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
     adjectives; with ``reviews`` (training reviews only!), aspects the description does not rate
     get the band of their median review opinion. Colour and pattern are known only when the text
     states them. With a ``price`` column, ``price_pct`` is the item's price percentile within its
-    category (0 = cheapest) and, unless stated otherwise, the aspect ``price`` (value for money)
+    category (0 = cheapest), ``price_log_ratio`` its log price over the category median,
+    ``review_level`` the median review level (1-5) per reviewed aspect, and, unless stated otherwise, the aspect ``price`` (value for money)
     is 'high' for the cheapest :data:`VALUE_SHARE` of a category and 'low' for the dearest."""
     require_columns(catalogue, [col_item, "title", "category", "brand", "description"],
                     "the catalogue")
@@ -220,14 +222,17 @@ def item_facts(catalogue: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
         med = r.assign(q=r["opinion"].map(lv)).groupby([col_item, "aspect"])["q"].median()
         for (item, aspect), q in med.items():
             facts[int(item)]["aspects"].setdefault(aspect, band_of_level(int(round(q))))
+            facts[int(item)].setdefault("review_level", {})[aspect] = float(q)
     if "price" in catalogue.columns:
         from ..data import require_finite
 
         require_finite(catalogue, "price", "the catalogue")
         pct = catalogue.groupby("category")["price"].rank(pct=True, method="average")
-        for item, p in zip(catalogue[col_item], pct):
+        ratio = np.log(catalogue["price"] / catalogue.groupby("category")["price"]
+                       .transform("median"))
+        for item, p, r in zip(catalogue[col_item], pct, ratio):
             f = facts[int(item)]
-            f["price_pct"] = float(p)
+            f["price_pct"], f["price_log_ratio"] = float(p), float(r)
             if p <= VALUE_SHARE:
                 f["aspects"].setdefault("price", "high")
             elif p >= 1 - VALUE_SHARE:

@@ -33,6 +33,10 @@ _KINDS = ("aspect", "price", "colour", "pattern", "brand", "popularity")
 _EVENT_WEIGHT = {"view": 1.0, "click": 2.0, "cart": 3.0, "purchase": 4.0}
 
 
+def _key(claim: Claim) -> str:
+    return claim.key if claim.kind != "popularity" else "popularity"
+
+
 def driver_of(claim: Claim) -> str:
     """The driver name a claim speaks to: 'comfort', 'price', 'colour', ..., 'popularity'."""
     if claim.kind == "aspect":
@@ -100,7 +104,8 @@ class ContentPlanner:
     ``second_threshold``: a second aspect is added when the model gives it at least this
     probability (two-aspect reasons exist when two aspects drove the purchase)."""
 
-    def __init__(self, facts: dict, profile: pd.DataFrame, train_events: pd.DataFrame, *,
+    def __init__(self, facts: dict, profile: pd.DataFrame, train_events: pd.DataFrame,
+                 past_reasons: pd.DataFrame | None = None, lex=None, *,
                  second_threshold: float = 0.5, C: float = 1.0, seed: int = 0):
         if not isinstance(facts, dict) or not facts:
             raise DataError("facts must be a non-empty item_facts() dict")
@@ -112,96 +117,183 @@ class ContentPlanner:
         self.rank = {int(u): {a: k for k, a in enumerate(row) if isinstance(a, str)}
                      for u, row in zip(profile["user_id"], profile[cols].to_numpy())}
         self.history = _History(train_events, facts)
+        # what the user's earlier reasons said: the claims of their training reference reasons
+        self.past: dict[int, Counter] = defaultdict(Counter)
+        self._own: dict[tuple[int, int], Counter] = {}
+        if past_reasons is not None:
+            from .claims import extract_claims
+
+            if lex is None:
+                raise ValueError("past_reasons need lex (nlg.lexicon(catalogue)) to read them")
+            require_columns(past_reasons, ["user_id", "item_id", "reason"], "past reasons")
+            for u, i, r in zip(past_reasons["user_id"], past_reasons["item_id"],
+                               past_reasons["reason"]):
+                keys = Counter({_key(c) for c in extract_claims(r, lex)})
+                self.past[int(u)] += keys
+                self._own[(int(u), int(i))] = self._own.get((int(u), int(i)), Counter()) + keys
+        self._exclude: Counter | None = None
+        self.popularity_offset = 0.0
         self.max_buys = max(self.history.item_buys.values(), default=1)
 
     # ------------------------------------------------------------------ features
     FEATURES = (["bias_" + k for k in _KINDS] +
                 ["aspect_rank1", "aspect_rank2", "aspect_rank3", "aspect_in_profile",
-                 "price_user_cheap", "price_item_cheap",
+                 "aspect_level", "price_user_cheap", "price_item_cheap", "price_interaction",
                  "colour_share", "colour_top", "pattern_share", "pattern_top",
                  "brand_share", "brand_top",
-                 "pop_item", "pop_user_unknown"])
+                 "pop_item", "pop_user_unknown", "pop_profile_match", "pop_max_share",
+                 "pop_item_cheap", "past_said", "past_said_pop", "past_n"])
 
-    def _features(self, user: int, item: int, cand: Claim) -> np.ndarray:
+    def _features(self, user: int, item: int, cand: Claim, context: dict | None = None
+                  ) -> np.ndarray:
         x = dict.fromkeys(self.FEATURES, 0.0)
         kind = "price" if cand.kind == "aspect" and cand.name == "price" else cand.kind
         x["bias_" + kind] = 1.0
-        h = self.history
+        h, f = self.history, self.facts[item]
         if kind == "aspect":
             r = self.rank.get(user, {}).get(cand.name)
             if r is not None:
                 x["aspect_in_profile"] = 1.0
                 if r < 3:
                     x[f"aspect_rank{r + 1}"] = 1.0
+            x["aspect_level"] = (f.get("review_level", {}).get(cand.name, 4.5) - 3) / 2
         elif kind == "price":
-            x["price_user_cheap"] = 0.5 - h.price.get(user, 0.5)
-            x["price_item_cheap"] = 0.5 - self.facts[item].get("price_pct", 0.5)
+            cheap_user = 0.5 - h.price.get(user, 0.5)
+            cheap_item = -f.get("price_log_ratio", 0.0)
+            x["price_user_cheap"], x["price_item_cheap"] = cheap_user, cheap_item
+            x["price_interaction"] = cheap_user * cheap_item
         elif kind in ("colour", "pattern", "brand"):
             s = h.share(kind, user, cand.name)
             counts = getattr(h, kind)[user]
             x[f"{kind}_share"] = s
             x[f"{kind}_top"] = float(bool(counts) and counts.most_common(1)[0][0] == cand.name)
         else:
+            c = context or {}
             x["pop_item"] = math.log1p(h.item_buys.get(item, 0)) / math.log1p(self.max_buys)
             x["pop_user_unknown"] = float(user not in self.rank)
+            x["pop_profile_match"] = c.get("profile_match", 0.0)
+            x["pop_max_share"] = c.get("max_share", 0.0)
+            x["pop_item_cheap"] = -f.get("price_log_ratio", 0.0)
+        past = self.past.get(user, Counter())
+        if self._exclude is not None:           # fitting: the pair's own reason is not "past"
+            past = past - self._exclude
+        n = sum(past.values())
+        if n:
+            said = past[_key(cand)] / n
+            x["past_said_pop" if kind == "popularity" else "past_said"] = said
+        x["past_n"] = math.log1p(n) * (kind == "popularity")
         return np.fromiter(x.values(), dtype=np.float64, count=len(x))
 
-    def _rows(self, users, items):
+    def _pair_rows(self, user: int, item: int) -> tuple[list[np.ndarray], list[Claim]]:
+        cands = candidates(self.facts[item])
+        ranks = self.rank.get(user, {})
+        context = {"profile_match": float(any(c.kind == "aspect" and ranks.get(c.name, 9) < 3
+                                              for c in cands)),
+                   "max_share": max([self.history.share(c.kind, user, c.name) for c in cands
+                                     if c.kind in ("colour", "pattern", "brand")], default=0.0)}
+        return [self._features(user, item, c, context) for c in cands], cands
+
+    def _rows(self, users, items, leave_out: bool = False):
         rows, owner, cands = [], [], []
         for n, (u, i) in enumerate(zip(users, items)):
-            f = self.facts.get(int(i))
-            if f is None:
+            if int(i) not in self.facts:
                 raise DataError(f"item {i} has no stated facts (not in the catalogue?)")
-            for c in candidates(f):
-                rows.append(self._features(int(u), int(i), c))
-                owner.append(n)
-                cands.append(c)
+            self._exclude = self._own.get((int(u), int(i))) if leave_out else None
+            r, c = self._pair_rows(int(u), int(i))
+            rows += r
+            cands += c
+            owner += [n] * len(c)
+        self._exclude = None
         return np.vstack(rows), np.asarray(owner), cands
 
     # ------------------------------------------------------------------ learn, plan
     def fit(self, pairs: pd.DataFrame, progress: bool = True) -> "ContentPlanner":
-        from sklearn.linear_model import LogisticRegression
+        """Learn the weights (see :meth:`_fit_weights`); :func:`fit_planner` also sets
+        :attr:`popularity_offset` on a validation period."""
+        require_columns(pairs, ["user_id", "item_id", "drivers"], "the training pairs")
+        return self._fit_weights(pairs, progress)
+
+    def _fit_weights(self, pairs: pd.DataFrame, progress: bool = True) -> "ContentPlanner":
+        """Learn the weights of a *conditional logit*: per pair, a softmax over its candidate
+        claims, trained to put its mass on the oracle plan's first claim (the first true driver
+        the shop can back up; popularity when there is none). A softmax, not one yes/no per
+        candidate, because the question is *which* claim, among this item's, comes first."""
+        import torch
 
         require_columns(pairs, ["user_id", "item_id", "drivers"], "the training pairs")
         if len(pairs) == 0:
             raise DataError("no training pairs to learn the planner from")
-        X, owner, cands = self._rows(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy())
-        drivers = [drivers_of(d) for d in tqdm(pairs["drivers"], desc="planner", leave=False,
-                                                disable=not progress)]
-        y = np.array([driver_of(c) in drivers[o] for c, o in zip(cands, owner)])
-        if y.all() or not y.any():
-            raise DataError("every candidate has the same label; the planner cannot learn")
-        self.model = LogisticRegression(C=self.C, max_iter=2000, random_state=self.seed).fit(X, y)
+        X, owner, cands = self._rows(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy(),
+                                     leave_out=True)
+        first = [oracle_plan(self.facts[int(i)], d)[0]
+                 for i, d in tqdm(zip(pairs["item_id"], pairs["drivers"]), total=len(pairs),
+                                  desc="planner", leave=False, disable=not progress)]
+        y = np.array([c == first[o] for c, o in zip(cands, owner)], dtype=np.float64)
+        torch.manual_seed(self.seed)
+        Xt, yt = torch.tensor(X), torch.tensor(y)
+        own = torch.tensor(owner)
+        w = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+        n_pairs = len(pairs)
+
+        def loss_fn():
+            opt.zero_grad()
+            s = Xt @ w
+            # per-pair log-sum-exp of candidate scores
+            m = torch.full((n_pairs,), -torch.inf, dtype=s.dtype).scatter_reduce(
+                0, own, s, reduce="amax")
+            lse = m + torch.zeros(n_pairs, dtype=s.dtype).index_add(
+                0, own, torch.exp(s - m[own])).log()
+            loss = -(yt * (s - lse[own])).sum() / n_pairs + (w ** 2).sum() / (2 * self.C * n_pairs)
+            loss.backward()
+            return loss
+
+        opt.step(loss_fn)
+        self.weights = w.detach().numpy().copy()
+        self.model = self
         return self
 
+    def _softmax_by_owner(self, X, owner):
+        s = X @ self.weights + self.popularity_offset * X[:, self.FEATURES.index("bias_popularity")]
+        out = np.empty_like(s)
+        for o in np.unique(owner):
+            k = owner == o
+            e = np.exp(s[k] - s[k].max())
+            out[k] = e / e.sum()
+        return out
+
     def scores(self, user: int, item: int) -> list[tuple[Claim, float]]:
-        """Every candidate claim of the pair with its probability of being a driver, best first
+        """Every candidate claim of the pair with its probability of coming first, best first
         (ties keep the candidates' fixed order)."""
-        if not hasattr(self, "model"):
+        if not hasattr(self, "weights"):
             raise RuntimeError("call fit() before planning")
         user, item = _one_id(user, "user"), _one_id(item, "item")
-        f = self.facts.get(item)
-        if f is None:
+        if item not in self.facts:
             return [(POPULARITY, float("nan"))]
-        cands = candidates(f)
-        p = self.model.predict_proba(np.vstack([self._features(user, item, c) for c in cands]))[:, 1]
+        rows, cands = self._pair_rows(user, item)
+        X = np.vstack(rows)
+        p = self._softmax_by_owner(X, np.zeros(len(X), dtype=int))
         order = np.argsort(-p, kind="stable")
         return [(cands[k], float(p[k])) for k in order]
 
-    def plan(self, user: int, item: int) -> list[Claim]:
-        ranked = self.scores(user, item)
+    def _choose(self, ranked: list[tuple[Claim, float]]) -> list[Claim]:
         best = [ranked[0][0]]
         if best[0].kind == "aspect" and best[0].name != "price" and len(ranked) > 1:
             c, p = ranked[1]
-            if c.kind == "aspect" and c.name != "price" and p >= self.second_threshold:
+            if c.kind == "aspect" and c.name != "price" and p >= self.second_threshold * ranked[0][1]:
                 best.append(c)
         return best
 
+    def plan(self, user: int, item: int) -> list[Claim]:
+        """One or two claims: the most likely first driver, and a second aspect when the model
+        finds it at least ``second_threshold`` times as likely as the first."""
+        return self._choose(self.scores(user, item))
+
     def plans(self, users, items, progress: bool = True) -> list[list[Claim]]:
-        """Plans for many pairs at once (one model call per batch of candidates)."""
+        """:meth:`plan` for many pairs at once."""
         from .explainers import _pairs
 
-        if not hasattr(self, "model"):
+        if not hasattr(self, "weights"):
             raise RuntimeError("call fit() before planning")
         users, items = _pairs(users, items)
         unknown = sorted({int(i) for i in items} - set(self.facts))
@@ -209,19 +301,14 @@ class ContentPlanner:
             raise DataError(f"{len(unknown)} items have no stated facts (e.g. {unknown[0]}): "
                             "not in the catalogue the planner was built on")
         X, owner, cands = self._rows(users, items)
-        p = self.model.predict_proba(X)[:, 1]
-        out: list[list[Claim]] = [[] for _ in range(len(users))]
+        p = self._softmax_by_owner(X, owner)
         ranked = defaultdict(list)
         for k in range(len(cands)):
             ranked[owner[k]].append((cands[k], p[k], k))
+        out = []
         for n in tqdm(range(len(users)), desc="plan", leave=False, disable=not progress):
             r = sorted(ranked[n], key=lambda t: (-t[1], t[2]))
-            best = [r[0][0]]
-            if best[0].kind == "aspect" and best[0].name != "price" and len(r) > 1:
-                c, pc, _ = r[1]
-                if c.kind == "aspect" and c.name != "price" and pc >= self.second_threshold:
-                    best.append(c)
-            out[n] = best
+            out.append(self._choose([(c, pc) for c, pc, _ in r]))
         return out
 
 
@@ -247,3 +334,46 @@ def plan_scores(plans: list[list[Claim]], drivers) -> dict[str, float]:
     any_hit = np.mean([bool({driver_of(c) for c in p} & d) for p, d in zip(plans, drivers)])
     return {"precision": hit / max(n_plan, 1), "recall": hit / max(n_true, 1),
             "names a driver": float(any_hit)}
+
+
+def fit_planner(world, validation_share: float = 0.2, progress: bool = True) -> ContentPlanner:
+    """The chapter's planner: fitted on every training purchase of ``world``
+    (:func:`~helpers.nlg.world.reason_world`), with its popularity offset chosen the honest way.
+
+    In training, the profile and the user's other reasons were computed from data that includes
+    the very purchase being explained, so features look more telling than they will be on
+    future purchases, and the model leans on them too much or too little. So the last
+    ``validation_share`` of the training period (by time) is held out, a planner built only from
+    the data before it (profile, browsing history, reasons) plans it, and the offset on the
+    popularity claim that names a true driver most often there is kept for the final planner."""
+    from .. import data
+    from .. import interest as I
+
+    if not 0 < validation_share < 1:
+        raise ValueError(f"validation_share must be in (0, 1), got {validation_share!r}")
+    train = world.train.sort_values("timestamp", kind="stable")
+    cut_time = float(train["timestamp"].quantile(1 - validation_share))
+    early, late = train[train["timestamp"] < cut_time], train[train["timestamp"] >= cut_time]
+    events = world.events[world.events["timestamp"] < cut_time]
+    reviews = world.train_reviews[world.train_reviews["timestamp"] < cut_time]
+    early_facts = item_facts_before(world, reviews)
+    profile = I.aspect_profile(events, reviews, world.catalogue, data.vocabulary()["categories"])
+    sub = ContentPlanner(early_facts, profile, events, early, world.lex).fit(early, progress)
+    best = (-1.0, 0.0)
+    for offset in np.arange(-3.0, 1.01, 0.25):
+        sub.popularity_offset = float(offset)
+        hit = plan_scores(sub.plans(late["user_id"], late["item_id"], progress=False),
+                          late["drivers"])["names a driver"]
+        if hit > best[0] + 1e-12:
+            best = (hit, float(offset))
+    final = ContentPlanner(world.facts, world.profile, world.train_events, world.train,
+                           world.lex).fit(world.train, progress)
+    final.popularity_offset, final.validation_hit = best[1], best[0]
+    return final
+
+
+def item_facts_before(world, reviews: pd.DataFrame) -> dict:
+    """The shop's stated facts as they were when only ``reviews`` had been written."""
+    from .claims import item_facts
+
+    return item_facts(world.catalogue, reviews)
