@@ -443,3 +443,25 @@ def faithfulness(verdicts) -> float:
 def hallucination_rate(verdicts) -> float:
     """Share of reasons with at least one claim that is false of the item."""
     return float(np.mean([any(not t for t, _ in v) for v in _verdicts(verdicts)]))
+
+
+def bootstrap_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+                 ) -> tuple[float, float]:
+    """Percentile bootstrap interval for the mean of ``values`` (one number per test pair):
+    resample the pairs with replacement ``n_boot`` times and take the middle ``level`` of the
+    means. NaN is refused: pass only the pairs a metric applies to."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if x.size == 0:
+        raise DataError("no values to bootstrap")
+    if not np.isfinite(x).all():
+        raise DataError("values contain NaN or inf; pass only the pairs the metric applies to")
+    _check_k(n_boot, "n_boot")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for s in range(0, n_boot, 256):          # blocks keep memory at 256 x n
+        k = min(256, n_boot - s)
+        means[s:s + k] = x[rng.integers(0, x.size, size=(k, x.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)

@@ -149,7 +149,7 @@ def test_templates_and_guard(world):
     chosen, fell_back = guard.choose(["Superb battery life.", "It has useless comfort."], 1, item)
     assert fell_back and chosen.startswith(nlg.FALLBACK_PREFIX)
     assert t.explain_one(1, 10**9).startswith(nlg.FALLBACK_PREFIX)          # unknown item
-    assert guard.problems(reason, 1, 10**9) == [f"unknown item {10**9}"]
+    assert guard.problems(reason, 1, 10**9)[0].startswith(f"unknown item {10**9}")
     with pytest.raises(ValueError, match="pair up"):
         t.explain([1, 2], [item])
     with pytest.raises(ValueError, match="no \\(user, item\\) pairs"):

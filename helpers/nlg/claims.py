@@ -188,6 +188,11 @@ VALUE_SHARE = 0.35
 """An item among the cheapest 35 % of its category is stated to be good value (price 'high')."""
 
 
+def _category_aspects(category) -> set[str]:
+    c = V.CATEGORIES.get(category) if isinstance(category, str) else None
+    return set(c["aspects"]) | set(V.SHARED_ASPECTS) if c else set()
+
+
 def item_facts(catalogue: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
                col_item: str = "item_id") -> dict[int, dict]:
     """What the shop *states* about each item, for the guard and the prompts (never the hidden
@@ -195,7 +200,8 @@ def item_facts(catalogue: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
     {aspect: band}, "price_pct"}}``. Aspect bands come from the description's marketing
     adjectives; with ``reviews`` (training reviews only!), aspects the description does not rate
     get the band of their median review opinion. Colour and pattern are known only when the text
-    states them. With a ``price`` column, ``price_pct`` is the item's price percentile within its
+    states them. Only aspects of the item's own category count (a seller who writes "superb
+    waterproofing" on a desk lamp states nothing the shop can stand behind). With a ``price`` column, ``price_pct`` is the item's price percentile within its
     category (0 = cheapest), ``price_log_ratio`` its log price over the category median,
     ``review_level`` the median review level (1-5) per reviewed aspect, and, unless stated otherwise, the aspect ``price`` (value for money)
     is 'high' for the cheapest :data:`VALUE_SHARE` of a category and 'low' for the dearest."""
@@ -208,8 +214,9 @@ def item_facts(catalogue: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
         item, title, cat, brand, desc = row
         d = (desc or "").lower() if isinstance(desc, str) else ""
         aspects = {}
+        own = _category_aspects(cat)
         for c in _aspect_levels(d, marketing)[0]:
-            if c.level is not None:
+            if c.level is not None and c.name in own:   # a lamp cannot be 'waterproof'
                 aspects[c.name] = c.level
         colour = next((m.group(1) for m in lex._colour_re.finditer(d)), None)
         pattern = next((p for p, rx in lex._pattern_re.items() if rx.search(d)), None)
@@ -221,6 +228,8 @@ def item_facts(catalogue: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
         r = reviews[reviews[col_item].isin(facts)]
         med = r.assign(q=r["opinion"].map(lv)).groupby([col_item, "aspect"])["q"].median()
         for (item, aspect), q in med.items():
+            if aspect not in _category_aspects(facts[int(item)]["category"]):
+                continue
             facts[int(item)]["aspects"].setdefault(aspect, band_of_level(int(round(q))))
             facts[int(item)].setdefault("review_level", {})[aspect] = float(q)
     if "price" in catalogue.columns:
@@ -297,36 +306,93 @@ def item_truth_facts(item_truth: pd.DataFrame, catalogue: pd.DataFrame) -> dict[
                                               item_truth["pattern"]))}
 
 
-def score_reasons(generated, pairs: pd.DataFrame, lex: Lexicon, items_truth: dict[int, dict],
-                  users_truth: dict[int, dict], seconds: float | None = None) -> dict[str, float]:
-    """Every chapter-05 metric for ``generated`` reasons of ``pairs`` (columns user_id, item_id,
-    reason = the reference): BLEU-1/4, ROUGE-1/2/L, USR, FMR, FCR, DIV, faithfulness and
-    hallucination rate against the truth, and milliseconds per reason if ``seconds`` is given.
-    Fallback markers are stripped before scoring (the reason shown to the user has none)."""
-    from .. import metrics as M
+PER_PAIR = ("truthful", "grounded", "personal", "faithful", "FMR")
+"""The metrics that are means over pairs, so :func:`score_reasons` can give them intervals."""
 
-    require_columns(pairs, ["user_id", "item_id", "reason"], "the test pairs")
+
+def reason_verdicts(generated, pairs: pd.DataFrame, lex: Lexicon, items_truth: dict[int, dict],
+                    facts: dict[int, dict] | None = None) -> pd.DataFrame:
+    """The chapter's definitions, one row per pair (columns truthful, grounded, personal,
+    faithful, FMR, claims):
+
+    * **truthful** — every claim is true of the item (ShopWorld's hidden truth);
+    * **grounded** — every claim is stated by the shop (``facts``: what a generator may know;
+      NaN when ``facts`` is not given);
+    * **personal** — it names a true driver of this purchase (``pairs['drivers']``); "popular
+      with shoppers like you" is personal exactly when popularity was the driver;
+    * **faithful** — truthful and personal;
+    * **FMR** — it names a feature the reference names (NaN where the reference names none,
+      i.e. popularity purchases; the field's definition).
+
+    A reason that claims nothing is truthful (it says nothing false) but neither personal nor
+    faithful. Fallback markers are stripped first (the shopper never sees them)."""
+    from .planner import driver_of, drivers_of
+
+    require_columns(pairs, ["user_id", "item_id", "reason", "drivers"], "the test pairs")
     gen = [g.removeprefix(FALLBACK_PREFIX) if isinstance(g, str) else g for g in generated]
     if len(gen) != len(pairs):
         raise DataError(f"{len(gen)} generated reasons for {len(pairs)} pairs")
     unknown = set(pairs["item_id"]) - set(items_truth)
     if unknown:
         raise DataError(f"{len(unknown)} items have no truth entry (e.g. {sorted(unknown)[0]})")
-    g_claims = [extract_claims(g, lex) for g in gen]
-    r_claims = [extract_claims(r, lex) for r in pairs["reason"]]
-    g_feat = [{c.key for c in cs if c.kind != "popularity"} for cs in g_claims]
-    r_feat = [{c.key for c in cs if c.kind != "popularity"} for cs in r_claims]
-    verdicts = [judge_claims(cs, items_truth[int(i)], users_truth.get(int(u)))
-                for cs, u, i in zip(g_claims, pairs["user_id"], pairs["item_id"])]
+    rows = []
+    for g, ref, i, d in zip(gen, pairs["reason"], pairs["item_id"], pairs["drivers"]):
+        claims = extract_claims(g, lex)
+        truth = judge_claims(claims, items_truth[int(i)], None)
+        truthful = all(t for t, _ in truth)
+        if facts is None:
+            grounded = np.nan
+        else:
+            f = facts.get(int(i), {"aspects": {}})
+            grounded = all(_stated(c, f) for c in claims)
+        personal = bool({driver_of(c) for c in claims} & drivers_of(d))
+        g_feat = {c.key for c in claims if c.kind != "popularity"}
+        r_feat = {c.key for c in extract_claims(ref, lex) if c.kind != "popularity"}
+        rows.append({"truthful": float(truthful), "grounded": float(grounded),
+                     "personal": float(personal), "faithful": float(truthful and personal),
+                     "FMR": float(bool(g_feat & r_feat)) if r_feat else np.nan,
+                     "claims": len(claims)})
+    return pd.DataFrame(rows, index=pairs.index)
+
+
+def _stated(c: Claim, f: dict) -> bool:
+    if c.kind == "aspect":
+        stated = f["aspects"].get(c.name)
+        return stated is not None and (c.level is None or c.level == stated)
+    if c.kind in ("colour", "pattern", "brand"):
+        return f.get(c.kind) == c.name
+    return True                       # popularity: the recommender's own knowledge
+
+
+def score_reasons(generated, pairs: pd.DataFrame, lex: Lexicon, items_truth: dict[int, dict],
+                  facts: dict[int, dict] | None = None, *, seconds: float | None = None,
+                  intervals: bool = False, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Every chapter-05 metric for ``generated`` reasons of ``pairs`` (columns user_id, item_id,
+    reason = the reference, drivers): BLEU-1/4, ROUGE-1/2/L, USR, FCR, DIV, and the per-pair
+    metrics of :func:`reason_verdicts` (truthful, grounded, personal, faithful, FMR) with
+    ``halluc.`` = 1 - truthful; milliseconds per reason if ``seconds`` is given. With
+    ``intervals``, each per-pair metric also gets a 95 % bootstrap interval over pairs
+    (``<metric> lo`` / ``<metric> hi``)."""
+    from .. import metrics as M
+
+    v = reason_verdicts(generated, pairs, lex, items_truth, facts)
+    gen = [g.removeprefix(FALLBACK_PREFIX) for g in generated]
+    g_feat = [{c.key for c in extract_claims(g, lex) if c.kind != "popularity"} for g in gen]
     n_features = len(lex.aspects) + len(lex.colours) + len(lex.patterns) + len(lex.brands)
     ro = M.rouge(gen, pairs["reason"])
     row = {"BLEU-1": M.bleu(gen, pairs["reason"], 1), "BLEU-4": M.bleu(gen, pairs["reason"], 4),
            "ROUGE-1": ro["rouge1"], "ROUGE-2": ro["rouge2"], "ROUGE-L": ro["rougeL"],
            "USR": M.unique_sentence_ratio(gen),
-           "FMR": M.feature_matching_ratio(g_feat, r_feat),
            "FCR": M.feature_coverage_ratio(g_feat, n_features),
-           "DIV": M.feature_diversity(g_feat),
-           "faithful": M.faithfulness(verdicts), "halluc.": M.hallucination_rate(verdicts)}
+           "DIV": M.feature_diversity(g_feat)}
+    for m in PER_PAIR:
+        x = v[m].dropna().to_numpy()     # FMR: pairs whose reference names a feature
+        if m == "grounded" and facts is None:
+            continue
+        row[m] = float(x.mean()) if len(x) else float("nan")
+        if intervals and len(x):
+            row[f"{m} lo"], row[f"{m} hi"] = M.bootstrap_ci(x, n_boot=n_boot, seed=seed)
+    row["halluc."] = 1.0 - row["truthful"]
     if seconds is not None:
         row["ms/reason"] = 1e3 * seconds / len(gen)
     return row

@@ -99,6 +99,34 @@ def encode_plan_example(tok, prompt: str, target: str, max_length: int = 96) -> 
     return {"input_ids": p_ids + t_ids, "labels": [-100] * len(p_ids) + t_ids}
 
 
+class TemplateRealiser:
+    """The plan said with the reference templates' wording (one fixed sentence per plan):
+    the baseline every language-model realiser has to beat on variety."""
+
+    def say(self, plan: list[Claim], pick: int = 0) -> str:
+        if not plan:
+            raise ValueError("the plan is empty")
+        c = plan[0]
+        if c.kind == "popularity":
+            return V.REASON_TEMPLATES["popularity"]
+        if c.kind == "aspect" and c.name == "price":
+            return V.REASON_TEMPLATES["price"]
+        if c.kind == "aspect":
+            word = {"high": "superb", "mid": "decent", "low": "basic"}.get(c.level, "notable")
+            if len(plan) > 1 and plan[1].kind == "aspect" and plan[1].name != "price":
+                w2 = {"high": "great", "mid": "decent", "low": "basic"}.get(plan[1].level, "notable")
+                return V.REASON_TEMPLATES["two_aspects"][pick % 2].format(
+                    aspect=c.name, opinion=word, aspect2=plan[1].name, opinion2=w2)
+            return V.REASON_TEMPLATES["aspect"][pick % 3].format(aspect=c.name, opinion=word)
+        if c.kind == "pattern":
+            return V.REASON_TEMPLATES["pattern"].format(pattern=V.PATTERN_PHRASES[c.name])
+        if c.kind == "brand":
+            name = safe_name(c.name)
+            return (V.REASON_TEMPLATES["brand"].format(brand=name) if name
+                    else V.REASON_TEMPLATES["popularity"])
+        return V.REASON_TEMPLATES[c.kind].format(**{c.kind: c.name})
+
+
 # ============================================================================ LoRA adapter
 def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.05, seed: int = 0):
     """Wrap ``model`` with LoRA on every linear layer of the decoder (peft); only the LoRA
@@ -195,10 +223,14 @@ def load_realiser(path: str | Path = ADAPTER, *, device=None, merge: bool = True
 # ============================================================================ generation
 def realise(tok, model, prompts: list[str], *, batch_size: int = 64, max_new_tokens: int = 28,
             strategy: str = "greedy", temperature: float = 0.8, top_p: float = 0.95,
-            num_return_sequences: int = 1, seed: int = 0, logits_processor=None,
+            num_return_sequences: int = 1, seed: int = 0, allowed: list | None = None,
             progress: bool = True) -> tuple[list[str], dict]:
     """Generate one sentence per plan prompt (identical prompts are generated once). Returns the
-    sentences and timing (seconds, reasons/s, tokens/s, peak memory)."""
+    sentences and timing (seconds, reasons/s, tokens/s, peak memory).
+
+    ``allowed``: optional, one boolean vocabulary mask per prompt (:func:`allowed_tokens`):
+    **constrained decoding** — every other token gets probability 0, so the model can only
+    write the words of its plan and the allowed phrasing."""
     import time
 
     import numpy as np
@@ -211,13 +243,23 @@ def realise(tok, model, prompts: list[str], *, batch_size: int = 64, max_new_tok
     if strategy not in ("greedy", "sample"):
         raise ValueError(f"strategy must be 'greedy' or 'sample', got {strategy!r}")
     device = next(model.parameters()).device
+    if allowed is not None and len(allowed) != len(prompts):
+        raise ValueError(f"{len(allowed)} allowed-token masks for {len(prompts)} prompts")
+    if allowed is not None and strategy == "greedy":   # identical prompt, identical mask
+        key = {}
+        for p, m in zip(prompts, allowed):
+            if p in key and not torch.equal(key[p], m):
+                raise ValueError("two identical prompts have different allowed-token masks")
+            key[p] = m
     unique = list(dict.fromkeys(prompts)) if strategy == "greedy" else list(prompts)
+    masks = None
+    if allowed is not None:
+        masks = [key[p] for p in unique] if strategy == "greedy" else list(allowed)
     lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in unique]
     order = np.argsort(lengths, kind="stable")
     tok.padding_side = "left"
     kw = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-              eos_token_id=tok.eos_token_id, num_return_sequences=num_return_sequences,
-              logits_processor=logits_processor)
+              eos_token_id=tok.eos_token_id, num_return_sequences=num_return_sequences)
     if strategy == "greedy":
         kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     else:
@@ -230,8 +272,13 @@ def realise(tok, model, prompts: list[str], *, batch_size: int = 64, max_new_tok
     for idx in tqdm(batches, desc="realise", disable=not progress, leave=False):
         enc = tok([unique[k] for k in idx], return_tensors="pt", padding=True,
                   add_special_tokens=False).to(device)
+        extra = {}
+        if masks is not None:
+            rows = torch.stack([masks[k] for k in idx]).to(device)
+            rows = rows.repeat_interleave(num_return_sequences, dim=0)
+            extra["logits_processor"] = [_MaskLogits(rows)]
         with torch.inference_mode():
-            gen = model.generate(**enc, **kw)
+            gen = model.generate(**enc, **kw, **extra)
         new = gen[:, enc["input_ids"].shape[1]:]
         n_tokens += int((new != tok.pad_token_id).sum())
         dec = [s.strip() for s in tok.batch_decode(new, skip_special_tokens=True)]
@@ -248,6 +295,57 @@ def realise(tok, model, prompts: list[str], *, batch_size: int = 64, max_new_tok
     return flat, {"seconds": secs, "reasons_per_s": len(flat) / secs,
                   "generated_per_s": len(unique) * num_return_sequences / secs,
                   "tokens_per_s": n_tokens / secs, "peak_mib": peak, "device": device.type}
+
+
+class _MaskLogits:
+    """A logits processor: tokens outside each row's mask get -inf."""
+
+    def __init__(self, mask: torch.Tensor):
+        self.mask = mask
+
+    def __call__(self, input_ids, scores):
+        m = self.mask[:, :scores.shape[-1]]
+        if m.shape[-1] < scores.shape[-1]:     # the model's vocabulary is padded past tok's
+            pad = torch.zeros(m.shape[0], scores.shape[-1] - m.shape[-1], dtype=torch.bool,
+                              device=m.device)
+            m = torch.cat([m, pad], dim=1)
+        return scores.masked_fill(~m, float("-inf"))
+
+
+def allowed_tokens(tok, plan: list[Claim], category: str | None, lex,
+                   phrasing=None) -> torch.Tensor:
+    """A boolean mask over the vocabulary: the tokens of the plan's words (aspect names, the
+    opinion words of each planned band, colour, pattern, brand, 'popular'), the item's category
+    nouns, the allowed phrasing (guard.ALLOWED), punctuation and end-of-sequence — each word
+    with and without a leading space and capitalised. Pieces of allowed words can still form a
+    word that is not allowed; the guard catches those."""
+    from .claims import _PATTERN_WORDS, _PRICE_PHRASES
+    from .guard import ALLOWED, category_words
+
+    words = set(phrasing if phrasing is not None else ALLOWED) | {"popular"}
+    words |= category_words(category) if isinstance(category, str) else set()
+    for c in plan:
+        if c.kind == "aspect":
+            words |= set(c.name.split())
+            if c.name == "price":
+                words |= {w for p in _PRICE_PHRASES for w in p.split()}
+            if c.level:
+                words |= {w for w, b in lex.opinion_band.items() if b == c.level}
+        elif c.kind == "pattern":
+            words |= {w for p in _PATTERN_WORDS.get(c.name, []) for w in p.split()}
+            words |= set(V.PATTERN_PHRASES.get(c.name, "").split())
+        elif c.kind in ("colour", "brand"):
+            words.add(c.name)
+    vocab = len(tok)
+    mask = torch.zeros(vocab, dtype=torch.bool)
+    for w in words:
+        for form in {w, w.capitalize()}:
+            for text in (form, " " + form):
+                mask[tok(text, add_special_tokens=False)["input_ids"]] = True
+    for p in [".", ",", ";", ":", "!", "'", "-", "—", " —", " -"]:
+        mask[tok(p, add_special_tokens=False)["input_ids"]] = True
+    mask[tok.eos_token_id] = True
+    return mask
 
 
 def reference_scores(path: str | Path, world, n: int = 48) -> dict:
