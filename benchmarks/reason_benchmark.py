@@ -107,11 +107,8 @@ def main() -> None:
 
     # 4. LoRA fine-tuning speed
     if args.steps:
-        sys.path.insert(0, str(ROOT / "tools"))
-        from train_reason_adapter import training_examples
-
         tok2, base = models.language_model(device=device)
-        ex, *_ = training_examples(w, tok2)
+        ex, *_ = R.training_examples(w, tok2)
         lora = R.add_lora(base, seed=0)
         t0 = time.perf_counter()
         nlg.finetune_lm(lora, ex, steps=args.steps, batch_size=16, lr=1e-3,

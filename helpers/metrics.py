@@ -361,19 +361,31 @@ def _f1(overlap, n_hyp, n_ref):
     return 2 * p * r / (p + r)
 
 
+def _f_beta_lcs(lcs: int, n_hyp: int, n_ref: int) -> float:
+    """The explanation papers' ROUGE-L: F_beta with beta = P/R (the old TensorFlow ``rouge.py``
+    that NRT, PETER and PEPLER report), not F1."""
+    r, p = lcs / n_ref, lcs / n_hyp
+    beta2 = (p / (r + 1e-12)) ** 2
+    return (1 + beta2) * r * p / (r + beta2 * p + 1e-12)
+
+
 def rouge(hypotheses, references) -> dict[str, float]:
     """ROUGE-1, ROUGE-2 (clipped n-gram overlap) and ROUGE-L (longest common subsequence) F1
     per text, averaged over texts, in [0, 1]. Equals Google's ``rouge-score`` package given the
-    same tokens (its default tokenizer drops punctuation; ours keeps it)."""
+    same tokens (its default tokenizer drops punctuation; ours keeps it). ``rougeL_fbeta`` is
+    ROUGE-L as the explainable-recommendation papers (NRT, PETER, PEPLER) compute it: F_beta
+    with beta = P/R per text; it is what their tables report, usually a little below F1."""
     hyp, ref = _texts(hypotheses, references)
-    out = {"rouge1": [], "rouge2": [], "rougeL": []}
+    out = {"rouge1": [], "rouge2": [], "rougeL": [], "rougeL_fbeta": []}
     for h, r in zip(hyp, ref):
         h, r = tokenize(h), tokenize(r)
         for n in (1, 2):
             hn, rn = _ngrams(h, n), _ngrams(r, n)
             overlap = sum(min(c, rn[g]) for g, c in hn.items())
             out[f"rouge{n}"].append(_f1(overlap, sum(hn.values()), sum(rn.values())))
-        out["rougeL"].append(_f1(_lcs(h, r), len(h), len(r)))
+        lcs = _lcs(h, r)
+        out["rougeL"].append(_f1(lcs, len(h), len(r)))
+        out["rougeL_fbeta"].append(_f_beta_lcs(lcs, len(h), len(r)) if h and r else 0.0)
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 

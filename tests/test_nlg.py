@@ -50,6 +50,18 @@ def test_rouge_equals_rouge_score_on_the_same_tokens():
         assert ours[key] == pytest.approx(np.mean([s[key].fmeasure for s in ref_scores]), abs=1e-9)
 
 
+def test_rouge_l_fbeta_is_the_papers_formula_by_hand():
+    # hyp 6 words, ref 7, LCS "the cat on the mat" = 5: P = 5/6, R = 5/7, beta = P/R
+    got = M.rouge(["the cat sat on the mat"], ["the cat is on the mat today"])
+    p, r = 5 / 6, 5 / 7
+    beta2 = (p / r) ** 2
+    assert got["rougeL_fbeta"] == pytest.approx((1 + beta2) * r * p / (r + beta2 * p), abs=1e-9)
+    assert got["rougeL"] == pytest.approx(2 * p * r / (p + r))
+    assert got["rougeL_fbeta"] < got["rougeL"]          # P > R: F_beta leans towards R
+    same = M.rouge(["a b c"], ["a b c"])
+    assert same["rougeL_fbeta"] == pytest.approx(1.0, abs=1e-9)
+
+
 def test_feature_metrics_by_hand_and_div_equals_all_pairs():
     gen = [{"a", "b"}, {"a"}, set(), {"b", "c"}]
     ref = [{"a"}, {"c"}, set(), {"b"}]
@@ -142,7 +154,8 @@ def test_templates_and_guard(world):
     t = nlg.TemplateExplainer(facts, profile)
     reason = t.explain_one(1, item)
     assert "comfort" in reason
-    guard = nlg.FaithfulnessGuard(facts, profile, lex, fallback=t)
+    guard = nlg.ClosedWorldGuard(facts, lex, personal=lambda u, i: {"comfort", "grip", "fit"},
+                                 fallback=t)
     assert guard.problems(reason, 1, item) == []
     assert guard.problems("Its poor comfort is great.", 1, item)  # wrong band
     assert any("not a stated fact" in p for p in guard.problems("Superb battery life.", 1, item))

@@ -209,11 +209,8 @@ def test_shipped_adapter_is_small_checksummed_and_reproduces_its_scores(world, r
     assert R.ADAPTER.stat().st_size == meta["bytes"] <= 10 * 2**20
     assert R.file_sha256(R.ADAPTER) == meta["sha256"]
     assert {"data_sha256", "steps", "lr", "batch_size", "seed"} <= set(meta["training"])
-    sys.path.insert(0, str(R.WEIGHTS_DIR.parent.parent / "tools"))
-    from train_reason_adapter import training_examples
-
     tok, model, _ = realiser
-    _, _, _, digest = training_examples(world, tok)
+    _, _, _, digest = R.training_examples(world, tok)
     assert digest == meta["training"]["data_sha256"], "the training data changed: re-train"
     got = R.reference_scores(R.ADAPTER, world, n=meta["scores"]["n"])
     # tolerances: loss is a mean over ~600 tokens in float32 (spread across machines ~1e-4);

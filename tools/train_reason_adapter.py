@@ -15,7 +15,6 @@ file's sha256, and the *scores* ``tests/test_realiser.py`` checks the shipped fi
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import sys
@@ -24,24 +23,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def training_examples(world, tok):
-    from helpers.nlg import realiser as R
-
-    seen, prompts, targets = set(), [], []
-    for item, reason in zip(world.train["item_id"], world.train["reason"]):
-        plan = R.plan_from_reason(reason, world.lex)
-        if not plan:
-            continue
-        prompt = R.realiser_prompt(plan, world.facts[int(item)]["category"])
-        if (prompt, reason) not in seen:
-            seen.add((prompt, reason))
-            prompts.append(prompt)
-            targets.append(reason)
-    digest = hashlib.sha256(json.dumps([prompts, targets]).encode()).hexdigest()
-    examples = [R.encode_plan_example(tok, p, t) for p, t in zip(prompts, targets)]
-    return examples, prompts, targets, digest
 
 
 def main(argv=None):
@@ -66,7 +47,7 @@ def main(argv=None):
     config.seed_everything(args.seed)
     world = reason_world()
     tok, base = models.language_model(device=config.get_device())
-    examples, prompts, targets, digest = training_examples(world, tok)
+    examples, prompts, targets, digest = R.training_examples(world, tok)
     steps = args.steps or int(round(args.epochs * len(examples) / args.batch_size))
     print(f"{len(examples)} distinct (plan, reason) examples, {steps} steps of {args.batch_size}")
     model = R.add_lora(base, r=args.r, alpha=args.alpha, seed=args.seed)

@@ -25,7 +25,7 @@ from .claims import (FALLBACK_PREFIX, Claim, Lexicon, band_of_level, extract_cla
 from .explainers import (PETER, PETERExplainer, RetrievalExplainer, TemplateExplainer, WordVocab,
                          peter_mask, profile_map)
 from . import planner, realiser, redteam, world
-from .guard import ClosedWorldGuard, FaithfulnessGuard
+from .guard import ClosedWorldGuard
 from .lm import (SYSTEM_PROMPT, _collate, build_prompt, encode_example, finetune_lm, generate,
                  top_k_filter, top_p_filter)
 from .planner import ContentPlanner, fit_planner, oracle_plan, plan_scores
@@ -38,6 +38,6 @@ __all__ = ["Claim", "Lexicon", "lexicon", "tokenize", "extract_claims", "band_of
            "TemplateExplainer", "RetrievalExplainer", "profile_map", "WordVocab", "peter_mask",
            "PETER", "PETERExplainer", "clean_untrusted", "build_prompt", "SYSTEM_PROMPT",
            "encode_example", "finetune_lm", "generate", "top_k_filter", "top_p_filter",
-           "FaithfulnessGuard", "ClosedWorldGuard", "FALLBACK_PREFIX", "ContentPlanner",
+           "ClosedWorldGuard", "FALLBACK_PREFIX", "ContentPlanner",
            "fit_planner", "oracle_plan", "plan_scores", "fold", "reason_world", "planner",
            "realiser", "redteam", "world"]

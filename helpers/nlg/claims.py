@@ -368,7 +368,8 @@ def score_reasons(generated, pairs: pd.DataFrame, lex: Lexicon, items_truth: dic
                   facts: dict[int, dict] | None = None, *, seconds: float | None = None,
                   intervals: bool = False, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
     """Every chapter-05 metric for ``generated`` reasons of ``pairs`` (columns user_id, item_id,
-    reason = the reference, drivers): BLEU-1/4, ROUGE-1/2/L, USR, FCR, DIV, and the per-pair
+    reason = the reference, drivers): BLEU-1/4, ROUGE-1/2/L (F1, and the papers' F_beta), USR,
+    FCR, DIV, and the per-pair
     metrics of :func:`reason_verdicts` (truthful, grounded, personal, faithful, FMR) with
     ``halluc.`` = 1 - truthful; milliseconds per reason if ``seconds`` is given. With
     ``intervals``, each per-pair metric also gets a 95 % bootstrap interval over pairs
@@ -382,6 +383,7 @@ def score_reasons(generated, pairs: pd.DataFrame, lex: Lexicon, items_truth: dic
     ro = M.rouge(gen, pairs["reason"])
     row = {"BLEU-1": M.bleu(gen, pairs["reason"], 1), "BLEU-4": M.bleu(gen, pairs["reason"], 4),
            "ROUGE-1": ro["rouge1"], "ROUGE-2": ro["rouge2"], "ROUGE-L": ro["rougeL"],
+           "ROUGE-L Fbeta": ro["rougeL_fbeta"],
            "USR": M.unique_sentence_ratio(gen),
            "FCR": M.feature_coverage_ratio(g_feat, n_features),
            "DIV": M.feature_diversity(g_feat)}

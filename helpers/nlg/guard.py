@@ -27,11 +27,9 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-import pandas as pd
-
 from .. import shopworld_vocab as V
 from .claims import FALLBACK_PREFIX, Lexicon, parse
-from .explainers import TemplateExplainer, _one_id, profile_map
+from .explainers import TemplateExplainer, _one_id
 from .untrusted import fold
 
 ALLOWED = frozenset("""
@@ -170,17 +168,4 @@ class ClosedWorldGuard:
         return self.fallback.fallback_for(user, item), True
 
 
-class FaithfulnessGuard(ClosedWorldGuard):
-    """The closed-world guard with chapter 05's first set-up: personal means naming an aspect of
-    the user's inferred profile (chapter 04) or another grounded driver of the plan."""
-
-    def __init__(self, facts: dict[int, dict], profile: pd.DataFrame, lex: Lexicon,
-                 fallback: TemplateExplainer, require_personal: bool = True):
-        prof = profile_map(profile)
-        personal = (lambda u, i: set(prof.get(u, []))) if require_personal else None
-        super().__init__(facts, lex, personal=personal, fallback=fallback)
-        self.profile, self.require_personal = prof, require_personal
-
-
-__all__ = ["ALLOWED", "NEGATIONS_AND_HEDGES", "ClosedWorldGuard", "FaithfulnessGuard",
-           "category_words"]
+__all__ = ["ALLOWED", "NEGATIONS_AND_HEDGES", "ClosedWorldGuard", "category_words"]

@@ -127,6 +127,26 @@ class TemplateRealiser:
         return V.REASON_TEMPLATES[c.kind].format(**{c.kind: c.name})
 
 
+def training_examples(world, tok):
+    """The realiser's training set: every training purchase of ``world``
+    (:func:`~helpers.nlg.world.reason_world`), its prompt built from the plan its reference
+    reason realises and the item's category, identical (prompt, reason) pairs kept once.
+    Returns ``(examples, prompts, targets, sha256 of the prompts and targets)``."""
+    seen, prompts, targets = set(), [], []
+    for item, reason in zip(world.train["item_id"], world.train["reason"]):
+        plan = plan_from_reason(reason, world.lex)
+        if not plan:
+            continue
+        prompt = realiser_prompt(plan, world.facts[int(item)]["category"])
+        if (prompt, reason) not in seen:
+            seen.add((prompt, reason))
+            prompts.append(prompt)
+            targets.append(reason)
+    digest = hashlib.sha256(json.dumps([prompts, targets]).encode()).hexdigest()
+    examples = [encode_plan_example(tok, p, t) for p, t in zip(prompts, targets)]
+    return examples, prompts, targets, digest
+
+
 # ============================================================================ LoRA adapter
 def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.05, seed: int = 0):
     """Wrap ``model`` with LoRA on every linear layer of the decoder (peft); only the LoRA
