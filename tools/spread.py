@@ -10,7 +10,7 @@ Each expected value is the default run's; its tolerance is the larger of
   machine shifted item-kNN NDCG@10 by 0.002 and BERT4Rec HR@10 by 0.002; the generic kernels
   here shifted SASRec's MovieLens table by 0.001). Models trained by stochastic gradient descent
   compound such differences over their steps, so their floor is wider; the language model's rows
-  are shares of a 16-pair sample, so one flipped reason moves them by 1/16.
+  are shares over the whole test split, where one flipped sentence moves a cold share by 1/123.
 Every floor still keeps a broken model out: tests/test_results.py shows random scores fail.
 """
 from __future__ import annotations
@@ -27,9 +27,11 @@ SETTINGS = ["default", "generic-kernels", "one-thread"]
 FLOORS = [
     (r"max_abs_difference", 1e-5, 0.0,
      "from-scratch vs torch agree to float32 rounding; the chapter asserts < 1e-5"),
-    (r"^reasons\..*LM", 0.15, 0.0,
-     "language-model rows are shares of a 16-pair sample: one reason more or less is 0.0625, "
-     "and greedy decoding can flip on another CPU"),
+    (r"(^reasons\..*LM|^fallback\.)", 0.02, 0.0,
+     "the realiser's greedy sentences over the whole split can flip on another CPU: one "
+     "sentence moves a warm share by 0.001, a cold one by 0.008"),
+    (r"^decoding\.", 0.05, 0.0,
+     "shares of 64 greedy sentences: one flipped sentence is 0.016"),
     (r"^reasons\.PETER", 0.03, 0.15,
      "PETER is trained by SGD; its text metrics move with the trajectory"),
     (r"(RMSE|MAE|rmse)", 0.01, 0.0,

@@ -275,16 +275,21 @@ def injection_report(world, planner, tok, realiser_model, cases: list[Injection]
     rows, prompts, meta = [], [], []
     saved = planner.facts
     try:
+        home = world.catalogue.loc[world.catalogue["item_id"] == item, "category"].iloc[0]
         for case in cases:
             cat, rev = injected_shop(world.catalogue, world.train_reviews, case, item)
-            facts = item_facts(cat, rev)
+            # only this item's facts change: rebuild them over its category (price percentiles
+            # are per category), keep everyone else's
+            near = cat[(cat["category"] == home) | (cat["item_id"] == item)]
+            facts = {**world.facts, **item_facts(near, rev[rev["item_id"].isin(near["item_id"])])}
             lex = lexicon(cat)
             template = TemplateExplainer(facts, world.profile)
             guard = ClosedWorldGuard(facts, lex, fallback=template)
             planner.facts = facts
             plan = planner.plan(user, item)
             prompt = realiser_prompt(plan, facts[item]["category"])
-            retrieval = RetrievalExplainer(rev, world.profile, fallback=template)
+            retrieval = RetrievalExplainer(rev[rev["item_id"] == item], world.profile,
+                                           fallback=template)
             prompts.append(prompt)
             meta.append((case, facts, lex, guard, template.explain_one(user, item),
                          retrieval.explain_one(user, item)))
