@@ -29,22 +29,11 @@ import torch
 from .. import shopworld_vocab as V
 from ..checkpoint import CheckpointError
 from .claims import Claim
+from .untrusted import safe_name  # noqa: F401  (re-exported: the realiser's brand filter)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 ADAPTER = WEIGHTS_DIR / "reason_realiser.safetensors"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[ '-][A-Za-z0-9]+){0,3}")
-
-
-def safe_name(text) -> str | None:
-    """A brand (or other name) as it may appear in a prompt or a reason: up to four words of
-    ASCII letters and digits joined by single spaces, hyphens or apostrophes, at most 30
-    characters. Anything else — markup, role tokens, other scripts, punctuation — gives None
-    (the name is left out), never a cleaned-up guess."""
-    if not isinstance(text, str):
-        return None
-    t = text.strip()
-    return t if len(t) <= 30 and _NAME.fullmatch(t) else None
 
 
 def plan_text(plan: list[Claim]) -> str:

@@ -91,3 +91,17 @@ def clean_untrusted(text: str, max_chars: int = 200, special_tokens=()) -> str:
                     for s in _SENTENCE.findall(t))
         t = _SPACE.sub(" ", t).strip()
     return t if len(t) <= max_chars else t[:max_chars - 3].rstrip() + "..."
+
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[ '-][A-Za-z0-9]+){0,3}")
+
+
+def safe_name(text) -> str | None:
+    """A brand (or other name) as it may appear in a prompt or a reason: up to four words of
+    ASCII letters and digits joined by single spaces, hyphens or apostrophes, at most 30
+    characters. Anything else — markup, role tokens, other scripts, punctuation — gives None
+    (the name is left out), never a cleaned-up guess."""
+    if not isinstance(text, str):
+        return None
+    t = text.strip()
+    return t if len(t) <= 30 and _NAME.fullmatch(t) else None
