@@ -142,10 +142,15 @@ def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.05, seed: in
     matrices train. Seeded, so the same settings start from the same adapter."""
     from peft import LoraConfig, get_peft_model
 
+    import warnings
+
     torch.manual_seed(seed)
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
                      target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM")
-    return get_peft_model(model, cfg)
+    with warnings.catch_warnings():   # peft calls a transformers method deprecated in v5
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                                category=FutureWarning)
+        return get_peft_model(model, cfg)
 
 
 def adapter_state(model) -> dict[str, torch.Tensor]:
