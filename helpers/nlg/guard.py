@@ -68,6 +68,22 @@ def category_words(category: str) -> set[str]:
     return words | set(category.split("_"))
 
 
+def unsupported(claims, facts: dict) -> list[str]:
+    """The *open-world* check (chapter 05's exercise 4): the names of the parsed claims that
+    ``facts`` does not support — an aspect not stated or at another band, another colour,
+    pattern or brand. Whatever it cannot parse, it lets through; kept to show why the guard
+    must be closed-world."""
+    bad = []
+    for c in claims:
+        if c.kind == "aspect":
+            stated = facts["aspects"].get(c.name)
+            if stated is None or (c.level is not None and c.level != stated):
+                bad.append(c.name)
+        elif c.kind in ("colour", "pattern", "brand") and facts.get(c.kind) != c.name:
+            bad.append(c.name)
+    return bad
+
+
 class ClosedWorldGuard:
     """Passes a reason only if every word is a stated fact of the item or allowed phrasing.
 
@@ -168,4 +184,4 @@ class ClosedWorldGuard:
         return self.fallback.fallback_for(user, item), True
 
 
-__all__ = ["ALLOWED", "NEGATIONS_AND_HEDGES", "ClosedWorldGuard", "category_words"]
+__all__ = ["ALLOWED", "NEGATIONS_AND_HEDGES", "ClosedWorldGuard", "category_words", "unsupported"]
