@@ -28,7 +28,7 @@ import re
 from typing import Callable
 
 from .. import shopworld_vocab as V
-from .claims import FALLBACK_PREFIX, Lexicon, parse
+from .claims import FALLBACK_PREFIX, Lexicon, _stated, parse
 from .explainers import TemplateExplainer, _one_id
 from .untrusted import fold
 
@@ -73,15 +73,7 @@ def unsupported(claims, facts: dict) -> list[str]:
     ``facts`` does not support — an aspect not stated or at another band, another colour,
     pattern or brand. Whatever it cannot parse, it lets through; kept to show why the guard
     must be closed-world."""
-    bad = []
-    for c in claims:
-        if c.kind == "aspect":
-            stated = facts["aspects"].get(c.name)
-            if stated is None or (c.level is not None and c.level != stated):
-                bad.append(c.name)
-        elif c.kind in ("colour", "pattern", "brand") and facts.get(c.kind) != c.name:
-            bad.append(c.name)
-    return bad
+    return [c.name for c in claims if not _stated(c, facts)]
 
 
 class ClosedWorldGuard:

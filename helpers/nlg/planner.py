@@ -348,6 +348,7 @@ def fit_planner(world, validation_share: float = 0.2, progress: bool = True) -> 
     popularity claim that names a true driver most often there is kept for the final planner."""
     from .. import data
     from .. import interest as I
+    from .claims import item_facts
 
     if not 0 < validation_share < 1:
         raise ValueError(f"validation_share must be in (0, 1), got {validation_share!r}")
@@ -356,7 +357,7 @@ def fit_planner(world, validation_share: float = 0.2, progress: bool = True) -> 
     early, late = train[train["timestamp"] < cut_time], train[train["timestamp"] >= cut_time]
     events = world.events[world.events["timestamp"] < cut_time]
     reviews = world.train_reviews[world.train_reviews["timestamp"] < cut_time]
-    early_facts = item_facts_before(world, reviews)
+    early_facts = item_facts(world.catalogue, reviews)   # the facts as they were at the cut
     profile = I.aspect_profile(events, reviews, world.catalogue, data.vocabulary()["categories"])
     sub = ContentPlanner(early_facts, profile, events, early, world.lex).fit(early, progress)
     best = (-1.0, 0.0)
@@ -371,9 +372,3 @@ def fit_planner(world, validation_share: float = 0.2, progress: bool = True) -> 
     final.popularity_offset, final.validation_hit = best[1], best[0]
     return final
 
-
-def item_facts_before(world, reviews: pd.DataFrame) -> dict:
-    """The shop's stated facts as they were when only ``reviews`` had been written."""
-    from .claims import item_facts
-
-    return item_facts(world.catalogue, reviews)

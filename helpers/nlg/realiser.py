@@ -33,6 +33,7 @@ from .untrusted import safe_name  # noqa: F401  (re-exported: the realiser's bra
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 ADAPTER = WEIGHTS_DIR / "reason_realiser.safetensors"
+_LORA_NAME = re.compile(r"layers\.(\d+)\.(\w+)\.(\w+)\.lora_([AB])\.default\.weight$")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -157,7 +158,7 @@ def adapter_state(model) -> dict[str, torch.Tensor]:
     """The LoRA tensors of a peft model, by stable names (``layers.3.self_attn.q_proj.A``)."""
     out = {}
     for n, p in model.named_parameters():
-        m = re.search(r"layers\.(\d+)\.(\w+)\.(\w+)\.lora_([AB])\.default\.weight$", n)
+        m = _LORA_NAME.search(n)
         if m:
             out[f"layers.{m[1]}.{m[2]}.{m[3]}.{m[4]}"] = p.detach().cpu()
     if not out:
@@ -221,7 +222,7 @@ def load_realiser(path: str | Path = ADAPTER, *, device=None, merge: bool = True
                               f"model expects {len(expected)} (another LoRA layout). {restore}")
     with torch.no_grad():
         for n, p in params.items():
-            m = re.search(r"layers\.(\d+)\.(\w+)\.(\w+)\.lora_([AB])\.default\.weight$", n)
+            m = _LORA_NAME.search(n)
             if m:
                 t = tensors[f"layers.{m[1]}.{m[2]}.{m[3]}.{m[4]}"]
                 if t.shape != p.shape:
