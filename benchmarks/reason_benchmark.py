@@ -12,11 +12,14 @@
 3. Generation, the realiser: SmolLM2-135M with the shipped LoRA adapter merged, on short plan
    prompts of distinct warm test pairs (no two prompts alike, so no caching of repeats helps),
    greedy, up to 28 new tokens: batch sizes 8/32/64, with and without the KV cache, float32 and
-   bfloat16, plain and constrained decoding; then ``realise_fast`` (the greedy loop written out,
-   output layer cut to the closed vocabulary) in float32 and int8 (dynamic quantisation), with
-   the share of sentences that say exactly their plan; and the whole warm split as the chapter
-   generates it (identical plans generated once: the serving cache). reasons/s counts sentences produced; tokens/s the
-   new tokens; peak memory is the process's max RSS on a CPU (torch's allocator on CUDA).
+   bfloat16, plain and constrained decoding; then ``realise_fast`` (the loop written out, output
+   layer cut to the closed vocabulary, finished rows leaving the batch) greedy in float32, with
+   int8 MLPs (``R.quantize_mlp``) and int8 everywhere (dynamic quantisation), and sampled at
+   temperature 1, with the share of sentences that
+   say exactly their plan; and the whole warm split as the chapter serves it (one sample per
+   pair, the guard, greedy for the rejected), with its unique-sentence ratio. reasons/s counts
+   sentences produced; tokens/s the new tokens; peak memory is the process's max RSS on a CPU
+   (torch's allocator on CUDA).
 4. Fine-tuning: seconds per LoRA step (batch 16) on the realiser's training examples, and the
    projected time of the shipped adapter's recipe (its steps from ``reason_realiser.json``).
 
@@ -82,11 +85,12 @@ def main() -> None:
     plans = planner.plans(d["user_id"], d["item_id"], progress=False)
     prompts, masks, seen = [], [], set()
     for p, i in zip(plans, d["item_id"]):
-        pr = R.realiser_prompt(p, w.facts[int(i)]["category"])
+        pr = R.realiser_prompt(p, w.facts[int(i)])
         if pr not in seen:
             seen.add(pr)
             prompts.append(pr)
-            masks.append(R.allowed_tokens(tok, p, w.facts[int(i)]["category"], w.lex))
+            masks.append(R.allowed_tokens(tok, p, w.facts[int(i)]["category"], w.lex,
+                                          brand=w.facts[int(i)]["brand"]))
     prompts, masks = prompts[:args.n_prompts], masks[:args.n_prompts]
     tok_r, model, meta = R.load_realiser(device=device)
     R.realise(tok_r, model, prompts[:4], progress=False)                   # warm-up
@@ -105,36 +109,53 @@ def main() -> None:
                      "tokens/s": st["tokens_per_s"], "peak MiB": st["peak_mib"]})
     model = model.to(torch.float32)
     model.generation_config.use_cache = True
-    # the written-out greedy loop with the output layer cut to the closed vocabulary, in float32
-    # and with int8 dynamic quantisation of every Linear; "plan exact" = the sentence's claims
-    # are exactly the plan's (the quality a faster path must not lose)
-    from helpers.nlg.claims import extract_claims
-
+    # the written-out loop with the output layer cut to the closed vocabulary (finished rows
+    # leave the batch), greedy in float32 and int8 (dynamic quantisation of every Linear), and
+    # sampled at temperature 1; "plan exact" = the sentence says exactly its plan (naming the
+    # product's brand allowed: R.says_plan), the quality a faster path must not lose
     vocab = R.closed_vocabulary(tok_r, w.lex)
     plan_of = {}
     for p, i in zip(plans, d["item_id"]):
-        plan_of.setdefault(R.realiser_prompt(p, w.facts[int(i)]["category"]), set(p))
-    exact = lambda outs: float(np.mean([set(extract_claims(o, w.lex)) == plan_of[p]
+        plan_of.setdefault(R.realiser_prompt(p, w.facts[int(i)]), (p, w.facts[int(i)]))
+    exact = lambda outs: float(np.mean([R.says_plan(o, *plan_of[p], w.lex)
                                         for o, p in zip(outs, prompts)]))
     hf_out, _ = R.realise(tok_r, model, prompts, batch_size=64, progress=False)
     next(r for r in rows if r["batch"] == 64 and r["dtype"] == "float32" and r["KV cache"]
          and r["decoding"] == "plain" and r["path"].startswith("plan"))["plan exact"] = exact(hf_out)
     quant = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    for label, m, bs in [("fast loop, closed vocabulary", model, 64),
-                         ("fast loop, closed vocabulary", model, 128),
-                         ("fast loop, closed vocabulary, int8", quant, 64)]:
-        outs, st = R.realise_fast(tok_r, m, prompts, vocab, batch_size=bs)
+    mlp8 = R.quantize_mlp(model)
+    for label, m, bs, temp in [("fast loop, closed vocabulary", model, 64, None),
+                               ("fast loop, closed vocabulary", model, 128, None),
+                               ("fast loop, closed vocabulary, sampled T=1", model, 128, 1.0),
+                               ("fast loop, closed vocabulary, int8 MLPs", mlp8, 128, None),
+                               ("fast loop, closed vocabulary, int8 everywhere", quant, 128, None)]:
+        outs, st = R.realise_fast(tok_r, m, prompts, vocab, batch_size=bs, temperature=temp)
         rows.append({"path": label, "batch": bs, "KV cache": True,
-                     "dtype": "int8" if m is quant else "float32", "decoding": "closed vocab",
+                     "dtype": "int8" if m is quant else "int8 MLP" if m is mlp8 else "float32",
+                     "decoding": "closed vocab",
                      "prompts": len(prompts), "reasons/s": st["reasons_per_s"],
                      "tokens/s": st["tokens_per_s"], "peak MiB": st["peak_mib"],
                      "plan exact": exact(outs)})
-    # the whole warm split as the chapter serves it: identical plan prompts generated once
-    full = [R.realiser_prompt(p, w.facts[int(i)]["category"]) for p, i in zip(plans, d["item_id"])]
-    _, st = R.realise(tok_r, model, full, batch_size=64, progress=False)
-    rows.append({"path": f"whole warm split ({len(full)} pairs, {len(set(full))} distinct plans)",
-                 "batch": 64, "KV cache": True, "dtype": "float32", "decoding": "plain",
-                 "prompts": len(full), "reasons/s": st["reasons_per_s"],
+    # the whole warm split as the chapter serves it: one sample per pair at temperature 1, the
+    # guard, the greedy sentence for the samples it rejects
+    full = [R.realiser_prompt(p, w.facts[int(i)]) for p, i in zip(plans, d["item_id"])]
+    wanted = {(int(u), int(i)): {nlg.planner.driver_of(c) for c in p}
+              for u, i, p in zip(d["user_id"], d["item_id"], plans)}
+    guard = nlg.ClosedWorldGuard(w.facts, w.lex, personal=lambda u, i: wanted[(u, i)])
+    t0 = time.perf_counter()
+    said, st = R.realise_fast(tok_r, model, full, vocab, batch_size=128, temperature=1.0, seed=0)
+    users, items = d["user_id"].astype(int).tolist(), d["item_id"].astype(int).tolist()
+    redo = [k for k, x in enumerate(said) if not guard.passes(x, users[k], items[k])]
+    if redo:
+        again, _ = R.realise_fast(tok_r, model, [full[k] for k in redo], vocab)
+        for j, k in enumerate(redo):
+            said[k] = again[j] if guard.passes(again[j], users[k], items[k]) else "[fallback]"
+    secs = time.perf_counter() - t0
+    usr = len(set(said)) / len(said)
+    rows.append({"path": f"whole warm split as served ({len(full)} pairs): sample + guard + "
+                         f"greedy for the {len(redo)} rejected; USR {usr:.3f}",
+                 "batch": 128, "KV cache": True, "dtype": "float32", "decoding": "closed vocab",
+                 "prompts": len(full), "reasons/s": len(full) / secs,
                  "tokens/s": st["tokens_per_s"], "peak MiB": st["peak_mib"]})
     print(f"\nGeneration on {device} ({torch.get_num_threads()} threads):\n")
     print(pd.DataFrame(rows).round(1).to_markdown(index=False))

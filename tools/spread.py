@@ -27,9 +27,10 @@ SETTINGS = ["default", "generic-kernels", "one-thread"]
 FLOORS = [
     (r"max_abs_difference", 1e-5, 0.0,
      "from-scratch vs torch agree to float32 rounding; the chapter asserts < 1e-5"),
-    (r"(^reasons\..*LM|^fallback\.)", 0.02, 0.0,
-     "the realiser's greedy sentences over the whole split can flip on another CPU: one "
-     "sentence moves a warm share by 0.001, a cold one by 0.008"),
+    (r"(^reasons\..*LM|^fallback\.|^brand_credit\.)", 0.03, 0.0,
+     "the realiser samples one sentence per pair over the whole split; another CPU's last-bit "
+     "differences change some samples: one sentence moves a warm share by 0.001, a cold one "
+     "by 0.008"),
     (r"^decoding\.", 0.05, 0.0,
      "shares of 64 greedy sentences: one flipped sentence is 0.016"),
     (r"^reasons\.PETER", 0.03, 0.15,

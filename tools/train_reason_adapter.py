@@ -1,11 +1,12 @@
 """Train the reason realiser's LoRA adapter that the course ships (chapter 05).
 
-    .venv/bin/python tools/train_reason_adapter.py            # ~40 min on 2 CPU cores
+    .venv/bin/python tools/train_reason_adapter.py            # ~30 min on 2 CPU cores
     .venv/bin/python tools/train_reason_adapter.py --steps 2 --out build/adapter-smoke.safetensors
 
 Data: every training purchase of chapter 05's time split (``nlg.reason_world()``), its prompt
-built from the plan its reference reason realises (the reason's own claims) and the item's
-category; identical (prompt, reason) pairs are kept once. Model: SmolLM2-135M-Instruct with
+built from the plan its reference reason realises (the reason's own claims) and the item's brand
+and noun; the targets are the reference and two sentences for the same plan from the phrasing
+bank (``nlg.phrasing``); identical (prompt, target) pairs are kept once. Model: SmolLM2-135M-Instruct with
 LoRA on every linear layer (``nlg.realiser.add_lora``). Training: AdamW, loss on the reason's
 tokens only, seeded batches; checkpoints every 20 steps in ``build/artifacts/`` so an
 interrupted run resumes where it stopped. Output: ``helpers/weights/reason_realiser.safetensors``
@@ -27,7 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--epochs", type=float, default=0.7)
+    ap.add_argument("--paraphrases", type=int, default=2,
+                    help="phrasing-bank sentences per training purchase, besides its reference")
     ap.add_argument("--steps", type=int, default=None, help="overrides --epochs")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -47,7 +50,7 @@ def main(argv=None):
     config.seed_everything(args.seed)
     world = reason_world()
     tok, base = models.language_model(device=config.get_device())
-    examples, prompts, targets, digest = R.training_examples(world, tok)
+    examples, prompts, targets, digest = R.training_examples(world, tok, args.paraphrases, args.seed)
     steps = args.steps or int(round(args.epochs * len(examples) / args.batch_size))
     print(f"{len(examples)} distinct (plan, reason) examples, {steps} steps of {args.batch_size}")
     model = R.add_lora(base, r=args.r, alpha=args.alpha, seed=args.seed)
@@ -59,7 +62,8 @@ def main(argv=None):
     meta = {"lora": {"r": args.r, "alpha": args.alpha, "dropout": 0.05,
                      "targets": list(R.LORA_TARGETS)},
             "base_model": "SmolLM2-135M-Instruct (helpers/assets.json: smollm2)",
-            "training": {"examples": len(examples), "data_sha256": digest, "steps": steps,
+            "training": {"examples": len(examples), "paraphrases": args.paraphrases,
+                         "data_sha256": digest, "steps": steps,
                          "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                          "optimizer": "AdamW, weight decay 0, grad-norm clip 1.0",
                          "seconds_this_run": round(seconds, 1),

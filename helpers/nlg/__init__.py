@@ -10,8 +10,9 @@
 :mod:`~helpers.nlg.guard`     the closed-world guard that checks every reason before a
                               shopper sees it
 :mod:`~helpers.nlg.planner`   which claims to state: a learned content planner, the oracle
+:mod:`~helpers.nlg.phrasing`  many ways to say one plan: the phrasing bank the realiser learns
 :mod:`~helpers.nlg.realiser`  plan -> sentence: templates, and SmolLM2 with the shipped LoRA
-                              adapter (plain or constrained decoding)
+                              adapter (greedy, sampled or constrained decoding)
 :mod:`~helpers.nlg.redteam`   false/true reasons for the guard; injected reviews, titles, brands
 ============================  ===========================================================
 
@@ -24,7 +25,7 @@ from .claims import (FALLBACK_PREFIX, Claim, Lexicon, band_of_level, extract_cla
                      user_truth_facts)
 from .explainers import (PETER, PETERExplainer, RetrievalExplainer, TemplateExplainer, WordVocab,
                          peter_mask, profile_map)
-from . import planner, realiser, redteam, world
+from . import phrasing, planner, realiser, redteam, world
 from .guard import ClosedWorldGuard
 from .lm import (SYSTEM_PROMPT, _collate, build_prompt, encode_example, finetune_lm, generate,
                  top_k_filter, top_p_filter)
@@ -39,5 +40,5 @@ __all__ = ["Claim", "Lexicon", "lexicon", "tokenize", "extract_claims", "band_of
            "PETER", "PETERExplainer", "clean_untrusted", "build_prompt", "SYSTEM_PROMPT",
            "encode_example", "finetune_lm", "generate", "top_k_filter", "top_p_filter",
            "ClosedWorldGuard", "FALLBACK_PREFIX", "ContentPlanner",
-           "fit_planner", "oracle_plan", "plan_scores", "fold", "reason_world", "planner",
+           "fit_planner", "oracle_plan", "plan_scores", "fold", "reason_world", "phrasing", "planner",
            "realiser", "redteam", "world"]

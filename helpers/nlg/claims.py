@@ -355,13 +355,23 @@ def reason_verdicts(generated, pairs: pd.DataFrame, lex: Lexicon, items_truth: d
     return pd.DataFrame(rows, index=pairs.index)
 
 
-def _stated(c: Claim, f: dict) -> bool:
+def stated_problem(c: Claim, f: dict) -> str | None:
+    """Why the shop's facts ``f`` (an :func:`item_facts` entry) do not back claim ``c`` up, or
+    None when they do: an aspect not stated or stated at another band, another colour, pattern
+    or brand. Popularity is the recommender's own knowledge: always backed."""
     if c.kind == "aspect":
         stated = f["aspects"].get(c.name)
-        return stated is not None and (c.level is None or c.level == stated)
-    if c.kind in ("colour", "pattern", "brand"):
-        return f.get(c.kind) == c.name
-    return True                       # popularity: the recommender's own knowledge
+        if stated is None:
+            return f"{c.name}: not a stated fact of this item"
+        if c.level is not None and c.level != stated:
+            return f"{c.name}: called {c.level}, the shop says {stated}"
+    elif c.kind in ("colour", "pattern", "brand") and f.get(c.kind) != c.name:
+        return f"{c.kind} {c.name}: the item's is {f.get(c.kind) or 'not stated'}"
+    return None
+
+
+def _stated(c: Claim, f: dict) -> bool:
+    return stated_problem(c, f) is None
 
 
 def score_reasons(generated, pairs: pd.DataFrame, lex: Lexicon, items_truth: dict[int, dict],

@@ -28,19 +28,20 @@ import re
 from typing import Callable
 
 from .. import shopworld_vocab as V
-from .claims import FALLBACK_PREFIX, Lexicon, _stated, parse
+from .claims import FALLBACK_PREFIX, Lexicon, _stated, parse, stated_problem
 from .explainers import TemplateExplainer, _one_id
 from .untrusted import fold
 
 ALLOWED = frozenset("""
 a about also an and any are as at back be because been best both brand but by care cares category
-chose choice choose chosen colour color combines come comes coming delivers does each enjoy especially
-exactly favourite favorite finish for from get gets gives good has have here if important in is
-it it's its just keep kind know like liked likes look looking looks love made many match matches
-matter matters most much offers often one one's or other pattern pick picked people prefer print
+chose choice choose chosen colour color combine combines come comes coming deliver delivers does each
+enjoy especially exactly favourite favorite find finish for from get gets give gives good has have
+here if important in is it it's its just keep kind know like liked likes look looking looks love
+made many match matches matter matters most much of offer offers often one one's or other pattern
+pick picked people prefer print
 product recommended rated really reason right say see shoppers shopper similar so style suit
-suits taste that the their them these they thing things this those to too truly two usual value
-valued values very want wants well what which who why with you you'd you'll you're your yours
+suits taste that the their theirs them these they thing things this those to too truly two usual value
+valued values very want wants well what which who whose why with you you'd you'll you're your yours
 """.split()) - {"but", "if", "any", "best", "most", "much", "made", "rated", "say", "why",
                 "know", "reason", "too", "or", "does", "good", "by"}
 """Words that carry no claim about the item. Deliberately closed: 'but', 'if', 'made', 'by',
@@ -64,7 +65,8 @@ def category_words(category: str) -> set[str]:
     c = V.CATEGORIES.get(category)
     if c is None:
         return set()
-    words = {w.lower() for n in c["nouns"] for w in re.findall(r"[A-Za-z]+", n)}
+    words = {w.lower() for n in c["nouns"] for w in re.findall(r"[A-Za-z]+(?:-[A-Za-z]+)*", n)}
+    words |= {w for x in list(words) for w in x.split("-")}
     return words | set(category.split("_"))
 
 
@@ -144,15 +146,7 @@ class ClosedWorldGuard:
                        f"{sorted(set(unknown))[:6]}")
         for w in p.loose_opinions:
             out.append(f"opinion '{w}' qualifies no stated aspect")
-        for c in p.claims:
-            if c.kind == "aspect":
-                stated = f["aspects"].get(c.name)
-                if stated is None:
-                    out.append(f"{c.name}: not a stated fact of this item")
-                elif c.level is not None and c.level != stated:
-                    out.append(f"{c.name}: called {c.level}, the shop says {stated}")
-            elif c.kind in ("colour", "pattern", "brand") and f.get(c.kind) != c.name:
-                out.append(f"{c.kind} {c.name}: the item's is {f.get(c.kind) or 'not stated'}")
+        out += [x for x in (stated_problem(c, f) for c in p.claims) if x]
         if not p.claims:
             out.append("claims nothing that can be checked")
         if self.personal is not None and not out:

@@ -25,7 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..data import DataError, require_columns
-from .claims import Claim
+from .claims import Claim, _category_aspects
 from .explainers import _one_id
 
 POPULARITY = Claim("popularity", "popularity")
@@ -88,6 +88,7 @@ class _History:
             if e == "purchase" and "price_pct" in f:
                 price[u].append(f["price_pct"])
         self.price = {u: float(np.mean(v)) for u, v in price.items()}
+        self.seen = {int(i) for i in events["item_id"].unique()}
         bought = events.loc[events["event_type"] == "purchase", "item_id"]
         self.item_buys = Counter(int(i) for i in bought)
 
@@ -116,6 +117,13 @@ class ContentPlanner:
         self.facts, self.second_threshold, self.C, self.seed = facts, second_threshold, C, seed
         self.rank = {int(u): {a: k for k, a in enumerate(row) if isinstance(a, str)}
                      for u, row in zip(profile["user_id"], profile[cols].to_numpy())}
+        # with a full profile (every aspect ranked), which aspects the user has evidence on:
+        # a finite score means the user touched a category that has the aspect
+        scols = [c.replace("aspect_", "score_") for c in cols]
+        self.known = ({int(u): {a for a, v in zip(row, sc) if isinstance(a, str) and np.isfinite(v)}
+                       for u, row, sc in zip(profile["user_id"], profile[cols].to_numpy(),
+                                             profile[scols].to_numpy(dtype=float))}
+                      if all(c in profile.columns for c in scols) else {})
         self.history = _History(train_events, facts)
         # what the user's earlier reasons said: the claims of their training reference reasons
         self.past: dict[int, Counter] = defaultdict(Counter)
@@ -132,17 +140,20 @@ class ContentPlanner:
                 self.past[int(u)] += keys
                 self._own[(int(u), int(i))] = self._own.get((int(u), int(i)), Counter()) + keys
         self._exclude: Counter | None = None
+        self.prior: dict[tuple[str, str], float] = {}
         self.popularity_offset = 0.0
+        self.new_item_offset: float | None = None    # None: the same as popularity_offset
         self.max_buys = max(self.history.item_buys.values(), default=1)
 
     # ------------------------------------------------------------------ features
     FEATURES = (["bias_" + k for k in _KINDS] +
                 ["aspect_rank1", "aspect_rank2", "aspect_rank3", "aspect_in_profile",
+                 "aspect_cat_rank1", "aspect_cat_rank2", "aspect_cat_unknown",
                  "aspect_level", "price_user_cheap", "price_item_cheap", "price_interaction",
                  "colour_share", "colour_top", "pattern_share", "pattern_top",
                  "brand_share", "brand_top",
                  "pop_item", "pop_user_unknown", "pop_profile_match", "pop_max_share",
-                 "pop_item_cheap", "past_said", "past_said_pop", "past_n"])
+                 "pop_item_cheap", "past_said", "past_said_pop", "past_n", "category_prior"])
 
     def _features(self, user: int, item: int, cand: Claim, context: dict | None = None
                   ) -> np.ndarray:
@@ -151,11 +162,20 @@ class ContentPlanner:
         x["bias_" + kind] = 1.0
         h, f = self.history, self.facts[item]
         if kind == "aspect":
-            r = self.rank.get(user, {}).get(cand.name)
-            if r is not None:
+            ranks = self.rank.get(user, {})
+            r = ranks.get(cand.name)
+            if r is not None and r < 3:
                 x["aspect_in_profile"] = 1.0
-                if r < 3:
-                    x[f"aspect_rank{r + 1}"] = 1.0
+                x[f"aspect_rank{r + 1}"] = 1.0
+            # the user's order of this category's aspects (a full profile ranks them all)
+            own = [a for a in _category_aspects(f.get("category"))
+                   if a in self.known.get(user, ())]
+            if cand.name in own:
+                k = sorted(own, key=lambda a: ranks.get(a, 99)).index(cand.name)
+                if k < 2:
+                    x[f"aspect_cat_rank{k + 1}"] = 1.0
+            else:
+                x["aspect_cat_unknown"] = 1.0
             x["aspect_level"] = (f.get("review_level", {}).get(cand.name, 4.5) - 3) / 2
         elif kind == "price":
             cheap_user = 0.5 - h.price.get(user, 0.5)
@@ -174,6 +194,9 @@ class ContentPlanner:
             x["pop_profile_match"] = c.get("profile_match", 0.0)
             x["pop_max_share"] = c.get("max_share", 0.0)
             x["pop_item_cheap"] = -f.get("price_log_ratio", 0.0)
+        # how often this driver moved training purchases in the item's category: what is known
+        # about a shopper who never touched the category, or an item nobody has bought yet
+        x["category_prior"] = self.prior.get((f.get("category"), driver_of(cand)), 0.0)
         past = self.past.get(user, Counter())
         if self._exclude is not None:           # fitting: the pair's own reason is not "past"
             past = past - self._exclude
@@ -223,6 +246,19 @@ class ContentPlanner:
         require_columns(pairs, ["user_id", "item_id", "drivers"], "the training pairs")
         if len(pairs) == 0:
             raise DataError("no training pairs to learn the planner from")
+        unknown = sorted({int(i) for i in pairs["item_id"]} - set(self.facts))
+        if unknown:
+            raise DataError(f"{len(unknown)} training items have no stated facts (e.g. "
+                            f"{unknown[0]}): not in the catalogue the planner was built on")
+        # per category and driver: of the training purchases whose item could have been
+        # said to have it (a candidate claim), the share it truly drove
+        offered, hits = Counter(), Counter()
+        for i, ds in zip(pairs["item_id"], pairs["drivers"]):
+            f, true = self.facts[int(i)], drivers_of(ds)
+            for d in {driver_of(c) for c in candidates(f)}:
+                offered[(f.get("category"), d)] += 1
+                hits[(f.get("category"), d)] += d in true
+        self.prior = {k: hits[k] / n for k, n in offered.items()}
         X, owner, cands = self._rows(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy(),
                                      leave_out=True)
         first = [oracle_plan(self.facts[int(i)], d)[0]
@@ -253,8 +289,15 @@ class ContentPlanner:
         self.model = self
         return self
 
-    def _softmax_by_owner(self, X, owner):
-        s = X @ self.weights + self.popularity_offset * X[:, self.FEATURES.index("bias_popularity")]
+    def _offset(self, item: int) -> float:
+        """The popularity offset for this item: new items (no training events) have their own."""
+        if self.new_item_offset is not None and int(item) not in self.history.seen:
+            return self.new_item_offset
+        return self.popularity_offset
+
+    def _softmax_by_owner(self, X, owner, items):
+        off = np.array([self._offset(items[o]) for o in owner])
+        s = X @ self.weights + off * X[:, self.FEATURES.index("bias_popularity")]
         out = np.empty_like(s)
         for o in np.unique(owner):
             k = owner == o
@@ -272,7 +315,7 @@ class ContentPlanner:
             return [(POPULARITY, float("nan"))]
         rows, cands = self._pair_rows(user, item)
         X = np.vstack(rows)
-        p = self._softmax_by_owner(X, np.zeros(len(X), dtype=int))
+        p = self._softmax_by_owner(X, np.zeros(len(X), dtype=int), [item])
         order = np.argsort(-p, kind="stable")
         return [(cands[k], float(p[k])) for k in order]
 
@@ -301,7 +344,7 @@ class ContentPlanner:
             raise DataError(f"{len(unknown)} items have no stated facts (e.g. {unknown[0]}): "
                             "not in the catalogue the planner was built on")
         X, owner, cands = self._rows(users, items)
-        p = self._softmax_by_owner(X, owner)
+        p = self._softmax_by_owner(X, owner, [int(i) for i in items])
         ranked = defaultdict(list)
         for k in range(len(cands)):
             ranked[owner[k]].append((cands[k], p[k], k))
@@ -358,17 +401,45 @@ def fit_planner(world, validation_share: float = 0.2, progress: bool = True) -> 
     events = world.events[world.events["timestamp"] < cut_time]
     reviews = world.train_reviews[world.train_reviews["timestamp"] < cut_time]
     early_facts = item_facts(world.catalogue, reviews)   # the facts as they were at the cut
-    profile = I.aspect_profile(events, reviews, world.catalogue, data.vocabulary()["categories"])
+    cats = data.vocabulary()["categories"]
+    every = len({a for v in cats.values() for a in v})      # rank every aspect, not a top 3
+    profile = I.aspect_profile(events, reviews, world.catalogue, cats, top=every)
     sub = ContentPlanner(early_facts, profile, events, early, world.lex).fit(early, progress)
-    best = (-1.0, 0.0)
-    for offset in np.arange(-3.0, 1.01, 0.25):
-        sub.popularity_offset = float(offset)
-        hit = plan_scores(sub.plans(late["user_id"], late["item_id"], progress=False),
-                          late["drivers"])["names a driver"]
-        if hit > best[0] + 1e-12:
-            best = (hit, float(offset))
-    final = ContentPlanner(world.facts, world.profile, world.train_events, world.train,
+    # two offsets: items the early period had seen, and items new to it (a cold item at test
+    # time is new in the same way), each chosen on its own validation pairs
+    new = ~late["item_id"].isin(list(sub.history.seen)).to_numpy()
+    offsets = {}
+    for name, part in (("seen", late[~new]), ("new", late[new])):
+        best = (-1.0, 0.0)
+        for offset in np.arange(-3.0, 1.01, 0.25):
+            sub.popularity_offset = sub.new_item_offset = float(offset)
+            hit = plan_scores(sub.plans(part["user_id"], part["item_id"], progress=False),
+                              part["drivers"])["names a driver"] if len(part) else 0.0
+            if hit > best[0] + 1e-12:
+                best = (hit, float(offset))
+        offsets[name] = best + (len(part),)
+    sub.popularity_offset = offsets["seen"][1]
+    sub.new_item_offset = offsets["new"][1] if offsets["new"][2] >= 30 else None
+    # a second aspect when the model finds it nearly as likely as the first: how nearly is
+    # chosen by the F1 of plans against the validation pairs' drivers (saying more raises
+    # recall and costs precision)
+    best_f1 = (-1.0, 0.5)
+    for th in (1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05):
+        sub.second_threshold = th
+        sc = plan_scores(sub.plans(late["user_id"], late["item_id"], progress=False),
+                         late["drivers"])
+        f1 = 2 * sc["precision"] * sc["recall"] / max(sc["precision"] + sc["recall"], 1e-12)
+        if f1 > best_f1[0] + 1e-12:
+            best_f1 = (f1, th)
+    full = I.aspect_profile(world.train_events, world.train_reviews, world.catalogue, cats,
+                            top=every)
+    final = ContentPlanner(world.facts, full, world.train_events, world.train,
                            world.lex).fit(world.train, progress)
-    final.popularity_offset, final.validation_hit = best[1], best[0]
+    final.second_threshold = best_f1[1]
+    final.popularity_offset = offsets["seen"][1]
+    # too few new-item validation pairs to trust their own offset: share the other one
+    final.new_item_offset = offsets["new"][1] if offsets["new"][2] >= 30 else None
+    final.validation_hit = {k: v[0] for k, v in offsets.items()}
+    final.validation_pairs = {k: v[2] for k, v in offsets.items()}
     return final
 

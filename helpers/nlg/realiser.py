@@ -59,15 +59,38 @@ def plan_text(plan: list[Claim]) -> str:
     return "; ".join(parts)
 
 
-def realiser_prompt(plan: list[Claim], category: str | None) -> str:
-    """The realiser's whole prompt. ``category`` must be one of ShopWorld's category keys
-    (e.g. 'running_shoes'); anything else is left out."""
+def realiser_prompt(plan: list[Claim], item) -> str:
+    """The realiser's whole prompt: the plan, then the product it is about.
+
+    ``item``: the item's :func:`~helpers.nlg.claims.item_facts` entry — the product is named by
+    its safe brand and its own noun from the category's closed list
+    (:func:`~helpers.nlg.phrasing.item_noun`), e.g. ``'plan: comfort high | Stride trail
+    shoes'``; or a ShopWorld category key ('running_shoes'), which names the category only.
+    Nothing else of the item's text reaches the prompt: a brand that is not a safe name and a
+    category that is not ShopWorld's are left out."""
+    from .phrasing import item_noun
+
     text = plan_text(plan)
     if not text:
         raise ValueError("the plan is empty: nothing to say (use the template instead)")
-    product = (f" | product: {category.replace('_', ' ')}"
-               if isinstance(category, str) and category in V.CATEGORIES else "")
-    return f"plan: {text}{product}\nreason:"
+    if isinstance(item, dict):                   # an unknown category names no noun
+        brand = safe_name(item.get("brand") or "") or ""
+        noun = item_noun(item) if item.get("category") in V.CATEGORIES else ""
+        product = f"{brand} {noun}".strip()
+    elif isinstance(item, str) and item in V.CATEGORIES:
+        product = item.replace("_", " ")
+    else:
+        product = ""
+    return f"plan: {text} | {product}\nreason:" if product else f"plan: {text}\nreason:"
+
+
+def says_plan(sentence: str, plan: list[Claim], facts: dict, lex) -> bool:
+    """Whether ``sentence`` claims exactly the plan — naming the product's own brand as well
+    is allowed (*this Stride trail shoe*), any other claim is not."""
+    from .claims import extract_claims
+
+    said = set(extract_claims(sentence, lex)) - {Claim("brand", facts.get("brand") or "")}
+    return said == set(plan) - {Claim("brand", facts.get("brand") or "")} and bool(said or plan)
 
 
 def plan_from_reason(reason: str, lex) -> list[Claim]:
@@ -117,21 +140,31 @@ class TemplateRealiser:
         return V.REASON_TEMPLATES[c.kind].format(**{c.kind: c.name})
 
 
-def training_examples(world, tok):
+def training_examples(world, tok, paraphrases: int = 2, seed: int = 0):
     """The realiser's training set: every training purchase of ``world``
     (:func:`~helpers.nlg.world.reason_world`), its prompt built from the plan its reference
-    reason realises and the item's category, identical (prompt, reason) pairs kept once.
-    Returns ``(examples, prompts, targets, sha256 of the prompts and targets)``."""
+    reason realises and the item (:func:`realiser_prompt`); the targets are the reference
+    sentence and ``paraphrases`` sentences for the same plan from the phrasing bank
+    (:mod:`~helpers.nlg.phrasing`, seeded per purchase). Identical (prompt, target) pairs are
+    kept once. Returns ``(examples, prompts, targets, sha256 of the prompts and targets)``."""
+    from . import phrasing
+
+    if isinstance(paraphrases, bool) or not isinstance(paraphrases, int) or paraphrases < 0:
+        raise ValueError(f"paraphrases must be a non-negative integer, got {paraphrases!r}")
     seen, prompts, targets = set(), [], []
-    for item, reason in zip(world.train["item_id"], world.train["reason"]):
+    for n, (item, reason) in enumerate(zip(world.train["item_id"], world.train["reason"])):
         plan = plan_from_reason(reason, world.lex)
         if not plan:
             continue
-        prompt = realiser_prompt(plan, world.facts[int(item)]["category"])
-        if (prompt, reason) not in seen:
-            seen.add((prompt, reason))
-            prompts.append(prompt)
-            targets.append(reason)
+        facts = world.facts[int(item)]
+        prompt = realiser_prompt(plan, facts)
+        extra = phrasing.paraphrases(plan, facts, paraphrases, seed=seed * 100_003 + n) \
+            if paraphrases else []
+        for target in [reason] + extra:
+            if (prompt, target) not in seen:
+                seen.add((prompt, target))
+                prompts.append(prompt)
+                targets.append(target)
     digest = hashlib.sha256(json.dumps([prompts, targets]).encode()).hexdigest()
     examples = [encode_plan_example(tok, p, t) for p, t in zip(prompts, targets)]
     return examples, prompts, targets, digest
@@ -327,18 +360,28 @@ class _MaskLogits:
         return scores.masked_fill(~m, float("-inf"))
 
 
+def _noun_words(category: str) -> set[str]:
+    """The category's nouns' words as the shop writes them ('LED', 'pour-over'): the guard
+    reads them case-folded, but a decoder limited to a vocabulary must be able to write them."""
+    c = V.CATEGORIES.get(category)
+    return {w for n in c["nouns"] for w in re.findall(r"[A-Za-z]+(?:-[A-Za-z]+)*", n)} if c else set()
+
+
 def allowed_tokens(tok, plan: list[Claim], category: str | None, lex,
-                   phrasing=None) -> torch.Tensor:
+                   phrasing=None, brand: str | None = None) -> torch.Tensor:
     """A boolean mask over the vocabulary: the tokens of the plan's words (aspect names, the
     opinion words of each planned band, colour, pattern, brand, 'popular'), the item's category
-    nouns, the allowed phrasing (guard.ALLOWED), punctuation and end-of-sequence — each word
-    with and without a leading space and capitalised. Pieces of allowed words can still form a
+    nouns, the allowed phrasing (guard.ALLOWED), the product's ``brand`` when it is a safe name
+    (the prompt names the product by it), punctuation and end-of-sequence — each word with and
+    without a leading space and capitalised. Pieces of allowed words can still form a
     word that is not allowed; the guard catches those."""
     from .claims import _PATTERN_WORDS, _PRICE_PHRASES
     from .guard import ALLOWED, category_words
 
     words = set(phrasing if phrasing is not None else ALLOWED) | {"popular"}
-    words |= category_words(category) if isinstance(category, str) else set()
+    words |= category_words(category) | _noun_words(category) if isinstance(category, str) else set()
+    if safe_name(brand or ""):
+        words |= set(brand.split())
     for c in plan:
         if c.kind == "aspect":
             words |= set(c.name.split())
@@ -364,26 +407,53 @@ def allowed_tokens(tok, plan: list[Claim], category: str | None, lex,
 
 
 def reference_scores(path: str | Path, world, n: int = 48) -> dict:
-    """The shipped adapter's recorded scores, re-measured by the test: on the first ``n`` warm
-    test pairs that have a grounded driver, with their oracle plans, (1) the mean loss on the
-    reference reasons' tokens, (2) the share of greedy sentences whose claims are exactly the
-    plan's."""
-    from .claims import extract_claims
+    """The shipped adapter's recorded scores, re-measured by the test: :func:`realiser_scores`
+    of the adapter at ``path``."""
+    tok, model, _ = load_realiser(path)
+    return realiser_scores(tok, model, world, n)
+
+
+def realiser_scores(tok, model, world, n: int = 48) -> dict:
+    """A realiser's quality on the first ``n`` warm test pairs that have a grounded driver,
+    with their oracle plans: (1) the mean loss on the reference reasons' tokens, (2) the share
+    of greedy sentences that say exactly the plan (:func:`says_plan`)."""
     from .lm import _collate
     from .planner import POPULARITY, oracle_plan
 
-    tok, model, _ = load_realiser(path)
     rows = [(i, r, oracle_plan(world.facts[int(i)], d))
             for i, r, d in zip(world.warm["item_id"], world.warm["reason"], world.warm["drivers"])]
     rows = [x for x in rows if x[2] != [POPULARITY]][:n]
-    prompts = [realiser_prompt(p, world.facts[int(i)]["category"]) for i, _, p in rows]
+    prompts = [realiser_prompt(p, world.facts[int(i)]) for i, _, p in rows]
     ex = [encode_plan_example(tok, pr, r) for pr, (_, r, _) in zip(prompts, rows)]
     ids, labels, att = _collate(ex, tok.pad_token_id)
+    was_training = model.training
+    model.eval()
     with torch.inference_mode():
         loss = float(model(input_ids=ids, attention_mask=att, labels=labels).loss)
     said, _ = realise(tok, model, prompts, progress=False)
-    exact = [set(extract_claims(s, world.lex)) == set(p) for s, (_, _, p) in zip(said, rows)]
+    model.train(was_training)
+    exact = [says_plan(s, p, world.facts[int(i)], world.lex) for s, (i, _, p) in zip(said, rows)]
     return {"n": len(rows), "loss": round(loss, 5), "plan_exact": round(sum(exact) / len(rows), 5)}
+
+
+def quantize_mlp(model):
+    """A copy of the (merged) realiser whose decoder MLPs — the gate, up and down projections,
+    about two thirds of the arithmetic per token — run in int8 (PyTorch's dynamic quantisation:
+    int8 weights, activations quantised on the fly per batch); attention and the output layer
+    stay float32. For CPUs only. ``benchmarks/reason_benchmark.py`` measures what it buys in
+    speed and costs in plan-exact sentences, next to quantising every linear layer."""
+    import copy
+    import warnings
+
+    if next(model.parameters()).device.type != "cpu":
+        raise ValueError("dynamic int8 quantisation runs on the CPU; on a GPU use bfloat16")
+    q = copy.deepcopy(model)
+    with warnings.catch_warnings():      # torch.ao's notice that the API moves to torchao
+        warnings.simplefilter("ignore")
+        for layer in q.model.layers:
+            layer.mlp = torch.ao.quantization.quantize_dynamic(layer.mlp, {torch.nn.Linear},
+                                                               dtype=torch.qint8)
+    return q
 
 
 def closed_vocabulary(tok, lex) -> torch.Tensor:
@@ -402,7 +472,7 @@ def closed_vocabulary(tok, lex) -> torch.Tensor:
     words |= {w for p in _PRICE_PHRASES for w in p.split()}
     words |= {b for b in lex.brands if safe_name(b)}
     for c in V.CATEGORIES:
-        words |= category_words(c)
+        words |= category_words(c) | _noun_words(c)
     ids = set()
     for w in words:
         for form in {w, w.capitalize()}:
@@ -415,20 +485,33 @@ def closed_vocabulary(tok, lex) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def realise_fast(tok, model, prompts: list[str], vocab: torch.Tensor, *, batch_size: int = 64,
-                 max_new_tokens: int = 28) -> tuple[list[str], dict]:
-    """Greedy decoding written out, nanoGPT-style, for speed on a CPU: one forward pass over the
+def realise_fast(tok, model, prompts: list[str], vocab: torch.Tensor, *, batch_size: int = 128,
+                 max_new_tokens: int = 28, temperature: float | None = None,
+                 seed: int = 0) -> tuple[list[str], dict]:
+    """Decoding written out, nanoGPT-style, for speed on a CPU: one forward pass over the
     (left-padded) prompts fills the KV cache, then one token per step for the whole batch, with
-    the output layer cut to ``vocab`` (:func:`closed_vocabulary`): 2,000 rows of the 49,152-row
-    embedding matrix instead of all of them. That is also constrained decoding, to the closed
-    vocabulary (the guard still checks each sentence against its own item). Only the final
-    hidden state of each step is projected; rows stop at end-of-sequence."""
+    the output layer cut to ``vocab`` (:func:`closed_vocabulary`): about 1,200 rows of the
+    49,152-row embedding matrix instead of all of them. That is also constrained decoding, to
+    the closed vocabulary (the guard still checks each sentence against its own item). Only the
+    final hidden state of each step is projected.
+
+    A row that has written end-of-sequence leaves the batch at once (its KV cache rows are
+    dropped), so the steps after it cost only the rows still writing.
+
+    ``temperature=None``: greedy, and identical prompts are generated once. A number: sampling
+    from the softmax of the logits divided by it, seeded by ``seed`` (every prompt is sampled,
+    duplicates included: that is where the variety comes from)."""
     import time
 
     from .. import config
 
     if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
         raise ValueError("prompts must be a non-empty list of realiser_prompt() strings")
+    if temperature is not None and (isinstance(temperature, bool) or
+                                    not isinstance(temperature, (int, float)) or
+                                    not 0 < temperature <= 10):
+        raise ValueError(f"temperature must be None (greedy) or a number in (0, 10], got "
+                         f"{temperature!r}")
     weight = model.lm_head.weight
     weight = weight() if callable(weight) else weight        # a dynamically quantised Linear
     weight = weight.dequantize() if weight.is_quantized else weight
@@ -440,40 +523,60 @@ def realise_fast(tok, model, prompts: list[str], vocab: torch.Tensor, *, batch_s
     vocab = vocab.to(device)
     head = weight[vocab]                                     # (V', d)
     eos, pad = tok.eos_token_id, tok.pad_token_id
-    tok.padding_side = "left"
-    order = sorted(range(len(prompts)), key=lambda k: len(prompts[k]))
-    out: list[str] = [""] * len(prompts)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    unique = list(dict.fromkeys(prompts)) if temperature is None else list(prompts)
+    ids = tok(unique, add_special_tokens=False)["input_ids"]
+    order = sorted(range(len(unique)), key=lambda k: len(ids[k]))
+    out: list[str] = [""] * len(unique)
     n_tokens = 0
     t0 = time.perf_counter()
+
+    def pick(h):
+        logits = h @ head.T
+        if temperature is None:
+            return vocab[logits.argmax(-1)]
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        return vocab[torch.multinomial(probs, 1, generator=gen)[:, 0]]
+
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
-        enc = tok([prompts[k] for k in idx], return_tensors="pt", padding=True,
-                  add_special_tokens=False).to(device)
-        att = enc["attention_mask"]
+        width = max(len(ids[k]) for k in idx)
+        inp = torch.full((len(idx), width), pad, dtype=torch.long)
+        att = torch.zeros((len(idx), width), dtype=torch.long)
+        for j, k in enumerate(idx):                          # left padding
+            inp[j, width - len(ids[k]):] = torch.tensor(ids[k])
+            att[j, width - len(ids[k]):] = 1
+        inp, att = inp.to(device), att.to(device)
         pos = (att.cumsum(-1) - 1).clamp(min=0)
-        res = model.model(input_ids=enc["input_ids"], attention_mask=att, position_ids=pos,
-                          use_cache=True)
+        res = model.model(input_ids=inp, attention_mask=att, position_ids=pos, use_cache=True)
         past, h = res.past_key_values, res.last_hidden_state[:, -1]
-        done = torch.zeros(len(idx), dtype=torch.bool, device=device)
-        steps = []
-        for _ in range(max_new_tokens):
-            nxt = vocab[(h @ head.T).argmax(-1)]
-            nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
-            steps.append(nxt)
-            done |= nxt == eos
-            if bool(done.all()):
+        rows = torch.arange(len(idx), device=device)          # batch row -> position in idx
+        written: list[list[int]] = [[] for _ in idx]
+        for step in range(max_new_tokens):
+            nxt = pick(h)
+            live = nxt != eos
+            for r, t in zip(rows[live].tolist(), nxt[live].tolist()):
+                written[r].append(t)
+            if not bool(live.any()) or step == max_new_tokens - 1:
                 break
+            if not bool(live.all()):                          # finished rows leave the batch
+                keep = live.nonzero()[:, 0]
+                past.batch_select_indices(keep)
+                rows, att, pos, nxt = rows[keep], att[keep], pos[keep], nxt[keep]
             att = torch.cat([att, torch.ones_like(att[:, :1])], dim=1)
             pos = pos[:, -1:] + 1
             res = model.model(input_ids=nxt[:, None], attention_mask=att, position_ids=pos,
                               past_key_values=past, use_cache=True)
             past, h = res.past_key_values, res.last_hidden_state[:, -1]
-        gen = torch.stack(steps, dim=1)
-        n_tokens += int(((gen != pad) & (gen != eos)).sum())
+        n_tokens += sum(len(w) for w in written)
         for j, k in enumerate(idx):
-            out[k] = tok.decode(gen[j], skip_special_tokens=True).strip()
+            out[k] = tok.decode(written[j], skip_special_tokens=True).strip()
     secs = time.perf_counter() - t0
+    if temperature is None:
+        where = {p: k for k, p in enumerate(unique)}
+        out = [out[where[p]] for p in prompts]
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else config.peak_rss_mib())
     return out, {"seconds": secs, "reasons_per_s": len(prompts) / secs,
+                 "generated_per_s": len(unique) / secs,
                  "tokens_per_s": n_tokens / secs, "peak_mib": peak, "device": device.type}

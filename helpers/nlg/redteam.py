@@ -287,7 +287,7 @@ def injection_report(world, planner, tok, realiser_model, cases: list[Injection]
             guard = ClosedWorldGuard(facts, lex, fallback=template)
             planner.facts = facts
             plan = planner.plan(user, item)
-            prompt = realiser_prompt(plan, facts[item]["category"])
+            prompt = realiser_prompt(plan, facts[item])
             retrieval = RetrievalExplainer(rev[rev["item_id"] == item], world.profile,
                                            fallback=template)
             prompts.append(prompt)
