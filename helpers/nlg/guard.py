@@ -59,13 +59,19 @@ _WORD = re.compile(r"[a-z]+(?:['’-][a-z]+)*|\d+|\S")
 _PUNCT = frozenset(".,;:!—-'")
 
 
-def category_words(category: str) -> set[str]:
-    """The words of one category's nouns ('running shoes', 'trail shoes' -> running, shoes,
-    trail, ...) plus its name."""
+def category_nouns(category: str) -> set[str]:
+    """The words of one category's nouns as the shop writes them ('LED', 'pour-over'); empty
+    for an unknown category."""
     c = V.CATEGORIES.get(category)
-    if c is None:
+    return {w for n in c["nouns"] for w in re.findall(r"[A-Za-z]+(?:-[A-Za-z]+)*", n)} if c else set()
+
+
+def category_words(category: str) -> set[str]:
+    """The words of one category's nouns, lower-cased ('running shoes', 'trail shoes' ->
+    running, shoes, trail, ...; 'pour-over' and its parts) plus its name."""
+    if category not in V.CATEGORIES:
         return set()
-    words = {w.lower() for n in c["nouns"] for w in re.findall(r"[A-Za-z]+(?:-[A-Za-z]+)*", n)}
+    words = {w.lower() for w in category_nouns(category)}
     words |= {w for x in list(words) for w in x.split("-")}
     return words | set(category.split("_"))
 
@@ -170,4 +176,5 @@ class ClosedWorldGuard:
         return self.fallback.fallback_for(user, item), True
 
 
-__all__ = ["ALLOWED", "NEGATIONS_AND_HEDGES", "ClosedWorldGuard", "category_words", "unsupported"]
+__all__ = ["ALLOWED", "NEGATIONS_AND_HEDGES", "ClosedWorldGuard", "category_nouns", "category_words",
+           "unsupported"]

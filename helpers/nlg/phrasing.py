@@ -134,7 +134,7 @@ def product_words(facts: dict) -> dict[str, str]:
 
 
 def _fill(template: str, slots: dict) -> str:
-    keys = {k: v for k, v in slots.items()}
+    keys = dict(slots)
     keys.update({k[0].upper() + k[1:]: (v[0].upper() + v[1:] if v else v)
                  for k, v in slots.items()})
     s = template.format(**keys)

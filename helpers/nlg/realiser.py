@@ -360,13 +360,6 @@ class _MaskLogits:
         return scores.masked_fill(~m, float("-inf"))
 
 
-def _noun_words(category: str) -> set[str]:
-    """The category's nouns' words as the shop writes them ('LED', 'pour-over'): the guard
-    reads them case-folded, but a decoder limited to a vocabulary must be able to write them."""
-    c = V.CATEGORIES.get(category)
-    return {w for n in c["nouns"] for w in re.findall(r"[A-Za-z]+(?:-[A-Za-z]+)*", n)} if c else set()
-
-
 def allowed_tokens(tok, plan: list[Claim], category: str | None, lex,
                    phrasing=None, brand: str | None = None) -> torch.Tensor:
     """A boolean mask over the vocabulary: the tokens of the plan's words (aspect names, the
@@ -376,10 +369,10 @@ def allowed_tokens(tok, plan: list[Claim], category: str | None, lex,
     without a leading space and capitalised. Pieces of allowed words can still form a
     word that is not allowed; the guard catches those."""
     from .claims import _PATTERN_WORDS, _PRICE_PHRASES
-    from .guard import ALLOWED, category_words
+    from .guard import ALLOWED, category_nouns, category_words
 
     words = set(phrasing if phrasing is not None else ALLOWED) | {"popular"}
-    words |= category_words(category) | _noun_words(category) if isinstance(category, str) else set()
+    words |= category_words(category) | category_nouns(category) if isinstance(category, str) else set()
     if safe_name(brand or ""):
         words |= set(brand.split())
     for c in plan:
@@ -462,7 +455,7 @@ def closed_vocabulary(tok, lex) -> torch.Tensor:
     category's nouns, 'popular' — with and without a leading space and capitalised, plus
     punctuation and end-of-sequence. About 2,000 of SmolLM2's 49,152 tokens."""
     from .claims import _PATTERN_WORDS, _PRICE_PHRASES
-    from .guard import ALLOWED, category_words
+    from .guard import ALLOWED, category_nouns, category_words
 
     words = set(ALLOWED) | {"popular"} | set(lex.colours)
     words |= {w for a in lex.aspects for w in a.split()}
@@ -472,7 +465,7 @@ def closed_vocabulary(tok, lex) -> torch.Tensor:
     words |= {w for p in _PRICE_PHRASES for w in p.split()}
     words |= {b for b in lex.brands if safe_name(b)}
     for c in V.CATEGORIES:
-        words |= category_words(c) | _noun_words(c)
+        words |= category_words(c) | category_nouns(c)
     ids = set()
     for w in words:
         for form in {w, w.capitalize()}:
