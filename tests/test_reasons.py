@@ -334,6 +334,20 @@ def test_fast_greedy_loop_equals_generate_on_the_closed_vocabulary(world, planne
     b, _ = R.realise_fast(tok, model, same, vocab, temperature=1.0, seed=3)
     c, _ = R.realise_fast(tok, model, same, vocab, temperature=1.0, seed=4)
     assert a == b and len(a) == 12 and len(set(a)) > 2 and a != c
+    # copies of a prompt share its prefill (copied KV cache rows): near-zero temperature, each
+    # copy says what greedy decoding of its own prompt says, in the caller's order
+    mixed = prompts[:6] + prompts[:3] + prompts[2:8]
+    cold = R.realise_fast(tok, model, mixed, vocab, temperature=1e-3, seed=0, batch_size=8)[0]
+    greedy = R.realise_fast(tok, model, mixed, vocab, batch_size=8)[0]
+    assert np.mean([x == y for x, y in zip(cold, greedy)]) >= 0.9
+    # varied: copies of one prompt that drew the same sentence draw again; no redraws = plain
+    plain, _ = R.realise_fast(tok, model, same, vocab, temperature=1.0, seed=3, batch_size=8)
+    assert R.realise_varied(tok, model, same, vocab, redraws=0, seed=3, batch_size=8)[0] == plain
+    varied, st = R.realise_varied(tok, model, same, vocab, seed=3, batch_size=8)
+    assert len(plain) - len(set(plain)) == st["redrawn"] > 0
+    assert len(set(varied)) > len(set(plain)) and len(varied) == 12
+    with pytest.raises(ValueError, match="redraws"):
+        R.realise_varied(tok, model, same, vocab, redraws=-1)
     for bad in (0, -1.0, True, "1"):
         with pytest.raises(ValueError, match="temperature"):
             R.realise_fast(tok, model, prompts[:1], vocab, temperature=bad)

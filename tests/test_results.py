@@ -63,6 +63,17 @@ def test_other_profile_or_seed_records_without_checking(exp_dir):
         rec.finish()
 
 
+def test_record_only_mode_measures_without_checking(exp_dir, monkeypatch):
+    monkeypatch.setenv("COURSE_RECORD_ONLY", "1")       # what tools/measure_spread.sh sets
+    rec = Recorder("09_toy", run_config(), directory=exp_dir)
+    assert not rec.checking
+    rec("model.ndcg@10", 0.5)                           # far outside its band: recorded only
+    assert rec.finish() == {"model.ndcg@10": 0.5}
+    monkeypatch.delenv("COURSE_RECORD_ONLY")
+    with pytest.raises(ResultMismatch):
+        Recorder("09_toy", run_config(), directory=exp_dir)("model.ndcg@10", 0.5)
+
+
 def test_table_names_cells_prefix_row_column_and_collects_every_mismatch(exp_dir):
     rec = Recorder("09_toy", run_config(), directory=exp_dir)
     ok = pd.DataFrame({"ndcg@10": [0.205], "note": ["text is skipped"]}, index=["model"])

@@ -124,6 +124,11 @@ class ContentPlanner:
                        for u, row, sc in zip(profile["user_id"], profile[cols].to_numpy(),
                                              profile[scols].to_numpy(dtype=float))}
                       if all(c in profile.columns for c in scols) else {})
+        self.score = ({int(u): {a: float(v) for a, v in zip(row, sc)
+                                if isinstance(a, str) and np.isfinite(v)}
+                       for u, row, sc in zip(profile["user_id"], profile[cols].to_numpy(),
+                                             profile[scols].to_numpy(dtype=float))}
+                      if all(c in profile.columns for c in scols) else {})
         self.history = _History(train_events, facts)
         # what the user's earlier reasons said: the claims of their training reference reasons
         self.past: dict[int, Counter] = defaultdict(Counter)
@@ -149,7 +154,7 @@ class ContentPlanner:
     FEATURES = (["bias_" + k for k in _KINDS] +
                 ["aspect_rank1", "aspect_rank2", "aspect_rank3", "aspect_in_profile",
                  "aspect_cat_rank1", "aspect_cat_rank2", "aspect_cat_unknown",
-                 "aspect_level", "price_user_cheap", "price_item_cheap", "price_interaction",
+                 "aspect_level", "aspect_score", "price_user_cheap", "price_item_cheap", "price_interaction",
                  "colour_share", "colour_top", "pattern_share", "pattern_top",
                  "brand_share", "brand_top",
                  "pop_item", "pop_user_unknown", "pop_profile_match", "pop_max_share",
@@ -176,6 +181,10 @@ class ContentPlanner:
                     x[f"aspect_cat_rank{k + 1}"] = 1.0
             else:
                 x["aspect_cat_unknown"] = 1.0
+            sc = self.score.get(user, {})
+            vals = [sc[a] for a in own if a in sc]
+            if cand.name in sc and vals and max(vals) > 0:
+                x["aspect_score"] = max(min(sc[cand.name] / max(vals), 1.0), -1.0)
             x["aspect_level"] = (f.get("review_level", {}).get(cand.name, 4.5) - 3) / 2
         elif kind == "price":
             cheap_user = 0.5 - h.price.get(user, 0.5)

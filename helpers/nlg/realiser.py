@@ -1,9 +1,10 @@
 """Say the plan: a language model that turns a content plan into one sentence.
 
 The realiser never sees a review, a title or a description: its prompt is the plan — claims the
-planner chose from the shop's stated facts — and the item's category, e.g. ::
+planner chose from the shop's stated facts — and the product: its safe brand and its own noun from
+the category's closed list, e.g. ::
 
-    plan: comfort high; fit high | product: running shoes
+    plan: comfort high; fit high | Stride trail shoes
     reason:
 
 That is the *least information* defence against prompt injection: text written by strangers
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 import re
 from pathlib import Path
 
@@ -387,16 +389,53 @@ def allowed_tokens(tok, plan: list[Claim], category: str | None, lex,
             words |= set(V.PATTERN_PHRASES.get(c.name, "").split())
         elif c.kind in ("colour", "brand"):
             words.add(c.name)
-    vocab = len(tok)
-    mask = torch.zeros(vocab, dtype=torch.bool)
+    mask = torch.zeros(len(tok), dtype=torch.bool)
+    mask[sorted(_token_ids(tok, words))] = True
+    return mask
+
+
+def _token_ids(tok, words) -> set[int]:
+    """The token ids that spell each of ``words`` — as written and capitalised, with and
+    without a leading space — plus punctuation and end-of-sequence: what decoding may write."""
+    ids = {tok.eos_token_id}
     for w in words:
         for form in {w, w.capitalize()}:
             for text in (form, " " + form):
-                mask[tok(text, add_special_tokens=False)["input_ids"]] = True
+                ids.update(tok(text, add_special_tokens=False)["input_ids"])
     for p in [".", ",", ";", ":", "!", "'", "-", "—", " —", " -"]:
-        mask[tok(p, add_special_tokens=False)["input_ids"]] = True
-    mask[tok.eos_token_id] = True
-    return mask
+        ids.update(tok(p, add_special_tokens=False)["input_ids"])
+    return ids
+
+
+def realise_varied(tok, model, prompts: list[str], vocab: torch.Tensor, *,
+                   temperature: float = 1.0, seed: int = 0, redraws: int = 1,
+                   batch_size: int = 256) -> tuple[list[str], dict]:
+    """Sampled sentences (:func:`realise_fast`) where shoppers who get the same prompt — the
+    same plan for the same product — do not all get the same sentence: a sample that repeats
+    the sentence an earlier copy of its prompt got is drawn again, with the next seed, up to
+    ``redraws`` times; one that still repeats is kept. The stats add up every pass and count
+    the redrawn samples (``redrawn``); tokens/s and generated/s are the first pass's."""
+    if isinstance(redraws, bool) or not isinstance(redraws, int) or redraws < 0:
+        raise ValueError(f"redraws must be a non-negative integer, got {redraws!r}")
+    out, stats = realise_fast(tok, model, prompts, vocab, batch_size=batch_size,
+                              temperature=temperature, seed=seed)
+    stats = dict(stats, redrawn=0)
+    for r in range(redraws):
+        said, again = set(), []
+        for k, pair in enumerate(zip(prompts, out)):
+            (again.append(k) if pair in said else said.add(pair))
+        if not again:
+            break
+        new, st = realise_fast(tok, model, [prompts[k] for k in again], vocab,
+                               batch_size=batch_size, temperature=temperature, seed=seed + 1 + r)
+        for k, s in zip(again, new):
+            if (prompts[k], s) not in said:
+                out[k] = s
+                said.add((prompts[k], s))
+        stats["redrawn"] += len(again)
+        stats["seconds"] += st["seconds"]
+    stats["reasons_per_s"] = len(prompts) / stats["seconds"]
+    return out, stats
 
 
 def reference_scores(path: str | Path, world, n: int = 48) -> dict:
@@ -466,19 +505,11 @@ def closed_vocabulary(tok, lex) -> torch.Tensor:
     words |= {b for b in lex.brands if safe_name(b)}
     for c in V.CATEGORIES:
         words |= category_words(c) | category_nouns(c)
-    ids = set()
-    for w in words:
-        for form in {w, w.capitalize()}:
-            for text in (form, " " + form):
-                ids.update(tok(text, add_special_tokens=False)["input_ids"])
-    for p in [".", ",", ";", ":", "!", "'", "-", "—", " —", " -"]:
-        ids.update(tok(p, add_special_tokens=False)["input_ids"])
-    ids.add(tok.eos_token_id)
-    return torch.tensor(sorted(ids), dtype=torch.long)
+    return torch.tensor(sorted(_token_ids(tok, words)), dtype=torch.long)
 
 
 @torch.inference_mode()
-def realise_fast(tok, model, prompts: list[str], vocab: torch.Tensor, *, batch_size: int = 128,
+def realise_fast(tok, model, prompts: list[str], vocab: torch.Tensor, *, batch_size: int = 256,
                  max_new_tokens: int = 28, temperature: float | None = None,
                  seed: int = 0) -> tuple[list[str], dict]:
     """Decoding written out, nanoGPT-style, for speed on a CPU: one forward pass over the
@@ -489,11 +520,14 @@ def realise_fast(tok, model, prompts: list[str], vocab: torch.Tensor, *, batch_s
     final hidden state of each step is projected.
 
     A row that has written end-of-sequence leaves the batch at once (its KV cache rows are
-    dropped), so the steps after it cost only the rows still writing.
+    dropped), so the steps after it cost only the rows still writing. Batches of 256 rows: on 2 CPU
+    cores about 10 % more sentences per second than 128 (more copies of a prompt share a pass
+    over it), for a KV cache of about half a gigabyte.
 
     ``temperature=None``: greedy, and identical prompts are generated once. A number: sampling
-    from the softmax of the logits divided by it, seeded by ``seed`` (every prompt is sampled,
-    duplicates included: that is where the variety comes from)."""
+    from the softmax of the logits divided by it, seeded by ``seed``: every prompt is sampled,
+    duplicates included (that is where the variety comes from), and the copies of one prompt
+    share one pass over it — its KV cache rows are copied, not recomputed."""
     import time
 
     from .. import config
@@ -517,10 +551,16 @@ def realise_fast(tok, model, prompts: list[str], vocab: torch.Tensor, *, batch_s
     head = weight[vocab]                                     # (V', d)
     eos, pad = tok.eos_token_id, tok.pad_token_id
     gen = torch.Generator(device=device).manual_seed(seed)
-    unique = list(dict.fromkeys(prompts)) if temperature is None else list(prompts)
+    unique = list(dict.fromkeys(prompts))
+    where = {p: k for k, p in enumerate(unique)}
     ids = tok(unique, add_special_tokens=False)["input_ids"]
-    order = sorted(range(len(unique)), key=lambda k: len(ids[k]))
-    out: list[str] = [""] * len(unique)
+    # one row per sentence to write: greedy, one per distinct prompt; sampled, one per prompt.
+    # The rows of one prompt sit side by side (shortest prompts first) and share one prefill
+    copies = (Counter(where[p] for p in prompts) if temperature is not None
+              else Counter(range(len(unique))))
+    todo = [(k, c) for k in sorted(range(len(unique)), key=lambda k: len(ids[k]))
+            for c in range(copies[k])]
+    said: dict[tuple[int, int], str] = {}
     n_tokens = 0
     t0 = time.perf_counter()
 
@@ -531,20 +571,26 @@ def realise_fast(tok, model, prompts: list[str], vocab: torch.Tensor, *, batch_s
         probs = torch.softmax(logits.float() / temperature, dim=-1)
         return vocab[torch.multinomial(probs, 1, generator=gen)[:, 0]]
 
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
-        width = max(len(ids[k]) for k in idx)
-        inp = torch.full((len(idx), width), pad, dtype=torch.long)
-        att = torch.zeros((len(idx), width), dtype=torch.long)
-        for j, k in enumerate(idx):                          # left padding
+    for s in range(0, len(todo), batch_size):
+        chunk = todo[s:s + batch_size]
+        ks = list(dict.fromkeys(k for k, _ in chunk))         # its distinct prompts
+        width = max(len(ids[k]) for k in ks)
+        inp = torch.full((len(ks), width), pad, dtype=torch.long)
+        att = torch.zeros((len(ks), width), dtype=torch.long)
+        for j, k in enumerate(ks):                           # left padding
             inp[j, width - len(ids[k]):] = torch.tensor(ids[k])
             att[j, width - len(ids[k]):] = 1
         inp, att = inp.to(device), att.to(device)
         pos = (att.cumsum(-1) - 1).clamp(min=0)
         res = model.model(input_ids=inp, attention_mask=att, position_ids=pos, use_cache=True)
         past, h = res.past_key_values, res.last_hidden_state[:, -1]
-        rows = torch.arange(len(idx), device=device)          # batch row -> position in idx
-        written: list[list[int]] = [[] for _ in idx]
+        if len(ks) < len(chunk):                 # copies of a prompt get copies of its cache rows
+            slot = {k: j for j, k in enumerate(ks)}
+            expand = torch.tensor([slot[k] for k, _ in chunk], device=device)
+            past.batch_select_indices(expand)
+            h, att, pos = h[expand], att[expand], pos[expand]
+        rows = torch.arange(len(chunk), device=device)        # batch row -> position in chunk
+        written: list[list[int]] = [[] for _ in chunk]
         for step in range(max_new_tokens):
             nxt = pick(h)
             live = nxt != eos
@@ -562,14 +608,18 @@ def realise_fast(tok, model, prompts: list[str], vocab: torch.Tensor, *, batch_s
                               past_key_values=past, use_cache=True)
             past, h = res.past_key_values, res.last_hidden_state[:, -1]
         n_tokens += sum(len(w) for w in written)
-        for j, k in enumerate(idx):
-            out[k] = tok.decode(written[j], skip_special_tokens=True).strip()
+        for j, row in enumerate(chunk):
+            said[row] = tok.decode(written[j], skip_special_tokens=True).strip()
     secs = time.perf_counter() - t0
-    if temperature is None:
-        where = {p: k for k, p in enumerate(unique)}
-        out = [out[where[p]] for p in prompts]
+    # back to the prompts' order: the m-th copy of a prompt gets its m-th sentence
+    seen: Counter = Counter()
+    out = []
+    for p in prompts:
+        k = where[p]
+        out.append(said[(k, seen[k] if temperature is not None else 0)])
+        seen[k] += 1
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else config.peak_rss_mib())
     return out, {"seconds": secs, "reasons_per_s": len(prompts) / secs,
-                 "generated_per_s": len(unique) / secs,
+                 "generated_per_s": len(todo) / secs,
                  "tokens_per_s": n_tokens / secs, "peak_mib": peak, "device": device.type}
