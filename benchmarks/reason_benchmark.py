@@ -1,6 +1,6 @@
 """Benchmark for chapter 05: how fast reasons are scored, generated and learned.
 
-    .venv/bin/python benchmarks/reason_benchmark.py             # CPU: ~20 minutes on 2 cores
+    .venv/bin/python benchmarks/reason_benchmark.py             # CPU: ~26 minutes on 2 cores
     .venv/bin/python benchmarks/reason_benchmark.py --steps 0   # skip the fine-tuning timing
 
 1. Scoring: every chapter-05 metric (BLEU-1/4, ROUGE-1/2/L, USR, FCR, DIV, and the per-pair
@@ -29,6 +29,7 @@
 Runs on the GPU when there is one, else on the CPU with 2 threads. Prints Markdown tables.
 """
 import argparse
+import copy
 import json
 import sys
 import time
@@ -101,7 +102,9 @@ def main() -> None:
                 (64, True, torch.float32, False), (32, False, torch.float32, False),
                 (64, True, torch.bfloat16, False), (64, True, torch.float32, True)]
     for bs, cache, dtype, constrained in settings:
-        m = model.to(dtype)
+        # a bfloat16 *copy*: casting the model itself and back would leave every later row with
+        # weights rounded to bfloat16 (the run of 2026-11-30 did; its speeds are unaffected)
+        m = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
         m.generation_config.use_cache = cache
         _, st = R.realise(tok_r, m, prompts, batch_size=bs, progress=False,
                           allowed=masks if constrained else None)
@@ -110,7 +113,7 @@ def main() -> None:
                      "decoding": "constrained" if constrained else "plain",
                      "prompts": len(prompts), "reasons/s": st["reasons_per_s"],
                      "tokens/s": st["tokens_per_s"], "peak MiB": st["peak_mib"]})
-    model = model.to(torch.float32)
+    del m
     model.generation_config.use_cache = True
     # the written-out loop with the output layer cut to the closed vocabulary (finished rows
     # leave the batch), greedy in float32 and int8 (dynamic quantisation of every Linear), and
