@@ -59,7 +59,7 @@ def main() -> None:
         if method.startswith("LoRA"):
             model = model.merge_and_unload()
         scores = R.realiser_scores(tok, model, w)
-        rows.append({"method": method, "lr": lr, "trainable parameters": f"{trainable:,}",
+        rows.append({"method": method, "lr": f"{lr:g}", "trainable parameters": f"{trainable:,}",
                      "s/step": secs / args.steps, "peak RSS MiB": config.peak_rss_mib(),
                      "to ship (MiB, fp16)": stored / 2**20,
                      "train loss, last 10": sum(losses[-10:]) / len(losses[-10:]),

@@ -161,7 +161,8 @@ def main() -> None:
     secs = time.perf_counter() - t0
     usr = len(set(said)) / len(said)
     rows.append({"path": f"whole warm split as served ({len(full)} pairs): sample + guard + "
-                         f"greedy for the {len(redo)} rejected, {st['redrawn']} redrawn; USR {usr:.3f}",
+                         f"greedy for the {len(redo)} rejected, {st['redrawn']} redrawn; "
+                         f"USR {usr:.3f}",
                  "batch": 256, "KV cache": True, "dtype": "float32",
                  "decoding": "closed vocab", "prompts": len(full), "reasons/s": len(full) / secs,
                  "tokens/s": st["tokens_per_s"], "peak MiB": st["peak_mib"]})

@@ -154,7 +154,8 @@ class ContentPlanner:
     FEATURES = (["bias_" + k for k in _KINDS] +
                 ["aspect_rank1", "aspect_rank2", "aspect_rank3", "aspect_in_profile",
                  "aspect_cat_rank1", "aspect_cat_rank2", "aspect_cat_unknown",
-                 "aspect_level", "aspect_score", "price_user_cheap", "price_item_cheap", "price_interaction",
+                 "aspect_level", "aspect_score", "price_user_cheap", "price_item_cheap",
+                 "price_interaction",
                  "colour_share", "colour_top", "pattern_share", "pattern_top",
                  "brand_share", "brand_top",
                  "pop_item", "pop_user_unknown", "pop_profile_match", "pop_max_share",
