@@ -117,13 +117,9 @@ class ContentPlanner:
         self.facts, self.second_threshold, self.C, self.seed = facts, second_threshold, C, seed
         self.rank = {int(u): {a: k for k, a in enumerate(row) if isinstance(a, str)}
                      for u, row in zip(profile["user_id"], profile[cols].to_numpy())}
-        # with a full profile (every aspect ranked), which aspects the user has evidence on:
-        # a finite score means the user touched a category that has the aspect
+        # with a full profile (every aspect ranked), each user's score of every aspect they have
+        # evidence on: a finite score means the user touched a category that has the aspect
         scols = [c.replace("aspect_", "score_") for c in cols]
-        self.known = ({int(u): {a for a, v in zip(row, sc) if isinstance(a, str) and np.isfinite(v)}
-                       for u, row, sc in zip(profile["user_id"], profile[cols].to_numpy(),
-                                             profile[scols].to_numpy(dtype=float))}
-                      if all(c in profile.columns for c in scols) else {})
         self.score = ({int(u): {a: float(v) for a, v in zip(row, sc)
                                 if isinstance(a, str) and np.isfinite(v)}
                        for u, row, sc in zip(profile["user_id"], profile[cols].to_numpy(),
@@ -174,18 +170,17 @@ class ContentPlanner:
                 x["aspect_in_profile"] = 1.0
                 x[f"aspect_rank{r + 1}"] = 1.0
             # the user's order of this category's aspects (a full profile ranks them all)
-            own = [a for a in _category_aspects(f.get("category"))
-                   if a in self.known.get(user, ())]
+            sc = self.score.get(user, {})
+            own = [a for a in _category_aspects(f.get("category")) if a in sc]
             if cand.name in own:
                 k = sorted(own, key=lambda a: ranks.get(a, 99)).index(cand.name)
                 if k < 2:
                     x[f"aspect_cat_rank{k + 1}"] = 1.0
             else:
                 x["aspect_cat_unknown"] = 1.0
-            sc = self.score.get(user, {})
-            vals = [sc[a] for a in own if a in sc]
-            if cand.name in sc and vals and max(vals) > 0:
-                x["aspect_score"] = max(min(sc[cand.name] / max(vals), 1.0), -1.0)
+            best = max((sc[a] for a in own), default=0.0)
+            if cand.name in sc and best > 0:
+                x["aspect_score"] = max(min(sc[cand.name] / best, 1.0), -1.0)
             x["aspect_level"] = (f.get("review_level", {}).get(cand.name, 4.5) - 3) / 2
         elif kind == "price":
             cheap_user = 0.5 - h.price.get(user, 0.5)
@@ -428,8 +423,9 @@ def fit_planner(world, validation_share: float = 0.2, progress: bool = True) -> 
             if hit > best[0] + 1e-12:
                 best = (hit, float(offset))
         offsets[name] = best + (len(part),)
-    sub.popularity_offset = offsets["seen"][1]
-    sub.new_item_offset = offsets["new"][1] if offsets["new"][2] >= 30 else None
+    # too few new-item validation pairs to trust their own offset: share the other one
+    new_item_offset = offsets["new"][1] if offsets["new"][2] >= 30 else None
+    sub.popularity_offset, sub.new_item_offset = offsets["seen"][1], new_item_offset
     # a second aspect when the model finds it nearly as likely as the first: how nearly is
     # chosen by the F1 of plans against the validation pairs' drivers (saying more raises
     # recall and costs precision)
@@ -446,9 +442,7 @@ def fit_planner(world, validation_share: float = 0.2, progress: bool = True) -> 
     final = ContentPlanner(world.facts, full, world.train_events, world.train,
                            world.lex).fit(world.train, progress)
     final.second_threshold = best_f1[1]
-    final.popularity_offset = offsets["seen"][1]
-    # too few new-item validation pairs to trust their own offset: share the other one
-    final.new_item_offset = offsets["new"][1] if offsets["new"][2] >= 30 else None
+    final.popularity_offset, final.new_item_offset = offsets["seen"][1], new_item_offset
     final.validation_hit = {k: v[0] for k, v in offsets.items()}
     final.validation_pairs = {k: v[2] for k, v in offsets.items()}
     return final

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 import re
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -374,7 +374,8 @@ def allowed_tokens(tok, plan: list[Claim], category: str | None, lex,
     from .guard import ALLOWED, category_nouns, category_words
 
     words = set(phrasing if phrasing is not None else ALLOWED) | {"popular"}
-    words |= category_words(category) | category_nouns(category) if isinstance(category, str) else set()
+    if isinstance(category, str):
+        words |= category_words(category) | category_nouns(category)
     if safe_name(brand or ""):
         words |= set(brand.split())
     for c in plan:
@@ -423,7 +424,10 @@ def realise_varied(tok, model, prompts: list[str], vocab: torch.Tensor, *,
     for r in range(redraws):
         said, again = set(), []
         for k, pair in enumerate(zip(prompts, out)):
-            (again.append(k) if pair in said else said.add(pair))
+            if pair in said:
+                again.append(k)
+            else:
+                said.add(pair)
         if not again:
             break
         new, st = realise_fast(tok, model, [prompts[k] for k in again], vocab,
