@@ -16,13 +16,16 @@
    layer cut to the closed vocabulary, finished rows leaving the batch) greedy in float32, with
    int8 MLPs (``R.quantize_mlp``) and int8 everywhere (dynamic quantisation), and sampled at
    temperature 1, with the share of sentences that
-   say exactly their plan; and the whole warm split as the chapter serves it (one sample per
-   pair, the guard, greedy for the rejected), with its unique-sentence ratio. reasons/s counts
+   say exactly their plan; and the whole warm split as the chapter serves it
+   (``nlg.realiser.serve``: one sample per pair, the guard, greedy for the rejected), with its
+   unique-sentence ratio. reasons/s counts
    sentences produced; tokens/s the new tokens; peak memory is the process's max RSS on a CPU
    (torch's allocator on CUDA).
 4. Resemblance against variety on the whole warm split: BLEU-4, USR, FMR and faithful of the
-   served sentences, the same model greedy and at temperature 0.7, and the phrasing bank with
-   0/25/50/100 % of pairs in the references' exact wording.
+   served sentences, the same model greedy and at temperature 0.7, the phrasing bank with
+   0/25/50/100 % of pairs in the references' exact wording, and the bank drawn as the
+   realiser's training mixture (``R.MIXTURE``); and, on the last 15 % of the training period,
+   the grid of mixtures the shipped one was chosen from.
 5. Fine-tuning: seconds per LoRA step (batch 16) on the realiser's training examples, and the
    projected time of the shipped adapter's recipe (its steps from ``reason_realiser.json``).
 
@@ -46,6 +49,35 @@ from helpers import config, models, nlg  # noqa: E402
 from helpers.nlg import realiser as R  # noqa: E402
 
 warnings.filterwarnings("ignore")
+
+
+def bank_mixture(w, plans, items, mixture: dict, seed: int = 0) -> list[str]:
+    """The phrasing bank drawn as a mixture, one sentence per pair. ``mixture``: per kind of
+    plan (``phrasing.kind_of``) the (exact, mirrored) shares as in ``R.MIXTURE``: a reference
+    template (one of the kind's, at random) with the first probability, its mirror with the
+    product as subject with the second, else any template; opinion words at random; a sentence
+    that repeats another copy of the same prompt's is drawn once more (as ``realise_varied``)."""
+    import random
+
+    from helpers.nlg import phrasing
+
+    rng, out, said = random.Random(seed), [], {}
+    for p, i in zip(plans, items):
+        f = w.facts[int(i)]
+        prompt = R.realiser_prompt(p, f)
+        kind = phrasing.kind_of(p)
+        exact, mirrored = mixture[kind]
+        for _ in range(2):
+            mirror, u = phrasing.MIRROR[kind], rng.random()
+            ref = rng.choice(sorted(mirror))
+            pick = (ref if u < exact else mirror[ref] if u < exact + mirrored
+                    else rng.randrange(phrasing.n_templates(p)))
+            s = phrasing.say(p, f, pick, rng.randrange(8))
+            if s not in said.setdefault(prompt, set()):
+                break
+        said[prompt].add(s)
+        out.append(s)
+    return out
 
 
 def main() -> None:
@@ -149,23 +181,18 @@ def main() -> None:
     full = [R.realiser_prompt(p, w.facts[int(i)]) for p, i in zip(plans, d["item_id"])]
     wanted = {(int(u), int(i)): {nlg.planner.driver_of(c) for c in p}
               for u, i, p in zip(d["user_id"], d["item_id"], plans)}
-    guard = nlg.ClosedWorldGuard(w.facts, w.lex, personal=lambda u, i: wanted[(u, i)])
-    t0 = time.perf_counter()
-    said, st = R.realise_varied(tok_r, model, full, vocab, temperature=1.0, seed=0)
-    users, items = d["user_id"].astype(int).tolist(), d["item_id"].astype(int).tolist()
-    redo = [k for k, x in enumerate(said) if not guard.passes(x, users[k], items[k])]
-    if redo:
-        again, _ = R.realise_fast(tok_r, model, [full[k] for k in redo], vocab)
-        for j, k in enumerate(redo):
-            said[k] = again[j] if guard.passes(again[j], users[k], items[k]) else "[fallback]"
-    secs = time.perf_counter() - t0
+    guard = nlg.ClosedWorldGuard(w.facts, w.lex, personal=lambda u, i: wanted[(u, i)],
+                                 fallback=nlg.TemplateExplainer(w.facts, w.profile))
+    said, st = R.serve(tok_r, model, vocab, guard, d["user_id"], d["item_id"], plans,
+                       temperature=1.0, seed=0)
     usr = len(set(said)) / len(said)
     rows.append({"path": f"whole warm split as served ({len(full)} pairs): sample + guard + "
-                         f"greedy for the {len(redo)} rejected, {st['redrawn']} redrawn; "
-                         f"USR {usr:.3f}",
+                         f"greedy for the {st['rejected']} rejected, {st['redrawn']} redrawn, "
+                         f"{st['fallback']} fallback; USR {usr:.3f}",
                  "batch": 256, "KV cache": True, "dtype": "float32",
-                 "decoding": "closed vocab", "prompts": len(full), "reasons/s": len(full) / secs,
-                 "tokens/s": st["tokens_per_s"], "peak MiB": st["peak_mib"]})
+                 "decoding": "closed vocab", "prompts": len(full),
+                 "reasons/s": st["reasons_per_s"], "tokens/s": st["tokens_per_s"],
+                 "peak MiB": st["peak_mib"]})
     print(f"\nGeneration on {device} ({torch.get_num_threads()} threads):\n")
     print(pd.DataFrame(rows).round(1).to_markdown(index=False))
 
@@ -192,9 +219,34 @@ def main() -> None:
                              else rng.randrange(phrasing.n_templates(p)), rng.randrange(8))
                 for p, i in zip(plans, d["item_id"])]
         trade[f"phrasing bank, {share:.0%} in the references' wording"] = score(outs)
+    trade["phrasing bank, the realiser's training mixture"] = score(
+        bank_mixture(w, plans, d["item_id"], R.MIXTURE))
     print("\nResemblance (BLEU-4) against variety (USR), whole warm split "
           "(chapter 05's PETER: BLEU-4 0.178, USR 0.118):\n")
     print(pd.DataFrame(trade).T[keep].round(3).to_markdown())
+    # how the training mixture was chosen: the bank drawn with each (exact, mirrored) share on
+    # the last 15 % of the training period, plans = the references' own claims (no test pair)
+    tr = w.train.sort_values("timestamp", kind="stable")
+    val = tr.iloc[int(len(tr) * 0.85):]
+    vplans = [R.plan_from_reason(r, w.lex) for r in val["reason"]]
+    val, vplans = val[[bool(p) for p in vplans]], [p for p in vplans if p]
+    every = lambda shares: {k: shares for k in R.MIXTURE}
+    aspects = lambda shares: dict(simple=(0.05, 0.45), aspect=shares, two_aspects=shares)
+    grid = {"plain bank": every((0, 0)), "exact 10 %": every((0.1, 0)),
+            "exact 20 %": every((0.2, 0)), "mirrored 50 %": every((0, 0.5)),
+            "exact 5 %, mirrored 45 %": every((0.05, 0.45))}
+    for ex_share, mirrored in [(0.2, 0.4), (0.35, 0.3), (0.5, 0.25), (0.7, 0.1)]:
+        grid[f"simple 5/45 %, aspects exact {ex_share:.0%}, mirrored {mirrored:.0%}"] = \
+            aspects((ex_share, mirrored))
+    assert R.MIXTURE in grid.values(), "the shipped mixture should be one of the grid's rows"
+    for label, mixture in grid.items():
+        s = nlg.score_reasons(bank_mixture(w, vplans, val["item_id"], mixture), val, w.lex,
+                              w.items_truth, w.facts)
+        grid[label] = {"BLEU-4": float(s["BLEU-4"]), "USR": float(s["USR"]),
+                       "shipped": "yes" if mixture == R.MIXTURE else ""}
+    print(f"\nChoosing the training mixture: the phrasing bank on the last 15 % of the training "
+          f"period ({len(val)} purchases, their references' plans):\n")
+    print(pd.DataFrame(grid).T.round(3).to_markdown())
 
     # 5. LoRA fine-tuning speed
     if args.steps:

@@ -248,12 +248,71 @@ def test_bank_names_the_product_only_from_closed_lists(world):
     assert words["this_b"] == words["this"] == "these trail shoes" and words["is"] == "are"
     f.update(category="backpacks", brand="Trailmark", title="Trailmark Pico daypack")
     assert PH.product_words(f)["this_b"] == "this Trailmark daypack"
-    assert R.realiser_prompt([P.POPULARITY], f) == "plan: popular | Trailmark daypack\nreason:"
+    assert R.realiser_prompt([P.POPULARITY], f) == "popular | Trailmark daypack\n"
     with pytest.raises(ValueError, match="category"):
         PH.item_noun({"category": "cars"})
     with pytest.raises(ValueError, match="non-empty list of Claim"):
         PH.say([], f)
     assert len(set(PH.paraphrases([P.POPULARITY], f, 5, seed=1))) == 5
+
+
+def test_mirror_says_the_reference_with_the_product_as_subject(world):
+    from helpers.metrics import bleu
+
+    found = 0
+    for item, reason in zip(world.train["item_id"][:400], world.train["reason"][:400]):
+        plan, f = R.plan_from_reason(reason, world.lex), world.facts[int(item)]
+        m = PH.mirror(plan, f, reason) if plan else None
+        if m is None:
+            continue
+        found += 1
+        # the product is named, the claims are the reference's, and what follows the subject
+        # is the reference's own words (what BLEU rewards)
+        assert PH.product_words(f)["this"].split()[-1] in m.lower(), (m, reason)
+        assert R.says_plan(m, plan, f, world.lex) and m != reason
+        assert bleu([m], [reason]) > 0.3, (m, reason)
+    assert found > 340
+    f = world.facts[int(world.train["item_id"].iloc[0])]
+    assert PH.mirror([P.POPULARITY], f, "Everyone loves it.") is None
+
+
+def test_training_mixture_is_seeded_and_follows_its_shares(world):
+    from helpers import models
+
+    tok, _ = models.language_model()
+    pairs = [(r, R.plan_from_reason(r, world.lex), world.facts[int(i)])
+             for i, r in zip(world.train["item_id"], world.train["reason"])]
+    pairs = [(r, p, f) for r, p, f in pairs if p]
+    mirrors = [PH.mirror(p, f, r) for r, p, f in pairs]
+
+    def shares(mixture, seed=1):
+        ex, prompts, targets, digest = R.training_examples(world, tok, 2, mixture, seed)
+        assert len(ex) == len(prompts) == len(targets) == 2 * len(pairs)
+        assert prompts[::2] == [R.realiser_prompt(p, f) for _, p, f in pairs]
+        twice = lambda xs: [x for x in xs for _ in range(2)]
+        simple = twice([PH.kind_of(p) == "simple" for _, p, _ in pairs])
+        hit = lambda want: [t == w for t, w in zip(targets, want)]
+        ref, mir = hit(twice([r for r, _, _ in pairs])), hit(twice(mirrors))
+        by = lambda xs, s: float(np.mean([x for x, k in zip(xs, simple) if k == s]))
+        return {"simple": (by(ref, True), by(mir, True)),
+                "aspects": (by(ref, False), by(mir, False))}, digest
+
+    got, digest = shares(R.MIXTURE)
+    assert digest == shares(R.MIXTURE)[1] != shares(R.MIXTURE, seed=2)[1]
+    # drawn: simple plans 5 % the reference and 45 % its mirror, aspect plans 35 % and 30 % (93 %
+    # of references have a mirror), and the bank's uniform draws land on either now and then
+    (sr, sm), (ar, am) = got["simple"], got["aspects"]
+    assert 0.05 < sr < 0.16 and 0.42 < sm < 0.55 and 0.35 < ar < 0.45 and 0.25 < am < 0.35, got
+    plain = {k: (0.0, 0.0) for k in R.MIXTURE}          # the plain bank: the mirror is rare
+    assert max(max(v) for v in shares(plain)[0].values()) < 0.2
+    only_ref = {k: (1.0, 0.0) for k in R.MIXTURE}
+    assert R.training_examples(world, tok, 1, only_ref)[2] == [r for r, _, _ in pairs]
+    for bad in (dict(per_purchase=0), dict(mixture={"simple": (0.1, 0.1)}),
+                dict(mixture=dict(R.MIXTURE, aspect=(0.7, 0.5))),
+                dict(mixture=dict(R.MIXTURE, simple=(float("nan"), 0.1))),
+                dict(mixture=dict(R.MIXTURE, simple=[0.1, 0.1]))):
+        with pytest.raises(ValueError):
+            R.training_examples(world, tok, **bad)
 
 
 # ------------------------------------------------------------------ the shipped realiser
@@ -359,3 +418,35 @@ def test_fast_greedy_loop_equals_generate_on_the_closed_vocabulary(world, planne
     said = lambda outs: np.mean([R.says_plan(s, p, world.facts[int(i)], world.lex)
                                  for s, p, i in zip(outs, plans, d["item_id"])])
     assert said(fast8) >= 0.8 and said(fast) >= 0.9     # wording may differ; the plan may not
+
+
+def test_serve_gives_every_pair_a_sentence_the_guard_passes_or_the_marked_fallback(
+        world, planner, realiser):
+    tok, model, _ = realiser
+    d = world.warm.iloc[:40]
+    plans = planner.plans(d["user_id"], d["item_id"], progress=False)
+    vocab = R.closed_vocabulary(tok, world.lex)
+    template = nlg.TemplateExplainer(world.facts, world.profile)
+    wanted = {(int(u), int(i)): {P.driver_of(c) for c in p}
+              for u, i, p in zip(d["user_id"], d["item_id"], plans)}
+    guard = nlg.ClosedWorldGuard(world.facts, world.lex, personal=lambda u, i: wanted[(u, i)],
+                                 fallback=template)
+    out, st = R.serve(tok, model, vocab, guard, d["user_id"], d["item_id"], plans, seed=1)
+    assert len(out) == len(d)
+    marked = [s.startswith(nlg.FALLBACK_PREFIX) for s in out]
+    assert sum(marked) == st["fallback"] <= st["rejected"] < len(d) // 4
+    assert all(m or guard.passes(s, int(u), int(i))
+               for s, m, u, i in zip(out, marked, d["user_id"], d["item_id"]))
+    # a guard that refuses everything: every pair gets the marked fallback, none is dropped
+    refuse = nlg.ClosedWorldGuard(world.facts, world.lex, personal=lambda u, i: set(),
+                                  fallback=template)
+    out2, st2 = R.serve(tok, model, vocab, refuse, d["user_id"][:6], d["item_id"][:6], plans[:6])
+    assert st2["fallback"] == st2["rejected"] == 6
+    assert all(s.startswith(nlg.FALLBACK_PREFIX) for s in out2)
+    with pytest.raises(ValueError, match="same length"):
+        R.serve(tok, model, vocab, guard, d["user_id"][:3], d["item_id"][:2], plans[:3])
+    with pytest.raises(ValueError, match="fallback explainer"):
+        R.serve(tok, model, vocab, nlg.ClosedWorldGuard(world.facts, world.lex),
+                d["user_id"][:1], d["item_id"][:1], plans[:1])
+    with pytest.raises(ValueError, match="empty plans"):
+        R.serve(tok, model, vocab, guard, d["user_id"][:2], d["item_id"][:2], [plans[0], []])

@@ -5,8 +5,9 @@
 
 Data: every training purchase of chapter 05's time split (``nlg.reason_world()``), its prompt
 built from the plan its reference reason realises (the reason's own claims) and the item's brand
-and noun; the targets are the reference and two sentences for the same plan from the phrasing
-bank (``nlg.phrasing``); identical (prompt, target) pairs are kept once. Model: SmolLM2-135M-Instruct with
+and noun; three targets per purchase drawn from a mixture of the reference, the reference with
+the product as its subject and random phrasing-bank sentences for the plan
+(``nlg.realiser.MIXTURE`` gives the shares and says why). Model: SmolLM2-135M-Instruct with
 LoRA on every linear layer (``nlg.realiser.add_lora``). Training: AdamW, loss on the reason's
 tokens only, seeded batches; checkpoints every 20 steps in ``build/artifacts/`` so an
 interrupted run resumes where it stopped. Output: ``helpers/weights/reason_realiser.safetensors``
@@ -28,9 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=float, default=0.7)
-    ap.add_argument("--paraphrases", type=int, default=2,
-                    help="phrasing-bank sentences per training purchase, besides its reference")
+    ap.add_argument("--epochs", type=float, default=0.5)
+    ap.add_argument("--per-purchase", type=int, default=3, help="targets drawn per purchase")
     ap.add_argument("--steps", type=int, default=None, help="overrides --epochs")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -50,9 +50,10 @@ def main(argv=None):
     config.seed_everything(args.seed)
     world = reason_world()
     tok, base = models.language_model(device=config.get_device())
-    examples, prompts, targets, digest = R.training_examples(world, tok, args.paraphrases, args.seed)
+    examples, prompts, targets, digest = R.training_examples(
+        world, tok, args.per_purchase, R.MIXTURE, args.seed)
     steps = args.steps or int(round(args.epochs * len(examples) / args.batch_size))
-    print(f"{len(examples)} distinct (plan, reason) examples, {steps} steps of {args.batch_size}")
+    print(f"{len(examples)} (plan, reason) examples, {steps} steps of {args.batch_size}")
     model = R.add_lora(base, r=args.r, alpha=args.alpha, seed=args.seed)
     t0 = time.perf_counter()
     losses = finetune_lm(model, examples, steps=steps, batch_size=args.batch_size, lr=args.lr,
@@ -62,7 +63,8 @@ def main(argv=None):
     meta = {"lora": {"r": args.r, "alpha": args.alpha, "dropout": 0.05,
                      "targets": list(R.LORA_TARGETS)},
             "base_model": "SmolLM2-135M-Instruct (helpers/assets.json: smollm2)",
-            "training": {"examples": len(examples), "paraphrases": args.paraphrases,
+            "training": {"examples": len(examples), "per_purchase": args.per_purchase,
+                         "mixture": {k: list(v) for k, v in R.MIXTURE.items()},
                          "data_sha256": digest, "steps": steps,
                          "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                          "optimizer": "AdamW, weight decay 0, grad-norm clip 1.0",

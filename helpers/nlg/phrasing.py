@@ -49,6 +49,7 @@ TWO_ASPECTS = [
     "Both {a} and {a2} matter to you; here you get {o} {a} and {o2} {a2}.",
     "{This_b} {combine} {o} {a} and {o2} {a2}, the two things you value.",
     "{This_b} {combine} {o} {a} with {o2} {a2}, both important to you.",
+    "You care about {a} and {a2}; {this_b} {deliver} {o} {a} and {o2} {a2}.",
 ]
 SIMPLE = {
     "price": [
@@ -92,6 +93,13 @@ SIMPLE = {
         "{Brand} is a brand you like, and {this} {is} one of theirs.",
     ],
 }
+MIRROR = {"aspect": {0: 10, 1: 11, 2: 12}, "two_aspects": {0: 5, 1: 6}, "simple": {0: 1}}
+"""For each reference template (ShopWorld's ``REASON_TEMPLATES``, which are the bank's first
+templates of each kind), the bank template that says the same words with the product as its
+subject: *It is good value for money ...* -> *This Kaffa espresso machine is good value for
+money ...*. It keeps most of the reference's word sequences (what BLEU rewards) and differs from
+product to product (what USR rewards)."""
+
 _OPINION = {"high": ["excellent", "outstanding", "superb", "fantastic", "great", "very good",
                      "solid", "impressive"],
             "mid": ["decent", "okay", "average", "acceptable"],
@@ -173,11 +181,42 @@ def say(plan: list[Claim], facts: dict, pick: int = 0, opinion_pick: int = 0) ->
 
 def n_templates(plan: list[Claim]) -> int:
     """How many templates the bank has for this kind of plan."""
+    c, kind = plan[0], kind_of(plan)
+    if kind != "simple":
+        return len(TWO_ASPECTS if kind == "two_aspects" else ASPECT)
+    return len(SIMPLE["price" if c.kind == "aspect" else c.kind])
+
+
+def kind_of(plan: list[Claim]) -> str:
+    """'two_aspects', 'aspect' or 'simple' (price, popularity, colour, pattern, brand): which
+    templates say this plan, and the key of :data:`MIRROR`."""
     c = plan[0]
     if c.kind == "aspect" and c.name != "price":
         two = len(plan) > 1 and plan[1].kind == "aspect" and plan[1].name != "price"
-        return len(TWO_ASPECTS if two else ASPECT)
-    return len(SIMPLE["price" if c.kind == "aspect" else c.kind])
+        return "two_aspects" if two else "aspect"
+    return "simple"
+
+
+def reference_pick(plan: list[Claim], facts: dict, reason: str) -> tuple[int, int] | None:
+    """``(template, opinion_pick)`` with which :func:`say` gives exactly ``reason`` for this
+    plan and item, searched among the reference templates; ``None`` when no bank sentence is
+    the reference word for word (7 % of training reasons: two aspects whose opinion words the
+    bank pairs differently)."""
+    for t in MIRROR[kind_of(plan)]:
+        for k in range(8):
+            if say(plan, facts, t, k) == reason:
+                return t, k
+    return None
+
+
+def mirror(plan: list[Claim], facts: dict, reason: str) -> str | None:
+    """The reference ``reason`` said again with the product as its subject (:data:`MIRROR`),
+    same opinion words; ``None`` when :func:`reference_pick` finds no template for it."""
+    found = reference_pick(plan, facts, reason)
+    if found is None:
+        return None
+    t, k = found
+    return say(plan, facts, MIRROR[kind_of(plan)][t], k)
 
 
 def paraphrases(plan: list[Claim], facts: dict, n: int, seed: int = 0) -> list[str]:
@@ -198,5 +237,5 @@ def paraphrases(plan: list[Claim], facts: dict, n: int, seed: int = 0) -> list[s
     return out
 
 
-__all__ = ["ASPECT", "TWO_ASPECTS", "SIMPLE", "item_noun", "product_words", "say",
-           "n_templates", "paraphrases"]
+__all__ = ["ASPECT", "TWO_ASPECTS", "SIMPLE", "MIRROR", "item_noun", "product_words", "say",
+           "n_templates", "kind_of", "reference_pick", "mirror", "paraphrases"]

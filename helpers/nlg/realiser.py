@@ -4,10 +4,9 @@ The realiser never sees a review, a title or a description: its prompt is the pl
 planner chose from the shop's stated facts — and the product: its safe brand and its own noun from
 the category's closed list, e.g. ::
 
-    plan: comfort high; fit high | Stride trail shoes
-    reason:
+    comfort high; fit high | Stride trail shoes
 
-That is the *least information* defence against prompt injection: text written by strangers
+and the sentence follows on the next line. That is the *least information* defence against prompt injection: text written by strangers
 cannot steer a model that never reads it. The only free text that can reach the prompt is a
 brand name, and it enters only through :func:`safe_name` (letters, digits, spaces, one hyphen
 or apostrophe between letters; anything else and the brand is left out).
@@ -66,8 +65,9 @@ def realiser_prompt(plan: list[Claim], item) -> str:
 
     ``item``: the item's :func:`~helpers.nlg.claims.item_facts` entry — the product is named by
     its safe brand and its own noun from the category's closed list
-    (:func:`~helpers.nlg.phrasing.item_noun`), e.g. ``'plan: comfort high | Stride trail
-    shoes'``; or a ShopWorld category key ('running_shoes'), which names the category only.
+    (:func:`~helpers.nlg.phrasing.item_noun`), e.g. ``'comfort high | Stride trail shoes\\n'``
+    (the sentence follows the newline); or a ShopWorld category key ('running_shoes'), which
+    names the category only.
     Nothing else of the item's text reaches the prompt: a brand that is not a safe name and a
     category that is not ShopWorld's are left out."""
     from .phrasing import item_noun
@@ -83,7 +83,7 @@ def realiser_prompt(plan: list[Claim], item) -> str:
         product = item.replace("_", " ")
     else:
         product = ""
-    return f"plan: {text} | {product}\nreason:" if product else f"plan: {text}\nreason:"
+    return f"{text} | {product}\n" if product else f"{text}\n"
 
 
 def says_plan(sentence: str, plan: list[Claim], facts: dict, lex) -> bool:
@@ -142,31 +142,69 @@ class TemplateRealiser:
         return V.REASON_TEMPLATES[c.kind].format(**{c.kind: c.name})
 
 
-def training_examples(world, tok, paraphrases: int = 2, seed: int = 0):
+MIXTURE = {"simple": (0.05, 0.45), "aspect": (0.35, 0.30), "two_aspects": (0.35, 0.30)}
+"""The realiser's training mixture per kind of plan (:func:`~helpers.nlg.phrasing.kind_of`):
+(share of targets that are the reference itself, share that are its mirror with the product as
+subject); the rest are random phrasing-bank sentences for the plan. A popularity, price, colour,
+pattern or brand reference is one sentence for every product (*It is popular with shoppers who
+like what you like.*): said often, it makes shoppers' reasons identical, so its mirror carries
+the references' words instead. An aspect reference names the aspect and an opinion word, and so
+differs between products: it can be said as it is more often. Chosen with the phrasing bank on
+the last 15 % of the training period (``benchmarks/reason_benchmark.py`` prints that grid)."""
+
+
+def training_examples(world, tok, per_purchase: int = 3, mixture: dict | None = None,
+                      seed: int = 0):
     """The realiser's training set: every training purchase of ``world``
-    (:func:`~helpers.nlg.world.reason_world`), its prompt built from the plan its reference
-    reason realises and the item (:func:`realiser_prompt`); the targets are the reference
-    sentence and ``paraphrases`` sentences for the same plan from the phrasing bank
-    (:mod:`~helpers.nlg.phrasing`, seeded per purchase). Identical (prompt, target) pairs are
-    kept once. Returns ``(examples, prompts, targets, sha256 of the prompts and targets)``."""
+    (:func:`~helpers.nlg.world.reason_world`) gives ``per_purchase`` examples, each the prompt
+    built from the plan its reference reason realises and the item (:func:`realiser_prompt`)
+    with a target drawn from ``mixture`` (default :data:`MIXTURE`; per kind of plan, the shares
+    of the reference itself and of the reference with the product as its subject,
+    :func:`~helpers.nlg.phrasing.mirror`); otherwise — and where the reference has no mirror —
+    a random sentence of the phrasing bank for that plan. Seeded; every purchase weighs the
+    same, so a product bought often with one plan is seen often, as in the purchase log.
+
+    Why a mixture: BLEU rewards the references' word sequences, the unique-sentence ratio
+    rewards not repeating a sentence (see :data:`MIXTURE`).
+    Returns ``(examples, prompts, targets, sha256 of the prompts and targets)``."""
+    import random
+
     from . import phrasing
 
-    if isinstance(paraphrases, bool) or not isinstance(paraphrases, int) or paraphrases < 0:
-        raise ValueError(f"paraphrases must be a non-negative integer, got {paraphrases!r}")
-    seen, prompts, targets = set(), [], []
-    for n, (item, reason) in enumerate(zip(world.train["item_id"], world.train["reason"])):
+    mixture = MIXTURE if mixture is None else mixture
+    if isinstance(per_purchase, bool) or not isinstance(per_purchase, int) or per_purchase < 1:
+        raise ValueError(f"per_purchase must be a positive integer, got {per_purchase!r}")
+    if not isinstance(mixture, dict) or set(mixture) != set(MIXTURE):
+        raise ValueError(f"mixture must map each of {sorted(MIXTURE)} to (exact, mirrored) "
+                         f"shares, got {mixture!r}")
+    for kind, shares in mixture.items():
+        ok = (isinstance(shares, tuple) and len(shares) == 2 and
+              all(not isinstance(v, bool) and isinstance(v, (int, float)) and 0 <= v <= 1
+                  for v in shares))
+        if not ok or sum(shares) > 1:
+            raise ValueError(f"mixture[{kind!r}] must be (exact, mirrored), two probabilities "
+                             f"summing to at most 1, got {shares!r}")
+    rng = random.Random(seed)
+    prompts, targets = [], []
+    for item, reason in zip(world.train["item_id"], world.train["reason"]):
         plan = plan_from_reason(reason, world.lex)
         if not plan:
             continue
         facts = world.facts[int(item)]
         prompt = realiser_prompt(plan, facts)
-        extra = phrasing.paraphrases(plan, facts, paraphrases, seed=seed * 100_003 + n) \
-            if paraphrases else []
-        for target in [reason] + extra:
-            if (prompt, target) not in seen:
-                seen.add((prompt, target))
-                prompts.append(prompt)
-                targets.append(target)
+        mirror = phrasing.mirror(plan, facts, reason)
+        exact, mirrored = mixture[phrasing.kind_of(plan)]
+        for _ in range(per_purchase):
+            u = rng.random()
+            if u < exact:
+                target = reason
+            elif u < exact + mirrored and mirror is not None:
+                target = mirror
+            else:
+                target = phrasing.say(plan, facts, rng.randrange(phrasing.n_templates(plan)),
+                                      rng.randrange(8))
+            prompts.append(prompt)
+            targets.append(target)
     digest = hashlib.sha256(json.dumps([prompts, targets]).encode()).hexdigest()
     examples = [encode_plan_example(tok, p, t) for p, t in zip(prompts, targets)]
     return examples, prompts, targets, digest
@@ -271,7 +309,7 @@ def load_realiser(path: str | Path = ADAPTER, *, device=None, merge: bool = True
 
 
 # ============================================================================ generation
-def realise(tok, model, prompts: list[str], *, batch_size: int = 64, max_new_tokens: int = 28,
+def realise(tok, model, prompts: list[str], *, batch_size: int = 64, max_new_tokens: int = 40,
             strategy: str = "greedy", temperature: float = 0.8, top_p: float = 0.95,
             num_return_sequences: int = 1, seed: int = 0, allowed: list | None = None,
             progress: bool = True) -> tuple[list[str], dict]:
@@ -442,6 +480,54 @@ def realise_varied(tok, model, prompts: list[str], vocab: torch.Tensor, *,
     return out, stats
 
 
+def serve(tok, model, vocab: torch.Tensor, guard, users, items, plans: list[list[Claim]], *,
+          temperature: float = 1.0, seed: int = 0, batch_size: int = 256) -> tuple[list[str], dict]:
+    """Chapter 05's realiser as a shop would run it, one sentence per (user, item, plan):
+
+    1. a sample at ``temperature`` over the closed vocabulary, drawn once more where another
+       shopper already got the same sentence for the same plan and product
+       (:func:`realise_varied`);
+    2. the guard (a :class:`~helpers.nlg.guard.ClosedWorldGuard` with a fallback explainer)
+       checks it; for every sample it rejects, the greedy sentence of the same prompt is
+       checked instead, and where that fails too the fallback explainer's marked reason is
+       served.
+
+    ``guard.personal`` decides which drivers count as personal (the chapter passes the plan's
+    own drivers). Returns ``(sentences, stats)``: stats of the sampling pass plus ``redrawn``,
+    ``rejected`` (samples the guard refused), ``fallback`` (pairs given the marked reason) and
+    ``seconds``/``reasons_per_s`` for the whole loop, guard included."""
+    import time
+
+    users = [int(u) for u in users]
+    items = [int(i) for i in items]
+    if not (len(users) == len(items) == len(plans)):
+        raise ValueError(f"users, items and plans must be the same length, got {len(users)}, "
+                         f"{len(items)}, {len(plans)}")
+    if getattr(guard, "fallback", None) is None:
+        raise ValueError("the guard needs a fallback explainer (ClosedWorldGuard(..., "
+                         "fallback=TemplateExplainer(...))): a rejected pair must still be served")
+    empty = [k for k, p in enumerate(plans) if not p]
+    if empty:
+        raise ValueError(f"{len(empty)} empty plans (first at position {empty[0]}): an empty plan "
+                         "has nothing to say; give those pairs the template instead")
+    t0 = time.perf_counter()
+    prompts = [realiser_prompt(p, guard.facts[i]) for p, i in zip(plans, items)]
+    out, stats = realise_varied(tok, model, prompts, vocab, temperature=temperature, seed=seed,
+                                batch_size=batch_size)
+    redo = [k for k, s in enumerate(out) if not guard.passes(s, users[k], items[k])]
+    fallback = 0
+    if redo:
+        greedy, _ = realise_fast(tok, model, [prompts[k] for k in redo], vocab,
+                                 batch_size=batch_size)
+        for j, k in enumerate(redo):
+            out[k], used = guard.choose([greedy[j]], users[k], items[k])
+            fallback += used
+    seconds = time.perf_counter() - t0
+    stats.update(rejected=len(redo), fallback=fallback, seconds=seconds,
+                 reasons_per_s=len(prompts) / seconds)
+    return out, stats
+
+
 def reference_scores(path: str | Path, world, n: int = 48) -> dict:
     """The shipped adapter's recorded scores, re-measured by the test: :func:`realiser_scores`
     of the adapter at ``path``."""
@@ -495,12 +581,15 @@ def quantize_mlp(model):
 def closed_vocabulary(tok, lex) -> torch.Tensor:
     """Token ids of every word a guarded reason may contain — the allowed phrasing, every
     aspect, opinion word, colour, pattern and value phrase, the brands with safe names, every
-    category's nouns, 'popular' — with and without a leading space and capitalised, plus
+    category's nouns, 'popular', 'most' — with and without a leading space and capitalised, plus
     punctuation and end-of-sequence. About 2,000 of SmolLM2's 49,152 tokens."""
     from .claims import _PATTERN_WORDS, _PRICE_PHRASES
     from .guard import ALLOWED, category_nouns, category_words
 
-    words = set(ALLOWED) | {"popular"} | set(lex.colours)
+    # 'most' is not allowed phrasing in general (never "the most durable"), but the guard passes
+    # it at the end of a sentence ("what you care about most"): without its token, decoding
+    # could not finish the references' own wording and would make up a word instead
+    words = set(ALLOWED) | {"popular", "most"} | set(lex.colours)
     words |= {w for a in lex.aspects for w in a.split()}
     words |= {w for o in lex.opinion_band for w in o.split()}
     words |= {w for ps in _PATTERN_WORDS.values() for p in ps for w in p.split()}
@@ -514,7 +603,7 @@ def closed_vocabulary(tok, lex) -> torch.Tensor:
 
 @torch.inference_mode()
 def realise_fast(tok, model, prompts: list[str], vocab: torch.Tensor, *, batch_size: int = 256,
-                 max_new_tokens: int = 28, temperature: float | None = None,
+                 max_new_tokens: int = 40, temperature: float | None = None,
                  seed: int = 0) -> tuple[list[str], dict]:
     """Decoding written out, nanoGPT-style, for speed on a CPU: one forward pass over the
     (left-padded) prompts fills the KV cache, then one token per step for the whole batch, with
