@@ -4,6 +4,7 @@
 #   make lab       JupyterLab at chapter 00
 #   make chapters  regenerate chapters/ from solutions/
 #   make assets    fetch + verify the offline models and data (the only network step)
+#   make peers     the field's toolkits on their own protocols, in their own env (hours)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
@@ -18,9 +19,9 @@ export TOKENIZERS_PARALLELISM := false
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYTHONHASHSEED := 0
 
-.PHONY: venv assets course test lab chapters clean help
+.PHONY: venv assets course test lab chapters clean help peers
 help:
-	@sed -n '2,7p' Makefile
+	@sed -n '2,8p' Makefile
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v in ((3, 11), (3, 12)) else \
@@ -53,6 +54,17 @@ lab: assets
 
 chapters: $(STAMP)
 	$(PY) -m helpers.notebooks chapters
+
+# The field's toolkits (RecBole, Surprise) in their own environment, on their own protocols:
+# benchmarks/results/peers_ml100k.json. Hours on a CPU (RecBole's SASRec and BERT4Rec); the
+# course never needs it. PEERS_ARGS narrows it, e.g. PEERS_ARGS="--only surprise".
+PEERS_VENV := build/peers-venv
+PEERS_ARGS ?=
+peers:
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --disable-pip-version-check -r benchmarks/peers/requirements.txt
+	$(PEERS_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r benchmarks/peers/requirements-nodeps.txt
+	$(PEERS_VENV)/bin/python benchmarks/peers/run_peers.py $(PEERS_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

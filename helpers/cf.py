@@ -24,7 +24,8 @@ from .data import (DataError, require_columns, require_finite, require_ids, requ
 from .metrics import rank_from_scores, ranking_metrics
 from .preprocess import IdMap, build_id_map
 
-__all__ = ["Recommender", "GlobalMean", "Biases", "MostPopular", "KNN", "BiasedMF", "BPR"]
+__all__ = ["Recommender", "GlobalMean", "Biases", "MostPopular", "KNN", "BiasedMF", "BPR", "EASE",
+           "ImplicitALS"]
 
 
 def _torch_csr(m: sp.csr_matrix) -> torch.Tensor:
@@ -135,11 +136,15 @@ class Recommender:
         # a user with fewer than k unseen items gets a shorter list, never a seen item
         return out[np.isfinite(out["score"])].reset_index(drop=True)
 
-    def evaluate(self, test: pd.DataFrame, k: int = 10, candidates=None) -> dict[str, float]:
+    def evaluate(self, test: pd.DataFrame, k: int = 10, candidates=None,
+                 exclude: pd.DataFrame | None = None) -> dict[str, float]:
         """Full-ranking metrics on held-out interactions: every user in ``test`` ranks all
         items not in their training data; their ``test`` items are the relevant ones. Returns
         :func:`helpers.metrics.ranking_metrics` (precision, recall, NDCG, MRR, HR at k, and
         catalogue coverage). Test users or items unknown to the model are an error.
+
+        ``exclude``: more (user, item) interactions to leave out of the ranking — the
+        validation part, as RecBole masks it when it tests (its users and items must be known).
 
         ``candidates`` (raw item IDs) restricts the ranking to those items, e.g. only the new
         items of a cold-start split; every test item must then be a candidate."""
@@ -160,7 +165,15 @@ class Recommender:
                 raise DataError("some test items are not among the candidates; restrict the "
                                 "test data to the candidate items first.")
             scores = np.where(cand[None, :], scores, -np.inf)
-        top = rank_from_scores(scores, k, exclude=self.seen[idx])
+        masked = self.seen[idx]
+        if exclude is not None:
+            require_columns(exclude, [self.col_user, self.col_item], "the excluded interactions")
+            ex = exclude[exclude[self.col_user].isin(users)]
+            rows = np.searchsorted(users, ex[self.col_user].to_numpy())
+            cols = self.item_map.encode(ex[self.col_item], "excluded item")
+            extra = sp.csr_matrix((np.ones(len(ex)), (rows, cols)), shape=masked.shape)
+            masked = ((masked + extra) > 0).astype(np.float64)
+        top = rank_from_scores(scores, k, exclude=masked)
         items = test.assign(_i=test_idx)
         relevant = items.groupby(self.col_user)["_i"].apply(set).reindex(users).tolist()
         return ranking_metrics(top, relevant, k, n_items=len(self.item_map))
@@ -480,31 +493,58 @@ class BPR(Recommender):
     Score ``x_ui = p_u · q_i + b_i``. For each observed (u, i) draw an item j the user has not
     interacted with and maximise ``log σ(x_ui − x_uj)`` minus L2 regularisation, by Adam on
     mini-batches.
+
+    ``fit(..., valid=...)`` stops early the way RecBole does: after every epoch the validation
+    interactions are ranked (training items masked), and training stops once MRR@10 has not
+    improved for ``patience`` epochs; the best epoch's weights are kept. ``n_epochs`` is then
+    the most it may run. ``history_valid`` records the validation MRR@10 per epoch.
     """
 
     def __init__(self, n_factors: int = 64, reg: float = 1e-4, n_epochs: int = 30,
-                 lr: float = 0.01, batch_size: int = 2048, seed: int = 0, **kw):
+                 lr: float = 0.01, batch_size: int = 2048, seed: int = 0,
+                 device: str | None = "cpu", **kw):
+        from .config import get_device
+
         super().__init__(**kw)
         _check_factor_model(n_factors, reg, n_epochs, lr, seed)
         require_int("batch_size", batch_size, 1)
+        self.device = get_device(device)      # None: CUDA, then MPS, then CPU; a missing one fails
         self.n_factors, self.reg, self.n_epochs = n_factors, reg, n_epochs
         self.lr, self.batch_size, self.seed = lr, batch_size, seed
         self.history: list[float] = []
 
-    def fit(self, df, user_map=None, item_map=None):
+    def fit(self, df, user_map=None, item_map=None, valid: pd.DataFrame | None = None,
+            patience: int = 10):
         from tqdm.auto import tqdm
 
+        require_int("patience", patience, 1)
         self._prepare(df, user_map, item_map)
+        check = None
+        if valid is not None:
+            require_columns(valid, [self.col_user, self.col_item], "the validation data")
+            if len(valid) == 0:
+                raise DataError("the validation data is empty: pass valid=None to train for "
+                                "n_epochs without early stopping")
+            v_users = np.sort(valid[self.col_user].unique())
+            v_idx = self.user_map.encode(v_users, "validation user")
+            v_items = valid.assign(_i=self.item_map.encode(valid[self.col_item],
+                                                           "validation item"))
+            v_rel = v_items.groupby(self.col_user)["_i"].apply(set).reindex(v_users).tolist()
+            check = (v_idx, v_rel, self.seen[v_idx])
         pairs = np.unique(np.stack([self.u, self.i], 1), axis=0)
         n_u, n_i = self.seen.shape
         gen = torch.Generator().manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        self.P = torch.nn.Parameter(torch.randn(n_u, self.n_factors, generator=gen) * 0.05)
-        self.Q = torch.nn.Parameter(torch.randn(n_i, self.n_factors, generator=gen) * 0.05)
-        self.b = torch.nn.Parameter(torch.zeros(n_i))
+        dev = self.device
+        self.P = torch.nn.Parameter((torch.randn(n_u, self.n_factors, generator=gen) * 0.05)
+                                    .to(dev))
+        self.Q = torch.nn.Parameter((torch.randn(n_i, self.n_factors, generator=gen) * 0.05)
+                                    .to(dev))
+        self.b = torch.nn.Parameter(torch.zeros(n_i, device=dev))
         opt = torch.optim.Adam([self.P, self.Q, self.b], lr=self.lr)
         seen = self.seen.tocsr()
-        self.history = []
+        self.history, self.history_valid = [], []
+        best, best_state, waited = -np.inf, None, 0
         for _ in tqdm(range(self.n_epochs), desc="BPR epochs", leave=False,
                       disable=self.n_epochs < 20):
             order = rng.permutation(len(pairs))
@@ -518,9 +558,9 @@ class BPR(Recommender):
             total = 0.0
             for lo in range(0, len(pairs), self.batch_size):
                 sl = order[lo:lo + self.batch_size]
-                u = torch.as_tensor(pairs[sl, 0])
-                i = torch.as_tensor(pairs[sl, 1])
-                j = torch.as_tensor(neg[lo:lo + self.batch_size])
+                u = torch.as_tensor(pairs[sl, 0], device=dev)
+                i = torch.as_tensor(pairs[sl, 1], device=dev)
+                j = torch.as_tensor(neg[lo:lo + self.batch_size], device=dev)
                 pu, qi, qj = self.P[u], self.Q[i], self.Q[j]
                 diff = (pu * (qi - qj)).sum(1) + self.b[i] - self.b[j]
                 loss = -torch.nn.functional.logsigmoid(diff).mean() + self.reg * (
@@ -530,9 +570,117 @@ class BPR(Recommender):
                 opt.step()
                 total += float(loss.detach()) * len(sl)
             self.history.append(total / len(pairs))
+            if check is not None:
+                v_idx, v_rel, v_seen = check
+                top = rank_from_scores(self.scores(v_idx), 10, exclude=v_seen)
+                mrr = ranking_metrics(top, v_rel, 10)["mrr@10"]
+                self.history_valid.append(mrr)
+                if mrr > best:
+                    best, waited = mrr, 0
+                    best_state = [t.detach().clone() for t in (self.P, self.Q, self.b)]
+                else:
+                    waited += 1
+                    if waited >= patience:
+                        break
+        if best_state is not None:
+            with torch.no_grad():
+                for t, b in zip((self.P, self.Q, self.b), best_state):
+                    t.copy_(b)
         return self
 
     def scores(self, user_idx):
         with torch.no_grad():
-            idx = torch.as_tensor(user_idx)
-            return (self.P[idx] @ self.Q.T + self.b[None, :]).numpy()
+            idx = torch.as_tensor(np.asarray(user_idx), device=self.P.device)
+            return (self.P[idx] @ self.Q.T + self.b[None, :]).cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- EASE, ALS
+class EASE(Recommender):
+    """EASEᴿ (Steck, 2019), a shallow auto-encoder learned in closed form.
+
+    Each item's column of the binary user-item matrix ``X`` is regressed on all the other
+    items' columns (ridge, weight ``reg``), which gives an item-item weight matrix ``B`` with a
+    zero diagonal (an item may not predict itself)::
+
+        P = (XᵀX + reg·I)⁻¹,    B_ij = −P_ij / P_jj,    B_jj = 0,    scores = X B
+
+    One matrix inverse of size n_items²: seconds for thousands of items, out of reach for
+    millions (then use a sparse or low-rank variant).
+    """
+
+    def __init__(self, reg: float = 250.0, **kw):
+        super().__init__(**kw)
+        require_number("reg", reg, low=0.0, low_open=True)
+        self.reg = float(reg)
+
+    def fit(self, df, user_map=None, item_map=None):
+        self._prepare(df, user_map, item_map)
+        gram = (self.seen.T @ self.seen).toarray()
+        gram[np.diag_indices_from(gram)] += self.reg
+        p = np.linalg.inv(gram)
+        self.B = (p / -np.diag(p)).astype(np.float32)      # column j divided by -P_jj
+        np.fill_diagonal(self.B, 0.0)
+        return self
+
+    def scores(self, user_idx):
+        return np.asarray(self.seen[np.asarray(user_idx)] @ self.B)
+
+
+class ImplicitALS(Recommender):
+    """Matrix factorisation for implicit feedback (Hu, Koren & Volinsky, 2008).
+
+    Every (user, item) cell counts: preference ``p_ui`` = 1 if the user interacted with the
+    item, else 0, with confidence ``c_ui = 1 + alpha·r_ui`` (``r_ui`` = 1 per interaction;
+    0 for the cells never seen, which still count with confidence 1). Minimise
+    ``Σ c_ui (p_ui − x_uᵀy_i)² + reg·(Σ‖x_u‖² + Σ‖y_i‖²)`` by alternating exact least squares::
+
+        x_u = (YᵀY + Yᵀ(C_u − I)Y + reg·I)⁻¹ Yᵀ C_u p_u
+
+    ``YᵀY`` is shared by every user, so each solve touches only the user's own items: the
+    trick that makes the dense objective cheap. Items are solved the same way with the roles
+    swapped.
+    """
+
+    def __init__(self, n_factors: int = 64, reg: float = 0.05, alpha: float = 10.0,
+                 n_iter: int = 15, seed: int = 0, **kw):
+        super().__init__(**kw)
+        require_int("n_factors", n_factors, 1)
+        require_int("n_iter", n_iter, 1)
+        require_int("seed", seed, 0)
+        require_number("reg", reg, low=0.0, low_open=True)
+        require_number("alpha", alpha, low=0.0)
+        self.n_factors, self.reg, self.alpha = n_factors, float(reg), float(alpha)
+        self.n_iter, self.seed = n_iter, seed
+
+    @staticmethod
+    def _solve(rows: sp.csr_matrix, other: np.ndarray, reg: float, alpha: float) -> np.ndarray:
+        """One half-step: the factors of every row of ``rows`` given the other side's, all
+        rows at once: ``Yᵀ(C_u − I)Y`` for every user is one sparse product with the items'
+        outer products ``y_i y_iᵀ``, then one batched solve."""
+        n, k = rows.shape[0], other.shape[1]
+        outer = np.einsum("ik,il->ikl", other, other).reshape(len(other), k * k)
+        extra = rows.copy()
+        extra.data = alpha * extra.data                       # c_ui − 1 on the seen cells
+        a = np.asarray(extra @ outer).reshape(n, k, k) + (other.T @ other + reg * np.eye(k))
+        conf = rows.copy()
+        conf.data = 1.0 + alpha * conf.data                   # c_ui, where p_ui = 1
+        b = np.asarray(conf @ other)
+        return np.linalg.solve(a, b[..., None])[..., 0]
+
+    def fit(self, df, user_map=None, item_map=None):
+        from tqdm.auto import tqdm
+
+        self._prepare(df, user_map, item_map)
+        rng = np.random.default_rng(self.seed)
+        n_u, n_i = self.seen.shape
+        self.X = rng.normal(0, 0.01, (n_u, self.n_factors))
+        self.Y = rng.normal(0, 0.01, (n_i, self.n_factors))
+        by_user, by_item = self.seen.tocsr(), self.seen.T.tocsr()
+        for _ in tqdm(range(self.n_iter), desc="ALS sweeps", leave=False,
+                      disable=self.n_iter < 20):
+            self.X = self._solve(by_user, self.Y, self.reg, self.alpha)
+            self.Y = self._solve(by_item, self.X, self.reg, self.alpha)
+        return self
+
+    def scores(self, user_idx):
+        return self.X[np.asarray(user_idx)] @ self.Y.T

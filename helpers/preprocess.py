@@ -21,7 +21,7 @@ from .data import (DataError, require_columns, require_finite, require_ids, requ
 
 __all__ = ["EVENT_TYPES", "EVENT_WEIGHTS", "normalise_brand", "normalise_category",
            "normalise_event_type", "clean_catalogue", "clean_events", "detect_bots", "IdMap",
-           "build_id_map", "interaction_matrix", "random_split", "leave_last_out",
+           "build_id_map", "interaction_matrix", "random_split", "per_user_split", "leave_last_out",
            "temporal_split", "cold_start_split", "check_no_leakage", "clean_shopworld",
            "report_frame", "dirt_profile"]
 
@@ -327,13 +327,78 @@ def random_split(df: pd.DataFrame, ratios=(0.8, 0.1, 0.1), seed: int = 0):
     return tuple(df.iloc[np.sort(part)] for part in np.split(order, cuts))
 
 
+def _ratio_counts(n: int, ratios) -> list[int]:
+    """How many of a user's ``n`` interactions each part gets: every part after the first
+    ``floor(r * n)``, raised to 1 where ``0 < r * n < 1`` as long as the first part keeps more
+    than one (from the last part backwards); the first part the rest. RecBole's rule."""
+    cnt = [int(r * n) for r in ratios]
+    cnt[0] = n - sum(cnt[1:])
+    for k in range(1, len(ratios)):
+        if cnt[0] <= 1:
+            break
+        if 0 < ratios[-k] * n < 1:
+            cnt[-k] += 1
+            cnt[0] -= 1
+    return cnt
+
+
+def per_user_split(df: pd.DataFrame, ratios=(0.8, 0.1, 0.1), seed: int = 0, *,
+                   col_user: str = "user_id", col_item: str = "item_id"):
+    """Each user's interactions in random order, cut by ``ratios``: RecBole's default protocol
+    (``order: RO``, ``split: {RS: [0.8, 0.1, 0.1]}``, ``group_by: user``). Unlike
+    :func:`random_split`, which cuts the pooled rows, every user keeps about 80 % of their own
+    history for training, so every user with enough interactions is tested.
+
+    Rounding per user (RecBole's rule): validation and test get ``floor(r * n)`` each, raised to
+    one where ``0 < r * n < 1`` while training keeps more than one; training gets the rest. A
+    user with 20 ratings: 16 / 2 / 2; with 5: 3 / 1 / 1; with 2: 1 / 0 / 1; with 1: 1 / 0 / 0
+    (such users are kept, in training only, never dropped). The random order is this function's
+    own (numpy, ``seed``), not RecBole's torch permutation: the protocol is the same, the drawn
+    split is not. Rows keep the input's order within each part."""
+    require_columns(df, [col_user, col_item], "the interactions")
+    _nonempty(df, "the interactions")
+    require_int("seed", seed, 0)
+    require_ids(df, col_user, "the interactions")
+    require_ids(df, col_item, "the interactions")
+    ratios = tuple(ratios)
+    if len(ratios) != 3 or not all(isinstance(r, (int, float, np.number))
+                                   and not isinstance(r, bool) and np.isfinite(r)
+                                   for r in ratios):
+        raise DataError(f"ratios must be three finite numbers such as (0.8, 0.1, 0.1), got "
+                        f"{ratios}")
+    if min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-9:
+        raise DataError(f"ratios must be non-negative and sum to 1, got {ratios}")
+    dup = df.duplicated([col_user, col_item])
+    if dup.any():
+        raise DataError(f"{int(dup.sum())} repeated (user, item) pairs, e.g. "
+                        f"{tuple(df.loc[dup, [col_user, col_item]].iloc[0])}: a pair split "
+                        "between train and test would leak; keep one row per pair first "
+                        "(e.g. drop_duplicates([user, item], keep='last')).")
+    order = np.random.default_rng(seed).permutation(len(df))
+    users = df[col_user].to_numpy()[order]
+    pos = pd.Series(np.arange(len(df))).groupby(users, sort=False).cumcount().to_numpy()
+    size = pd.Series(users).map(pd.Series(users).value_counts()).to_numpy()
+    part = np.zeros(len(df), dtype=np.int8)
+    for n in np.unique(size):
+        n_train, n_valid, _ = _ratio_counts(int(n), ratios)
+        k = size == n
+        part[k] = np.where(pos[k] < n_train, 0, np.where(pos[k] < n_train + n_valid, 1, 2))
+    where = np.empty(len(df), dtype=np.int8)
+    where[order] = part
+    return tuple(df[where == k] for k in range(3))
+
+
 def leave_last_out(df: pd.DataFrame, *, col_user: str = "user_id",
                    col_time: str = "timestamp", col_item: str = "item_id", n_valid: int = 1,
-                   n_test: int = 1):
+                   n_test: int = 1, ties: str = "item"):
     """Per-user temporal split: each user's last ``n_test`` interactions go to test, the
     ``n_valid`` before them to validation, the rest to train. Users with too few
     interactions to give any to test keep them all in train. Ties in time are broken by item
-    ID, so the split is deterministic."""
+    ID (``ties="item"``), so the split does not depend on row order; ``ties="input"`` keeps the
+    input's order among ties, as RecBole's leave-one-out (``split: {LS: valid_and_test}``,
+    ``order: TO``, a stable sort by time) does. With one validation and one test item that is
+    RecBole's protocol, except for users with exactly two interactions (RecBole tests one of
+    them; here both train). MovieLens-100K has none."""
     require_columns(df, [col_user, col_time, col_item], "the interactions")
     _nonempty(df, "the interactions")
     require_int("n_test", n_test, 1)
@@ -341,7 +406,17 @@ def leave_last_out(df: pd.DataFrame, *, col_user: str = "user_id",
     require_ids(df, col_user, "the interactions")
     require_ids(df, col_item, "the interactions")
     require_times(df, col_time, "the interactions")
-    ordered = df.sort_values([col_user, col_time, col_item], kind="stable")
+    if ties not in ("item", "input"):
+        raise DataError(f"ties must be 'item' (break ties in time by item ID) or 'input' (keep "
+                        f"the input's order, as RecBole does), got {ties!r}")
+    dup = df.duplicated([col_user, col_item, col_time])
+    if dup.any():
+        raise DataError(f"{int(dup.sum())} repeated (user, item, time) rows, e.g. "
+                        f"{tuple(df.loc[dup, [col_user, col_item, col_time]].iloc[0])}: the same "
+                        "event twice would land in two parts; drop exact repeats first "
+                        "(drop_duplicates([user, item, time])).")
+    keys = [col_user, col_time, col_item] if ties == "item" else [col_user, col_time]
+    ordered = df.sort_values(keys, kind="stable")
     from_end = ordered.groupby(col_user).cumcount(ascending=False)
     size = ordered.groupby(col_user)[col_user].transform("size")
     eligible = size > n_test + n_valid

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import torch
 from sklearn.linear_model import Ridge
 from sklearn.metrics.pairwise import cosine_similarity
 
@@ -166,3 +167,84 @@ def test_evaluate_matches_the_metrics_module_by_hand():
     assert out == metrics.ranking_metrics(top, [{2}, {2, 3}], 2, n_items=4)
     with pytest.raises(DataError, match=r"Unknown user\(s\) \[9\]"):
         m.evaluate(pd.DataFrame({"user_id": [9], "item_id": [10]}))
+
+
+def _taste_groups(seed=4, n_users=60, per_user=8):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(n_users):
+        group = user % 2
+        items = rng.choice(np.arange(group * 20, group * 20 + 20), size=per_user, replace=False)
+        rows += [(user, item) for item in items]
+    return pd.DataFrame(rows, columns=["user_id", "item_id"])
+
+
+def test_ease_columns_are_sklearn_ridge_without_the_item_itself():
+    df = _taste_groups()
+    m = cf.EASE(reg=3.0).fit(df)
+    x = m.seen.toarray()
+    assert np.all(np.diag(m.B) == 0)
+    for j in (0, 7, 25):
+        others = np.delete(np.arange(x.shape[1]), j)
+        ref = Ridge(alpha=3.0, fit_intercept=False).fit(x[:, others], x[:, j]).coef_
+        np.testing.assert_allclose(m.B[others, j], ref, atol=1e-5)
+    # deliberately broken: ridge that may use the item itself is a different (useless) model
+    gram = x.T @ x
+    broken = np.linalg.solve(gram + 3.0 * np.eye(len(gram)), gram)
+    assert np.abs(broken[:, 7] - m.B[:, 7]).max() > 0.1
+    np.testing.assert_allclose(m.scores(np.arange(3)), x[:3] @ m.B, atol=1e-5)
+    with pytest.raises(DataError, match="reg"):
+        cf.EASE(reg=0)
+
+
+def test_implicit_als_half_step_is_the_weighted_ridge_over_every_cell():
+    df = _taste_groups()
+    m = cf.ImplicitALS(n_factors=4, reg=0.5, alpha=7.0, n_iter=1, seed=0).fit(df)
+    x = m.seen.toarray()
+    conf = 1 + 7.0 * x                              # every cell counts, unseen ones with 1
+    for u in (0, 13, 41):
+        # minimise sum_i c_ui (p_ui - x_u.y_i)^2 + reg |x_u|^2 as an ordinary least squares
+        w = np.sqrt(conf[u])[:, None]
+        a = np.vstack([w * m.Y, np.sqrt(0.5) * np.eye(4)])
+        b = np.concatenate([w[:, 0] * x[u], np.zeros(4)])
+        ref = np.linalg.lstsq(a, b, rcond=None)[0]
+        got = cf.ImplicitALS._solve(m.seen.tocsr(), m.Y, 0.5, 7.0)[u]
+        np.testing.assert_allclose(got, ref, atol=1e-8)
+        # deliberately broken: dropping the unseen cells (confidence only where seen) differs
+        seen = x[u] > 0
+        wrong = np.linalg.lstsq(np.vstack([w[seen] * m.Y[seen], np.sqrt(0.5) * np.eye(4)]),
+                                np.concatenate([w[seen, 0], np.zeros(4)]), rcond=None)[0]
+        assert np.abs(wrong - ref).max() > 1e-3
+    full = cf.ImplicitALS(n_factors=8, reg=0.1, alpha=10.0, n_iter=10, seed=0).fit(df)
+    s = full.scores(np.arange(60))
+    own = np.array([s[u, (u % 2) * 20:(u % 2) * 20 + 20].mean() for u in range(60)])
+    other = np.array([s[u, (1 - u % 2) * 20:(1 - u % 2) * 20 + 20].mean() for u in range(60)])
+    assert (own > other).all()
+    for bad in (dict(n_factors=0), dict(reg=-1.0), dict(alpha=float("nan")), dict(n_iter=1.5)):
+        with pytest.raises(DataError):
+            cf.ImplicitALS(**bad)
+
+
+def test_bpr_stops_early_on_validation_and_keeps_its_best_epoch():
+    df = _taste_groups(per_user=10)
+    valid = df.groupby("user_id").tail(2)
+    train = df.drop(valid.index)
+    m = cf.BPR(n_factors=8, n_epochs=200, lr=0.05, seed=0).fit(train, valid=valid, patience=3)
+    assert 3 < len(m.history_valid) < 200          # stopped before the cap
+    best = int(np.argmax(m.history_valid))
+    assert len(m.history_valid) == best + 1 + 3     # three epochs without gain, then stop
+    got = m.evaluate(valid, 10)["mrr@10"]
+    assert got == pytest.approx(max(m.history_valid), abs=1e-9)   # the best epoch's weights
+    with pytest.raises(DataError, match="validation data is empty"):
+        cf.BPR(n_epochs=2).fit(train, valid=valid.iloc[:0])
+
+
+def test_bpr_trains_on_the_device_it_is_given_and_refuses_a_missing_one():
+    df = _taste_groups()
+    m = cf.BPR(n_factors=4, n_epochs=2, device="cpu").fit(df)
+    assert m.P.device.type == "cpu" and m.scores(np.arange(3)).shape == (3, 40)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            cf.BPR(device="cuda")
+    with pytest.raises(ValueError, match="Unknown device"):
+        cf.BPR(device="tpu")

@@ -142,7 +142,7 @@ def _naive_leave_last_out(df):
 def test_leave_last_out_matches_a_plain_loop_and_never_leaks():
     rng = np.random.default_rng(1)
     df = pd.DataFrame({"user_id": rng.integers(1, 40, 500), "item_id": rng.integers(1, 90, 500),
-                       "timestamp": rng.integers(0, 50, 500)})
+                       "timestamp": rng.integers(0, 50, 500)}).drop_duplicates()
     train, valid, test = pp.leave_last_out(df)
     ref_train, ref_test = _naive_leave_last_out(df)
     assert sorted(test.index) == sorted(ref_test.index)
@@ -193,3 +193,59 @@ def test_dirt_profile_measures_injected_dirt_and_zero_after_cleaning(cleaned):
     assert before["price > 20x category median"] == len(d["price_in_cents_items"])
     assert before["event_type not canonical"] > 0 and before["rows out of time order"] > 0
     assert (pp.dirt_profile(ev, cat) == 0).all()
+
+
+# ------------------------------------------------------------------ the toolkits' protocols
+@pytest.mark.parametrize("n, want", [(20, (16, 2, 2)), (10, (8, 1, 1)), (5, (3, 1, 1)),
+                                     (3, (1, 1, 1)), (2, (1, 0, 1)), (1, (1, 0, 0)),
+                                     (737, (591, 73, 73))])
+def test_per_user_split_counts_follow_recboles_rounding(n, want):
+    # worked by hand from RecBole 1.2.1's Dataset._calcu_split_ids (the peers' runner also
+    # checks every MovieLens user's counts against RecBole's own split)
+    df = pd.DataFrame({"user_id": 7, "item_id": np.arange(n)})
+    parts = pp.per_user_split(df, seed=3)
+    assert tuple(len(p) for p in parts) == want
+
+
+def test_per_user_split_keeps_every_row_once_and_every_user_in_training():
+    ml = data.load_movielens()["ratings"]
+    train, valid, test = pp.per_user_split(ml, seed=0)
+    assert len(train) + len(valid) + len(test) == len(ml)
+    assert pd.concat([train, valid, test]).sort_index().equals(ml)
+    for part in (train, valid, test):              # input order kept inside each part
+        assert part.index.is_monotonic_increasing
+    share = train.groupby("user_id").size() / ml.groupby("user_id").size()
+    assert share.min() >= 0.75 and set(test["user_id"]) == set(ml["user_id"])
+    # a pooled split (pp.random_split) gives some users far less of their own history
+    pooled = pp.random_split(ml, (0.8, 0.1, 0.1), seed=0)[0]
+    assert (pooled.groupby("user_id").size() / ml.groupby("user_id").size()).min() < 0.65
+    again = pp.per_user_split(ml, seed=0)
+    other = pp.per_user_split(ml, seed=1)
+    assert again[2].equals(test) and not other[2].equals(test)
+
+
+def test_protocols_refuse_bad_input():
+    df = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [5, 5, 6], "timestamp": [1, 1, 2]})
+    with pytest.raises(DataError, match="repeated \\(user, item\\) pairs"):
+        pp.per_user_split(df)
+    with pytest.raises(DataError, match="repeated \\(user, item, time\\) rows"):
+        pp.leave_last_out(df)
+    ok = df.drop_duplicates()
+    for bad in [(0.8, 0.2), (0.8, 0.1, 0.2), (0.8, float("nan"), 0.1), (1.1, -0.05, -0.05)]:
+        with pytest.raises(DataError, match="ratios"):
+            pp.per_user_split(ok, bad)
+    with pytest.raises(DataError, match="ties must be"):
+        pp.leave_last_out(ok, ties="time")
+    with pytest.raises(DataError, match="no user_id"):
+        pp.per_user_split(ok.assign(user_id=[1.0, np.nan]))
+    with pytest.raises(DataError):
+        pp.per_user_split(ok.iloc[:0])
+
+
+def test_leave_last_out_ties_by_item_or_as_given():
+    # user 1's last two events share a time: by item ID, item 3 is last; as given, item 2 is
+    df = pd.DataFrame({"user_id": [1, 1, 1, 1], "item_id": [9, 3, 2, 8],
+                       "timestamp": [1, 5, 5, 0]})
+    assert pp.leave_last_out(df)[2]["item_id"].tolist() == [3]
+    assert pp.leave_last_out(df, ties="input")[2]["item_id"].tolist() == [2]
+    assert pp.leave_last_out(df, ties="input")[1]["item_id"].tolist() == [3]

@@ -1,0 +1,193 @@
+"""The field's toolkits on MovieLens-100K, run on their own protocols: the numbers the course's
+recommenders are set beside (``benchmarks/toolkit_protocols.py`` reads what this writes).
+
+    make peers                                      # builds build/peers-venv, then runs this
+    build/peers-venv/bin/python benchmarks/peers/run_peers.py --only surprise
+    build/peers-venv/bin/python benchmarks/peers/run_peers.py --only recbole --models Pop,BPR
+
+Runs in its own environment (``benchmarks/peers/requirements*.txt``: RecBole 1.2.1 needs numpy<2,
+pandas<2.3, scipy<1.14, setuptools<70); the course and its tests never import it. The data is
+RecBole's own copy of MovieLens-100K, shipped inside its wheel (``recbole/dataset_example``),
+the same file the course loads (``helpers.data.load_movielens``).
+
+* **RecBole** (Pop, BPR, SASRec, BERT4Rec), each with the toolkit's defaults for the model
+  (``recbole/properties/model/*.yaml``), seed 2020, on both protocols:
+
+  - ``RO_RS``: each user's interactions in random order, split 8:1:1 per user (RecBole's
+    default: ``split: {RS: [0.8, 0.1, 0.1]}, order: RO, group_by: user``);
+  - ``LS``: leave-one-out by time (``split: {LS: valid_and_test}, order: TO``);
+
+  full ranking over every item (``mode: full``) with the user's training and validation items
+  masked at test time; early stopping on validation MRR@10 (10 evaluations without gain), at
+  most 300 epochs (``--max-epochs`` caps it, and the cap is recorded); every rating counts as an interaction (no threshold). SASRec and BERT4Rec
+  run on ``LS`` only (sequences need time order). For each protocol the per-user sizes of
+  RecBole's own train/valid/test parts are written too, so the course's split functions are
+  checked against them user by user.
+* **Surprise** (BaselineOnly, SVD, KNNBaseline; defaults, ``random_state=0`` where there is
+  one): 5-fold cross-validation of ratings on the course's folds (scikit-learn ``KFold``,
+  shuffle, seed 0, over the rows in file order), RMSE and MAE of each held-out fold, fit time
+  per fold.
+
+Writes ``benchmarks/results/peers_ml100k.json`` (merged with an earlier run's entries) and the
+toolkits' logs under ``build/peers/``. Wall times are this machine's (2 CPU threads).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # RecBole 1.2.1 predates torch 2.6
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "benchmarks/results/peers_ml100k.json"
+WORK = ROOT / "build/peers"
+PROTOCOLS = {
+    "RO_RS": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user",
+              "mode": "full"},
+    "LS": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+}
+SEQUENTIAL = {"SASRec", "BERT4Rec"}
+
+
+def recbole_config(model: str, protocol: str, max_epochs: int = 300) -> dict:
+    import recbole
+
+    cfg = {
+        "data_path": str(Path(recbole.__file__).parent / "dataset_example"),
+        "checkpoint_dir": str(WORK / "saved"), "log_wandb": False, "show_progress": False,
+        "use_gpu": False, "worker": 0, "seed": 2020, "reproducibility": True,
+        "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
+        "eval_args": PROTOCOLS[protocol],
+        "metrics": ["Recall", "MRR", "NDCG", "Hit", "Precision"], "topk": [10],
+        "valid_metric": "MRR@10", "epochs": max_epochs,
+    }
+    if model in SEQUENTIAL:
+        cfg["train_neg_sample_args"] = None        # SASRec / BERT4Rec train with cross-entropy
+    return cfg
+
+
+def split_sizes(protocol: str) -> tuple[dict[str, list[int]], dict[str, str]]:
+    """Per user (MovieLens user id): sizes of RecBole's train, valid and test parts, and the
+    test item where the user has exactly one (leave-one-out)."""
+    from recbole.config import Config
+    from recbole.data import create_dataset
+
+    config = Config(model="Pop", dataset="ml-100k", config_dict=recbole_config("Pop", protocol))
+    from recbole.utils import init_seed
+    init_seed(config["seed"], config["reproducibility"])
+    ds = create_dataset(config)
+    sizes: dict[str, list[int]] = {}
+    test: dict[str, list[str]] = {}
+    for k, part in enumerate(ds.build()):
+        users = ds.id2token(ds.uid_field, part.inter_feat[ds.uid_field].numpy())
+        items = ds.id2token(ds.iid_field, part.inter_feat[ds.iid_field].numpy())
+        for u, i in zip(users, items):
+            sizes.setdefault(str(u), [0, 0, 0])[k] += 1
+            if k == 2:
+                test.setdefault(str(u), []).append(str(i))
+    return sizes, {u: i[0] for u, i in test.items() if len(i) == 1}
+
+
+def run_recbole_models(models: list[str], protocols: list[str], results: dict,
+                       max_epochs: int = 300) -> None:
+    import torch
+    from recbole.quick_start import run_recbole
+
+    torch.set_num_threads(2)
+    for protocol in protocols:
+        sizes, test_items = split_sizes(protocol)
+        results.setdefault("recbole_split_sizes", {})[protocol] = sizes
+        if protocol == "LS":
+            results.setdefault("recbole_test_items", {})[protocol] = test_items
+        for model in models:
+            if model in SEQUENTIAL and protocol != "LS":
+                continue
+            print(f"RecBole {model} on {protocol} ...", flush=True)
+            t0 = time.perf_counter()
+            out = run_recbole(model=model, dataset="ml-100k",
+                              config_dict=recbole_config(model, protocol, max_epochs),
+                              saved=False)
+            secs = time.perf_counter() - t0
+            results.setdefault("recbole", {})[f"{model}/{protocol}"] = {
+                "test": {k: float(v) for k, v in out["test_result"].items()},
+                "valid": {k: float(v) for k, v in out["best_valid_result"].items()},
+                "seconds": round(secs, 1), "max_epochs": max_epochs}
+            print(f"  {out['test_result']}  ({secs:.0f} s)", flush=True)
+            save(results)
+
+
+def run_surprise(results: dict) -> None:
+    import numpy as np
+    import pandas as pd
+    import recbole
+    from sklearn.model_selection import KFold
+    from surprise import SVD, BaselineOnly, Dataset, KNNBaseline, Reader, accuracy
+
+    inter = pd.read_csv(Path(recbole.__file__).parent / "dataset_example/ml-100k/ml-100k.inter",
+                        sep="\t")
+    inter.columns = [c.split(":")[0] for c in inter.columns]
+    ratings = inter[["user_id", "item_id", "rating"]]
+    data = Dataset.load_from_df(ratings, Reader(rating_scale=(1, 5)))
+    rows = [tuple(r) + (None,) for r in ratings.itertuples(index=False)]
+    algos = {"BaselineOnly": lambda: BaselineOnly(verbose=False),
+             "SVD": lambda: SVD(random_state=0),
+             "KNNBaseline": lambda: KNNBaseline(verbose=False)}
+    for name, make in algos.items():
+        rmse, mae, fit = [], [], []
+        for tr, te in KFold(5, shuffle=True, random_state=0).split(ratings):
+            trainset = data.construct_trainset([rows[k] for k in tr])
+            testset = data.construct_testset([rows[k] for k in te])
+            algo = make()
+            t0 = time.perf_counter()
+            algo.fit(trainset)
+            fit.append(time.perf_counter() - t0)
+            pred = algo.test(testset)
+            rmse.append(accuracy.rmse(pred, verbose=False))
+            mae.append(accuracy.mae(pred, verbose=False))
+        results.setdefault("surprise", {})[name] = {
+            "rmse": float(np.mean(rmse)), "rmse_folds": [float(x) for x in rmse],
+            "mae": float(np.mean(mae)), "fit_seconds_per_fold": float(np.mean(fit))}
+        print(f"Surprise {name}: RMSE {np.mean(rmse):.4f}, fit {np.mean(fit):.1f} s/fold",
+              flush=True)
+        save(results)
+
+
+def save(results: dict) -> None:
+    OUT.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", choices=["recbole", "surprise"], default=None)
+    ap.add_argument("--models", default="Pop,BPR,SASRec,BERT4Rec")
+    ap.add_argument("--protocols", default="RO_RS,LS")
+    ap.add_argument("--max-epochs", type=int, default=300,
+                    help="RecBole's default; a cap below it is recorded with the result")
+    args = ap.parse_args(argv)
+    WORK.mkdir(parents=True, exist_ok=True)
+    os.chdir(WORK)                                 # RecBole writes log/ and saved/ where it runs
+    results = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    import recbole
+    import surprise
+    import torch
+    results["environment"] = {"recbole": recbole.__version__, "surprise": surprise.__version__,
+                              "torch": torch.__version__, "python": platform.python_version(),
+                              "threads": 2, "machine": platform.processor() or platform.machine()}
+    if args.only in (None, "surprise"):
+        run_surprise(results)
+    if args.only in (None, "recbole"):
+        protocols = args.protocols.split(",")
+        unknown = set(protocols) - set(PROTOCOLS)
+        if unknown:
+            sys.exit(f"unknown protocol(s) {sorted(unknown)}; choose from {sorted(PROTOCOLS)}")
+        run_recbole_models(args.models.split(","), protocols, results, args.max_epochs)
+    save(results)
+
+
+if __name__ == "__main__":
+    main()

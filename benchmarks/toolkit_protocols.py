@@ -1,0 +1,148 @@
+"""The course's recommenders on the field's toolkits' own protocols, beside the toolkits.
+
+    .venv/bin/python benchmarks/toolkit_protocols.py          # ~10 minutes on 2 CPU cores
+
+Reads what ``make peers`` wrote (``benchmarks/results/peers_ml100k.json``: RecBole 1.2.1 and
+Surprise 1.1.5 on this machine) and prints one Markdown table per protocol, the course's rows
+next to the toolkits'. MovieLens-100K, every rating an interaction, full ranking, k = 10.
+
+* ``RO_RS`` (RecBole's default): ``pp.per_user_split`` — each user's interactions in random
+  order, 8:1:1 per user (RecBole's rounding; the per-user sizes are checked against RecBole's
+  own split, user by user). The drawn split is the course's (numpy, seed 0), not RecBole's.
+* ``LS`` (RecBole's leave-one-out): ``pp.leave_last_out(ties="input")`` — each user's last
+  interaction by time is the test item, the one before it validation; ties in time keep the
+  file's order, as RecBole's stable sort does (checked: same test item for every user).
+
+Testing masks the user's training and validation items (as RecBole does); validation masks
+training items. Models that train for epochs stop early on validation MRR@10 (patience 10), as
+RecBole's trainer does; the others' hyper-parameters are chosen on validation NDCG@10 from the
+small grids below. Fit times are wall-clock on this machine, 2 threads, like the peers'.
+* Ratings: 5-fold cross-validation on the peers' folds (scikit-learn ``KFold``, shuffle,
+  seed 0), RMSE of each held-out fold.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import KFold
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from helpers import cf, data, preprocess as pp  # noqa: E402
+
+warnings.filterwarnings("ignore")
+torch.set_num_threads(2)
+PEERS = ROOT / "benchmarks/results/peers_ml100k.json"
+K = 10
+
+
+def check_split(name: str, parts, peers: dict) -> str:
+    """Compare the course's per-user part sizes with RecBole's (written by the peers' run)."""
+    sizes = peers.get("recbole_split_sizes", {}).get(name)
+    if sizes is None:
+        return "not checked (no peers run yet)"
+    ours = {}
+    for k, part in enumerate(parts):
+        for u, n in part.groupby("user_id").size().items():
+            ours.setdefault(str(u), [0, 0, 0])[k] = int(n)
+    same = sum(ours.get(u) == v for u, v in sizes.items())
+    return f"{same} of {len(sizes)} users' train/valid/test sizes equal RecBole's"
+
+
+def ranking_rows(train, valid, test, users, items) -> list[dict]:
+    rows = []
+
+    def run(name, make, fit_kw=None):
+        model = make()
+        t0 = time.perf_counter()
+        model.fit(train, users, items, **(fit_kw or {}))
+        secs = time.perf_counter() - t0
+        v = model.evaluate(valid, K)
+        t = model.evaluate(test, K, exclude=valid)
+        rows.append({"model": name, "fit s": round(secs, 1), "valid NDCG@10": v["ndcg@10"],
+                     "NDCG@10": t["ndcg@10"], "HR@10": t["hr@10"], "MRR@10": t["mrr@10"]})
+        return model, v["ndcg@10"]
+
+    run("course: most popular", cf.MostPopular)
+    run("course: BPR (early stop)", lambda: cf.BPR(n_factors=64, n_epochs=300),
+        {"valid": valid})
+    best = max(((reg, run(f"course: EASE (λ={reg})", lambda: cf.EASE(reg))[1])
+                for reg in (100.0, 250.0, 500.0, 1000.0)), key=lambda t: t[1])
+    rows = [r for r in rows if not r["model"].startswith("course: EASE")
+            or r["model"] == f"course: EASE (λ={best[0]})"]
+    grid = [(a, r) for a in (1.0, 5.0, 20.0) for r in (0.1, 5.0)]
+    scored = [(a, r, run(f"course: implicit ALS (α={a}, λ={r})",
+                         lambda: cf.ImplicitALS(64, r, a))[1]) for a, r in grid]
+    a, r, _ = max(scored, key=lambda t: t[2])
+    rows = [x for x in rows if not x["model"].startswith("course: implicit ALS")
+            or x["model"] == f"course: implicit ALS (α={a}, λ={r})"]
+    return rows
+
+
+def peer_rows(peers: dict, protocol: str) -> list[dict]:
+    out = []
+    for key, res in sorted(peers.get("recbole", {}).items()):
+        model, proto = key.split("/")
+        if proto != protocol:
+            continue
+        t = res["test"]
+        out.append({"model": f"RecBole: {model}", "fit s": res["seconds"],
+                    "valid NDCG@10": res["valid"].get("ndcg@10"), "NDCG@10": t.get("ndcg@10"),
+                    "HR@10": t.get("hit@10"), "MRR@10": t.get("mrr@10")})
+    return out
+
+
+def rating_rows(ratings: pd.DataFrame, peers: dict) -> list[dict]:
+    rows = []
+    models = {"course: user/item biases": lambda: cf.Biases(),
+              "course: item-kNN (pearson-baseline, k=40)":
+                  lambda: cf.KNN("item", 40, "pearson", 100, explicit=True),
+              "course: biased MF, ALS (k=32, λ=0.13, 8 sweeps)":
+                  lambda: cf.BiasedMF(32, 0.13, "als", 8)}
+    for name, make in models.items():
+        rmse, fit = [], []
+        for tr, te in KFold(5, shuffle=True, random_state=0).split(ratings):
+            m = make()
+            t0 = time.perf_counter()
+            m.fit(ratings.iloc[tr])
+            fit.append(time.perf_counter() - t0)
+            test = ratings.iloc[te]
+            pred = m.predict(test["user_id"], test["item_id"])
+            rmse.append(float(np.sqrt(np.mean((pred - test["rating"].to_numpy()) ** 2))))
+        rows.append({"model": name, "RMSE": np.mean(rmse), "fit s/fold": np.mean(fit)})
+    for name, res in sorted(peers.get("surprise", {}).items()):
+        rows.append({"model": f"Surprise: {name}", "RMSE": res["rmse"],
+                     "fit s/fold": res["fit_seconds_per_fold"]})
+    return rows
+
+
+def main() -> None:
+    peers = json.loads(PEERS.read_text()) if PEERS.is_file() else {}
+    ml = data.load_movielens()["ratings"]
+    users, items = pp.build_id_map(ml["user_id"]), pp.build_id_map(ml["item_id"])
+    splits = {"RO_RS": pp.per_user_split(ml, seed=0),
+              "LS": pp.leave_last_out(ml, ties="input")}
+    for name, parts in splits.items():
+        print(f"\n### {name}: {check_split(name, parts, peers)}\n")
+        if name == "LS" and "recbole_test_items" in peers:
+            want = peers["recbole_test_items"]["LS"]
+            got = dict(zip(parts[2]["user_id"].astype(str), parts[2]["item_id"].astype(str)))
+            print(f"test item equal to RecBole's for {sum(got.get(u) == i for u, i in want.items())}"
+                  f" of {len(want)} users\n")
+        rows = ranking_rows(*parts, users, items) + peer_rows(peers, name)
+        print(pd.DataFrame(rows).round(4).to_markdown(index=False))
+    print("\n### Ratings, 5-fold cross-validation (the peers' folds)\n")
+    print(pd.DataFrame(rating_rows(ml, peers)).round(4).to_markdown(index=False))
+    env = peers.get("environment")
+    print(f"\nPeers: {env}" if env else "\nPeers: not run yet (make peers)")
+
+
+if __name__ == "__main__":
+    main()
