@@ -246,7 +246,8 @@ def main() -> None:
                        "shipped": "yes" if mixture == R.MIXTURE else ""}
     print(f"\nChoosing the training mixture: the phrasing bank on the last 15 % of the training "
           f"period ({len(val)} purchases, their references' plans):\n")
-    print(pd.DataFrame(grid).T.round(3).to_markdown())
+    table = pd.DataFrame(grid).T
+    print(table.astype({"BLEU-4": float, "USR": float}).round(3).to_markdown())
 
     # 5. LoRA fine-tuning speed
     if args.steps:
