@@ -11,7 +11,7 @@
    KV cache — what the chapter used before the realiser.
 3. Generation, the realiser: SmolLM2-135M with the shipped LoRA adapter merged, on short plan
    prompts of distinct warm test pairs (no two prompts alike, so no caching of repeats helps),
-   greedy, up to 28 new tokens: batch sizes 8/32/64, with and without the KV cache, float32 and
+   greedy, up to 40 new tokens: batch sizes 8/32/64, with and without the KV cache, float32 and
    bfloat16, plain and constrained decoding; then ``realise_fast`` (the loop written out, output
    layer cut to the closed vocabulary, finished rows leaving the batch) greedy in float32, with
    int8 MLPs (``R.quantize_mlp``) and int8 everywhere (dynamic quantisation), and sampled at
