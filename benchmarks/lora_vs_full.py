@@ -5,7 +5,8 @@
 
 Protocol: SmolLM2-135M-Instruct, the realiser's training examples
 (``nlg.realiser.training_examples``: three targets per training purchase, drawn from its
-reference, the reference with the product as subject, and the phrasing bank), batch 16, the same seeded batches for both, AdamW, gradient-norm clip 1.0.
+reference, the reference with the product as subject, and the phrasing bank), batch 16, the
+same seeded batches for both, AdamW, gradient-norm clip 1.0.
 
 * **LoRA**: rank 8, alpha 16, every linear layer of the decoder (the shipped recipe), lr 1e-3.
 * **Full**: every parameter trains (embeddings included), lr 5e-5 (a usual rate for full

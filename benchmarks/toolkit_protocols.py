@@ -136,8 +136,8 @@ def main() -> None:
         if name == "LS" and "recbole_test_items" in peers:
             want = peers["recbole_test_items"]["LS"]
             got = dict(zip(parts[2]["user_id"].astype(str), parts[2]["item_id"].astype(str)))
-            print(f"test item equal to RecBole's for {sum(got.get(u) == i for u, i in want.items())}"
-                  f" of {len(want)} users\n")
+            same = sum(got.get(u) == i for u, i in want.items())
+            print(f"test item equal to RecBole's for {same} of {len(want)} users\n")
         rows = ranking_rows(*parts, users, items) + peer_rows(peers, name)
         print(pd.DataFrame(rows).round(4).to_markdown(index=False))
     print("\n### Ratings, 5-fold cross-validation (the peers' folds)\n")

@@ -19,8 +19,9 @@ the same file the course loads (``helpers.data.load_movielens``).
 
   full ranking over every item (``mode: full``) with the user's training and validation items
   masked at test time; early stopping on validation MRR@10 (10 evaluations without gain), at
-  most 300 epochs (``--max-epochs`` caps it, and the cap is recorded); every rating counts as an interaction (no threshold). SASRec and BERT4Rec
-  run on ``LS`` only (sequences need time order). For each protocol the per-user sizes of
+  most 300 epochs (``--max-epochs`` caps it, and the cap is recorded); every rating counts as
+  an interaction (no threshold). SASRec and BERT4Rec run on ``LS`` only (sequences need time
+  order). For each protocol the per-user sizes of
   RecBole's own train/valid/test parts are written too, so the course's split functions are
   checked against them user by user.
 * **Surprise** (BaselineOnly, SVD, KNNBaseline; defaults, ``random_state=0`` where there is

@@ -6,10 +6,11 @@ the category's closed list, e.g. ::
 
     comfort high; fit high | Stride trail shoes
 
-and the sentence follows on the next line. That is the *least information* defence against prompt injection: text written by strangers
-cannot steer a model that never reads it. The only free text that can reach the prompt is a
-brand name, and it enters only through :func:`safe_name` (letters, digits, spaces, one hyphen
-or apostrophe between letters; anything else and the brand is left out).
+and the sentence follows on the next line. That is the *least information* defence against
+prompt injection: text written by strangers cannot steer a model that never reads it. The only
+free text that can reach the prompt is a brand name, and it enters only through
+:func:`safe_name` (letters, digits, spaces, one hyphen or apostrophe between letters; anything
+else and the brand is left out).
 
 SmolLM2-135M is adapted to this task with LoRA (``peft``): small low-rank matrices added to
 every linear layer, trained on the training purchases' reference reasons, their plans taken
