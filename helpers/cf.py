@@ -152,11 +152,7 @@ class Recommender:
         if len(test) == 0:
             raise DataError("The test data is empty.")
         require_int("k", k, 1)
-        for col in (self.col_user, self.col_item):
-            require_ids(test, col, "the test data")
-        users = np.sort(test[self.col_user].unique())
-        idx = self.user_map.encode(users, "user")
-        test_idx = self.item_map.encode(test[self.col_item], "item")
+        users, idx, test_idx, relevant = self._held_out(test, "the test data")
         scores = self.scores(idx)
         if candidates is not None:
             cand = np.zeros(len(self.item_map), dtype=bool)
@@ -174,9 +170,20 @@ class Recommender:
             extra = sp.csr_matrix((np.ones(len(ex)), (rows, cols)), shape=masked.shape)
             masked = ((masked + extra) > 0).astype(np.float64)
         top = rank_from_scores(scores, k, exclude=masked)
-        items = test.assign(_i=test_idx)
-        relevant = items.groupby(self.col_user)["_i"].apply(set).reindex(users).tolist()
         return ranking_metrics(top, relevant, k, n_items=len(self.item_map))
+
+    def _held_out(self, df: pd.DataFrame, what: str, prefix: str = ""):
+        """Held-out interactions as the ranking metrics want them: the sorted raw user IDs,
+        their row indices, every row's item index, and each user's set of relevant items
+        (``prefix`` names an unknown ID's part in the error: 'validation ')."""
+        for col in (self.col_user, self.col_item):
+            require_ids(df, col, what)
+        users = np.sort(df[self.col_user].unique())
+        idx = self.user_map.encode(users, prefix + "user")
+        item_idx = self.item_map.encode(df[self.col_item], prefix + "item")
+        relevant = (df.assign(_i=item_idx).groupby(self.col_user)["_i"].apply(set)
+                    .reindex(users).tolist())
+        return users, idx, item_idx, relevant
 
     def _frame(self, users, top, score):
         n, k = top.shape
@@ -525,11 +532,7 @@ class BPR(Recommender):
             if len(valid) == 0:
                 raise DataError("the validation data is empty: pass valid=None to train for "
                                 "n_epochs without early stopping")
-            v_users = np.sort(valid[self.col_user].unique())
-            v_idx = self.user_map.encode(v_users, "validation user")
-            v_items = valid.assign(_i=self.item_map.encode(valid[self.col_item],
-                                                           "validation item"))
-            v_rel = v_items.groupby(self.col_user)["_i"].apply(set).reindex(v_users).tolist()
+            _, v_idx, _, v_rel = self._held_out(valid, "the validation data", "validation ")
             check = (v_idx, v_rel, self.seen[v_idx])
         pairs = np.unique(np.stack([self.u, self.i], 1), axis=0)
         n_u, n_i = self.seen.shape
