@@ -310,18 +310,27 @@ def interaction_matrix(df: pd.DataFrame, user_map: IdMap, item_map: IdMap, *,
 
 
 # ----------------------------------------------------------------------------- splits
+def _split_ratios(ratios, parts: int | None = None) -> tuple:
+    """``ratios`` as a tuple of finite non-negative numbers summing to 1 (``parts`` of them)."""
+    ratios = tuple(ratios)
+    count = "" if parts is None else {3: "three "}.get(parts, f"{parts} ")
+    if not ratios or (parts is not None and len(ratios) != parts) or not all(
+            isinstance(r, (int, float, np.number)) and not isinstance(r, bool) and np.isfinite(r)
+            for r in ratios):
+        raise DataError(f"ratios must be {count}finite numbers such as (0.8, 0.1, 0.1), got "
+                        f"{ratios}")
+    if min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-9:
+        raise DataError(f"ratios must be non-negative and sum to 1, got {ratios}")
+    return ratios
+
+
 def random_split(df: pd.DataFrame, ratios=(0.8, 0.1, 0.1), seed: int = 0):
     """Shuffle rows and cut by ``ratios`` (which must sum to 1). Ignores time: use it for
     rating prediction benchmarks, never to evaluate a system that must predict the future."""
     require_columns(df, [], "the data to split")
     _nonempty(df, "the data to split")
     require_int("seed", seed, 0)
-    ratios = tuple(ratios)
-    if not ratios or not all(isinstance(r, (int, float, np.number)) and not isinstance(r, bool)
-                             and np.isfinite(r) for r in ratios):
-        raise DataError(f"ratios must be finite numbers such as (0.8, 0.1, 0.1), got {ratios}")
-    if min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-9:
-        raise DataError(f"ratios must be non-negative and sum to 1, got {ratios}")
+    ratios = _split_ratios(ratios)
     order = np.random.default_rng(seed).permutation(len(df))
     cuts = np.round(np.cumsum(ratios)[:-1] * len(df)).astype(int)
     return tuple(df.iloc[np.sort(part)] for part in np.split(order, cuts))
@@ -360,14 +369,7 @@ def per_user_split(df: pd.DataFrame, ratios=(0.8, 0.1, 0.1), seed: int = 0, *,
     require_int("seed", seed, 0)
     require_ids(df, col_user, "the interactions")
     require_ids(df, col_item, "the interactions")
-    ratios = tuple(ratios)
-    if len(ratios) != 3 or not all(isinstance(r, (int, float, np.number))
-                                   and not isinstance(r, bool) and np.isfinite(r)
-                                   for r in ratios):
-        raise DataError(f"ratios must be three finite numbers such as (0.8, 0.1, 0.1), got "
-                        f"{ratios}")
-    if min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-9:
-        raise DataError(f"ratios must be non-negative and sum to 1, got {ratios}")
+    ratios = _split_ratios(ratios, parts=3)
     dup = df.duplicated([col_user, col_item])
     if dup.any():
         raise DataError(f"{int(dup.sum())} repeated (user, item) pairs, e.g. "
