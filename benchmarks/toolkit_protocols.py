@@ -61,7 +61,7 @@ def check_split(name: str, parts, peers: dict) -> str:
 def ranking_rows(train, valid, test, users, items) -> list[dict]:
     rows = []
 
-    def run(name, make, fit_kw=None):
+    def run(name, make, fit_kw=None) -> float:
         model = make()
         t0 = time.perf_counter()
         model.fit(train, users, items, **(fit_kw or {}))
@@ -70,21 +70,22 @@ def ranking_rows(train, valid, test, users, items) -> list[dict]:
         t = model.evaluate(test, K, exclude=valid)
         rows.append({"model": name, "fit s": round(secs, 1), "valid NDCG@10": v["ndcg@10"],
                      "NDCG@10": t["ndcg@10"], "HR@10": t["hr@10"], "MRR@10": t["mrr@10"]})
-        return model, v["ndcg@10"]
+        return v["ndcg@10"]
+
+    def best_of(grid: dict) -> None:
+        """Run every setting of a grid ({name: factory}); keep the row of the best on
+        validation NDCG@10 only."""
+        scored = {name: run(name, make) for name, make in grid.items()}
+        best = max(scored, key=scored.get)
+        rows[:] = [r for r in rows if r["model"] == best or r["model"] not in scored]
 
     run("course: most popular", cf.MostPopular)
     run("course: BPR (early stop)", lambda: cf.BPR(n_factors=64, n_epochs=300),
         {"valid": valid})
-    best = max(((reg, run(f"course: EASE (λ={reg})", lambda: cf.EASE(reg))[1])
-                for reg in (100.0, 250.0, 500.0, 1000.0)), key=lambda t: t[1])
-    rows = [r for r in rows if not r["model"].startswith("course: EASE")
-            or r["model"] == f"course: EASE (λ={best[0]})"]
-    grid = [(a, r) for a in (1.0, 5.0, 20.0) for r in (0.1, 5.0)]
-    scored = [(a, r, run(f"course: implicit ALS (α={a}, λ={r})",
-                         lambda: cf.ImplicitALS(64, r, a))[1]) for a, r in grid]
-    a, r, _ = max(scored, key=lambda t: t[2])
-    rows = [x for x in rows if not x["model"].startswith("course: implicit ALS")
-            or x["model"] == f"course: implicit ALS (α={a}, λ={r})"]
+    best_of({f"course: EASE (λ={reg})": (lambda reg=reg: cf.EASE(reg))
+             for reg in (100.0, 250.0, 500.0, 1000.0)})
+    best_of({f"course: implicit ALS (α={a}, λ={r})": (lambda a=a, r=r: cf.ImplicitALS(64, r, a))
+             for a in (1.0, 5.0, 20.0) for r in (0.1, 5.0)})
     return rows
 
 
