@@ -1,6 +1,7 @@
 """The course's recommenders on the field's toolkits' own protocols, beside the toolkits.
 
     .venv/bin/python benchmarks/toolkit_protocols.py          # ~2 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/toolkit_protocols.py 2>/dev/null   # tables only, no epoch bars
 
 Reads what ``make peers`` wrote (``benchmarks/results/peers_ml100k.json``: RecBole 1.2.1 and
 Surprise 1.1.5 on this machine) and prints one Markdown table per protocol, the course's rows
@@ -23,7 +24,6 @@ small grids below. Fit times are wall-clock on this machine, 2 threads, like the
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import warnings
@@ -34,7 +34,6 @@ import pandas as pd
 import torch
 from sklearn.model_selection import KFold
 
-os.environ.setdefault("TQDM_DISABLE", "1")   # before tqdm is imported: bars would fill the tables
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from helpers import cf, data, preprocess as pp  # noqa: E402
