@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 __all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask",
            "sinusoidal_positions", "AttentionConfig", "MultiHeadAttention", "MLP",
-           "TransformerBlock", "init_small_", "SASRec"]
+           "TransformerBlock", "init_small_", "ItemSequenceEncoder", "SASRec"]
 
 
 def _positive_int(what: str, value) -> None:
@@ -195,22 +195,27 @@ def init_small_(module: nn.Module) -> None:
             module.weight[module.padding_idx].zero_()
 
 
-class SASRec(nn.Module):
-    """Self-attentive sequential recommendation (Kang & McAuley, 2018), from the blocks above.
+class ItemSequenceEncoder(nn.Module):
+    """A Transformer over item ids, shared by SASRec and BERT4Rec: item and learned position
+    embeddings, dropout, ``n_layer`` blocks, a final LayerNorm, GPT-2's initialisation.
 
-    Items are ids ``1..n_items`` (0 pads). Position ``t`` reads items ``0..t`` through a causal
-    mask and predicts item ``t+1`` by a dot product with every item embedding (shared with the
-    input embeddings), trained with full-softmax cross-entropy.
+    Items are ids ``1..n_items``; 0 pads (on the left); with ``mask_token=True`` the id
+    ``n_items + 1`` is BERT4Rec's [MASK]. ``causal=True`` lets position ``t`` read positions
+    ``0..t`` only (SASRec predicts the next item); ``False`` lets every position read every
+    real one (BERT4Rec fills in masked items). :meth:`logits` scores the items against the
+    input embeddings (tied): column ``j`` is item id ``j + 1``.
     """
 
     def __init__(self, n_items: int, max_len: int = 50, cfg: AttentionConfig | None = None,
-                 n_layer: int = 2):
+                 n_layer: int = 2, *, causal: bool, mask_token: bool = False):
         super().__init__()
         cfg = cfg or AttentionConfig(d_model=64, n_head=2, dropout=0.2)
-        for name, value in (("n_items", n_items), ("max_len", max_len), ("n_layer", n_layer)):
-            _positive_int(f"SASRec {name}", value)
-        self.n_items, self.max_len = n_items, max_len
-        self.item_emb = nn.Embedding(n_items + 1, cfg.d_model, padding_idx=0)
+        name = type(self).__name__
+        for what, value in (("n_items", n_items), ("max_len", max_len), ("n_layer", n_layer)):
+            _positive_int(f"{name} {what}", value)
+        self.n_items, self.max_len, self.causal = n_items, max_len, causal
+        self.mask_id = n_items + 1 if mask_token else None
+        self.item_emb = nn.Embedding(n_items + 1 + int(mask_token), cfg.d_model, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(n_layer))
@@ -224,21 +229,35 @@ class SASRec(nn.Module):
                              f"{tuple(getattr(seq, 'shape', ()))}")
         if seq.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"seq must hold integer item ids (int64), got {seq.dtype}.")
-        if seq.numel() and (seq.min() < 0 or seq.max() > self.n_items):
-            raise ValueError(f"seq holds ids outside 0..{self.n_items} (0 pads, items are "
-                             f"1..{self.n_items}): min {int(seq.min())}, max {int(seq.max())}. "
-                             "Encode items with the model's item map (+1).")
+        top = self.n_items if self.mask_id is None else self.mask_id
+        if seq.numel() and (seq.min() < 0 or seq.max() > top):
+            extra = "" if self.mask_id is None else f", {self.mask_id} is [MASK]"
+            raise ValueError(f"seq holds ids outside 0..{top} (0 pads, items are "
+                             f"1..{self.n_items}{extra}): min {int(seq.min())}, max "
+                             f"{int(seq.max())}. Encode items with the model's item map (+1).")
         t = seq.shape[1]
-        x = self.item_emb(seq) + self.pos_emb(torch.arange(t, device=seq.device))
-        x = self.drop(x)
-        mask = causal_mask(t, seq.device)[None, None] & padding_mask(seq > 0)
+        x = self.drop(self.item_emb(seq) + self.pos_emb(torch.arange(t, device=seq.device)))
+        mask = padding_mask(seq > 0)
+        if self.causal:
+            mask = causal_mask(t, seq.device)[None, None] & mask
         mask = mask | torch.eye(t, dtype=torch.bool, device=seq.device)  # pads see themselves
         for block in self.blocks:
             x = block(x, mask)
         return self.ln_f(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Scores of every item (column 0, the pad, is -inf)."""
-        out = hidden @ self.item_emb.weight.T
-        out[..., 0] = float("-inf")
-        return out
+        """Scores of the real items (column ``j`` is item id ``j + 1``)."""
+        return hidden @ self.item_emb.weight[1:self.n_items + 1].T
+
+
+class SASRec(ItemSequenceEncoder):
+    """Self-attentive sequential recommendation (Kang & McAuley, 2018), from the blocks above.
+
+    Position ``t`` reads items ``0..t`` through a causal mask and predicts item ``t+1`` by a
+    dot product with every item embedding (shared with the input embeddings), trained with
+    full-softmax cross-entropy.
+    """
+
+    def __init__(self, n_items: int, max_len: int = 50, cfg: AttentionConfig | None = None,
+                 n_layer: int = 2):
+        super().__init__(n_items, max_len, cfg, n_layer, causal=True)

@@ -24,8 +24,8 @@ from .data import (DataError, require_columns, require_finite, require_ids, requ
 from .metrics import rank_from_scores, ranking_metrics
 from .preprocess import IdMap, build_id_map
 
-__all__ = ["Recommender", "GlobalMean", "Biases", "MostPopular", "KNN", "BiasedMF", "BPR", "EASE",
-           "ImplicitALS"]
+__all__ = ["Recommender", "TorchRecommender", "GlobalMean", "Biases", "MostPopular", "KNN",
+           "BiasedMF", "BayesianMF", "BPR", "EASE", "ImplicitALS"]
 
 
 def _torch_csr(m: sp.csr_matrix) -> torch.Tensor:
@@ -494,67 +494,233 @@ class BiasedMF(Recommender):
         return (self.P[idx] @ self.Q.T + self.bi[None, :]).numpy()
 
 
-class BPR(Recommender):
-    """Bayesian personalised ranking for implicit feedback (Rendle et al., 2009).
+class BayesianMF(Recommender):
+    """Bayesian probabilistic matrix factorisation (Salakhutdinov & Mnih, 2008), by Gibbs
+    sampling.
 
-    Score ``x_ui = p_u · q_i + b_i``. For each observed (u, i) draw an item j the user has not
-    interacted with and maximise ``log σ(x_ui − x_uj)`` minus L2 regularisation, by Adam on
-    mini-batches.
+    Model: ``r_ui ~ N(μ + p_u · q_i, 1/alpha)``, every ``p_u ~ N(μ_P, Λ_P⁻¹)`` and every
+    ``q_i ~ N(μ_Q, Λ_Q⁻¹)``, with Normal–Wishart priors on ``(μ_P, Λ_P)`` and ``(μ_Q, Λ_Q)``.
+    One sweep draws each side's prior given its factors, then every user's factors given the
+    items' — a Gaussian whose mean is the ridge solution of :class:`BiasedMF`'s ALS with the
+    learned prior in place of ``λ·I`` — then every item's. A prediction averages ``p_u · q_i``
+    over the ``n_samples`` sweeps after ``burn_in``: the mean over many factorisations that fit
+    the data, not the single best one, so a larger rank overfits far less than with ALS and no
+    regularisation weight needs tuning.
 
-    ``fit(..., valid=...)`` stops early the way RecBole does: after every epoch the validation
-    interactions are ranked (training items masked), and training stops once MRR@10 has not
-    improved for ``patience`` epochs; the best epoch's weights are kept. ``n_epochs`` is then
-    the most it may run. ``history_valid`` records the validation MRR@10 per epoch.
+    Memory: the kept samples, ``n_samples × (n_users + n_items) × n_factors`` floats.
     """
 
-    def __init__(self, n_factors: int = 64, reg: float = 1e-4, n_epochs: int = 30,
-                 lr: float = 0.01, batch_size: int = 2048, seed: int = 0,
+    explicit = True
+
+    def __init__(self, n_factors: int = 10, n_samples: int = 100, burn_in: int = 20,
+                 alpha: float = 2.0, seed: int = 0, **kw):
+        super().__init__(**kw)
+        require_int("n_factors", n_factors, 1)
+        require_int("n_samples", n_samples, 1)
+        require_int("burn_in", burn_in, 0)
+        require_int("seed", seed, 0)
+        require_number("alpha", alpha, low=0.0, low_open=True)
+        self.n_factors, self.n_samples, self.burn_in = n_factors, n_samples, burn_in
+        self.alpha, self.seed = float(alpha), seed
+
+    @staticmethod
+    def _grams(group: np.ndarray, x: torch.Tensor, n_groups: int, chunk: int = 8192):
+        """``Σ_{j in group g} x_j x_jᵀ`` for every group g, in chunks of rows (the outer
+        products of all rows at once would not fit in memory for large ranks)."""
+        d = x.shape[1]
+        out = torch.zeros(n_groups, d, d, dtype=x.dtype)
+        g = torch.as_tensor(group)
+        for lo in range(0, len(x), chunk):
+            xs = x[lo:lo + chunk]
+            out.index_add_(0, g[lo:lo + chunk], xs[:, :, None] * xs[:, None, :])
+        return out
+
+    def _draw_prior(self, x: np.ndarray, rng: np.random.Generator):
+        """(μ, Λ) from the Normal–Wishart posterior given the factors ``x`` (prior μ0 = 0,
+        β0 = 2, ν0 = d, W0 = I, as in the paper)."""
+        from scipy.stats import wishart
+
+        n, d = x.shape
+        mean = x.mean(0)
+        scatter = (x - mean).T @ (x - mean)
+        beta, nu = 2.0 + n, d + n
+        w_inv = np.eye(d) + scatter + (2.0 * n / beta) * np.outer(mean, mean)
+        w = np.linalg.inv(w_inv)
+        lam = np.atleast_2d(wishart.rvs(df=nu, scale=(w + w.T) / 2, random_state=rng))
+        mu = rng.multivariate_normal(n * mean / beta, np.linalg.inv(beta * lam))
+        return mu, lam
+
+    def _draw_rows(self, group, other_idx, resid, other, mu, lam, n_groups, rng):
+        """Every row's factors from their Gaussian conditional, all rows at once:
+        precision ``Λ + α Σ q qᵀ``, mean ``precision⁻¹ (α Σ r q + Λ μ)``."""
+        y = torch.as_tensor(other[other_idx])
+        prec = self._grams(group, y, n_groups) * self.alpha + torch.as_tensor(lam)
+        rhs = torch.zeros(n_groups, other.shape[1], dtype=torch.float64)
+        rhs.index_add_(0, torch.as_tensor(group), y * torch.as_tensor(resid)[:, None])
+        rhs = rhs * self.alpha + torch.as_tensor(lam @ mu)
+        chol = torch.linalg.cholesky(prec)                       # prec = L Lᵀ
+        mean = torch.cholesky_solve(rhs[:, :, None], chol)
+        z = torch.as_tensor(rng.standard_normal((n_groups, other.shape[1], 1)))
+        noise = torch.linalg.solve_triangular(chol.transpose(1, 2), z, upper=True)  # Lᵀ ε = z
+        return (mean + noise)[:, :, 0].numpy()
+
+    def fit(self, df, user_map=None, item_map=None):
+        from tqdm.auto import tqdm
+
+        self._prepare(df, user_map, item_map)
+        self.mu = float(self.r.mean())
+        self.r_min, self.r_max = float(self.r.min()), float(self.r.max())
+        rng = np.random.default_rng(self.seed)
+        n_u, n_i = self.seen.shape
+        resid = self.r - self.mu
+        P = rng.normal(0, 0.1, (n_u, self.n_factors))
+        Q = rng.normal(0, 0.1, (n_i, self.n_factors))
+        self.P_samples, self.Q_samples = [], []
+        for sweep in tqdm(range(self.burn_in + self.n_samples), desc="Gibbs sweeps",
+                          leave=False):
+            mu_q, lam_q = self._draw_prior(Q, rng)
+            mu_p, lam_p = self._draw_prior(P, rng)
+            P = self._draw_rows(self.u, self.i, resid, Q, mu_p, lam_p, n_u, rng)
+            Q = self._draw_rows(self.i, self.u, resid, P, mu_q, lam_q, n_i, rng)
+            if sweep >= self.burn_in:
+                self.P_samples.append(P.astype(np.float32))
+                self.Q_samples.append(Q.astype(np.float32))
+        self.P_samples, self.Q_samples = np.stack(self.P_samples), np.stack(self.Q_samples)
+        return self
+
+    def predict(self, users, items):
+        u, i = self._pairs(users, items)
+        known = (u >= 0) & (i >= 0)
+        dot = np.einsum("snd,snd->n", self.P_samples[:, u[known]],
+                        self.Q_samples[:, i[known]]) / self.n_samples
+        pred = np.full(len(u), self.mu)
+        pred[known] += dot
+        return np.clip(pred, self.r_min, self.r_max)
+
+    def scores(self, user_idx):
+        idx = np.asarray(user_idx)
+        return self.mu + np.einsum("snd,smd->nm", self.P_samples[:, idx],
+                                   self.Q_samples) / self.n_samples
+
+
+class TorchRecommender(Recommender):
+    """The recommenders trained by mini-batch gradient descent in torch (BPR here, SASRec and
+    BERT4Rec in :mod:`helpers.sequential`) share this prologue: checked training settings, a
+    device, a seed, and the epoch loop with early stopping the way RecBole's trainer does it.
+
+    ``fit(..., valid=...)`` ranks the validation interactions after every epoch (training items
+    masked) and stops once MRR@10 has not improved for ``patience`` epochs, keeping the best
+    epoch's weights; ``n_epochs`` is then the most it may run. ``history`` holds the training
+    loss per epoch, ``history_valid`` the validation MRR@10.
+
+    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, or ``None`` for the best one
+    available; a device this machine lacks is an error, never a silent fall back to the CPU.
+    """
+
+    def __init__(self, *, n_epochs: int, lr: float, batch_size: int, seed: int = 0,
                  device: str | None = "cpu", **kw):
         from .config import get_device
 
         super().__init__(**kw)
-        _check_factor_model(n_factors, reg, n_epochs, lr, seed)
+        require_int("n_epochs", n_epochs, 1)
+        require_number("lr", lr, low=0, low_open=True)
         require_int("batch_size", batch_size, 1)
-        self.device = get_device(device)      # None: CUDA, then MPS, then CPU; a missing one fails
-        self.n_factors, self.reg, self.n_epochs = n_factors, reg, n_epochs
-        self.lr, self.batch_size, self.seed = lr, batch_size, seed
+        require_int("seed", seed, 0)
+        self.n_epochs, self.lr, self.batch_size, self.seed = n_epochs, lr, batch_size, seed
+        self.device = get_device(device)
         self.history: list[float] = []
+        self.history_valid: list[float] = []
 
-    def fit(self, df, user_map=None, item_map=None, valid: pd.DataFrame | None = None,
-            patience: int = 10):
+    def _validation(self, valid: pd.DataFrame | None):
+        """What early stopping ranks each epoch: validation rows, relevant sets, the mask."""
+        if valid is None:
+            return None
+        require_columns(valid, [self.col_user, self.col_item], "the validation data")
+        if len(valid) == 0:
+            raise DataError("the validation data is empty: pass valid=None to train for "
+                            "n_epochs without early stopping")
+        _, v_idx, _, v_rel = self._held_out(valid, "the validation data", "validation ")
+        return v_idx, v_rel, self.seen[v_idx]
+
+    def _train_epochs(self, run_epoch, weights: list[torch.Tensor], check, patience: int,
+                      desc: str) -> None:
+        """Call ``run_epoch()`` (it returns the epoch's mean training loss) up to ``n_epochs``
+        times; with ``check`` (from :meth:`_validation`) stop early and restore ``weights`` to
+        the best epoch's values."""
         from tqdm.auto import tqdm
 
         require_int("patience", patience, 1)
+        self.history, self.history_valid = [], []
+        best, best_state, waited = -np.inf, None, 0
+        for _ in tqdm(range(self.n_epochs), desc=desc, leave=False, disable=self.n_epochs < 20):
+            self.history.append(float(run_epoch()))
+            if check is None:
+                continue
+            v_idx, v_rel, v_seen = check
+            top = rank_from_scores(self.scores(v_idx), 10, exclude=v_seen)
+            mrr = ranking_metrics(top, v_rel, 10)["mrr@10"]
+            self.history_valid.append(mrr)
+            if mrr > best:
+                best, waited = mrr, 0
+                best_state = [w.detach().clone() for w in weights]
+            else:
+                waited += 1
+                if waited >= patience:
+                    break
+        if best_state is not None:
+            with torch.no_grad():
+                for w, saved in zip(weights, best_state):
+                    w.copy_(saved)
+
+
+class BPR(TorchRecommender):
+    """Bayesian personalised ranking for implicit feedback (Rendle et al., 2009).
+
+    Score ``x_ui = p_u · q_i (+ b_i)``. For each observed (u, i) draw ``n_negatives`` items j the
+    user has not interacted with and maximise the mean ``log σ(x_ui − x_uj)`` minus L2
+    regularisation, by Adam on mini-batches. Early stopping: ``fit(..., valid=)``, see
+    :class:`TorchRecommender`.
+    """
+
+    def __init__(self, n_factors: int = 64, reg: float = 1e-4, n_epochs: int = 30,
+                 lr: float = 0.01, batch_size: int = 2048, seed: int = 0,
+                 device: str | None = "cpu", item_bias: bool = True, init_std: float = 0.05,
+                 n_negatives: int = 1, **kw):
+        super().__init__(n_epochs=n_epochs, lr=lr, batch_size=batch_size, seed=seed,
+                         device=device, **kw)
+        require_int("n_factors", n_factors, 1)
+        require_number("reg", reg, low=0)
+        require_number("init_std", init_std, low=0, low_open=True)
+        require_int("n_negatives", n_negatives, 1)
+        self.n_factors, self.reg = n_factors, reg
+        self.item_bias, self.init_std, self.n_negatives = bool(item_bias), init_std, n_negatives
+
+    def fit(self, df, user_map=None, item_map=None, valid: pd.DataFrame | None = None,
+            patience: int = 10):
         self._prepare(df, user_map, item_map)
-        check = None
-        if valid is not None:
-            require_columns(valid, [self.col_user, self.col_item], "the validation data")
-            if len(valid) == 0:
-                raise DataError("the validation data is empty: pass valid=None to train for "
-                                "n_epochs without early stopping")
-            _, v_idx, _, v_rel = self._held_out(valid, "the validation data", "validation ")
-            check = (v_idx, v_rel, self.seen[v_idx])
+        check = self._validation(valid)
         pairs = np.unique(np.stack([self.u, self.i], 1), axis=0)
         n_u, n_i = self.seen.shape
         gen = torch.Generator().manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        dev = self.device
-        self.P = torch.nn.Parameter((torch.randn(n_u, self.n_factors, generator=gen) * 0.05)
+        dev, std = self.device, self.init_std
+        self.P = torch.nn.Parameter((torch.randn(n_u, self.n_factors, generator=gen) * std)
                                     .to(dev))
-        self.Q = torch.nn.Parameter((torch.randn(n_i, self.n_factors, generator=gen) * 0.05)
+        self.Q = torch.nn.Parameter((torch.randn(n_i, self.n_factors, generator=gen) * std)
                                     .to(dev))
-        self.b = torch.nn.Parameter(torch.zeros(n_i, device=dev))
-        opt = torch.optim.Adam([self.P, self.Q, self.b], lr=self.lr)
+        self.b = torch.nn.Parameter(torch.zeros(n_i, device=dev), requires_grad=self.item_bias)
+        weights = [t for t in (self.P, self.Q, self.b) if t.requires_grad]
+        opt = torch.optim.Adam(weights, lr=self.lr)
         seen = self.seen.tocsr()
-        self.history, self.history_valid = [], []
-        best, best_state, waited = -np.inf, None, 0
-        for _ in tqdm(range(self.n_epochs), desc="BPR epochs", leave=False,
-                      disable=self.n_epochs < 20):
+
+        def run_epoch() -> float:
             order = rng.permutation(len(pairs))
-            neg = rng.integers(0, n_i, len(pairs))
+            neg = rng.integers(0, n_i, (len(pairs), self.n_negatives))
+            users_in_order = np.repeat(pairs[order, 0], self.n_negatives)
             # resample negatives that the user has seen (a few rounds suffice: data is sparse)
             for _ in range(5):
-                bad = np.asarray(seen[pairs[order, 0], neg]).ravel() > 0
+                bad = (np.asarray(seen[users_in_order, neg.ravel()]).ravel() > 0
+                       ).reshape(neg.shape)
                 if not bad.any():
                     break
                 neg[bad] = rng.integers(0, n_i, int(bad.sum()))
@@ -563,32 +729,19 @@ class BPR(Recommender):
                 sl = order[lo:lo + self.batch_size]
                 u = torch.as_tensor(pairs[sl, 0], device=dev)
                 i = torch.as_tensor(pairs[sl, 1], device=dev)
-                j = torch.as_tensor(neg[lo:lo + self.batch_size], device=dev)
+                j = torch.as_tensor(neg[lo:lo + self.batch_size], device=dev)   # (b, n_neg)
                 pu, qi, qj = self.P[u], self.Q[i], self.Q[j]
-                diff = (pu * (qi - qj)).sum(1) + self.b[i] - self.b[j]
+                diff = ((pu[:, None] * (qi[:, None] - qj)).sum(-1)
+                        + self.b[i][:, None] - self.b[j])
                 loss = -torch.nn.functional.logsigmoid(diff).mean() + self.reg * (
-                    pu.pow(2).sum(1) + qi.pow(2).sum(1) + qj.pow(2).sum(1)).mean()
+                    pu.pow(2).sum(1) + qi.pow(2).sum(1) + qj.pow(2).sum(-1).mean(1)).mean()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(sl)
-            self.history.append(total / len(pairs))
-            if check is not None:
-                v_idx, v_rel, v_seen = check
-                top = rank_from_scores(self.scores(v_idx), 10, exclude=v_seen)
-                mrr = ranking_metrics(top, v_rel, 10)["mrr@10"]
-                self.history_valid.append(mrr)
-                if mrr > best:
-                    best, waited = mrr, 0
-                    best_state = [t.detach().clone() for t in (self.P, self.Q, self.b)]
-                else:
-                    waited += 1
-                    if waited >= patience:
-                        break
-        if best_state is not None:
-            with torch.no_grad():
-                for t, b in zip((self.P, self.Q, self.b), best_state):
-                    t.copy_(b)
+            return total / len(pairs)
+
+        self._train_epochs(run_epoch, weights, check, patience, "BPR epochs")
         return self
 
     def scores(self, user_idx):

@@ -27,10 +27,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import config
-from .attention import AttentionConfig, TransformerBlock, init_small_, padding_mask
+from .attention import AttentionConfig, ItemSequenceEncoder
 from .cf import Recommender
 from .data import DataError, require_columns, require_int, require_number
-from .sequential import train_on_rows, training_windows, user_sequences
+from .sequential import SequenceRecommender, training_windows, user_sequences
 
 __all__ = ["item_texts", "movielens_texts", "encode_items", "mean_pool", "attention_pool",
            "in_batch_softmax_loss", "TextInterestRecommender", "TwoTowerRecommender",
@@ -507,86 +507,53 @@ def mask_items(seqs: torch.Tensor, mask_prob: float, mask_id: int,
     return inputs, labels
 
 
-class BERT4Rec(nn.Module):
+class BERT4Rec(ItemSequenceEncoder):
     """Bidirectional Transformer over item ids (Sun et al., 2019): ids ``1..n_items``, 0 pads,
     ``n_items + 1`` is [MASK]. Every position sees every real position (padding mask only);
-    the output at a masked position scores all items (tied to the input embeddings)."""
+    the output at a masked position scores all items (tied to the input embeddings). The
+    same encoder as SASRec's but for the mask and the [MASK] row."""
 
     def __init__(self, n_items: int, max_len: int, cfg: AttentionConfig, n_layer: int = 2):
-        super().__init__()
-        self.n_items, self.max_len, self.mask_id = n_items, max_len, n_items + 1
-        self.item_emb = nn.Embedding(n_items + 2, cfg.d_model, padding_idx=0)
-        self.pos_emb = nn.Embedding(max_len, cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(n_layer))
-        self.ln_f = nn.LayerNorm(cfg.d_model)
-        self.apply(init_small_)
-
-    def forward(self, seq):
-        if seq.dim() != 2 or seq.shape[1] > self.max_len:
-            raise ValueError(f"seq must be (batch, t <= {self.max_len}), got {tuple(seq.shape)}")
-        t = seq.shape[1]
-        x = self.drop(self.item_emb(seq) + self.pos_emb(torch.arange(t, device=seq.device)))
-        mask = padding_mask(seq > 0) | torch.eye(t, dtype=torch.bool, device=seq.device)
-        for block in self.blocks:
-            x = block(x, mask)
-        return self.ln_f(x)
-
-    def logits(self, hidden):
-        """Scores of the real items ``1..n_items`` (column j is item index j)."""
-        return hidden @ self.item_emb.weight[1:self.n_items + 1].T
+        super().__init__(n_items, max_len, cfg, n_layer, causal=False, mask_token=True)
 
 
-class BERT4RecRecommender(Recommender):
+class BERT4RecRecommender(SequenceRecommender):
     """BERT4Rec on the course's recommender interface: trained on :func:`training_windows`
     of the whole history with :func:`mask_items`; recommends by appending [MASK] to the
-    user's last ``max_len - 1`` items."""
+    user's last ``max_len - 1`` items. Early stopping: ``fit(..., valid=)``."""
+
+    _name = "BERT4Rec"
+    _min_len = 2
 
     def __init__(self, max_len: int = 50, d_model: int = 64, n_head: int = 2, n_layer: int = 2,
                  dropout: float = 0.2, mask_prob: float = 0.2, n_epochs: int = 30,
                  lr: float = 3e-3, batch_size: int = 128, seed: int = 0,
-                 col_time: str = "timestamp", **kw):
-        super().__init__(**kw)
-        for name, value, low in (("max_len", max_len, 2), ("n_epochs", n_epochs, 1),
-                                 ("batch_size", batch_size, 1), ("seed", seed, 0),
-                                 ("n_layer", n_layer, 1)):
-            require_int(name, value, low)
-        require_number("lr", lr, low=0, low_open=True)
+                 col_time: str = "timestamp", device: str | None = "cpu", **kw):
+        super().__init__(max_len, d_model, n_head, n_layer, dropout, n_epochs, lr, batch_size,
+                         seed, col_time, device, **kw)
         require_number("mask_prob", mask_prob, low=0, low_open=True, high=0.999)
-        self.max_len, self.mask_prob, self.n_epochs, self.lr = max_len, mask_prob, n_epochs, lr
-        self.batch_size, self.seed, self.col_time = batch_size, seed, col_time
-        self.cfg, self.n_layer = AttentionConfig(d_model, n_head, dropout), n_layer
-        self.history: list[float] = []
+        self.mask_prob = mask_prob
 
-    def fit(self, df, user_map=None, item_map=None):
+    def _build(self, n_items):
+        return BERT4Rec(n_items, self.max_len, self.cfg, self.n_layer)
 
-        require_columns(df, [self.col_time], "the training data")
-        self._prepare(df, user_map, item_map)
-        torch.manual_seed(self.seed)
-        n_u, n_i = self.seen.shape
-        self.model = BERT4Rec(n_i, self.max_len, self.cfg, self.n_layer)
-        train = training_windows(df, self.u, self.i, self.max_len, self.col_time)
-        if len(train) == 0:
-            raise DataError("no user has two interactions: nothing to train BERT4Rec on")
-        self.seqs = user_sequences(df, self.u, self.i, n_u, self.max_len - 1, self.col_time)
-        gen = torch.Generator().manual_seed(self.seed)
+    def _train_rows(self, df):
+        return training_windows(df, self.u, self.i, self.max_len, self.col_time)
 
-        def batch_loss(batch):
-            inp, lab = mask_items(batch, self.mask_prob, self.model.mask_id, gen)
-            keep = lab >= 0
-            logits = self.model.logits(self.model(inp)[keep])
-            return F.cross_entropy(logits, lab[keep] - 1), int(keep.sum())
+    def _history_len(self):
+        return self.max_len - 1                      # room for the [MASK] appended to score
 
-        self.history = train_on_rows(self.model, train, batch_loss, n_epochs=self.n_epochs,
-                                     lr=self.lr, batch_size=self.batch_size, generator=gen,
-                                     desc="BERT4Rec epochs")
-        return self
+    def _batch_loss(self, batch, generator):
+        inp, lab = mask_items(batch, self.mask_prob, self.model.mask_id, generator)
+        inp, lab = inp.to(self.device), lab.to(self.device)
+        keep = lab >= 0
+        logits = self.model.logits(self.model(inp)[keep])
+        return F.cross_entropy(logits, lab[keep] - 1), int(keep.sum())
 
-    def scores(self, user_idx):
-        seq = self.seqs[torch.as_tensor(np.asarray(user_idx))]
-        seq = torch.cat([seq, torch.full((len(seq), 1), self.model.mask_id)], 1)
-        with torch.no_grad():
-            return self.model.logits(self.model(seq)[:, -1]).double().numpy()
+    def _score(self, seq):
+        seq = torch.cat([seq, torch.full((len(seq), 1), self.model.mask_id, device=seq.device)],
+                        1)
+        return self.model.logits(self.model(seq)[:, -1])
 
 
 # ----------------------------------------------------------------------------- aspect profiles

@@ -1,16 +1,17 @@
 """Sequential recommendation: SASRec trained on each user's time-ordered history, behind the
-same interface as ``helpers.cf`` (``fit``, ``scores``, ``recommend``)."""
+same interface as ``helpers.cf`` (``fit``, ``scores``, ``recommend``). BERT4Rec (chapter 04,
+:mod:`helpers.interest`) shares :class:`SequenceRecommender` and the encoder."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .attention import AttentionConfig, SASRec
-from .cf import Recommender
-from .data import DataError, require_columns, require_int, require_number
+from .attention import AttentionConfig, ItemSequenceEncoder, SASRec
+from .cf import TorchRecommender
+from .data import DataError, require_columns, require_int
 
-__all__ = ["user_sequences", "training_windows", "train_on_rows", "SASRecRecommender"]
+__all__ = ["user_sequences", "training_windows", "SequenceRecommender", "SASRecRecommender"]
 
 
 def _ordered_runs(df, user_idx, item_idx, col_time):
@@ -57,91 +58,147 @@ def training_windows(df: pd.DataFrame, user_idx: np.ndarray, item_idx: np.ndarra
     return torch.as_tensor(np.stack(rows)) if rows else torch.zeros(0, length, dtype=torch.long)
 
 
-def train_on_rows(model: torch.nn.Module, rows: torch.Tensor, batch_loss, *, n_epochs: int,
-                  lr: float, batch_size: int, generator: torch.Generator, desc: str) -> list[float]:
-    """Adam over shuffled mini-batches of ``rows`` for ``n_epochs`` (SASRec, BERT4Rec).
+class SequenceRecommender(TorchRecommender):
+    """What SASRec and BERT4Rec share on the course's recommender interface: the settings of
+    an :class:`~helpers.attention.ItemSequenceEncoder`, the users' histories it reads, and
+    training by Adam over shuffled mini-batches of history rows, with early stopping
+    (``fit(..., valid=)``, see :class:`~helpers.cf.TorchRecommender`). Needs a time column.
 
-    ``batch_loss(batch)`` returns ``(mean loss, number of targets)``, or ``None`` for a batch
-    with nothing to learn. Returns the per-epoch loss averaged over targets; leaves the model in
-    eval mode."""
-    require_int("n_epochs", n_epochs, 1)
-    require_int("batch_size", batch_size, 1)
-    require_number("lr", lr, low=0, low_open=True)
-    from tqdm.auto import tqdm
+    A subclass says which encoder to build (``_build``), which rows to train on
+    (``_train_rows``), the loss of a batch (``_batch_loss``), and how to score a history
+    (``_score``).
+    """
 
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    history = []
-    model.train()
-    for _ in tqdm(range(n_epochs), desc=desc, leave=False, disable=n_epochs < 20):
-        perm = torch.randperm(len(rows), generator=generator)
-        total, count = 0.0, 0
-        for lo in range(0, len(rows), batch_size):
-            out = batch_loss(rows[perm[lo:lo + batch_size]])
-            if out is None:
-                continue
-            loss, n = out
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * n
-            count += n
-        history.append(total / max(count, 1))
-    model.eval()
-    return history
-
-
-class SASRecRecommender(Recommender):
-    """SASRec on the course's recommender interface. Needs a time column."""
+    _name = "sequence model"
+    _min_len = 1                         # the shortest max_len the model can work with
 
     def __init__(self, max_len: int = 50, d_model: int = 64, n_head: int = 2, n_layer: int = 2,
                  dropout: float = 0.2, n_epochs: int = 40, lr: float = 1e-3,
                  batch_size: int = 128, seed: int = 0, col_time: str = "timestamp",
-                 whole_history: bool = False, **kw):
-        """``whole_history=False`` trains on each user's last ``max_len`` items (one row per
-        user, the SASRec paper's setup); ``True`` trains on :func:`training_windows` over the
-        whole history, which helps when histories are much longer than ``max_len``."""
-        super().__init__(**kw)
-        for name, value, low in (("max_len", max_len, 1), ("n_epochs", n_epochs, 1),
-                                 ("batch_size", batch_size, 1), ("seed", seed, 0),
-                                 ("n_layer", n_layer, 1)):
-            require_int(name, value, low)
-        require_number("lr", lr, low=0, low_open=True)
-        self.whole_history = whole_history
-        self.max_len, self.n_epochs, self.lr = max_len, n_epochs, lr
-        self.batch_size, self.seed, self.col_time = batch_size, seed, col_time
+                 device: str | None = "cpu", **kw):
+        super().__init__(n_epochs=n_epochs, lr=lr, batch_size=batch_size, seed=seed,
+                         device=device, **kw)
+        require_int("max_len", max_len, self._min_len)
+        require_int("n_layer", n_layer, 1)
+        self.max_len, self.n_layer, self.col_time = max_len, n_layer, col_time
         self.cfg = AttentionConfig(d_model=d_model, n_head=n_head, dropout=dropout)
-        self.n_layer = n_layer
-        self.history: list[float] = []
 
-    def fit(self, df, user_map=None, item_map=None):
+    # -- what a subclass says -------------------------------------------------------------
+    def _build(self, n_items: int) -> ItemSequenceEncoder:
+        raise NotImplementedError
+
+    def _train_rows(self, df: pd.DataFrame) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _batch_loss(self, batch: torch.Tensor, generator: torch.Generator):
+        """``(mean loss, number of targets)`` of a batch of rows, or ``None`` if it has none."""
+        raise NotImplementedError
+
+    def _history_len(self) -> int:
+        return self.max_len
+
+    def _score(self, seq: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- shared -----------------------------------------------------------------------------
+    def fit(self, df, user_map=None, item_map=None, valid: pd.DataFrame | None = None,
+            patience: int = 10):
         require_columns(df, [self.col_time], "the training data")
         self._prepare(df, user_map, item_map)
+        check = self._validation(valid)
         torch.manual_seed(self.seed)
-        n_u, n_i = self.seen.shape
-        self.model = SASRec(n_i, self.max_len + 1, self.cfg, self.n_layer)
-        # one extra position: inputs are seq[:-1], targets seq[1:]
-        self.seqs = user_sequences(df, self.u, self.i, n_u, self.max_len + 1, self.col_time)
-        if (self.seqs[:, -1] == 0).all():
-            raise DataError("No user has any interaction to learn from.")
-        train = (training_windows(df, self.u, self.i, self.max_len + 1, self.col_time)
-                 if self.whole_history else self.seqs)
+        self.model = self._build(self.seen.shape[1]).to(self.device)
+        rows = self._train_rows(df)
+        if len(rows) == 0 or not ((rows > 0).sum(1) >= 2).any():
+            raise DataError(f"no user has two interactions: nothing to train {self._name} on "
+                            "(a sequence model learns from what follows what).")
+        self.use_history(df)
+        gen = torch.Generator().manual_seed(self.seed)
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
 
-        def batch_loss(batch):
-            inp, tgt = batch[:, :-1], batch[:, 1:]
-            keep = (tgt > 0) & (inp > 0)
-            if not keep.any():
-                return None
-            logits = self.model.logits(self.model(inp))
-            return torch.nn.functional.cross_entropy(logits[keep], tgt[keep]), int(keep.sum())
+        def run_epoch() -> float:
+            self.model.train()
+            perm = torch.randperm(len(rows), generator=gen)
+            total, count = 0.0, 0
+            for lo in range(0, len(rows), self.batch_size):
+                out = self._batch_loss(rows[perm[lo:lo + self.batch_size]], gen)
+                if out is None:
+                    continue
+                loss, n = out
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * n
+                count += n
+            self.model.eval()
+            return total / max(count, 1)
 
-        self.history = train_on_rows(self.model, train, batch_loss, n_epochs=self.n_epochs,
-                                     lr=self.lr, batch_size=self.batch_size,
-                                     generator=torch.Generator().manual_seed(self.seed),
-                                     desc="SASRec epochs")
+        self._train_epochs(run_epoch, list(self.model.parameters()), check, patience,
+                           f"{self._name} epochs")
+        self.model.eval()
+        return self
+
+    def use_history(self, df: pd.DataFrame) -> "SequenceRecommender":
+        """Set the histories the model reads when it scores, without retraining: ``fit`` uses
+        the training data; pass training + validation to test the way RecBole does on
+        leave-one-out (the validation item becomes the newest input), or a stream of new
+        events for real-time updates (chapter 08). Users and items must be known to the model;
+        users absent from ``df`` get an empty history."""
+        if not hasattr(self, "item_map"):
+            raise DataError(f"{type(self).__name__} is not fitted yet: call .fit(train) first.")
+        require_columns(df, [self.col_user, self.col_item, self.col_time], "the history")
+        u = self.user_map.encode(df[self.col_user], "history user")
+        i = self.item_map.encode(df[self.col_item], "history item")
+        if df[self.col_time].isna().any():
+            raise DataError(f"{int(df[self.col_time].isna().sum())} history rows have no time "
+                            f"({self.col_time!r} is NaN): a sequence needs an order.")
+        self.seqs = user_sequences(df, u, i, len(self.user_map), self._history_len(),
+                                   self.col_time)
         return self
 
     def scores(self, user_idx):
+        seq = self.seqs[torch.as_tensor(np.asarray(user_idx))].to(self.device)
         with torch.no_grad():
-            seq = self.seqs[torch.as_tensor(user_idx)][:, 1:]  # the last max_len items
-            hidden = self.model(seq)[:, -1]                      # state after the last item
-            return self.model.logits(hidden)[:, 1:].numpy()      # drop the pad column
+            return self._score(seq).double().cpu().numpy()
+
+
+class SASRecRecommender(SequenceRecommender):
+    """SASRec on the course's recommender interface: each position predicts the next item
+    (full-softmax cross-entropy over every item), as RecBole trains it.
+
+    ``whole_history=False`` trains on each user's last ``max_len`` items (one row per user,
+    the SASRec paper's setup); ``True`` trains on :func:`training_windows` over the whole
+    history — every interaction after a user's first is a target once, as in RecBole, which
+    trains on every prefix of every history."""
+
+    _name = "SASRec"
+
+    def __init__(self, max_len: int = 50, d_model: int = 64, n_head: int = 2, n_layer: int = 2,
+                 dropout: float = 0.2, n_epochs: int = 40, lr: float = 1e-3,
+                 batch_size: int = 128, seed: int = 0, col_time: str = "timestamp",
+                 whole_history: bool = False, device: str | None = "cpu", **kw):
+        super().__init__(max_len, d_model, n_head, n_layer, dropout, n_epochs, lr, batch_size,
+                         seed, col_time, device, **kw)
+        self.whole_history = bool(whole_history)
+
+    def _build(self, n_items):
+        return SASRec(n_items, self.max_len, self.cfg, self.n_layer)
+
+    def _train_rows(self, df):
+        # one extra position: inputs are row[:-1], targets row[1:]
+        if self.whole_history:
+            return training_windows(df, self.u, self.i, self.max_len + 1, self.col_time)
+        return user_sequences(df, self.u, self.i, len(self.user_map), self.max_len + 1,
+                              self.col_time)
+
+    def _batch_loss(self, batch, generator):
+        batch = batch.to(self.device)
+        inp, tgt = batch[:, :-1], batch[:, 1:]
+        keep = (tgt > 0) & (inp > 0)
+        if not keep.any():
+            return None
+        logits = self.model.logits(self.model(inp)[keep])
+        return torch.nn.functional.cross_entropy(logits, tgt[keep] - 1), int(keep.sum())
+
+    def _score(self, seq):
+        return self.model.logits(self.model(seq)[:, -1])    # the state after the last item

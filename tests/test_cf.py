@@ -119,7 +119,7 @@ def test_recommend_excludes_seen_falls_back_for_unknown_users_and_checks_k():
         assert len(m.recommend([2], k=50, exclude_seen=False)) == 3
 
 
-@pytest.mark.parametrize("model", [cf.Biases, cf.BiasedMF, cf.GlobalMean])
+@pytest.mark.parametrize("model", [cf.Biases, cf.BiasedMF, cf.GlobalMean, cf.BayesianMF])
 def test_rating_models_refuse_bad_training_data(model):
     with pytest.raises(DataError, match="empty"):
         model().fit(pd.DataFrame({"user_id": [], "item_id": [], "rating": []}))
@@ -248,3 +248,59 @@ def test_bpr_trains_on_the_device_it_is_given_and_refuses_a_missing_one():
             cf.BPR(device="cuda")
     with pytest.raises(ValueError, match="Unknown device"):
         cf.BPR(device="tpu")
+
+
+def test_bayesian_mf_draws_each_user_from_its_exact_gaussian_conditional():
+    """The Gibbs step for one side, against the conditional written out with numpy: precision
+    A = Λ + α Σ q qᵀ, mean A⁻¹(α Σ r q + Λ μ), covariance A⁻¹. Sample mean and covariance of
+    8,000 draws agree; the deliberately wrong noise L⁻¹z (instead of L⁻ᵀz) would not."""
+    rng = np.random.default_rng(0)
+    n_u, n_i, d = 3, 7, 3
+    u = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    i = np.array([0, 2, 5, 1, 3, 0, 4, 5, 6])
+    resid = rng.normal(0, 1, len(u))
+    Q = rng.normal(0, 1, (n_i, d))
+    mu = np.array([0.3, -0.2, 0.1])
+    a = rng.normal(size=(d, d))
+    lam = a @ a.T + np.eye(d)
+    m = cf.BayesianMF(n_factors=d, alpha=1.5)
+    draws = np.stack([m._draw_rows(u, i, resid, Q, mu, lam, n_u, rng) for _ in range(8000)])
+    wrong_gap = 0.0
+    for user in range(n_u):
+        mine = u == user
+        prec = lam + 1.5 * Q[i[mine]].T @ Q[i[mine]]
+        cov = np.linalg.inv(prec)
+        mean = cov @ (1.5 * Q[i[mine]].T @ resid[mine] + lam @ mu)
+        np.testing.assert_allclose(draws[:, user].mean(0), mean,
+                                   atol=4 * np.sqrt(np.diag(cov).max() / 8000))
+        scale = np.abs(cov).max()
+        assert np.abs(np.cov(draws[:, user].T) - cov).max() < 0.06 * scale
+        chol = np.linalg.cholesky(prec)
+        wrong = np.linalg.inv(chol.T @ chol)       # the covariance of L⁻¹z
+        wrong_gap = max(wrong_gap, np.abs(wrong - cov).max() / scale)
+    assert wrong_gap > 0.2
+
+
+def test_bayesian_mf_learns_a_low_rank_matrix_and_averages_its_samples():
+    rng = np.random.default_rng(2)
+    P, Q = rng.normal(size=(60, 2)), rng.normal(size=(40, 2))
+    full = 3 + 0.6 * P @ Q.T
+    u, i = np.nonzero(rng.random(full.shape) < 0.6)
+    df = pd.DataFrame({"user_id": u, "item_id": i,
+                       "rating": full[u, i] + rng.normal(0, 0.3, len(u))})
+    m = cf.BayesianMF(n_factors=4, n_samples=40, burn_in=10, alpha=10.0).fit(df)
+    held = np.nonzero(rng.random(full.shape) < 0.1)
+    known = np.isin(held[0], u) & np.isin(held[1], i)
+    pred = m.predict(held[0][known], held[1][known])
+    rmse = np.sqrt(np.mean((pred - full[held][known]) ** 2))
+    baseline = np.sqrt(np.mean((df.rating.mean() - full[held][known]) ** 2))
+    assert rmse < 0.3 * baseline, (rmse, baseline)
+    assert m.P_samples.shape == (40, 60, 4) and m.Q_samples.shape == (40, 40, 4)
+    one = (m.P_samples[:, 5] * m.Q_samples[:, 7]).sum(1).mean() + m.mu
+    assert m.predict([5], [7])[0] == pytest.approx(np.clip(one, m.r_min, m.r_max), abs=1e-5)
+    assert m.scores([5])[0, m.item_map.encode([7])[0]] == pytest.approx(one, abs=1e-5)
+    assert m.predict([999], [7])[0] == pytest.approx(m.mu)      # unknown user: global mean
+    for bad in (dict(n_factors=0), dict(alpha=float("nan")), dict(n_samples=0),
+                dict(burn_in=-1)):
+        with pytest.raises(DataError):
+            cf.BayesianMF(**bad)

@@ -4,6 +4,8 @@ recommenders are set beside (``benchmarks/toolkit_protocols.py`` reads what this
     make peers                                      # builds build/peers-venv, then runs this
     build/peers-venv/bin/python benchmarks/peers/run_peers.py --only surprise
     build/peers-venv/bin/python benchmarks/peers/run_peers.py --only recbole --models Pop,BPR
+    build/peers-venv/bin/python benchmarks/peers/run_peers.py --only recbole --models SASRec \
+        --protocols LS --threads 1 --resume      # hours: go on from the last checkpoint
 
 Runs in its own environment (``benchmarks/peers/requirements*.txt``: RecBole 1.2.1 needs numpy<2,
 pandas<2.3, scipy<1.14, setuptools<70); the course and its tests never import it. The data is
@@ -46,6 +48,7 @@ os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # RecBole 1.2.1 
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "benchmarks/results/peers_ml100k.json"
+SPLITS = ROOT / "benchmarks/results"
 WORK = ROOT / "build/peers"
 PROTOCOLS = {
     "RO_RS": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user",
@@ -74,7 +77,11 @@ def recbole_config(model: str, protocol: str, max_epochs: int = 300) -> dict:
 
 def split_sizes(protocol: str) -> tuple[dict[str, list[int]], dict[str, str]]:
     """Per user (MovieLens user id): sizes of RecBole's train, valid and test parts, and the
-    test item where the user has exactly one (leave-one-out)."""
+    test item where the user has exactly one (leave-one-out). Also writes the split itself,
+    row by row (``recbole_split_<protocol>.csv.gz``: user_id, item_id, part 0/1/2), so the
+    course's models can be trained and tested on RecBole's very split."""
+    import pandas as pd
+
     from recbole.config import Config
     from recbole.data import create_dataset
 
@@ -84,20 +91,42 @@ def split_sizes(protocol: str) -> tuple[dict[str, list[int]], dict[str, str]]:
     ds = create_dataset(config)
     sizes: dict[str, list[int]] = {}
     test: dict[str, list[str]] = {}
+    frames = []
     for k, part in enumerate(ds.build()):
         users = ds.id2token(ds.uid_field, part.inter_feat[ds.uid_field].numpy())
         items = ds.id2token(ds.iid_field, part.inter_feat[ds.iid_field].numpy())
+        frames.append(pd.DataFrame({"user_id": users.astype(int), "item_id": items.astype(int),
+                                    "part": k}))
         for u, i in zip(users, items):
             sizes.setdefault(str(u), [0, 0, 0])[k] += 1
             if k == 2:
                 test.setdefault(str(u), []).append(str(i))
+    pd.concat(frames).to_csv(SPLITS / f"recbole_split_{protocol}.csv.gz", index=False)
     return sizes, {u: i[0] for u, i in test.items() if len(i) == 1}
 
 
-def train_and_test(model: str, cfg: dict) -> dict:
+def latest_checkpoint(model: str, protocol: str) -> Path | None:
+    """The newest checkpoint RecBole saved for this model on this protocol (it saves one at
+    every epoch whose validation score is the best so far), or None."""
+    import torch
+
+    for path in sorted((WORK / "saved").glob(f"{model}-*.pth"), key=lambda p: p.stat().st_mtime,
+                       reverse=True):
+        saved = torch.load(path, map_location="cpu", weights_only=False)  # RecBole's own file
+        if saved["config"]["eval_args"]["split"] == PROTOCOLS[protocol]["split"]:
+            return path
+    return None
+
+
+def train_and_test(model: str, cfg: dict, resume: Path | None = None) -> dict:
     """RecBole's ``quick_start.run_recbole`` step by step (that module imports ray at the top,
     which this environment leaves out): seed, dataset, split, model, trainer; fit with early
-    stopping, keeping the best epoch's checkpoint; test that checkpoint."""
+    stopping, keeping the best epoch's checkpoint; test that checkpoint.
+
+    ``resume``: a checkpoint of an interrupted run (``latest_checkpoint``); RecBole's
+    ``resume_checkpoint`` restores the weights, the optimiser, the epoch and the best score, so
+    training goes on from the best epoch so far (epochs after it are run again, with other
+    random batches than the interrupted run drew)."""
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, get_trainer, init_logger, init_seed
@@ -110,16 +139,18 @@ def train_and_test(model: str, cfg: dict) -> dict:
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    if resume is not None:
+        trainer.resume_checkpoint(resume)
     _, valid = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
     test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     return {"best_valid_result": valid, "test_result": test}
 
 
 def run_recbole_models(models: list[str], protocols: list[str], results: dict,
-                       max_epochs: int = 300) -> None:
+                       max_epochs: int = 300, threads: int = 2, resume: bool = False) -> None:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     for protocol in protocols:
         sizes, test_items = split_sizes(protocol)
         results.setdefault("recbole_split_sizes", {})[protocol] = sizes
@@ -128,14 +159,17 @@ def run_recbole_models(models: list[str], protocols: list[str], results: dict,
         for model in models:
             if model in SEQUENTIAL and protocol != "LS":
                 continue
-            print(f"RecBole {model} on {protocol} ...", flush=True)
+            start = latest_checkpoint(model, protocol) if resume else None
+            print(f"RecBole {model} on {protocol} ..." + (f" resumed from {start.name}"
+                                                          if start else ""), flush=True)
             t0 = time.perf_counter()
-            out = train_and_test(model, recbole_config(model, protocol, max_epochs))
+            out = train_and_test(model, recbole_config(model, protocol, max_epochs), start)
             secs = time.perf_counter() - t0
             results.setdefault("recbole", {})[f"{model}/{protocol}"] = {
                 "test": {k: float(v) for k, v in out["test_result"].items()},
                 "valid": {k: float(v) for k, v in out["best_valid_result"].items()},
-                "seconds": round(secs, 1), "max_epochs": max_epochs}
+                "seconds": round(secs, 1), "max_epochs": max_epochs,
+                "threads": threads, "resumed_from": start.name if start else None}
             print(f"  {out['test_result']}  ({secs:.0f} s)", flush=True)
             save(results)
 
@@ -187,9 +221,19 @@ def main(argv=None) -> None:
     ap.add_argument("--protocols", default="RO_RS,LS")
     ap.add_argument("--max-epochs", type=int, default=300,
                     help="RecBole's default; a cap below it is recorded with the result")
+    ap.add_argument("--resume", action="store_true",
+                    help="go on from the newest checkpoint of an interrupted run (long models)")
+    ap.add_argument("--splits-only", action="store_true",
+                    help="only write RecBole's splits (recbole_split_*.csv.gz), no training")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads for RecBole (recorded with each result)")
     args = ap.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     os.chdir(WORK)                                 # RecBole writes log/ and saved/ where it runs
+    if args.splits_only:
+        for protocol in args.protocols.split(","):
+            split_sizes(protocol)
+        return
     results = json.loads(OUT.read_text()) if OUT.is_file() else {}
     import recbole
     import surprise
@@ -204,7 +248,8 @@ def main(argv=None) -> None:
         unknown = set(protocols) - set(PROTOCOLS)
         if unknown:
             sys.exit(f"unknown protocol(s) {sorted(unknown)}; choose from {sorted(PROTOCOLS)}")
-        run_recbole_models(args.models.split(","), protocols, results, args.max_epochs)
+        run_recbole_models(args.models.split(","), protocols, results, args.max_epochs,
+                           args.threads, args.resume)
     save(results)
 
 
