@@ -24,6 +24,7 @@ from .shopworld import FILES, IMAGES_FILE
 
 __all__ = ["DataError", "SHOPWORLD_DIR", "SHOPWORLD_TABLES", "shopworld_path", "verify_shopworld",
            "load_shopworld", "load_image", "vocabulary", "dirt_truth", "load_movielens",
+           "recbole_split",
            "hf_dataset", "export_peter", "read_peter", "require_columns", "require_int",
            "require_ids", "require_finite", "require_times", "require_number"]
 
@@ -392,6 +393,40 @@ def load_movielens(source: str = "auto") -> dict[str, pd.DataFrame]:
                         f"data set. Run `{assets.REPAIR_COMMAND}` (RecBole copy) or delete "
                         f"{config.cache_dir() / 'ml-100k.zip'} (GroupLens copy).")
     return tables
+
+
+RECBOLE_SPLITS = config.DATASETS_DIR / "movielens_recbole_splits.json.gz"
+
+
+def recbole_split(protocol: str, ratings: pd.DataFrame | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """RecBole 1.2.1's own train / valid / test split of MovieLens-100K, the very rows its
+    models were trained and tested on (seed 2020; ``benchmarks/peers/run_peers.py`` wrote it):
+    ``"RO_RS"`` (each user's ratings in random order, 8:1:1) or ``"LS"`` (leave-one-out by
+    time). With it a course model and a RecBole model differ by the model alone.
+
+    ``ratings`` defaults to :func:`load_movielens`'s; each part keeps the rows' order. The file
+    holds only a part label per rating, in (user_id, item_id) order, not the ratings."""
+    import gzip
+    import json
+
+    stored = json.loads(gzip.decompress(RECBOLE_SPLITS.read_bytes()))
+    if protocol not in stored or protocol == "about":
+        known = sorted(k for k in stored if k != "about")
+        raise DataError(f"no RecBole split called {protocol!r}; the stored ones are {known}")
+    if ratings is None:
+        ratings = load_movielens("recbole")["ratings"]
+    require_columns(ratings, ["user_id", "item_id"], "the ratings")
+    labels = np.frombuffer(stored[protocol].encode(), dtype=np.uint8) - ord("0")
+    if len(ratings) != len(labels) or ratings.duplicated(["user_id", "item_id"]).any():
+        raise DataError(f"RecBole's split labels {len(labels):,} distinct (user, item) ratings of "
+                        f"MovieLens-100K; got {len(ratings):,} rows"
+                        + (" with repeated pairs" if len(ratings) == len(labels) else "")
+                        + ". Pass load_movielens()['ratings'] unfiltered.")
+    order = np.lexsort((ratings["item_id"].to_numpy(), ratings["user_id"].to_numpy()))
+    part = np.empty(len(ratings), dtype=np.uint8)
+    part[order] = labels
+    return tuple(ratings[part == k] for k in range(3))
 
 
 # ----------------------------------------------------------------------------- formats

@@ -37,6 +37,7 @@ toolkits' logs under ``build/peers/``. Wall times are this machine's (2 CPU thre
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import platform
@@ -48,7 +49,7 @@ os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # RecBole 1.2.1 
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "benchmarks/results/peers_ml100k.json"
-SPLITS = ROOT / "benchmarks/results"
+SPLITS = ROOT / "datasets/movielens_recbole_splits.json.gz"
 WORK = ROOT / "build/peers"
 PROTOCOLS = {
     "RO_RS": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user",
@@ -77,9 +78,11 @@ def recbole_config(model: str, protocol: str, max_epochs: int = 300) -> dict:
 
 def split_sizes(protocol: str) -> tuple[dict[str, list[int]], dict[str, str]]:
     """Per user (MovieLens user id): sizes of RecBole's train, valid and test parts, and the
-    test item where the user has exactly one (leave-one-out). Also writes the split itself,
-    row by row (``recbole_split_<protocol>.csv.gz``: user_id, item_id, part 0/1/2), so the
-    course's models can be trained and tested on RecBole's very split."""
+    test item where the user has exactly one (leave-one-out). Also writes the split itself
+    into ``datasets/movielens_recbole_splits.json.gz`` (``helpers.data.recbole_split`` reads
+    it), so the course's models can be trained and tested on RecBole's very split: one digit
+    per rating (0 train, 1 valid, 2 test), the ratings in (user_id, item_id) order. Only the
+    part labels are stored, never the ratings (MovieLens may not be redistributed)."""
     import pandas as pd
 
     from recbole.config import Config
@@ -101,7 +104,16 @@ def split_sizes(protocol: str) -> tuple[dict[str, list[int]], dict[str, str]]:
             sizes.setdefault(str(u), [0, 0, 0])[k] += 1
             if k == 2:
                 test.setdefault(str(u), []).append(str(i))
-    pd.concat(frames).to_csv(SPLITS / f"recbole_split_{protocol}.csv.gz", index=False)
+    parts = pd.concat(frames).sort_values(["user_id", "item_id"])
+    if len(parts) != 100_000 or parts.duplicated(["user_id", "item_id"]).any():
+        raise SystemExit(f"RecBole's {protocol} split has {len(parts)} rows, not the 100,000 "
+                         "distinct (user, item) pairs of MovieLens-100K")
+    stored = json.loads(gzip.decompress(SPLITS.read_bytes())) if SPLITS.is_file() else {
+        "about": "RecBole 1.2.1's own splits of MovieLens-100K (seed 2020), written by "
+                 "benchmarks/peers/run_peers.py: one digit per rating, 0 train, 1 valid, "
+                 "2 test, ratings sorted by (user_id, item_id)."}
+    stored[protocol] = "".join(map(str, parts["part"]))
+    SPLITS.write_bytes(gzip.compress(json.dumps(stored, indent=0).encode(), mtime=0))
     return sizes, {u: i[0] for u, i in test.items() if len(i) == 1}
 
 
@@ -224,7 +236,7 @@ def main(argv=None) -> None:
     ap.add_argument("--resume", action="store_true",
                     help="go on from the newest checkpoint of an interrupted run (long models)")
     ap.add_argument("--splits-only", action="store_true",
-                    help="only write RecBole's splits (recbole_split_*.csv.gz), no training")
+                    help="only write RecBole's splits (datasets/movielens_recbole_splits.json.gz)")
     ap.add_argument("--threads", type=int, default=2,
                     help="torch threads for RecBole (recorded with each result)")
     args = ap.parse_args(argv)
