@@ -7,17 +7,23 @@ Reads what ``make peers`` wrote (``benchmarks/results/peers_ml100k.json``: RecBo
 Surprise 1.1.5 on this machine) and prints one Markdown table per protocol, the course's rows
 next to the toolkits'. MovieLens-100K, every rating an interaction, full ranking, k = 10.
 
-* ``RO_RS`` (RecBole's default): ``pp.per_user_split`` — each user's interactions in random
-  order, 8:1:1 per user (RecBole's rounding; the per-user sizes are checked against RecBole's
-  own split, user by user). The drawn split is the course's (numpy, seed 0), not RecBole's.
-* ``LS`` (RecBole's leave-one-out): ``pp.leave_last_out(ties="input")`` — each user's last
-  interaction by time is the test item, the one before it validation; ties in time keep the
-  file's order, as RecBole's stable sort does (checked: same test item for every user).
+* ``RO_RS`` (RecBole's default): each user's interactions in random order, 8:1:1 per user.
+* ``LS`` (RecBole's leave-one-out): each user's last interaction by time is the test item,
+  the one before it validation.
+
+The models train and test on **RecBole's own split** (``data.recbole_split``: the very rows
+its models used), so a course row and a RecBole row differ by the model alone; the course's
+EASE at RecBole's weight (250) reproduces RecBole's EASE to four decimals on it
+(``tests/test_toolkit_parity.py``). The course's own split functions are checked against that
+split user by user: ``pp.per_user_split`` draws its own random 8:1:1 with RecBole's per-user
+sizes; ``pp.leave_last_out(ties="input")`` should pick RecBole's test item.
 
 Testing masks the user's training and validation items (as RecBole does); validation masks
 training items. Models that train for epochs stop early on validation MRR@10 (patience 10), as
 RecBole's trainer does; the others' hyper-parameters are chosen on validation NDCG@10 from the
-small grids below. Fit times are wall-clock on this machine, 2 threads, like the peers'.
+small grids below. SASRec and BERT4Rec read the validation item as the newest input when they
+are tested (``use_history(train + valid)``), as RecBole's sequential models do. Fit times are
+wall-clock on this machine, 2 threads, like the peers' (unless a peer row says otherwise).
 * Ratings: 5-fold cross-validation on the peers' folds (scikit-learn ``KFold``, shuffle,
   seed 0), RMSE of each held-out fold.
 """
@@ -37,6 +43,8 @@ from sklearn.model_selection import KFold
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from helpers import cf, data, preprocess as pp  # noqa: E402
+from helpers.interest import BERT4RecRecommender  # noqa: E402
+from helpers.sequential import SASRecRecommender  # noqa: E402
 
 warnings.filterwarnings("ignore")
 torch.set_num_threads(2)
@@ -57,8 +65,13 @@ def check_split(name: str, parts, peers: dict) -> str:
     return f"{same} of {len(sizes)} users' train/valid/test sizes equal RecBole's"
 
 
-def ranking_rows(train, valid, test, users, items) -> list[dict]:
+BPR_TUNED = dict(n_factors=64, lr=1e-3, reg=0.0, item_bias=False, init_std=0.035,
+                 n_negatives=4, n_epochs=300)
+
+
+def ranking_rows(train, valid, test, users, items, sequential: bool = False) -> list[dict]:
     rows = []
+    history = pd.concat([train, valid])
 
     def run(name, make, fit_kw=None) -> float:
         model = make()
@@ -66,6 +79,8 @@ def ranking_rows(train, valid, test, users, items) -> list[dict]:
         model.fit(train, users, items, **(fit_kw or {}))
         secs = time.perf_counter() - t0
         v = model.evaluate(valid, K)
+        if hasattr(model, "use_history"):
+            model.use_history(history)
         t = model.evaluate(test, K, exclude=valid)
         rows.append({"model": name, "fit s": round(secs, 1), "valid NDCG@10": v["ndcg@10"],
                      "NDCG@10": t["ndcg@10"], "HR@10": t["hr@10"], "MRR@10": t["mrr@10"]})
@@ -79,12 +94,17 @@ def ranking_rows(train, valid, test, users, items) -> list[dict]:
         rows[:] = [r for r in rows if r["model"] == best or r["model"] not in scored]
 
     run("course: most popular", cf.MostPopular)
-    run("course: BPR (early stop)", lambda: cf.BPR(n_factors=64, n_epochs=300),
-        {"valid": valid})
+    run("course: BPR, RecBole's settings (1 negative)",
+        lambda: cf.BPR(**{**BPR_TUNED, "n_negatives": 1}), {"valid": valid})
+    run("course: BPR, 4 negatives", lambda: cf.BPR(**BPR_TUNED), {"valid": valid})
     best_of({f"course: EASE (λ={reg})": (lambda reg=reg: cf.EASE(reg))
              for reg in (100.0, 250.0, 500.0, 1000.0)})
     best_of({f"course: implicit ALS (α={a}, λ={r})": (lambda a=a, r=r: cf.ImplicitALS(64, r, a))
              for a in (1.0, 5.0, 20.0) for r in (0.1, 5.0)})
+    if sequential:
+        run("course: SASRec (whole history)",
+            lambda: SASRecRecommender(n_epochs=300, whole_history=True), {"valid": valid})
+        run("course: BERT4Rec", lambda: BERT4RecRecommender(n_epochs=300), {"valid": valid})
     return rows
 
 
@@ -95,7 +115,10 @@ def peer_rows(peers: dict, protocol: str) -> list[dict]:
         if proto != protocol:
             continue
         t = res["test"]
-        out.append({"model": f"RecBole: {model}", "fit s": res["seconds"],
+        note = ""
+        if res.get("max_epochs", 300) < 300 or res.get("threads", 2) != 2:
+            note = f" ({res.get('threads', 2)} thread(s), at most {res['max_epochs']} epochs)"
+        out.append({"model": f"RecBole: {model}{note}", "fit s": res["seconds"],
                     "valid NDCG@10": res["valid"].get("ndcg@10"), "NDCG@10": t.get("ndcg@10"),
                     "HR@10": t.get("hit@10"), "MRR@10": t.get("mrr@10")})
     return out
@@ -107,7 +130,9 @@ def rating_rows(ratings: pd.DataFrame, peers: dict) -> list[dict]:
               "course: item-kNN (pearson-baseline, k=40)":
                   lambda: cf.KNN("item", 40, "pearson", 100, explicit=True),
               "course: biased MF, ALS (k=32, λ=0.13, 8 sweeps)":
-                  lambda: cf.BiasedMF(32, 0.13, "als", 8)}
+                  lambda: cf.BiasedMF(32, 0.13, "als", 8),
+              "course: Bayesian MF, Gibbs (k=10, α=1.5, 100 samples)":
+                  lambda: cf.BayesianMF(10, n_samples=100, burn_in=20, alpha=1.5)}
     for name, make in models.items():
         rmse, fit = [], []
         for tr, te in KFold(5, shuffle=True, random_state=0).split(ratings):
@@ -129,17 +154,18 @@ def main() -> None:
     peers = json.loads(PEERS.read_text()) if PEERS.is_file() else {}
     ml = data.load_movielens()["ratings"]
     users, items = pp.build_id_map(ml["user_id"]), pp.build_id_map(ml["item_id"])
-    splits = {"RO_RS": pp.per_user_split(ml, seed=0),
-              "LS": pp.leave_last_out(ml, ties="input")}
-    for name, parts in splits.items():
-        print(f"\n### {name}: {check_split(name, parts, peers)}\n")
+    ours = {"RO_RS": pp.per_user_split(ml, seed=0), "LS": pp.leave_last_out(ml, ties="input")}
+    for name, parts in ours.items():
+        print(f"\n### {name}, on RecBole's own split\n")
+        print(f"The course's split function: {check_split(name, parts, peers)}")
         if name == "LS" and "recbole_test_items" in peers:
             want = peers["recbole_test_items"]["LS"]
             got = dict(zip(parts[2]["user_id"].astype(str), parts[2]["item_id"].astype(str)))
             same = sum(got.get(u) == i for u, i in want.items())
-            print(f"test item equal to RecBole's for {same} of {len(want)} users\n")
-        rows = ranking_rows(*parts, users, items) + peer_rows(peers, name)
-        print(pd.DataFrame(rows).round(4).to_markdown(index=False))
+            print(f"; test item equal to RecBole's for {same} of {len(want)} users")
+        rows = ranking_rows(*data.recbole_split(name, ml), users, items,
+                            sequential=name == "LS") + peer_rows(peers, name)
+        print("\n" + pd.DataFrame(rows).round(4).to_markdown(index=False))
     print("\n### Ratings, 5-fold cross-validation (the peers' folds)\n")
     print(pd.DataFrame(rating_rows(ml, peers)).round(4).to_markdown(index=False))
     env = peers.get("environment")
