@@ -376,16 +376,21 @@ class BiasedMF(Recommender):
     """Biased matrix factorisation: ``r̂_ui = μ + b_u + b_i + p_u · q_i``.
 
     Loss: ``Σ (r_ui − r̂_ui)² + λ (‖p_u‖² + ‖q_i‖² + b_u² + b_i²)`` over observed ratings.
-    ``solver="adam"`` takes full-batch gradient steps with Adam; ``solver="als"`` alternates
-    exact ridge solves for all users, then all items (biases folded into the factors).
-    Predictions are clipped to the rating range seen in training.
+    ``solver="adam"`` takes full-batch gradient steps with Adam, on ``device``; ``solver="als"``
+    alternates exact ridge solves for all users, then all items (biases folded into the
+    factors), on the CPU in float64. Predictions are clipped to the rating range seen in
+    training.
     """
 
     explicit = True
 
     def __init__(self, n_factors: int = 32, reg: float = 0.05, solver: str = "adam",
-                 n_epochs: int = 200, lr: float = 0.05, seed: int = 0, **kw):
+                 n_epochs: int = 200, lr: float = 0.05, seed: int = 0,
+                 device: str | None = "cpu", **kw):
+        from .config import get_device
+
         super().__init__(**kw)
+        self.device = get_device(device)      # a device this machine lacks is an error
         if solver not in {"adam", "als"}:
             raise DataError(f"solver must be 'adam' or 'als', got {solver!r}")
         _check_factor_model(n_factors, reg, n_epochs, lr, seed)
@@ -420,9 +425,11 @@ class BiasedMF(Recommender):
     def _fit_adam(self, vu, vi, vr):
         from torch.nn.functional import embedding  # a lookup whose backward is fast on CPU
 
-        u, i = torch.as_tensor(self.u), torch.as_tensor(self.i)
-        r = torch.tensor(self.r, dtype=torch.float32)
-        params = [t.float().requires_grad_(True) for t in (self.P, self.Q, self.bu, self.bi)]
+        dev = self.device
+        u, i = torch.as_tensor(self.u, device=dev), torch.as_tensor(self.i, device=dev)
+        r = torch.tensor(self.r, dtype=torch.float32, device=dev)
+        params = [t.float().to(dev).requires_grad_(True)
+                  for t in (self.P, self.Q, self.bu, self.bi)]
         P, Q, bu, bi = params
         opt = torch.optim.Adam(params, lr=self.lr)
         for _ in range(self.n_epochs):
@@ -433,7 +440,7 @@ class BiasedMF(Recommender):
             reg = self.reg * ((pu ** 2).sum(1) + (qi ** 2).sum(1) + b_u ** 2 + b_i ** 2).mean()
             (mse + reg).backward()
             opt.step()
-            self.P, self.Q, self.bu, self.bi = (t.detach().double() for t in params)
+            self.P, self.Q, self.bu, self.bi = (t.detach().double().cpu() for t in params)
             self.history.append(float(mse.detach().sqrt()))
             self._record(vu, vi, vr)
 

@@ -337,8 +337,10 @@ class TwoTowerRecommender(_TextItems):
     def __init__(self, item_embeddings, item_ids, max_len: int = 20,
                  n_epochs: int = 5, lr: float = 2e-3, batch_size: int = 256,
                  temperature: float = 0.05, finetune_layers: int = 0, texts: pd.Series | None = None,
-                 encoder_lr: float = 3e-5, max_steps: int | None = None, seed: int = 0, **kw):
+                 encoder_lr: float = 3e-5, max_steps: int | None = None, seed: int = 0,
+                 device: str | None = "cpu", **kw):
         super().__init__(item_embeddings, item_ids, max_len, **kw)
+        self.device = config.get_device(device)  # a device this machine lacks is an error
         if finetune_layers and texts is None:
             raise ValueError("finetune_layers > 0 needs texts= (the item texts to re-encode)")
         require_int("n_epochs", n_epochs, 1)
@@ -373,7 +375,7 @@ class TwoTowerRecommender(_TextItems):
         for lo in tqdm(range(0, len(texts), 64), desc="caching frozen layers", leave=False):
             idx = order[lo:lo + 64]
             enc = self.tok([texts[j] for j in idx], padding=True, truncation=True,
-                           max_length=128, return_tensors="pt")
+                           max_length=128, return_tensors="pt").to(self.device)
             with torch.no_grad():
                 hs = self.encoder(**enc, output_hidden_states=True).hidden_states[start]
             for row, j in enumerate(idx):
@@ -387,7 +389,7 @@ class TwoTowerRecommender(_TextItems):
         rows = [self._lower[j] for j in idx.tolist()]
         h = nn.utils.rnn.pad_sequence(rows, batch_first=True)
         am = nn.utils.rnn.pad_sequence([torch.ones(len(r), dtype=torch.long) for r in rows],
-                                       batch_first=True)
+                                       batch_first=True).to(h.device)
         mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=h,
                                          attention_mask=am)
         for layer in self.encoder.encoder.layer[-self.finetune_layers:]:
@@ -401,15 +403,17 @@ class TwoTowerRecommender(_TextItems):
 
         self._prepare_items(df, user_map, item_map)
         torch.manual_seed(self.seed)
+        dev = self.device
         d_in = self.item_emb.shape[1]
         self.user_tower = _UserTower(d_in, d_in)
         self.item_proj = nn.Linear(d_in, d_in)
         nn.init.zeros_(self.item_proj.weight); nn.init.zeros_(self.item_proj.bias)
+        self.user_tower.to(dev); self.item_proj.to(dev)
         params = [{"params": list(self.user_tower.parameters()) + list(self.item_proj.parameters()),
                    "lr": self.lr}]
         if self.finetune_layers:
             from . import models
-            self.tok, self.encoder = models.text_encoder()
+            self.tok, self.encoder = models.text_encoder(device=str(dev))
             layers = self.encoder.encoder.layer
             if not 1 <= self.finetune_layers <= len(layers):
                 raise ValueError(f"finetune_layers must be 1..{len(layers)}")
@@ -437,10 +441,12 @@ class TwoTowerRecommender(_TextItems):
         if len(tgt) == 0:
             raise DataError("no user has two interactions: nothing to train a two-tower model on")
         freq = torch.bincount(tgt, minlength=len(self.item_map)).float()
-        log_q = torch.log(freq.clamp(min=1) / len(tgt))
+        log_q = torch.log(freq.clamp(min=1) / len(tgt)).to(dev)
+        hist, tgt = hist.to(dev), tgt.to(dev)
         gen = torch.Generator().manual_seed(self.seed)
         self.history, step = [], 0
-        pad_emb = torch.cat([torch.zeros(1, d_in), self.item_emb])
+        item_emb = self.item_emb.to(dev)
+        pad_emb = torch.cat([torch.zeros(1, d_in, device=dev), item_emb])
         total_steps = self.n_epochs * math.ceil(len(tgt) / self.batch_size)
         if self.max_steps:
             total_steps = min(total_steps, self.max_steps)
@@ -454,10 +460,10 @@ class TwoTowerRecommender(_TextItems):
             for lo in range(0, len(tgt), self.batch_size):
                 if step >= total_steps:
                     break
-                b = perm[lo:lo + self.batch_size]
+                b = perm[lo:lo + self.batch_size].to(dev)
                 u_vec, _ = self.user_tower(pad_emb[hist[b]], hist[b] > 0)
                 base = (self._top_layers(tgt[b]) if self.finetune_layers
-                        else self.item_emb[tgt[b]])
+                        else item_emb[tgt[b]])
                 loss = in_batch_softmax_loss(u_vec, self._item_vec(base), self.temperature,
                                              tgt[b], log_q[tgt[b]])
                 opt.zero_grad()
@@ -475,10 +481,12 @@ class TwoTowerRecommender(_TextItems):
                                             for lo in range(0, n, 64)])
                 del self._lower  # ~150 MB for 2,000 items; not needed once trained
             else:
-                self.item_base = self.item_emb
-            self.item_vecs = self._item_vec(self.item_base)
-            seqs = self.seqs[:, -self.max_len:]
-            self.user_vecs, self.user_weights = self.user_tower(pad_emb[seqs], seqs > 0)
+                self.item_base = item_emb
+            self.item_vecs = self._item_vec(self.item_base).cpu()
+            seqs = self.seqs[:, -self.max_len:].to(dev)
+            user_vecs, user_weights = self.user_tower(pad_emb[seqs], seqs > 0)
+            self.user_vecs, self.user_weights = user_vecs.cpu(), user_weights.cpu()
+            self.item_base = self.item_base.cpu()
         return self
 
     def scores(self, user_idx):

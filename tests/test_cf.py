@@ -248,6 +248,10 @@ def test_bpr_trains_on_the_device_it_is_given_and_refuses_a_missing_one():
             cf.BPR(device="cuda")
     with pytest.raises(ValueError, match="Unknown device"):
         cf.BPR(device="tpu")
+    mf = cf.BiasedMF(4, n_epochs=3, device="cpu").fit(_additive())
+    assert mf.P.device.type == "cpu" and mf.P.dtype == torch.float64
+    with pytest.raises(ValueError, match="Unknown device"):
+        cf.BiasedMF(device="tpu")
 
 
 def test_bayesian_mf_draws_each_user_from_its_exact_gaussian_conditional():

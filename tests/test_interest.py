@@ -121,6 +121,12 @@ def test_two_tower_and_bert4rec_learn_the_toy_clusters():
     assert b4r.history[-1] < b4r.history[0]
     with pytest.raises(ValueError, match="texts"):
         I.TwoTowerRecommender(emb, ids, finetune_layers=1)
+    assert tt.device.type == "cpu" and tt.user_vecs.device.type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            I.TwoTowerRecommender(emb, ids, device="cuda")
+    with pytest.raises(ValueError, match="Unknown device"):
+        I.TwoTowerRecommender(emb, ids, device="tpu")
 
 
 def test_finetune_top_layer_starts_from_the_frozen_embeddings():
