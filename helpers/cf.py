@@ -514,13 +514,16 @@ class BayesianMF(Recommender):
     the data, not the single best one, so a larger rank overfits far less than with ALS and no
     regularisation weight needs tuning.
 
+    ``alpha`` = 1.5 was the best of 1.0, 1.25, 1.5 and 2.0 on MovieLens-100K (validation RMSE
+    0.906, 0.898, 0.894, 0.906 at rank 10, on 10 % of the first CV fold's training ratings; the
+    ratings' residual noise is about 0.8, a precision near 1.5).
     Memory: the kept samples, ``n_samples × (n_users + n_items) × n_factors`` floats.
     """
 
     explicit = True
 
     def __init__(self, n_factors: int = 10, n_samples: int = 100, burn_in: int = 20,
-                 alpha: float = 2.0, seed: int = 0, **kw):
+                 alpha: float = 1.5, seed: int = 0, **kw):
         super().__init__(**kw)
         require_int("n_factors", n_factors, 1)
         require_int("n_samples", n_samples, 1)
