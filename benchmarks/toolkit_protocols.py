@@ -1,6 +1,6 @@
 """The course's recommenders on the field's toolkits' own protocols, beside the toolkits.
 
-    .venv/bin/python benchmarks/toolkit_protocols.py          # ~2 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/toolkit_protocols.py          # ~20 minutes on 2 CPU cores
     .venv/bin/python benchmarks/toolkit_protocols.py 2>/dev/null   # tables only, no epoch bars
 
 Reads what ``make peers`` wrote (``benchmarks/results/peers_ml100k.json``: RecBole 1.2.1 and
@@ -169,15 +169,15 @@ def main() -> None:
     ours = {"RO_RS": pp.per_user_split(ml, seed=0), "LS": pp.leave_last_out(ml, ties="input")}
     for name, parts in ours.items():
         print(f"\n### {name}, on RecBole's own split\n")
-        print(f"The course's split function: {check_split(name, parts, peers)}")
+        print(f"The course's split function: {check_split(name, parts, peers)}", end="")
         if name == "LS" and "recbole_test_items" in peers:
             want = peers["recbole_test_items"]["LS"]
             got = dict(zip(parts[2]["user_id"].astype(str), parts[2]["item_id"].astype(str)))
             same = sum(got.get(u) == i for u, i in want.items())
-            print(f"; test item equal to RecBole's for {same} of {len(want)} users")
+            print(f"; test item equal to RecBole's for {same} of {len(want)} users", end="")
         rows = ranking_rows(*data.recbole_split(name, ml), users, items,
                             sequential=name == "LS") + peer_rows(peers, name)
-        print("\n" + pd.DataFrame(rows).round(4).to_markdown(index=False))
+        print("\n\n" + pd.DataFrame(rows).round(4).to_markdown(index=False))
     print("\n### Ratings, 5-fold cross-validation (the peers' folds)\n")
     print(pd.DataFrame(rating_rows(ml, peers)).round(4).to_markdown(index=False))
     env = peers.get("environment")

@@ -693,9 +693,10 @@ class BPR(TorchRecommender):
 
     The defaults suit a short fixed run (chapters 02-04: 30 epochs at lr 0.01). For a run to
     the early stop, RecBole's settings — ``lr=1e-3, reg=0, item_bias=False`` (init_std 0.035,
-    its Xavier scale) — reach test NDCG@10 0.287 ± 0.006 (4 seeds) on RecBole's own RO_RS split
-    of MovieLens-100K, beside RecBole's own BPR at 0.293; ``n_negatives=4`` reaches 0.293
-    (3 seeds). ``benchmarks/toolkit_protocols.py`` has the table.
+    its Xavier scale) — reach test NDCG@10 0.287 ± 0.007 (3 seeds) on RecBole's own RO_RS split
+    of MovieLens-100K, beside RecBole's own BPR at 0.293; ``n_negatives=4`` reaches 0.293 ±
+    0.006 (and 0.064 on the leave-one-out split, RecBole 0.063).
+    ``benchmarks/results/13_toolkit_protocols_cpu.md`` has the tables.
     """
 
     def __init__(self, n_factors: int = 64, reg: float = 1e-4, n_epochs: int = 30,
