@@ -122,6 +122,13 @@ def ranking_rows(train, valid, test, users, items, sequential: bool = False) -> 
 
 def peer_rows(peers: dict, protocol: str) -> list[dict]:
     out = []
+    for key, res in sorted(peers.get("implicit", {}).items()):
+        model, proto = key.split("/")
+        if proto == protocol:
+            t = res["test"]
+            out.append({"model": f"implicit: {model} (α=1.0, λ=5.0)", "fit s": res["seconds"],
+                        "valid NDCG@10": res["valid"]["ndcg@10"], "NDCG@10": t["ndcg@10"],
+                        "HR@10": t["hit@10"], "MRR@10": t["mrr@10"]})
     for key, res in sorted(peers.get("recbole", {}).items()):
         model, proto = key.split("/")
         if proto != protocol:
