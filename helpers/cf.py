@@ -533,18 +533,6 @@ class BayesianMF(Recommender):
         self.n_factors, self.n_samples, self.burn_in = n_factors, n_samples, burn_in
         self.alpha, self.seed = float(alpha), seed
 
-    @staticmethod
-    def _grams(group: np.ndarray, x: torch.Tensor, n_groups: int, chunk: int = 8192):
-        """``Σ_{j in group g} x_j x_jᵀ`` for every group g, in chunks of rows (the outer
-        products of all rows at once would not fit in memory for large ranks)."""
-        d = x.shape[1]
-        out = torch.zeros(n_groups, d, d, dtype=x.dtype)
-        g = torch.as_tensor(group)
-        for lo in range(0, len(x), chunk):
-            xs = x[lo:lo + chunk]
-            out.index_add_(0, g[lo:lo + chunk], xs[:, :, None] * xs[:, None, :])
-        return out
-
     def _draw_prior(self, x: np.ndarray, rng: np.random.Generator):
         """(μ, Λ) from the Normal–Wishart posterior given the factors ``x`` (prior μ0 = 0,
         β0 = 2, ν0 = d, W0 = I, as in the paper)."""
@@ -563,10 +551,15 @@ class BayesianMF(Recommender):
     def _draw_rows(self, group, other_idx, resid, other, mu, lam, n_groups, rng):
         """Every row's factors from their Gaussian conditional, all rows at once:
         precision ``Λ + α Σ q qᵀ``, mean ``precision⁻¹ (α Σ r q + Λ μ)``."""
-        y = torch.as_tensor(other[other_idx])
-        prec = self._grams(group, y, n_groups) * self.alpha + torch.as_tensor(lam)
-        rhs = torch.zeros(n_groups, other.shape[1], dtype=torch.float64)
-        rhs.index_add_(0, torch.as_tensor(group), y * torch.as_tensor(resid)[:, None])
+        d = other.shape[1]
+        # Σ q qᵀ over each row's observed cells: one sparse product with the other side's outer
+        # products (as BiasedMF's ALS does), not one outer product per rating
+        shape = (n_groups, len(other))
+        seen = sp.csr_matrix((np.ones(len(group)), (group, other_idx)), shape=shape)
+        outer = np.einsum("ik,il->ikl", other, other).reshape(len(other), d * d)
+        gram = torch.as_tensor(np.asarray(seen @ outer).reshape(n_groups, d, d))
+        prec = gram * self.alpha + torch.as_tensor(lam)
+        rhs = torch.as_tensor(sp.csr_matrix((resid, (group, other_idx)), shape=shape) @ other)
         rhs = rhs * self.alpha + torch.as_tensor(lam @ mu)
         chol = torch.linalg.cholesky(prec)                       # prec = L Lᵀ
         mean = torch.cholesky_solve(rhs[:, :, None], chol)
