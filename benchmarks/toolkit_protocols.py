@@ -75,12 +75,12 @@ def ranking_rows(train, valid, test, users, items, sequential: bool = False) -> 
     rows = []
     history = pd.concat([train, valid])
 
-    def run(name, make, fit_kw=None, seeds=(0,)) -> float:
-        """Fit and test; with several seeds, the mean of each figure and the test NDCG's
-        standard deviation across seeds (``make`` then takes the seed)."""
+    def run(name, make, fit_kw=None, seeds=None) -> float:
+        """Fit and test; with ``seeds``, ``make(seed)`` for each, the mean of each figure and
+        the test NDCG's standard deviation across seeds."""
         got = []
-        for seed in seeds:
-            model = make(seed) if len(seeds) > 1 else make()
+        for seed in seeds or (None,):
+            model = make() if seed is None else make(seed)
             t0 = time.perf_counter()
             model.fit(train, users, items, **(fit_kw or {}))
             secs = time.perf_counter() - t0

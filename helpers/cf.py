@@ -548,19 +548,17 @@ class BayesianMF(Recommender):
         mu = rng.multivariate_normal(n * mean / beta, np.linalg.inv(beta * lam))
         return mu, lam
 
-    def _draw_rows(self, group, other_idx, resid, other, mu, lam, n_groups, rng):
+    def _draw_rows(self, seen: sp.csr_matrix, resid: sp.csr_matrix, other, mu, lam, rng):
         """Every row's factors from their Gaussian conditional, all rows at once:
-        precision ``Λ + α Σ q qᵀ``, mean ``precision⁻¹ (α Σ r q + Λ μ)``."""
-        d = other.shape[1]
+        precision ``Λ + α Σ q qᵀ``, mean ``precision⁻¹ (α Σ r q + Λ μ)``. ``seen`` is the
+        rows × other 0/1 matrix of observed cells, ``resid`` the same cells' r − μ."""
+        n_groups, d = seen.shape[0], other.shape[1]
         # Σ q qᵀ over each row's observed cells: one sparse product with the other side's outer
         # products (as BiasedMF's ALS does), not one outer product per rating
-        shape = (n_groups, len(other))
-        seen = sp.csr_matrix((np.ones(len(group)), (group, other_idx)), shape=shape)
         outer = np.einsum("ik,il->ikl", other, other).reshape(len(other), d * d)
         gram = torch.as_tensor(np.asarray(seen @ outer).reshape(n_groups, d, d))
         prec = gram * self.alpha + torch.as_tensor(lam)
-        rhs = torch.as_tensor(sp.csr_matrix((resid, (group, other_idx)), shape=shape) @ other)
-        rhs = rhs * self.alpha + torch.as_tensor(lam @ mu)
+        rhs = torch.as_tensor(resid @ other) * self.alpha + torch.as_tensor(lam @ mu)
         chol = torch.linalg.cholesky(prec)                       # prec = L Lᵀ
         mean = torch.cholesky_solve(rhs[:, :, None], chol)
         z = torch.as_tensor(rng.standard_normal((n_groups, other.shape[1], 1)))
@@ -575,7 +573,10 @@ class BayesianMF(Recommender):
         self.r_min, self.r_max = float(self.r.min()), float(self.r.max())
         rng = np.random.default_rng(self.seed)
         n_u, n_i = self.seen.shape
-        resid = self.r - self.mu
+        # the observed cells and their residuals, by user and by item: fixed across sweeps
+        by_user = self.seen.tocsr()
+        resid_u = sp.csr_matrix((self.r - self.mu, (self.u, self.i)), shape=(n_u, n_i))
+        by_item, resid_i = by_user.T.tocsr(), resid_u.T.tocsr()
         P = rng.normal(0, 0.1, (n_u, self.n_factors))
         Q = rng.normal(0, 0.1, (n_i, self.n_factors))
         self.P_samples, self.Q_samples = [], []
@@ -583,8 +584,8 @@ class BayesianMF(Recommender):
                           leave=False):
             mu_q, lam_q = self._draw_prior(Q, rng)
             mu_p, lam_p = self._draw_prior(P, rng)
-            P = self._draw_rows(self.u, self.i, resid, Q, mu_p, lam_p, n_u, rng)
-            Q = self._draw_rows(self.i, self.u, resid, P, mu_q, lam_q, n_i, rng)
+            P = self._draw_rows(by_user, resid_u, Q, mu_p, lam_p, rng)
+            Q = self._draw_rows(by_item, resid_i, P, mu_q, lam_q, rng)
             if sweep >= self.burn_in:
                 self.P_samples.append(P.astype(np.float32))
                 self.Q_samples.append(Q.astype(np.float32))

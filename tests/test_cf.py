@@ -268,7 +268,9 @@ def test_bayesian_mf_draws_each_user_from_its_exact_gaussian_conditional():
     a = rng.normal(size=(d, d))
     lam = a @ a.T + np.eye(d)
     m = cf.BayesianMF(n_factors=d, alpha=1.5)
-    draws = np.stack([m._draw_rows(u, i, resid, Q, mu, lam, n_u, rng) for _ in range(8000)])
+    seen = sp.csr_matrix((np.ones(len(u)), (u, i)), shape=(n_u, n_i))
+    res = sp.csr_matrix((resid, (u, i)), shape=(n_u, n_i))
+    draws = np.stack([m._draw_rows(seen, res, Q, mu, lam, rng) for _ in range(8000)])
     wrong_gap = 0.0
     for user in range(n_u):
         mine = u == user
