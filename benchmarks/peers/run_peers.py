@@ -61,13 +61,29 @@ PROTOCOLS = {
 SEQUENTIAL = {"SASRec", "BERT4Rec"}
 
 
+def numpy2_shim() -> None:
+    """RecBole 1.2.1's configurator re-creates numpy's removed aliases from ``np.float_`` and
+    ``np.complex_``, which numpy 2 removed too: give them back (the same types) so RecBole runs
+    beside a numpy 2 stack (the GPU machine's). Nothing else changes; with numpy 1 it is a no-op."""
+    import numpy as np
+
+    for old, new in (("float_", "float64"), ("complex_", "complex128"), ("unicode_", "str_")):
+        if not hasattr(np, old):
+            setattr(np, old, getattr(np, new))
+
+
+DEVICE = "cpu"   # --device; RecBole takes it as use_gpu (with gpu_id 0)
+
+
 def recbole_config(model: str, protocol: str, max_epochs: int = 300) -> dict:
     import recbole
+
+    numpy2_shim()
 
     cfg = {
         "data_path": str(Path(recbole.__file__).parent / "dataset_example"),
         "checkpoint_dir": str(WORK / "saved"), "log_wandb": False, "show_progress": False,
-        "use_gpu": False, "worker": 0, "seed": 2020, "reproducibility": True,
+        "use_gpu": DEVICE == "cuda", "worker": 0, "seed": 2020, "reproducibility": True,
         "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
         "eval_args": PROTOCOLS[protocol],
         "metrics": ["Recall", "MRR", "NDCG", "Hit", "Precision"], "topk": [10],
@@ -183,7 +199,7 @@ def run_recbole_models(models: list[str], protocols: list[str], results: dict,
                 "test": {k: float(v) for k, v in out["test_result"].items()},
                 "valid": {k: float(v) for k, v in out["best_valid_result"].items()},
                 "seconds": round(secs, 1), "max_epochs": max_epochs,
-                "threads": threads, "resumed_from": start.name if start else None}
+                "threads": threads, "device": DEVICE, "resumed_from": start.name if start else None}
             print(f"  {out['test_result']}  ({secs:.0f} s)", flush=True)
             save(results)
 
@@ -225,6 +241,7 @@ def run_surprise(results: dict) -> None:
 
 
 def save(results: dict) -> None:
+    OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
 
 
@@ -283,6 +300,7 @@ def run_implicit(results: dict) -> None:
 
 
 def main(argv=None) -> None:
+    global DEVICE, OUT
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", choices=["recbole", "surprise", "implicit"], default=None)
     ap.add_argument("--models", default="Pop,BPR,SASRec,BERT4Rec")
@@ -295,7 +313,14 @@ def main(argv=None) -> None:
                     help="only write RecBole's splits (datasets/movielens_recbole_splits.json.gz)")
     ap.add_argument("--threads", type=int, default=2,
                     help="torch threads for RecBole (recorded with each result)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="where RecBole trains (cuda: its use_gpu; recorded with each result)")
+    ap.add_argument("--out", default=None,
+                    help=f"results file (default {OUT.relative_to(ROOT)}); merged if it exists")
     args = ap.parse_args(argv)
+    DEVICE = args.device
+    if args.out:
+        OUT = Path(args.out).resolve()
     WORK.mkdir(parents=True, exist_ok=True)
     os.chdir(WORK)                                 # RecBole writes log/ and saved/ where it runs
     if args.splits_only:
@@ -303,14 +328,23 @@ def main(argv=None) -> None:
             split_sizes(protocol)
         return
     results = json.loads(OUT.read_text()) if OUT.is_file() else {}
-    import recbole
-    import surprise
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
-    import implicit
-    results["environment"] = {"recbole": recbole.__version__, "surprise": surprise.__version__,
-                              "implicit": implicit.__version__,
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:   # a run of one toolkit needs only that one
+            return None
+
+    results["environment"] = {"recbole": installed("recbole"),
+                              "surprise": installed("scikit-surprise"),
+                              "implicit": installed("implicit"),
                               "torch": torch.__version__, "python": platform.python_version(),
                               "threads": 2, "machine": platform.processor() or platform.machine()}
+    if DEVICE == "cuda":
+        results["environment"]["gpu"] = torch.cuda.get_device_name(0)
     if args.only in (None, "surprise"):
         run_surprise(results)
     if args.only in (None, "implicit"):

@@ -1,0 +1,95 @@
+"""The course's models on CUDA (marker ``gpu``: skipped, with the reason, where there is no GPU).
+
+    python -m pytest -m gpu tests/test_gpu.py      # on a CUDA machine (tools/gpu/ runs it)
+
+Each model is trained for a moment on the GPU from the same seed and data as on the CPU: the
+weights must live on the GPU, the figures must be finite, and where the two runs start from the
+same weights their scores must agree to float tolerance (kernels differ, maths does not).
+"""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+def _cycles(n_users=80, n_items=15, length=10, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(n_users):
+        start = rng.integers(n_items)
+        rows += [(user, (start + t) % n_items, t) for t in range(length)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+
+
+def _same_weights_same_scores(cpu_model, gpu_model, net_attr, users):
+    """Copy the CPU model's trained weights into the GPU one: the scores must then agree."""
+    getattr(gpu_model, net_attr).load_state_dict(getattr(cpu_model, net_attr).state_dict())
+    a = cpu_model.scores(users)
+    b = gpu_model.scores(users)
+    a = a.cpu() if torch.is_tensor(a) else torch.as_tensor(a)
+    b = b.cpu() if torch.is_tensor(b) else torch.as_tensor(b)
+    torch.testing.assert_close(b.float(), a.float(), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["SASRec", "BERT4Rec"])
+def test_sequence_models_train_on_cuda_and_agree_with_the_cpu(name):
+    from helpers.interest import BERT4RecRecommender
+    from helpers.sequential import SASRecRecommender
+
+    cls = {"SASRec": SASRecRecommender, "BERT4Rec": BERT4RecRecommender}[name]
+    df = _cycles()
+    kw = dict(max_len=8, d_model=16, n_layer=1, n_epochs=3, seed=0)
+    gpu = cls(device="cuda", **kw).fit(df)
+    assert next(gpu.model.parameters()).device.type == "cuda"
+    assert np.isfinite(gpu.history).all()
+    cpu = cls(device="cpu", **kw).fit(df)
+    _same_weights_same_scores(cpu, gpu, "model", np.arange(10))
+
+
+def test_bpr_trains_on_cuda():
+    from helpers import cf
+
+    df = _cycles()
+    m = cf.BPR(16, n_epochs=3, device="cuda").fit(df)
+    res = m.evaluate(df.groupby("user_id").tail(1), 10)
+    assert all(np.isfinite(v) for v in res.values())
+
+
+def test_two_tower_fine_tunes_its_encoder_on_cuda():
+    """Chapter 04's fine-tuned tower: the encoder and its cached lower layers on the GPU."""
+    from helpers import interest as I
+
+    texts = pd.Series([f"item number {k} in the shop" for k in range(15)], index=range(15))
+    emb = I.encode_items(texts, cache=False)
+    m = I.TwoTowerRecommender(emb, texts.index, max_len=5, batch_size=16, n_epochs=1,
+                              finetune_layers=1, texts=texts, device="cuda").fit(_cycles())
+    assert next(m.encoder.parameters()).device.type == "cuda"
+    res = m.evaluate(_cycles().groupby("user_id").tail(1))
+    assert all(np.isfinite(v) for v in res.values())
+
+
+def test_text_encoder_on_cuda_matches_the_cpu():
+    from helpers import models
+
+    texts = ["a red trail shoe", "a quiet kettle with a steel body", "Toy Story (1995)"]
+    tok, enc = models.text_encoder(device="cpu")
+    cpu = models.encode(texts, tok, enc, progress=False)
+    tok, enc = models.text_encoder(device="cuda")
+    gpu = models.encode(texts, tok, enc, progress=False)
+    assert gpu.device.type == "cpu" and gpu.dtype == torch.float32   # the documented contract
+    assert float((gpu * cpu).sum(1).min()) > 0.9999
+
+
+def test_language_model_defaults_to_bfloat16_on_cuda_and_generates():
+    from helpers import models, nlg
+
+    tok, lm = models.language_model(device="cuda")
+    assert lm.dtype == torch.bfloat16 and lm.device.type == "cuda"
+    prompts = [[{"role": "user", "content": "Say hello."}],
+               [{"role": "user", "content": "Name a colour."}]]
+    out, stats = nlg.generate(tok, lm, prompts, max_new_tokens=8, progress=False)
+    assert len(out) == 2 and all(isinstance(o, str) and o for o in out)
+    assert stats["reasons_per_s"] > 0
