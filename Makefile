@@ -5,6 +5,7 @@
 #   make chapters  regenerate chapters/ from solutions/
 #   make assets    fetch + verify the offline models and data (the only network step)
 #   make peers     the field's toolkits on their own protocols, in their own env (hours)
+#   make gpu-check on a CUDA machine: the GPU tests and the heavy jobs timed -> build/gpu_profile/report.md
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
@@ -19,7 +20,7 @@ export TOKENIZERS_PARALLELISM := false
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYTHONHASHSEED := 0
 
-.PHONY: venv assets course test lab chapters clean help peers
+.PHONY: venv assets course test lab chapters clean help peers gpu-check
 help:
 	@sed -n '2,8p' Makefile
 
@@ -65,6 +66,17 @@ peers:
 	$(PEERS_VENV)/bin/pip install --quiet --disable-pip-version-check -r benchmarks/peers/requirements.txt
 	$(PEERS_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r benchmarks/peers/requirements-nodeps.txt
 	$(PEERS_VENV)/bin/python benchmarks/peers/run_peers.py $(PEERS_ARGS)
+
+# On a CUDA machine: the tests marked gpu, then every heavy job of benchmarks/gpu_profile.py
+# (sequence models, two-tower, encoder, generation, the adapter's whole recipe) timed, one JSON per
+# job and a Markdown report. Without CUDA it stops at once. On an offline borrowed machine with
+# 64 MiB per transfer, tools/gpu/session.sh stages the same run.
+GPU_OUT ?= build/gpu_profile
+gpu-check: assets
+	$(PY) -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "make gpu-check needs a CUDA GPU (torch sees none here)")'
+	$(PY) -m pytest -q -m gpu tests/test_gpu.py
+	$(PY) benchmarks/gpu_profile.py --device cuda --out $(GPU_OUT)
+	$(PY) benchmarks/gpu_profile.py --report $(GPU_OUT) | tee $(GPU_OUT)/report.md
 
 clean:
 	rm -rf build .pytest_cache

@@ -24,7 +24,7 @@ processes side by side (the GPU session does: ``tools/gpu/``). Jobs:
   (``realise_fast``) at 256; reasons/s, tokens/s, peak memory, and the share of sentences that
   say exactly their plan (``says_plan``), the quality a faster setting must not lose.
 * ``adapter``: ``tools/train_reason_adapter.py``'s whole recipe (the shipped adapter's 265
-  steps of 16 on all 8,469 training examples) into ``<out>/adapter.safetensors``: its own JSON
+  steps of 16 on all 8,469 training examples) into ``<out>/reason_realiser_retrained.safetensors``: its own JSON
   gives the seconds and the held-out scores, set beside the shipped (CPU-trained) adapter's.
 
 Times are wall-clock seconds of this process; on CUDA each timed region ends with
@@ -213,7 +213,7 @@ def job_generation(device, args) -> dict:
 def job_adapter(device, args) -> dict:
     import os
 
-    target = Path(args.out).resolve() / "adapter.safetensors"
+    target = Path(args.out).resolve() / "reason_realiser_retrained.safetensors"
     env = {**os.environ, "COURSE_DEVICE": str(device)}
     cmd = [sys.executable, str(ROOT / "tools/train_reason_adapter.py"), "--out", str(target),
            "--checkpoint-dir", str(Path(args.out).resolve() / "adapter_checkpoint")]

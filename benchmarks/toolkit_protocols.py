@@ -135,7 +135,10 @@ def peer_rows(peers: dict, protocol: str) -> list[dict]:
             continue
         t = res["test"]
         note = ""
-        if res.get("max_epochs", 300) < 300 or res.get("threads", 2) != 2:
+        if res.get("device") == "cuda":         # trained on a borrowed GPU: fit s is its time
+            gpu = res.get("environment", {}).get("gpu", "a GPU")
+            note = f" (on {gpu}, {res.get('threads', 2)} CPU threads)"
+        elif res.get("max_epochs", 300) < 300 or res.get("threads", 2) != 2:
             note = f" ({res.get('threads', 2)} thread(s), at most {res['max_epochs']} epochs)"
         out.append({"model": f"RecBole: {model}{note}", "fit s": res["seconds"],
                     "valid NDCG@10": res["valid"].get("ndcg@10"), "NDCG@10": t.get("ndcg@10"),

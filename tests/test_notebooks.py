@@ -139,3 +139,49 @@ def test_run_course_reports_times_and_checked_results(tmp_path, monkeypatch):
     assert "rmse: 0.91" in (tmp_path / "out" / "report.md").read_text()
     with pytest.raises(ValueError, match="Unknown profile"):
         nbt.run_course(tmp_path / "out", profile="huge", notebooks=[path])
+
+
+def _device_taking_classes() -> set[str]:
+    """Names of the course's model classes whose constructor takes ``device``."""
+    import inspect
+
+    from helpers import cf, interest, nlg, sequential
+
+    return {name for mod in (cf, interest, nlg, sequential) for name, obj in vars(mod).items()
+            if inspect.isclass(obj) and obj.__module__.startswith("helpers")
+            and "device" in inspect.signature(obj.__init__).parameters}
+
+
+def _calls_without_device(source: str, classes: set[str]) -> list[str]:
+    """Calls ``Name(...)`` (also ``mod.Name(...)``) of ``classes`` in a code cell's source that
+    pass no ``device=`` (ALS-solved matrix factorisation runs in NumPy and is exempt)."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
+            kws = {k.arg: k.value for k in node.keywords}
+            als = isinstance(kws.get("solver"), ast.Constant) and kws["solver"].value == "als"
+            if name in classes and "device" not in kws and not als:
+                found.append(ast.unparse(node)[:90])
+    return found
+
+
+def test_every_model_in_the_chapters_runs_on_the_runs_device():
+    """A chapter that builds a torch model without ``device=cfg.device`` trains it on the CPU
+    even on a GPU machine (the full profile's whole point); a deliberately stripped call fails."""
+    import re
+
+    classes = _device_taking_classes()
+    assert {"BPR", "SASRecRecommender", "BERT4RecRecommender", "TwoTowerRecommender"} <= classes
+    missing = []
+    for path in SOLUTIONS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                src = re.sub(r"^\s*[%!].*$", "", cell.source, flags=re.M)   # magics
+                missing += [f"{path.name}: {c}" for c in _calls_without_device(src, classes)]
+    assert not missing, "pass device=cfg.device to:\n" + "\n".join(missing)
+    assert _calls_without_device("m = cf.BPR(64, n_epochs=3)", classes)
+    assert not _calls_without_device('m = cf.BiasedMF(32, solver="als")', classes)

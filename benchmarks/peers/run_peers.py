@@ -6,9 +6,14 @@ recommenders are set beside (``benchmarks/toolkit_protocols.py`` reads what this
     build/peers-venv/bin/python benchmarks/peers/run_peers.py --only recbole --models Pop,BPR
     build/peers-venv/bin/python benchmarks/peers/run_peers.py --only recbole --models SASRec \
         --protocols LS --threads 1 --resume      # hours: go on from the last checkpoint
+    python3 benchmarks/peers/run_peers.py --only recbole --models SASRec,BERT4Rec --protocols LS \
+        --device cuda --out build/peers_gpu.json # minutes on a GPU (tools/gpu/session.sh)
 
 Runs in its own environment (``benchmarks/peers/requirements*.txt``: RecBole 1.2.1 needs numpy<2,
-pandas<2.3, scipy<1.14, setuptools<70); the course and its tests never import it. The data is
+pandas<2.3, scipy<1.14, setuptools<70); the course and its tests never import it. RecBole's
+SASRec and BERT4Rec also run beside numpy 2 with pandas 2.2.3 (``numpy2_shim``), as on the GPU
+machine, where they gave the committed ``SASRec/LS`` and ``BERT4Rec/LS`` entries (their split
+checked identical to the one stored here, user by user). The data is
 RecBole's own copy of MovieLens-100K, shipped inside its wheel (``recbole/dataset_example``),
 the same file the course loads (``helpers.data.load_movielens``).
 
@@ -342,7 +347,7 @@ def main(argv=None) -> None:
                               "surprise": installed("scikit-surprise"),
                               "implicit": installed("implicit"),
                               "torch": torch.__version__, "python": platform.python_version(),
-                              "threads": 2, "machine": platform.processor() or platform.machine()}
+                              "threads": args.threads, "machine": platform.processor() or platform.machine()}
     if DEVICE == "cuda":
         results["environment"]["gpu"] = torch.cuda.get_device_name(0)
     if args.only in (None, "surprise"):
