@@ -187,7 +187,7 @@ def job_generation(device, args) -> dict:
     tok, model, _ = R.load_realiser(device=device)            # float32, merged
     vocab = R.closed_vocabulary(tok, w.lex)
     out = {"prompts": len(prompts), "rows": []}
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in (getattr(torch, d) for d in args.dtypes.split(",")):
         m = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
         R.realise(tok, m, prompts[:8], batch_size=8, progress=False)               # warm-up
         for bs in args.batches:
@@ -308,6 +308,7 @@ def main(argv=None) -> None:
     ap.add_argument("--encoder-texts", type=int, default=16_820)
     ap.add_argument("--n-prompts", type=int, default=2048)
     ap.add_argument("--batches", default="64,256")
+    ap.add_argument("--dtypes", default="float32,bfloat16", help="generation's dtypes")
     ap.add_argument("--adapter-steps", type=int, default=None, help="default: the recipe's")
     ap.add_argument("--note", default="", help="a line the report prints with each job")
     ap.add_argument("--report", nargs="+", default=None, metavar="DIR",

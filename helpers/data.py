@@ -436,7 +436,19 @@ def hf_dataset(table: str, root: str | Path | None = None):
     ``"reviews"`` and ``"reasons"`` suit the NLP chapters; ``"images"`` gets an ``Image``
     feature, so ``ds[0]["image"]`` is a PIL image.
     """
-    import datasets
+    try:
+        import datasets
+    except ImportError:
+        datasets = None
+    if datasets is None or not hasattr(datasets, "Dataset"):
+        # without the package, `import datasets` can find the course's own datasets/ folder
+        # (a namespace package) when Python runs from the repository root
+        raise ImportError(
+            "hf_dataset() needs the Hugging Face `datasets` package, which is not installed "
+            "here (`import datasets` found " + (f"{list(datasets.__path__)[0]!r}" if datasets
+            is not None and hasattr(datasets, "__path__") else "nothing") + "). Install the "
+            "course's pinned version: `pip install -c constraints.txt datasets`, or use "
+            "data.load_shopworld(table) for the same rows as a pandas DataFrame.")
 
     df = load_shopworld(table, root)
     if table == "images":

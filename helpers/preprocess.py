@@ -400,7 +400,11 @@ def leave_last_out(df: pd.DataFrame, *, col_user: str = "user_id",
     input's order among ties, as RecBole's leave-one-out (``split: {LS: valid_and_test}``,
     ``order: TO``, a stable sort by time) does. With one validation and one test item that is
     RecBole's protocol, except for users with exactly two interactions (RecBole tests one of
-    them; here both train). MovieLens-100K has none."""
+    them; here both train). MovieLens-100K has none. One more difference, RecBole's: it
+    min-max-normalises timestamps and keeps them in float32 (about 1 s apart near the end of
+    MovieLens' range), so two events a second apart can tie there and go by file order; that
+    makes RecBole's test item not the user's latest for 4 of MovieLens-100K's 943 users
+    (``tests/test_toolkit_parity.py`` reproduces all 943 so)."""
     require_columns(df, [col_user, col_time, col_item], "the interactions")
     _nonempty(df, "the interactions")
     require_int("n_test", n_test, 1)

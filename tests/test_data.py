@@ -80,6 +80,19 @@ def test_hf_views():
     assert images[0]["image"].size == (64, 64)
 
 
+def test_hf_views_say_when_the_datasets_package_is_missing(monkeypatch):
+    """Without Hugging Face ``datasets``, ``import datasets`` from the repository root finds the
+    course's own ``datasets/`` folder (seen on a GPU machine): the error must say so."""
+    import sys
+    import types
+
+    folder = types.ModuleType("datasets")
+    folder.__path__ = [str(data.config.ROOT / "datasets")]        # what a namespace package looks like
+    monkeypatch.setitem(sys.modules, "datasets", folder)
+    with pytest.raises(ImportError, match="Hugging Face `datasets` package.*datasets"):
+        data.hf_dataset("reviews")
+
+
 def test_peter_export_round_trip_and_index_partition(tmp_path):
     out = data.export_peter(tmp_path / "peter")
     with pytest.warns(UserWarning, match="trusted source"):
