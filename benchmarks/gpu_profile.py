@@ -70,6 +70,8 @@ def _peak_mib(device) -> float | None:
 
 
 def job_sequence(device, args) -> dict:
+    import pandas as pd
+
     from helpers import data, preprocess as pp
     from helpers.interest import BERT4RecRecommender
     from helpers.sequential import SASRecRecommender
@@ -77,7 +79,7 @@ def job_sequence(device, args) -> dict:
     ml = data.load_movielens()["ratings"]
     users, items = pp.build_id_map(ml["user_id"]), pp.build_id_map(ml["item_id"])
     train, valid, test = data.recbole_split("LS", ml)
-    history = __import__("pandas").concat([train, valid])
+    history = pd.concat([train, valid])
     makers = {"SASRec (whole history)": lambda: SASRecRecommender(
                   n_epochs=args.max_epochs, whole_history=True, device=device),
               "BERT4Rec": lambda: BERT4RecRecommender(n_epochs=args.max_epochs, device=device)}

@@ -409,3 +409,126 @@ def image_features(encoder: EfficientNetLite0, x: torch.Tensor, *, size: int = 2
             xb = F.interpolate(xb, size=(size, size), mode="bilinear", align_corners=False)
         out.append(encoder.features(xb).float().cpu())
     return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------- probes and a shared space
+def linear_probe(train_x, train_y, test_x, test_y, *, C: float = 1.0, seed: int = 0) -> dict:
+    """Logistic regression (scikit-learn, L2, ``C``) on frozen features, standardised with the
+    training features' statistics: does a representation already separate the classes?
+    Returns the held-out accuracy, the per-class accuracy and the fitted classifier."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    xs = [np.asarray(a.cpu() if torch.is_tensor(a) else a, dtype=np.float64)
+          for a in (train_x, test_x)]
+    ys = [np.asarray(a) for a in (train_y, test_y)]
+    for name, x, y in (("train", xs[0], ys[0]), ("test", xs[1], ys[1])):
+        if x.ndim != 2 or len(x) != len(y) or len(x) == 0:
+            raise ValueError(f"{name}: features must be (n, d) with one label per row, got "
+                             f"{x.shape} and {len(y)} labels")
+        if not np.isfinite(x).all():
+            raise ValueError(f"{name} features contain NaN or inf")
+    if xs[0].shape[1] != xs[1].shape[1]:
+        raise ValueError(f"train and test features differ in width: {xs[0].shape[1]} vs "
+                         f"{xs[1].shape[1]}")
+    require_number("C", C, low=0, low_open=True)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000,
+                                                             random_state=seed))
+    clf.fit(xs[0], ys[0])
+    pred = clf.predict(xs[1])
+    per_class = {int(c): float((pred[ys[1] == c] == c).mean()) for c in np.unique(ys[1])}
+    return {"accuracy": float((pred == ys[1]).mean()), "per_class": per_class, "model": clf}
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float | torch.Tensor = 0.07
+             ) -> torch.Tensor:
+    """CLIP's symmetric contrastive loss for ``n`` matched pairs (row ``i`` of ``a`` goes with
+    row ``i`` of ``b``): cosine similarities over ``temperature``, cross-entropy towards the
+    diagonal from both sides, averaged."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0] or a.shape[1] != b.shape[1]:
+        raise ValueError(f"info_nce needs two (n, d) batches of matched pairs, got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[0] < 2:
+        raise ValueError("info_nce needs at least 2 pairs (the other rows are the negatives)")
+    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
+    target = torch.arange(len(a), device=a.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+class SharedSpace(nn.Module):
+    """Two learned linear projections into one ``dim``-wide space (frozen encoders below them,
+    LiT-style) and CLIP's learned temperature (initialised at 0.07, kept above 0.01)."""
+
+    def __init__(self, image_dim: int, text_dim: int, dim: int = 128):
+        super().__init__()
+        for name, v in (("image_dim", image_dim), ("text_dim", text_dim), ("dim", dim)):
+            require_int(name, v, 1)
+        self.image = nn.Linear(image_dim, dim)
+        self.text = nn.Linear(text_dim, dim)
+        self.log_inv_t = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        return 1 / self.log_inv_t.clamp(max=math.log(100)).exp()
+
+    def embed_images(self, f: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image(f), dim=-1)
+
+    def embed_texts(self, f: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.text(f), dim=-1)
+
+
+def fit_shared_space(image_feats: torch.Tensor, text_feats: torch.Tensor, *, dim: int = 128,
+                     epochs: int = 30, batch_size: int = 256, lr: float = 1e-3, seed: int = 0,
+                     device: str | None = "cpu") -> tuple[SharedSpace, list[float]]:
+    """Align frozen image and text features of the same items with :func:`info_nce` (Adam,
+    seeded shuffled batches). Row ``i`` of both inputs must be the same item. Returns the
+    projections and the mean loss per epoch."""
+    from tqdm.auto import tqdm
+
+    from .config import get_device
+
+    for name, f in (("image_feats", image_feats), ("text_feats", text_feats)):
+        if not torch.is_tensor(f) or f.ndim != 2 or not f.is_floating_point():
+            raise TypeError(f"{name} must be a float tensor (n, d)")
+        if not torch.isfinite(f).all():
+            raise ValueError(f"{name} contains NaN or inf")
+    if len(image_feats) != len(text_feats):
+        raise ValueError(f"{len(image_feats)} images but {len(text_feats)} texts: one pair per item")
+    require_int("batch_size", batch_size, 2)
+    require_int("epochs", epochs, 1)
+    dev = get_device(device)
+    torch.manual_seed(seed)
+    model = SharedSpace(image_feats.shape[1], text_feats.shape[1], dim).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    fi, ft = image_feats.float().to(dev), text_feats.float().to(dev)
+    history = []
+    for _ in tqdm(range(epochs), desc="aligning", leave=False):
+        perm = torch.randperm(len(fi), generator=gen).to(dev)
+        total, n = 0.0, 0
+        for lo in range(0, len(fi), batch_size):
+            b = perm[lo:lo + batch_size]
+            if len(b) < 2:
+                continue
+            loss = info_nce(model.image(fi[b]), model.text(ft[b]), model.temperature)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, n = total + float(loss.detach()) * len(b), n + len(b)
+        history.append(total / n)
+    return model.eval(), history
+
+
+def recall_at_k(queries: torch.Tensor, keys: torch.Tensor, k: int = 1) -> float:
+    """Share of queries whose own partner (the key in the same row) is among their ``k`` most
+    similar keys (dot product; pass unit vectors for cosine)."""
+    if queries.shape != keys.shape or queries.ndim != 2:
+        raise ValueError(f"queries and keys must be matched (n, d) batches, got "
+                         f"{tuple(queries.shape)} and {tuple(keys.shape)}")
+    require_int("k", k, 1)
+    sims = queries @ keys.T
+    own = sims.diagonal().unsqueeze(1)
+    rank = (sims > own).sum(1)                  # how many keys beat the partner (ties: kind)
+    return float((rank < k).float().mean())

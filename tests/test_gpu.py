@@ -10,18 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_sequential import _cycles   # every user walks a cycle of items
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
-
-
-def _cycles(n_users=80, n_items=15, length=10, seed=0):
-    rng = np.random.default_rng(seed)
-    rows = []
-    for user in range(n_users):
-        start = rng.integers(n_items)
-        rows += [(user, (start + t) % n_items, t) for t in range(length)]
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
 
 
 def _same_weights_same_scores(cpu_model, gpu_model, net_attr, users):
@@ -40,7 +32,7 @@ def test_sequence_models_train_on_cuda_and_agree_with_the_cpu(name):
     from helpers.sequential import SASRecRecommender
 
     cls = {"SASRec": SASRecRecommender, "BERT4Rec": BERT4RecRecommender}[name]
-    df = _cycles()
+    df = _cycles(80, 15, 10)
     kw = dict(max_len=8, d_model=16, n_layer=1, n_epochs=3, seed=0)
     gpu = cls(device="cuda", **kw).fit(df)
     assert next(gpu.model.parameters()).device.type == "cuda"
@@ -52,7 +44,7 @@ def test_sequence_models_train_on_cuda_and_agree_with_the_cpu(name):
 def test_bpr_trains_on_cuda():
     from helpers import cf
 
-    df = _cycles()
+    df = _cycles(80, 15, 10)
     m = cf.BPR(16, n_epochs=3, device="cuda").fit(df)
     res = m.evaluate(df.groupby("user_id").tail(1), 10)
     assert all(np.isfinite(v) for v in res.values())
@@ -65,9 +57,9 @@ def test_two_tower_fine_tunes_its_encoder_on_cuda():
     texts = pd.Series([f"item number {k} in the shop" for k in range(15)], index=range(15))
     emb = I.encode_items(texts, cache=False)
     m = I.TwoTowerRecommender(emb, texts.index, max_len=5, batch_size=16, n_epochs=1,
-                              finetune_layers=1, texts=texts, device="cuda").fit(_cycles())
+                              finetune_layers=1, texts=texts, device="cuda").fit(_cycles(80, 15, 10))
     assert next(m.encoder.parameters()).device.type == "cuda"
-    res = m.evaluate(_cycles().groupby("user_id").tail(1))
+    res = m.evaluate(_cycles(80, 15, 10).groupby("user_id").tail(1))
     assert all(np.isfinite(v) for v in res.values())
 
 

@@ -165,3 +165,60 @@ def test_image_encoder_weights_are_the_verified_conversion(lite0):
     assert feats.shape == (3, 1280) and torch.isfinite(feats).all()
     with pytest.raises(ValueError, match=r"shape \(n, 3, H, W\)"):
         M.image_features(lite0, torch.rand(3, 64, 64))
+
+
+def _info_nce_by_hand(a, b, t):
+    """The loss written out pair by pair: -log softmax of the matched pair, in each row of the
+    similarity matrix and in each column, averaged."""
+    a = a / a.norm(dim=1, keepdim=True)
+    b = b / b.norm(dim=1, keepdim=True)
+    s = (a @ b.T / t).double()
+    n = len(a)
+    rows = [-(s[i, i] - torch.logsumexp(s[i], 0)) for i in range(n)]
+    cols = [-(s[i, i] - torch.logsumexp(s[:, i], 0)) for i in range(n)]
+    return (sum(rows) / n + sum(cols) / n) / 2
+
+
+def test_info_nce_equals_the_loss_written_out_and_uses_both_directions():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
+    got = M.info_nce(a, b, 0.1)
+    assert got.item() == pytest.approx(_info_nce_by_hand(a, b, 0.1).item(), rel=1e-5)
+    # one direction only (a common slip) is a different number on an asymmetric batch
+    s = torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T / 0.1
+    one_way = torch.nn.functional.cross_entropy(s, torch.arange(6))
+    assert abs(one_way.item() - got.item()) > 1e-3
+    assert M.info_nce(a, a.clone(), 0.01) < M.info_nce(a, b, 0.01)   # matched pairs: low loss
+    with pytest.raises(ValueError, match="at least 2 pairs"):
+        M.info_nce(a[:1], b[:1])
+    with pytest.raises(ValueError, match="matched pairs"):
+        M.info_nce(a, b[:4])
+
+
+def test_shared_space_aligns_paired_features_and_retrieves_the_partner():
+    """Text features that are a hidden linear map of the image features plus noise: after
+    alignment, each image finds its own text first far more often than chance (1/200)."""
+    g = torch.Generator().manual_seed(0)
+    img = torch.randn(200, 32, generator=g)
+    txt = img @ torch.randn(32, 24, generator=g) + 0.1 * torch.randn(200, 24, generator=g)
+    model, history = M.fit_shared_space(img, txt, dim=16, epochs=40, batch_size=64)
+    assert history[-1] < history[0]
+    with torch.no_grad():
+        r1 = M.recall_at_k(model.embed_images(img), model.embed_texts(txt), 1)
+    assert r1 > 0.8, r1
+    assert M.recall_at_k(torch.eye(4), torch.eye(4), 1) == 1.0
+    assert M.recall_at_k(torch.eye(4), torch.eye(4)[[1, 0, 3, 2]], 1) == 0.0
+    with pytest.raises(ValueError, match="one pair per item"):
+        M.fit_shared_space(img, txt[:10])
+
+
+def test_linear_probe_separates_what_is_separable_and_refuses_bad_features():
+    g = np.random.default_rng(0)
+    y = g.integers(0, 3, 300)
+    x = np.eye(3)[y] * 3 + g.normal(size=(300, 3))
+    out = M.linear_probe(x[:200], y[:200], x[200:], y[200:])
+    assert out["accuracy"] > 0.9 and set(out["per_class"]) == {0, 1, 2}
+    with pytest.raises(ValueError, match="NaN or inf"):
+        M.linear_probe(np.full((4, 3), np.nan), [0, 1, 0, 1], x[:4], y[:4])
+    with pytest.raises(ValueError, match="differ in width"):
+        M.linear_probe(x[:50], y[:50], x[:50, :2], y[:50])
