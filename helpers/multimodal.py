@@ -532,3 +532,65 @@ def recall_at_k(queries: torch.Tensor, keys: torch.Tensor, k: int = 1) -> float:
     own = sims.diagonal().unsqueeze(1)
     rank = (sims > own).sum(1)                  # how many keys beat the partner (ties: kind)
     return float((rank < k).float().mean())
+
+
+# ----------------------------------------------------------------------------- reasons from pixels
+def stated_labels(facts: dict, item_ids, task: str) -> pd.Series:
+    """The shop's own stated colour or pattern codes (``task``) of ``item_ids``, from chapter 05's
+    facts (what the item's text says), NaN where the text is silent: labels a classifier may
+    learn from without reading the hidden truth."""
+    if task not in ("colour", "pattern"):
+        raise ValueError(f"task must be 'colour' or 'pattern', got {task!r}")
+    vocab = {v: k for k, v in enumerate(COLOURS if task == "colour" else PATTERNS)}
+    unknown = [i for i in item_ids if int(i) not in facts]
+    if unknown:
+        raise DataError(f"{len(unknown)} items have no facts, e.g. {unknown[:5]}")
+    vals = [facts[int(i)].get(task) for i in item_ids]
+    return pd.Series([vocab[v] if v is not None else np.nan for v in vals],
+                     index=pd.Index(list(item_ids), name="item_id"), dtype="float64")
+
+
+def facts_from_pixels(facts: dict, item_ids, proba: dict[str, torch.Tensor], *,
+                      threshold: float = 0.9) -> tuple[dict, dict]:
+    """Facts with the picture's colour and pattern added where the text is silent.
+
+    ``proba``: per task (``colour``, ``pattern``) the image classifier's class probabilities for
+    ``item_ids`` (rows in that order). An item gets the most probable class as a stated fact only
+    when its text states none and the probability is at least ``threshold``; the fact records
+    where it came from (``facts[i]["from_image"][task] = probability``). What the text states is
+    never replaced, and ``facts`` itself is not changed: a new dict comes back, with counts
+    (``added``, ``below threshold``, ``stated by text``) per task. The shop's own product photo is
+    something the shop shows, so a reason may say what it shows; it may not say what the
+    classifier only guesses (below the threshold)."""
+    import copy
+
+    require_number("threshold", threshold, low=0, high=1)
+    ids = [int(i) for i in item_ids]
+    if len(set(ids)) != len(ids):
+        raise DataError("item_ids repeats an item: one row of probabilities per item")
+    out = copy.deepcopy(facts)
+    counts = {}
+    for task, p in proba.items():
+        if task not in ("colour", "pattern"):
+            raise ValueError(f"only colour and pattern come from pixels, got {task!r}")
+        names = COLOURS if task == "colour" else PATTERNS
+        if not torch.is_tensor(p) or p.shape != (len(ids), len(names)):
+            raise ValueError(f"proba[{task!r}] must be ({len(ids)}, {len(names)}), got "
+                             f"{tuple(p.shape) if torch.is_tensor(p) else type(p).__name__}")
+        if not torch.isfinite(p).all() or (p < 0).any():
+            raise ValueError(f"proba[{task!r}] must be finite probabilities")
+        conf, best = p.max(dim=1)
+        c = {"added": 0, "below threshold": 0, "stated by text": 0}
+        for i, pc, b in zip(ids, conf.tolist(), best.tolist()):
+            if i not in out:
+                raise DataError(f"item {i} has no facts")
+            if out[i].get(task) is not None:
+                c["stated by text"] += 1
+            elif pc >= threshold:
+                out[i][task] = names[b]
+                out[i].setdefault("from_image", {})[task] = round(pc, 4)
+                c["added"] += 1
+            else:
+                c["below threshold"] += 1
+        counts[task] = c
+    return out, counts

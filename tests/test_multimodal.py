@@ -222,3 +222,31 @@ def test_linear_probe_separates_what_is_separable_and_refuses_bad_features():
         M.linear_probe(np.full((4, 3), np.nan), [0, 1, 0, 1], x[:4], y[:4])
     with pytest.raises(ValueError, match="differ in width"):
         M.linear_probe(x[:50], y[:50], x[:50, :2], y[:50])
+
+
+def test_facts_from_pixels_fill_only_silent_facts_above_the_threshold_and_copy():
+    facts = {1: {"colour": "red", "pattern": None}, 2: {"colour": None, "pattern": None},
+             3: {"colour": None, "pattern": "solid"}}
+    before = {k: dict(v) for k, v in facts.items()}
+    colour = torch.zeros(3, len(M.COLOURS))
+    colour[0, M.COLOURS.index("green")] = 0.99   # the text says red: kept
+    colour[1, M.COLOURS.index("green")] = 0.95   # silent, confident: added
+    colour[2, M.COLOURS.index("blue")] = 0.60    # silent, unsure: left out
+    pattern = torch.full((3, len(M.PATTERNS)), 0.25)
+    new, counts = M.facts_from_pixels(facts, [1, 2, 3], {"colour": colour, "pattern": pattern},
+                                      threshold=0.9)
+    assert facts == before                                      # the input is not changed
+    assert new[1]["colour"] == "red" and new[2]["colour"] == "green" and new[3]["colour"] is None
+    assert new[2]["from_image"] == {"colour": 0.95}
+    assert counts["colour"] == {"added": 1, "below threshold": 1, "stated by text": 1}
+    assert counts["pattern"] == {"added": 0, "below threshold": 2, "stated by text": 1}
+    with pytest.raises(ValueError, match=r"must be \(2, 10\)"):
+        M.facts_from_pixels(facts, [1, 2], {"colour": colour})
+    with pytest.raises(DataError, match="repeats"):
+        M.facts_from_pixels(facts, [1, 1, 2], {"colour": colour})
+    with pytest.raises(ValueError, match="only colour and pattern"):
+        M.facts_from_pixels(facts, [1, 2, 3], {"brand": colour})
+    s = M.stated_labels(facts, [1, 2, 3], "colour")
+    assert s.iloc[0] == M.COLOURS.index("red") and s.iloc[1:].isna().all()
+    with pytest.raises(DataError, match="no facts"):
+        M.stated_labels(facts, [9], "colour")
