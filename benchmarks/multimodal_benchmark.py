@@ -26,7 +26,10 @@ category (8).
    Then chapter 05's content planner, refitted on the enriched facts (``nlg.fit_planner``), and
    the oracle plan (the best plan from stated facts alone) on the warm + cold test purchases whose
    true drivers include colour or pattern: precision/recall of planned drivers and the share of
-   pairs whose plan names a true driver (``nlg.planner.plan_scores``), before and after.
+   pairs whose plan names a true driver (``nlg.planner.plan_scores``), before and after; and the
+   fitted planner's plans said by the phrasing bank's first wording (``nlg.phrasing.say``,
+   deterministic) and scored with chapter 05's metrics (``nlg.score_reasons``: FMR, truthful =
+   1 - hallucination against the hidden truth, grounded in the facts the run had, faithful).
 """
 from __future__ import annotations
 
@@ -118,7 +121,7 @@ def reasons_from_pixels(x, ids, truth) -> None:
           "\n|---|---:|---:|")
     for task in ("colour", "pattern"):
         y = M.stated_labels(w.facts, ids, task)
-        known = y.notna().to_numpy()
+        known = np.array(y.notna(), dtype=bool)          # a writable copy: it indexes a tensor
         model, _ = M.fit_image_classifier(x[known], pd.DataFrame({task: y[known].astype(int)}),
                                           tasks=(task,), epochs=4, seed=0)
         proba[task] = M.predict_proba(model, x)[task]
@@ -136,6 +139,7 @@ def reasons_from_pixels(x, ids, truth) -> None:
     sel = test[test["drivers"].str.contains("colour|pattern")]
     print(f"\n\nTest purchases driven by colour or pattern: {len(sel)} of {len(test)}\n")
     print("| facts | plan | precision | recall | names a driver |\n|---|---|---:|---:|---:|")
+    said = {}
     for name, facts in (("text only", w.facts), ("text + pixels", enriched)):
         oracle = [P.oracle_plan(facts[int(i)], d) for i, d in zip(sel["item_id"], sel["drivers"])]
         planner = nlg.fit_planner(dataclasses.replace(w, facts=facts), progress=False)
@@ -144,6 +148,15 @@ def reasons_from_pixels(x, ids, truth) -> None:
             sc = P.plan_scores(pl, sel["drivers"])
             print(f"| {name} | {label} | {sc['precision']:.3f} | {sc['recall']:.3f} | "
                   f"{sc['names a driver']:.3f} |")
+        sentences = [nlg.phrasing.say(pl, facts[int(i)]) for pl, i in zip(plans, sel["item_id"])]
+        said[name] = nlg.score_reasons(sentences, sel, w.lex, w.items_truth, facts,
+                                       intervals=True)
+    print("\nThe fitted planner's plans, said (phrasing bank), on the same pairs (95 % bootstrap "
+          "intervals):\n\n| facts | FMR | halluc. | grounded | faithful |\n|---|---|---|---|---|")
+    for name, r in said.items():
+        cell = lambda m: f"{r[m]:.3f} [{r[m + ' lo']:.3f}, {r[m + ' hi']:.3f}]"
+        h = (f"{r['halluc.']:.3f} [{1 - r['truthful hi']:.3f}, {1 - r['truthful lo']:.3f}]")
+        print(f"| {name} | {cell('FMR')} | {h} | {cell('grounded')} | {cell('faithful')} |")
 
 
 if __name__ == "__main__":
