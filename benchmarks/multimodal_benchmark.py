@@ -139,7 +139,7 @@ def reasons_from_pixels(x, ids, truth) -> None:
     sel = test[test["drivers"].str.contains("colour|pattern")]
     print(f"\n\nTest purchases driven by colour or pattern: {len(sel)} of {len(test)}\n")
     print("| facts | plan | precision | recall | names a driver |\n|---|---|---:|---:|---:|")
-    said = {}
+    said, verdicts = {}, {}
     for name, facts in (("text only", w.facts), ("text + pixels", enriched)):
         oracle = [P.oracle_plan(facts[int(i)], d) for i, d in zip(sel["item_id"], sel["drivers"])]
         planner = nlg.fit_planner(dataclasses.replace(w, facts=facts), progress=False)
@@ -151,12 +151,24 @@ def reasons_from_pixels(x, ids, truth) -> None:
         sentences = [nlg.phrasing.say(pl, facts[int(i)]) for pl, i in zip(plans, sel["item_id"])]
         said[name] = nlg.score_reasons(sentences, sel, w.lex, w.items_truth, facts,
                                        intervals=True)
+        verdicts[name] = nlg.reason_verdicts(sentences, sel, w.lex, w.items_truth, facts)
     print("\nThe fitted planner's plans, said (phrasing bank), on the same pairs (95 % bootstrap "
           "intervals):\n\n| facts | FMR | halluc. | grounded | faithful |\n|---|---|---|---|---|")
     for name, r in said.items():
         cell = lambda m: f"{r[m]:.3f} [{r[m + ' lo']:.3f}, {r[m + ' hi']:.3f}]"
         h = (f"{r['halluc.']:.3f} [{1 - r['truthful hi']:.3f}, {1 - r['truthful lo']:.3f}]")
         print(f"| {name} | {cell('FMR')} | {h} | {cell('grounded')} | {cell('faithful')} |")
+    from helpers.metrics import bootstrap_ci
+
+    before, after = verdicts["text only"], verdicts["text + pixels"]
+    for m in ("FMR", "faithful"):
+        ok = before[m].notna() & after[m].notna()        # FMR: pairs whose reference names one
+        diff = (after[m][ok].astype(float) - before[m][ok].astype(float)).to_numpy()
+        lo, hi = bootstrap_ci(diff)
+        print(f"\nPaired difference in {m}, text + pixels minus text only, over the {ok.sum()} "
+              f"pairs it applies to: {diff.mean():+.3f}, 95 % bootstrap interval "
+              f"[{lo:+.3f}, {hi:+.3f}]", end="")
+    print()
 
 
 if __name__ == "__main__":
