@@ -28,13 +28,23 @@ __all__ = ["Recommender", "TorchRecommender", "GlobalMean", "Biases", "MostPopul
            "BiasedMF", "BayesianMF", "BPR", "EASE", "ImplicitALS"]
 
 
-def _torch_csr(m: sp.csr_matrix) -> torch.Tensor:
+def _torch_csr(m: sp.csr_matrix, dtype=torch.float32) -> torch.Tensor:
     m = m.tocsr()
     with warnings.catch_warnings():  # torch flags sparse CSR support as beta
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(torch.as_tensor(m.indptr, dtype=torch.int64),
                                        torch.as_tensor(m.indices, dtype=torch.int64),
-                                       torch.as_tensor(m.data, dtype=torch.float32), m.shape)
+                                       torch.as_tensor(m.data, dtype=dtype), m.shape)
+
+
+def _row_grams(rows: sp.csr_matrix, x, dtype=torch.float32) -> torch.Tensor:
+    """``Σ_{j in row g} x_j x_jᵀ`` for every row g of the 0/1 matrix ``rows`` (groups × the
+    other side), shape ``(groups, d, d)``: one sparse product with the other side's per-row
+    outer products, not one outer product per observed cell. ALS and Gibbs sampling share it."""
+    d = x.shape[1]
+    xt = torch.as_tensor(x, dtype=dtype)
+    outer = (xt[:, :, None] * xt[:, None, :]).reshape(len(x), d * d)
+    return torch.sparse.mm(_torch_csr(rows, dtype), outer).reshape(-1, d, d)
 
 
 class Recommender:
@@ -471,13 +481,10 @@ class BiasedMF(Recommender):
         """For every group g (a user, or an item): argmin_w Σ_{j ∈ g} (y_j − x_j·w)² + λ_g ‖w‖².
 
         ``rows`` is the binary group × other matrix; ``x`` the fixed side's features. The Gram
-        matrices Σ_j x_j x_jᵀ of all groups come from one sparse product with the per-row
-        outer products, and the right-hand sides Σ_j y_j x_j from a second.
+        matrices Σ_j x_j x_jᵀ of all groups come from one sparse product (``_row_grams``, in
+        float32), and the right-hand sides Σ_j y_j x_j from a second.
         """
-        d = x.shape[1]
-        xt = torch.as_tensor(x, dtype=torch.float32)
-        outer = (xt[:, :, None] * xt[:, None, :]).reshape(len(x), d * d)
-        gram = torch.sparse.mm(_torch_csr(rows), outer).reshape(-1, d, d).double()
+        gram = _row_grams(rows, x).double()
         gram.diagonal(dim1=1, dim2=2).add_(torch.as_tensor(lam)[:, None])
         values = sp.csr_matrix((y, (group, other)), shape=rows.shape)
         rhs = torch.as_tensor(values @ x)
@@ -552,11 +559,8 @@ class BayesianMF(Recommender):
         """Every row's factors from their Gaussian conditional, all rows at once:
         precision ``Λ + α Σ q qᵀ``, mean ``precision⁻¹ (α Σ r q + Λ μ)``. ``seen`` is the
         rows × other 0/1 matrix of observed cells, ``resid`` the same cells' r − μ."""
-        n_groups, d = seen.shape[0], other.shape[1]
-        # Σ q qᵀ over each row's observed cells: one sparse product with the other side's outer
-        # products (as BiasedMF's ALS does), not one outer product per rating
-        outer = np.einsum("ik,il->ikl", other, other).reshape(len(other), d * d)
-        gram = torch.as_tensor(np.asarray(seen @ outer).reshape(n_groups, d, d))
+        n_groups = seen.shape[0]
+        gram = _row_grams(seen, other, torch.float64)         # Σ q qᵀ over each row's cells
         prec = gram * self.alpha + torch.as_tensor(lam)
         rhs = torch.as_tensor(resid @ other) * self.alpha + torch.as_tensor(lam @ mu)
         chol = torch.linalg.cholesky(prec)                       # prec = L Lᵀ
