@@ -276,10 +276,10 @@ def _image_encoder_file(convert: bool = True, quiet: bool = False) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    spec = assets.manifest()["efficientnet-lite0"]
-    want = spec["converted"]["model.safetensors"]
+    converted = assets.manifest()["efficientnet-lite0"]["converted"]
+    want = converted["model.safetensors"]
     target = config.cache_dir() / "models" / "efficientnet-lite0" / "model.safetensors"
-    if target.is_file() and assets.sha256_file(target) == want["sha256"]:
+    if assets.first_bad_file(target.parent, converted) is None:
         return target
     if not convert:
         raise assets.AssetError(f"the image encoder's weights are missing or damaged in {target}; "
