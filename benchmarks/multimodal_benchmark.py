@@ -173,7 +173,7 @@ def reasons_from_pixels(x, ids, truth) -> None:
         print(f"| {task} | {known.sum()} | {right.mean():.4f} ({(~known).sum()} items) |")
     enriched, counts = M.facts_from_pixels(w.facts, ids, proba, threshold=0.9)
     for task, c in counts.items():
-        names = M.COLOURS if task == "colour" else M.PATTERNS
+        names = M.CLASSES[task]
         added = [i for i in ids if task in enriched[i].get("from_image", {})]
         wrong = sum(enriched[i][task] != names[truth.loc[i, task]] for i in added)
         print(f"\n{task}: {c['added']} facts added from the image at probability >= 0.9, "

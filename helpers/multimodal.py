@@ -29,6 +29,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 COLOURS: list[str] = list(V.COLOURS)
 PATTERNS: list[str] = list(V.PATTERNS)
 CATEGORIES: list[str] = list(V.CATEGORIES)
+CLASSES: dict[str, list[str]] = {"colour": COLOURS, "pattern": PATTERNS, "category": CATEGORIES}
 
 
 # ----------------------------------------------------------------------------- images as tensors
@@ -116,13 +117,12 @@ def item_labels(item_ids, *, root=None) -> pd.DataFrame:
     unknown = ids.difference(truth.index)
     if len(unknown):
         raise DataError(f"unknown items {unknown[:5].tolist()} ({len(unknown)} in all)")
-    t = truth.loc[ids]
-    return pd.DataFrame({
-        "colour": t["colour"].map({c: k for k, c in enumerate(COLOURS)}).to_numpy(),
-        "pattern": t["pattern"].map({p: k for k, p in enumerate(PATTERNS)}).to_numpy(),
-        "category": cat.loc[ids, "category"].map({c: k for k, c in enumerate(CATEGORIES)})
-                       .to_numpy(),
-        "colour_in_text": t["colour_in_text"].to_numpy()}, index=ids)
+    names = {"colour": truth.loc[ids, "colour"], "pattern": truth.loc[ids, "pattern"],
+             "category": cat.loc[ids, "category"]}
+    codes = {task: names[task].map({v: k for k, v in enumerate(CLASSES[task])}).to_numpy()
+             for task in CLASSES}
+    return pd.DataFrame({**codes, "colour_in_text": truth.loc[ids, "colour_in_text"].to_numpy()},
+                        index=ids)
 
 
 def _require_images(x, what: str = "images") -> None:
@@ -252,8 +252,7 @@ def fit_image_classifier(x: torch.Tensor, labels: pd.DataFrame, tasks=("colour",
         if pd.isna(y).any() or (y < 0).any():
             raise DataError(f"labels[{t!r}] has missing or negative codes")
         ys[t] = torch.as_tensor(y.astype(np.int64))
-    n_classes = {t: {"colour": len(COLOURS), "pattern": len(PATTERNS),
-                     "category": len(CATEGORIES)}.get(t, int(ys[t].max()) + 1) for t in tasks}
+    n_classes = {t: len(CLASSES[t]) if t in CLASSES else int(ys[t].max()) + 1 for t in tasks}
     torch.manual_seed(seed)
     model = SmallCNN(n_classes, width).to(dev)
     mean, std = channel_stats(x)
@@ -261,6 +260,7 @@ def fit_image_classifier(x: torch.Tensor, labels: pd.DataFrame, tasks=("colour",
     model.register_buffer("std", std.to(dev))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
+    xn = normalise(x, mean, std)                  # once, not per batch
     history = []
     for _ in tqdm(range(epochs), desc="CNN epochs", leave=False):
         model.train()
@@ -268,7 +268,7 @@ def fit_image_classifier(x: torch.Tensor, labels: pd.DataFrame, tasks=("colour",
         total = 0.0
         for lo in range(0, len(x), batch_size):
             b = perm[lo:lo + batch_size]
-            xb = normalise(x[b], mean, std).to(dev)
+            xb = xn[b].to(dev)
             if augment:
                 flip = torch.rand(len(b), generator=gen) < 0.5
                 xb[flip.to(dev)] = xb[flip.to(dev)].flip(-1)
@@ -541,7 +541,7 @@ def stated_labels(facts: dict, item_ids, task: str) -> pd.Series:
     learn from without reading the hidden truth."""
     if task not in ("colour", "pattern"):
         raise ValueError(f"task must be 'colour' or 'pattern', got {task!r}")
-    vocab = {v: k for k, v in enumerate(COLOURS if task == "colour" else PATTERNS)}
+    vocab = {v: k for k, v in enumerate(CLASSES[task])}
     unknown = [i for i in item_ids if int(i) not in facts]
     if unknown:
         raise DataError(f"{len(unknown)} items have no facts, e.g. {unknown[:5]}")
@@ -573,7 +573,7 @@ def facts_from_pixels(facts: dict, item_ids, proba: dict[str, torch.Tensor], *,
     for task, p in proba.items():
         if task not in ("colour", "pattern"):
             raise ValueError(f"only colour and pattern come from pixels, got {task!r}")
-        names = COLOURS if task == "colour" else PATTERNS
+        names = CLASSES[task]
         if not torch.is_tensor(p) or p.shape != (len(ids), len(names)):
             raise ValueError(f"proba[{task!r}] must be ({len(ids)}, {len(names)}), got "
                              f"{tuple(p.shape) if torch.is_tensor(p) else type(p).__name__}")
