@@ -254,8 +254,8 @@ def run_implicit(results: dict) -> None:
     """``implicit``'s exact ALS (Hu, Koren & Volinsky; ``use_cg=False``) on RecBole's own splits
     (``datasets/movielens_recbole_splits.json.gz``), with the course's settings (64 factors,
     regularisation 5, alpha 1, 15 iterations): the library peer of ``cf.ImplicitALS``. Ranked
-    here with numpy (full ranking; training items masked, and validation items at test time,
-    as RecBole does): binary NDCG@10 with the ideal over min(|relevant|, 10), HR@10, MRR@10."""
+    with the course's own metrics (``helpers.metrics``: full ranking; training items masked, and
+    validation items at test time, as RecBole does): NDCG@10, HR@10, MRR@10."""
     import numpy as np
     import pandas as pd
     import recbole
@@ -271,16 +271,13 @@ def run_implicit(results: dict) -> None:
     items, i = np.unique(inter["item_id"], return_inverse=True)
     splits = json.loads(gzip.decompress(SPLITS.read_bytes()))
 
+    sys.path.insert(0, str(ROOT))
+    from helpers.metrics import rank_from_scores, ranking_metrics   # the course's own metrics
+
     def metrics(scores, relevant, masked):
-        scores = np.where(masked, -np.inf, scores)
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
-        hit = np.take_along_axis(relevant, top, 1)
-        disc = 1 / np.log2(np.arange(2, 12))
-        ideal = np.array([disc[:min(int(n), 10)].sum() for n in relevant.sum(1)])
-        first = np.where(hit.any(1), hit.argmax(1), -1)
-        return {"ndcg@10": float(np.mean((hit * disc).sum(1) / ideal)),
-                "hit@10": float(np.mean(hit.any(1))),
-                "mrr@10": float(np.mean(np.where(first >= 0, 1 / np.maximum(first + 1, 1), 0.0)))}
+        got = ranking_metrics(rank_from_scores(scores, 10, exclude=masked),
+                              [set(np.flatnonzero(r)) for r in relevant], 10)
+        return {"ndcg@10": got["ndcg@10"], "hit@10": got["hr@10"], "mrr@10": got["mrr@10"]}
 
     for protocol in ("RO_RS", "LS"):
         part = np.frombuffer(splits[protocol].encode(), dtype=np.uint8) - ord("0")
