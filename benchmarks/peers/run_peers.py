@@ -78,6 +78,7 @@ def numpy2_shim() -> None:
 
 
 DEVICE = "cpu"   # --device; RecBole takes it as use_gpu (with gpu_id 0)
+GPU_ENVIRONMENT: dict = {}   # a --device cuda run's machine, stored with each of its results
 
 
 def recbole_config(model: str, protocol: str, max_epochs: int = 300) -> dict:
@@ -204,7 +205,8 @@ def run_recbole_models(models: list[str], protocols: list[str], results: dict,
                 "test": {k: float(v) for k, v in out["test_result"].items()},
                 "valid": {k: float(v) for k, v in out["best_valid_result"].items()},
                 "seconds": round(secs, 1), "max_epochs": max_epochs,
-                "threads": threads, "device": DEVICE, "resumed_from": start.name if start else None}
+                "threads": threads, "device": DEVICE, "resumed_from": start.name if start else None,
+                **({"environment": dict(GPU_ENVIRONMENT)} if DEVICE == "cuda" else {})}
             print(f"  {out['test_result']}  ({secs:.0f} s)", flush=True)
             save(results)
 
@@ -340,13 +342,15 @@ def main(argv=None) -> None:
         except PackageNotFoundError:   # a run of one toolkit needs only that one
             return None
 
-    results["environment"] = {"recbole": installed("recbole"),
-                              "surprise": installed("scikit-surprise"),
-                              "implicit": installed("implicit"),
-                              "torch": torch.__version__, "python": platform.python_version(),
-                              "threads": args.threads, "machine": platform.processor() or platform.machine()}
-    if DEVICE == "cuda":
-        results["environment"]["gpu"] = torch.cuda.get_device_name(0)
+    env = {"recbole": installed("recbole"), "surprise": installed("scikit-surprise"),
+           "implicit": installed("implicit"), "torch": torch.__version__,
+           "python": platform.python_version(), "threads": args.threads,
+           "machine": platform.processor() or platform.machine()}
+    if DEVICE == "cuda":   # another machine than the CPU peers': recorded with each GPU result
+        env["gpu"] = torch.cuda.get_device_name(0)
+        GPU_ENVIRONMENT.update(env)
+    else:
+        results["environment"] = env
     if args.only in (None, "surprise"):
         run_surprise(results)
     if args.only in (None, "implicit"):
