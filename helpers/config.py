@@ -286,3 +286,15 @@ def peak_rss_mib() -> float | None:
             return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def peak_memory_mib(device) -> float | None:
+    """The peak memory a run on ``device`` used, in MiB: on CUDA what torch allocated on that
+    device since its last ``torch.cuda.reset_peak_memory_stats``; elsewhere the process's peak
+    resident memory so far (:func:`peak_rss_mib`)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return peak_rss_mib()

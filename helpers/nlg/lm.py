@@ -294,9 +294,7 @@ def generate(tok, model, prompts: list[list[dict]], *, batch_size: int = 16, max
             replies[k] = dec[j * num_return_sequences:(j + 1) * num_return_sequences]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        peak = config.peak_rss_mib()  # the process's peak so far (see its docstring)
+    peak = config.peak_memory_mib(device)   # on a CPU: the process's peak so far
     secs = time.perf_counter() - t0
     flat = [r for rs in replies for r in rs]
     return flat, {"seconds": secs, "reasons_per_s": len(flat) / secs,

@@ -379,8 +379,7 @@ def realise(tok, model, prompts: list[str], *, batch_size: int = 64, max_new_tok
         flat = [out[where[p]][0] for p in prompts]
     else:
         flat = [s for k in range(len(unique)) for s in out[k]]
-    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-            else config.peak_rss_mib())
+    peak = config.peak_memory_mib(device)
     return flat, {"seconds": secs, "reasons_per_s": len(flat) / secs,
                   "generated_per_s": len(unique) * num_return_sequences / secs,
                   "tokens_per_s": n_tokens / secs, "peak_mib": peak, "device": device.type}
@@ -712,8 +711,7 @@ def realise_fast(tok, model, prompts: list[str], vocab: torch.Tensor, *, batch_s
         k = where[p]
         out.append(said[(k, seen[k] if temperature is not None else 0)])
         seen[k] += 1
-    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-            else config.peak_rss_mib())
+    peak = config.peak_memory_mib(device)
     return out, {"seconds": secs, "reasons_per_s": len(prompts) / secs,
                  "generated_per_s": len(todo) / secs,
                  "tokens_per_s": n_tokens / secs, "peak_mib": peak, "device": device.type}
