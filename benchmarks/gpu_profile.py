@@ -39,6 +39,7 @@ import subprocess
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,18 +48,21 @@ sys.path.insert(0, str(ROOT))
 JOBS = ("sequence", "two_tower", "encoder", "generation", "adapter")
 
 
-def _sync(device) -> None:
+@contextmanager
+def _timed(device):
+    """Times the block into ``got["s"]``: CUDA's peak-memory counter reset at its start, and
+    its work finished (synchronised) before the clock stops."""
     import torch
 
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _peak_reset(device) -> None:
-    import torch
-
-    if torch.device(device).type == "cuda":
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
+    got = {}
+    t0 = time.perf_counter()
+    yield got
+    if cuda:
+        torch.cuda.synchronize()
+    got["s"] = time.perf_counter() - t0
 
 
 def _peak_mib(device) -> float | None:
@@ -86,11 +90,9 @@ def job_sequence(device, args) -> dict:
     out = {}
     for name, make in makers.items():
         model = make()
-        _peak_reset(device)
-        t0 = time.perf_counter()
-        model.fit(train, users, items, valid=valid)
-        _sync(device)
-        secs = time.perf_counter() - t0
+        with _timed(device) as clock:
+            model.fit(train, users, items, valid=valid)
+        secs = clock["s"]
         model.use_history(history)
         t = model.evaluate(test, 10, exclude=valid)
         out[name] = {"fit s": round(secs, 1), "epochs run": len(model.history),
@@ -121,11 +123,9 @@ def job_two_tower(device, args) -> dict:
     out = {}
     for name, make in towers.items():
         model = make()
-        _peak_reset(device)
-        t0 = time.perf_counter()
-        model.fit(train, um, im)
-        _sync(device)
-        secs = time.perf_counter() - t0
+        with _timed(device) as clock:
+            model.fit(train, um, im)
+        secs = clock["s"]
         t = model.evaluate(test)
         out[name] = {"steps": args.tower_steps, "fit s": round(secs, 1),
                      "HR@10": round(t["hr@10"], 4), "NDCG@10": round(t["ndcg@10"], 4),
@@ -146,13 +146,10 @@ def job_encoder(device, args) -> dict:
     out, ref = {}, None
     dtypes = [torch.float32] + ([torch.bfloat16] if torch.device(device).type == "cuda" else [])
     for dtype in dtypes:
-        _peak_reset(device)
-        t0 = time.perf_counter()
-        with torch.autocast(torch.device(device).type, dtype=dtype,
-                            enabled=dtype != torch.float32):
+        with _timed(device) as clock, torch.autocast(torch.device(device).type, dtype=dtype,
+                                                      enabled=dtype != torch.float32):
             emb = models.encode(texts, tok, enc, batch_size=256, progress=False)
-        _sync(device)
-        secs = time.perf_counter() - t0
+        secs = clock["s"]
         row = {"texts": len(texts), "s": round(secs, 2), "texts/s": round(len(texts) / secs, 1),
                "peak MiB": _peak_mib(device)}
         if ref is None:
@@ -193,7 +190,8 @@ def job_generation(device, args) -> dict:
         m = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
         R.realise(tok, m, prompts[:8], batch_size=8, progress=False)               # warm-up
         for bs in args.batches:
-            _peak_reset(device)
+            if device.type == "cuda":                  # realise's peak counts from here
+                torch.cuda.reset_peak_memory_stats()
             said, st = R.realise(tok, m, prompts, batch_size=bs, progress=False)
             row = {"path": "realise (generate, KV cache)", "dtype": str(dtype)[6:], "batch": bs,
                    "reasons/s": round(st["reasons_per_s"], 1),
