@@ -86,8 +86,7 @@ def main() -> None:
     print("\n| model | time | colour | pattern | category |\n|---|---:|---:|---:|---:|")
     print("\n".join(rows))
 
-    cat = data.load_shopworld("catalogue").set_index("item_id").loc[ids]
-    tf = I.encode_items(cat["title"] + ". " + cat["description"])
+    tf = I.encode_items(I.item_texts(data.load_shopworld("catalogue")).loc[ids])
     t0 = time.perf_counter()
     space, hist = M.fit_shared_space(feats[64][tr], tf[tr], dim=128, epochs=60, batch_size=256,
                                      seed=0)
@@ -112,10 +111,11 @@ def main() -> None:
           f"{silent.sum()} whose text never states the colour; chance 0.100.")
 
     reasons_from_pixels(x, ids, labels)
-    fusion_first_look(enc)
+    fusion_first_look(ids, feats[64])
 
 
-def fusion_first_look(enc) -> None:
+def fusion_first_look(ids, image_feats) -> None:
+    """``image_feats``: section 2's frozen Lite0 features (64 px) of items ``ids``."""
     import pandas as pd
     import torch.nn.functional as F
 
@@ -125,8 +125,10 @@ def fusion_first_look(enc) -> None:
     catalogue, events = sw["catalogue"], sw["events"]
     texts = I.item_texts(catalogue)
     text_emb = I.encode_items(texts)
-    images, _ = M.load_item_images(texts.index)
-    image_emb = F.normalize(M.image_features(enc, images, size=64), dim=-1)
+    rows_of = ids.get_indexer(texts.index)
+    if (rows_of < 0).any():
+        raise SystemExit("the catalogue has items without features")
+    image_emb = F.normalize(image_feats[rows_of], dim=-1)
     both = torch.cat([F.normalize(text_emb, dim=-1), image_emb], dim=1) / np.sqrt(2)
     inter = events[events["event_type"] != "view"]
     um, im = pp.build_id_map(inter["user_id"]), pp.build_id_map(catalogue["item_id"])
