@@ -21,7 +21,7 @@ import torch
 
 from .data import (DataError, require_columns, require_finite, require_ids, require_int,
                    require_number)
-from .metrics import rank_from_scores, ranking_metrics
+from .metrics import ndcg_per_user, rank_from_scores, ranking_metrics
 from .preprocess import IdMap, build_id_map
 
 __all__ = ["Recommender", "TorchRecommender", "GlobalMean", "Biases", "MostPopular", "KNN",
@@ -147,7 +147,7 @@ class Recommender:
         return out[np.isfinite(out["score"])].reset_index(drop=True)
 
     def evaluate(self, test: pd.DataFrame, k: int = 10, candidates=None,
-                 exclude: pd.DataFrame | None = None) -> dict[str, float]:
+                 exclude: pd.DataFrame | None = None, per_user: bool = False):
         """Full-ranking metrics on held-out interactions: every user in ``test`` ranks all
         items not in their training data; their ``test`` items are the relevant ones. Returns
         :func:`helpers.metrics.ranking_metrics` (precision, recall, NDCG, MRR, HR at k, and
@@ -157,7 +157,10 @@ class Recommender:
         validation part, as RecBole masks it when it tests (its users and items must be known).
 
         ``candidates`` (raw item IDs) restricts the ranking to those items, e.g. only the new
-        items of a cold-start split; every test item must then be a candidate."""
+        items of a cold-start split; every test item must then be a candidate.
+
+        ``per_user=True`` returns each test user's NDCG@k instead (a Series indexed by user
+        ID, sorted): what a paired bootstrap between two models resamples."""
         require_columns(test, [self.col_user, self.col_item], "the test data")
         if len(test) == 0:
             raise DataError("The test data is empty.")
@@ -180,6 +183,9 @@ class Recommender:
             extra = sp.csr_matrix((np.ones(len(ex)), (rows, cols)), shape=masked.shape)
             masked = ((masked + extra) > 0).astype(np.float64)
         top = rank_from_scores(scores, k, exclude=masked)
+        if per_user:
+            return pd.Series(ndcg_per_user(top, relevant, k), name=f"ndcg@{k}",
+                             index=pd.Index(users, name=self.col_user))
         return ranking_metrics(top, relevant, k, n_items=len(self.item_map))
 
     def _held_out(self, df: pd.DataFrame, what: str, prefix: str = ""):

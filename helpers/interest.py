@@ -358,7 +358,15 @@ class TwoTowerRecommender(_TextItems):
         self.history: list[float] = []
 
     # item tower ----------------------------------------------------------------------------
-    def _item_vec(self, base):
+    def _make_item_tower(self, d_in: int) -> nn.Module:
+        """The item tower's trainable part: a residual linear map, initialised to zero (so
+        training starts from the text vectors themselves). Subclasses swap it (chapter 06)."""
+        proj = nn.Linear(d_in, d_in)
+        nn.init.zeros_(proj.weight); nn.init.zeros_(proj.bias)
+        return proj
+
+    def _item_vec(self, base, idx=None):
+        """Unit item vectors from base vectors ``base`` of item indices ``idx`` (None: all)."""
         return F.normalize(base + self.item_proj(base), dim=-1)
 
     def _cache_lower_layers(self):
@@ -406,8 +414,7 @@ class TwoTowerRecommender(_TextItems):
         dev = self.device
         d_in = self.item_emb.shape[1]
         self.user_tower = _UserTower(d_in, d_in)
-        self.item_proj = nn.Linear(d_in, d_in)
-        nn.init.zeros_(self.item_proj.weight); nn.init.zeros_(self.item_proj.bias)
+        self.item_proj = self._make_item_tower(d_in)
         self.user_tower.to(dev); self.item_proj.to(dev)
         params = [{"params": list(self.user_tower.parameters()) + list(self.item_proj.parameters()),
                    "lr": self.lr}]
@@ -464,7 +471,7 @@ class TwoTowerRecommender(_TextItems):
                 u_vec, _ = self.user_tower(pad_emb[hist[b]], hist[b] > 0)
                 base = (self._top_layers(tgt[b]) if self.finetune_layers
                         else item_emb[tgt[b]])
-                loss = in_batch_softmax_loss(u_vec, self._item_vec(base), self.temperature,
+                loss = in_batch_softmax_loss(u_vec, self._item_vec(base, tgt[b]), self.temperature,
                                              tgt[b], log_q[tgt[b]])
                 opt.zero_grad()
                 loss.backward()

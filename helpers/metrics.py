@@ -25,7 +25,8 @@ import pandas as pd
 from .data import DataError, require_columns
 
 __all__ = ["rmse", "mae", "rank_from_scores", "hits_at_k", "precision_at_k", "recall_at_k",
-           "ndcg_at_k", "mrr_at_k", "hit_rate_at_k", "catalogue_coverage", "ranking_metrics",
+           "ndcg_at_k", "ndcg_per_user", "mrr_at_k", "hit_rate_at_k", "catalogue_coverage",
+           "ranking_metrics",
            "evaluate_ranking", "sampled_metrics", "tokenize", "bleu", "rouge",
            "unique_sentence_ratio", "feature_matching_ratio", "feature_coverage_ratio",
            "feature_diversity", "faithfulness", "hallucination_rate"]
@@ -159,17 +160,24 @@ def _dcg(hits: np.ndarray) -> np.ndarray:
     return (hits * discounts).sum(1)
 
 
-def ndcg_at_k(top, relevant, k: int) -> float:
-    """Normalised discounted cumulative gain with binary relevance.
-
-    ``DCG = Σ_r rel_r / log2(r + 1)`` over ranks r = 1..k; divided by the DCG of a perfect list.
-    """
+def ndcg_per_user(top, relevant, k: int) -> np.ndarray:
+    """Each user's NDCG@k (see :func:`ndcg_at_k`), NaN for a user with no relevant item: the
+    per-user values a paired bootstrap between two models resamples."""
     hits, n_rel = hits_at_k(top, relevant, k)
     ideal = np.zeros_like(hits, dtype=float)
     for u, n in enumerate(np.minimum(n_rel, hits.shape[1])):
         ideal[u, :n] = 1
     idcg = _dcg(ideal)
-    return _mean_over_users(_dcg(hits) / np.where(idcg > 0, idcg, 1), n_rel)
+    return np.where(n_rel > 0, _dcg(hits) / np.where(idcg > 0, idcg, 1), np.nan)
+
+
+def ndcg_at_k(top, relevant, k: int) -> float:
+    """Normalised discounted cumulative gain with binary relevance.
+
+    ``DCG = Σ_r rel_r / log2(r + 1)`` over ranks r = 1..k; divided by the DCG of a perfect list.
+    """
+    values = ndcg_per_user(top, relevant, k)
+    return _mean_over_users(np.nan_to_num(values), np.isfinite(values).astype(int))
 
 
 def mrr_at_k(top, relevant, k: int) -> float:

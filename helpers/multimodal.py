@@ -23,7 +23,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import shopworld_vocab as V
+from .cf import Recommender
 from .data import DataError, require_int, require_number
+from .interest import TwoTowerRecommender
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 COLOURS: list[str] = list(V.COLOURS)
@@ -594,3 +596,274 @@ def facts_from_pixels(facts: dict, item_ids, proba: dict[str, torch.Tensor], *,
                 c["below threshold"] += 1
         counts[task] = c
     return out, counts
+
+
+# ----------------------------------------------------------------------------- fusion
+def pca(f: torch.Tensor, dim: int) -> torch.Tensor:
+    """The first ``dim`` principal components of features ``f`` ``(n, d)`` (centred; exact SVD,
+    each component's sign fixed so that its largest loading is positive, so the result is the
+    same on every machine): ``(n, dim)``. Unsupervised: it reads the features only."""
+    if not torch.is_tensor(f) or f.ndim != 2 or not f.is_floating_point():
+        raise TypeError("f must be a float tensor (n, d)")
+    if not torch.isfinite(f).all():
+        raise ValueError("f contains NaN or inf")
+    require_int("dim", dim, 1)
+    if dim > min(f.shape):
+        raise ValueError(f"dim={dim} is more than the {min(f.shape)} components (n, d) = "
+                         f"{tuple(f.shape)} has")
+    x = f.double() - f.double().mean(0)
+    _, _, vh = torch.linalg.svd(x, full_matrices=False)
+    v = vh[:dim]
+    sign = torch.sign(v.gather(1, v.abs().argmax(1, keepdim=True)))
+    return (x @ (v * sign).T).float()
+
+
+def modality_attention(query: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor
+                       ) -> torch.Tensor:
+    """Weights over each item's modality tokens: ``softmax_m(q · t_m / √d)`` over the modalities
+    that are ``present``. ``query`` ``(d,)`` or ``(n, d)``, ``tokens`` ``(n, m, d)``, ``present``
+    ``(n, m)`` bool → ``(n, m)``, zero on a missing modality. Every item needs at least one."""
+    if tokens.ndim != 3 or present.shape != tokens.shape[:2] or present.dtype != torch.bool:
+        raise ValueError(f"tokens must be (n, m, d) and present an (n, m) bool mask, got "
+                         f"{tuple(tokens.shape)} and {tuple(present.shape)} {present.dtype}")
+    if not present.any(1).all():
+        raise ValueError(f"{int((~present.any(1)).sum())} item(s) have no modality at all: "
+                         "nothing to attend to (drop them or give them one)")
+    q = query if query.ndim == 2 else query.expand(len(tokens), -1)
+    scores = (tokens @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(tokens.shape[-1])
+    return torch.softmax(scores.masked_fill(~present, float("-inf")), dim=-1)
+
+
+class AttentionFusion(nn.Module):
+    """Item tower of :class:`AttentionFusionTwoTower`: each modality's vector (columns ``splits``
+    of the item's base vector) becomes a token by its own linear map, initialised to put it
+    in its own block of the output (so at the start the fused vector is the concatenation,
+    scaled: early fusion); a learned query weights the tokens per item
+    (:func:`modality_attention`), so an item whose picture says more leans on the picture."""
+
+    def __init__(self, splits: tuple[int, ...]):
+        super().__init__()
+        if len(splits) < 2 or not all(isinstance(s, int) and s >= 1 for s in splits):
+            raise ValueError(f"splits must give two or more modality widths, got {splits!r}")
+        self.splits, d = tuple(splits), sum(splits)
+        self.maps = nn.ModuleList(nn.Linear(s, d, bias=False) for s in splits)
+        lo = 0
+        with torch.no_grad():
+            for s, m in zip(splits, self.maps):
+                m.weight.zero_()
+                m.weight[lo:lo + s] = torch.eye(s)
+                lo += s
+        self.query = nn.Parameter(torch.zeros(d))
+        self.present: torch.Tensor | None = None       # (n_items, m); set by the recommender
+
+    def tokens(self, base: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(base, self.splits, dim=-1)
+        return torch.stack([m(p) for m, p in zip(self.maps, parts)], dim=-2)
+
+    def forward(self, base: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tok = self.tokens(base)
+        w = modality_attention(self.query, tok, present)
+        return (w.unsqueeze(-1) * tok).sum(-2), w
+
+
+class AttentionFusionTwoTower(TwoTowerRecommender):
+    """Chapter 04's two-tower model whose item tower is :class:`AttentionFusion` over the
+    modalities concatenated in ``item_embeddings`` (widths ``splits``, e.g. ``(384, 128)`` for
+    text then image). ``present`` ``(n_items, m)`` bool marks a missing modality (e.g. an item
+    without a picture: its columns are ignored, not read as zeros); default: all present.
+    ``modality_weights()`` gives each item's learned weights after ``fit``."""
+
+    def __init__(self, item_embeddings, item_ids, splits, present=None, *,
+                 device: str | None = "cpu", **kw):
+        super().__init__(item_embeddings, item_ids, device=device, **kw)
+        if sum(splits) != item_embeddings.shape[1]:
+            raise ValueError(f"splits {tuple(splits)} add up to {sum(splits)}, but the item "
+                             f"embeddings are {item_embeddings.shape[1]} wide")
+        if present is None:
+            present = torch.ones(len(item_embeddings), len(splits), dtype=torch.bool)
+        if not torch.is_tensor(present) or present.shape != (len(item_embeddings), len(splits)) \
+                or present.dtype != torch.bool:
+            raise ValueError(f"present must be a ({len(item_embeddings)}, {len(splits)}) bool "
+                             "tensor, one row per item and one column per modality")
+        self.splits, self._present_all = tuple(splits), present
+
+    def _make_item_tower(self, d_in: int) -> nn.Module:
+        pos = self._emb_ids.get_indexer(self.item_map.decode(np.arange(len(self.item_map))))
+        self._present = self._present_all[torch.as_tensor(pos)].to(self.device)
+        return AttentionFusion(self.splits)
+
+    def _item_vec(self, base, idx=None):
+        present = self._present if idx is None else self._present[idx]
+        fused, _ = self.item_proj(base, present)
+        return F.normalize(fused, dim=-1)
+
+    @torch.no_grad()
+    def modality_weights(self) -> torch.Tensor:
+        """``(n_items, m)`` attention weights of every item (item-map order), after ``fit``."""
+        _, w = self.item_proj(self.item_base.to(self.device), self._present)
+        return w.cpu()
+
+
+class LateFusion(Recommender):
+    """Late fusion: recommenders' scores, each standardised per user over the items (z-scores,
+    so their scales do not matter), averaged with ``weights``. ``fit`` fits every model on the
+    same data and ID maps; ``evaluate`` and ``recommend`` are chapter 02's."""
+
+    def __init__(self, models, weights=None, **kw):
+        super().__init__(**kw)
+        models = list(models)
+        if len(models) < 2 or not all(isinstance(m, Recommender) for m in models):
+            raise ValueError("late fusion needs two or more recommenders (helpers.cf.Recommender)")
+        w = np.ones(len(models)) if weights is None else np.asarray(weights, dtype=float)
+        if w.shape != (len(models),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights must be {len(models)} non-negative numbers, not all 0; "
+                             f"got {weights!r}")
+        self.models, self.weights = models, w / w.sum()
+
+    def fit(self, df, user_map=None, item_map=None):
+        self._prepare(df, user_map, item_map)
+        for m in self.models:
+            m.fit(df, self.user_map, self.item_map)
+        return self
+
+    def scores(self, user_idx):
+        out = 0.0
+        for w, m in zip(self.weights, self.models):
+            s = m.scores(user_idx)
+            s = (s - s.mean(1, keepdims=True)) / np.maximum(s.std(1, keepdims=True), 1e-12)
+            out = out + w * s
+        return out
+
+
+# ----------------------------------------------------------------------------- generating icons
+class CondGenerator(nn.Module):
+    """A small conditional DCGAN generator (Radford et al., 2016; Mirza & Osindero, 2014): noise
+    ``z`` and one learned embedding per condition (e.g. category and colour) → a 4×4 map →
+    three transposed convolutions (4×4, stride 2, batch norm, ReLU) → a ``size``×``size`` RGB
+    image in ``[0, 1]`` (sigmoid). ``conditions``: condition name → number of classes."""
+
+    def __init__(self, conditions: dict[str, int], z_dim: int = 32, width: int = 64,
+                 size: int = 32):
+        super().__init__()
+        if not conditions or not all(isinstance(n, int) and n >= 2 for n in conditions.values()):
+            raise ValueError(f"conditions must map each name to its number of classes (>= 2), "
+                             f"got {conditions!r}")
+        require_int("z_dim", z_dim, 1)
+        require_int("width", width, 8)
+        if size not in (32, 64):
+            raise ValueError(f"size must be 32 or 64, got {size!r}")
+        self.conditions, self.z_dim, self.size = dict(conditions), z_dim, size
+        self.embed = nn.ModuleDict({c: nn.Embedding(n, 16) for c, n in conditions.items()})
+        self.width = width
+        self.fc = nn.Sequential(nn.Linear(z_dim + 16 * len(conditions), 2 * width * 16),
+                                nn.BatchNorm1d(2 * width * 16), nn.ReLU())
+        chans = [2 * width, width, width // 2] + ([width // 4] if size == 64 else [])
+        ups = [nn.Sequential(nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b),
+                             nn.ReLU()) for a, b in zip(chans[:-1], chans[1:])]
+        self.net = nn.Sequential(*ups, nn.ConvTranspose2d(chans[-1], 3, 4, 2, 1), nn.Sigmoid())
+
+    def forward(self, z: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
+        h = torch.cat([z] + [self.embed[c](labels[c]) for c in self.conditions], dim=1)
+        return self.net(self.fc(h).view(len(z), 2 * self.width, 4, 4))
+
+
+class CondDiscriminator(nn.Module):
+    """Its critic: strided convolutions (spectral norm, leaky ReLU) to a feature vector ``h``;
+    the score is ``w·h + Σ_c e_c(y_c)·h`` (a projection discriminator, Miyato & Koyama, 2018):
+    real *and* matching its conditions scores high."""
+
+    def __init__(self, conditions: dict[str, int], width: int = 64, size: int = 32):
+        super().__init__()
+        sn = nn.utils.spectral_norm
+        chans = [3] + ([width // 4] if size == 64 else []) + [width // 2, width, 2 * width]
+        self.net = nn.Sequential(*[nn.Sequential(sn(nn.Conv2d(a, b, 4, 2, 1)), nn.LeakyReLU(0.2))
+                                   for a, b in zip(chans[:-1], chans[1:])], nn.Flatten())
+        d = 2 * width * 16
+        self.out = sn(nn.Linear(d, 1))
+        self.embed = nn.ModuleDict({c: sn(nn.Embedding(n, d)) for c, n in conditions.items()})
+
+    def forward(self, x: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
+        h = self.net(x * 2 - 1)
+        return self.out(h).squeeze(1) + sum((self.embed[c](y) * h).sum(1)
+                                             for c, y in labels.items())
+
+
+def fit_cgan(x: torch.Tensor, labels: pd.DataFrame, conditions=("category", "colour"), *,
+             steps: int = 600, batch_size: int = 64, size: int = 32, z_dim: int = 32,
+             width: int = 64, lr: float = 2e-4, seed: int = 0, device: str | None = "cpu"):
+    """Train a conditional GAN on images ``x`` (``(n, 3, H, W)`` in ``[0, 1]``, resized to
+    ``size``) with their class ``labels`` (integer columns ``conditions``): hinge loss, Adam
+    (β₁ = 0.5), one critic step per generator step, seeded. Returns ``(generator, critic,
+    history)``, the history holding the critic's and the generator's loss per step."""
+    from tqdm.auto import tqdm
+
+    from .config import get_device
+
+    _require_images(x)
+    if not isinstance(labels, pd.DataFrame) or len(labels) != len(x):
+        raise ValueError(f"labels must be a DataFrame with one row per image ({len(x)})")
+    conditions = list(conditions)
+    missing = [c for c in conditions if c not in labels.columns]
+    if missing:
+        raise DataError(f"labels lack the condition column(s) {missing}")
+    for name, v, low in (("steps", steps, 1), ("batch_size", batch_size, 2), ("seed", seed, 0)):
+        require_int(name, v, low)
+    require_number("lr", lr, low=0, low_open=True)
+    dev = get_device(device)
+    ys = {}
+    for c in conditions:
+        y = labels[c].to_numpy()
+        if pd.isna(y).any() or (y < 0).any():
+            raise DataError(f"labels[{c!r}] has missing or negative codes")
+        ys[c] = torch.as_tensor(y.astype(np.int64))
+    n_classes = {c: len(CLASSES[c]) if c in CLASSES else int(ys[c].max()) + 1 for c in conditions}
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="area")
+    torch.manual_seed(seed)
+    g = CondGenerator(n_classes, z_dim, width, size).to(dev)
+    d = CondDiscriminator(n_classes, width, size).to(dev)
+    opt_g = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.5, 0.999))
+    gen = torch.Generator().manual_seed(seed)
+    history = {"critic": [], "generator": []}
+    for _ in tqdm(range(steps), desc="GAN steps", leave=False):
+        b = torch.randint(0, len(x), (batch_size,), generator=gen)
+        real = x[b].to(dev)
+        yb = {c: ys[c][b].to(dev) for c in conditions}
+        z = torch.randn(batch_size, z_dim, generator=gen).to(dev)
+        fake = g(z, yb)
+        loss_d = F.relu(1 - d(real, yb)).mean() + F.relu(1 + d(fake.detach(), yb)).mean()
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        loss_g = -d(fake, yb).mean()
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        history["critic"].append(float(loss_d.detach()))
+        history["generator"].append(float(loss_g.detach()))
+    return g.eval(), d.eval(), history
+
+
+@torch.no_grad()
+def sample_cgan(generator: CondGenerator, labels: dict, *, seed: int = 0,
+                size: int | None = None) -> torch.Tensor:
+    """Images for the given condition codes (``labels``: condition → sequence of class codes,
+    all the same length): ``(n, 3, size, size)`` in ``[0, 1]`` on the CPU, resized (nearest) to
+    ``size`` when given, e.g. 64 for a classifier trained on 64-pixel icons."""
+    if set(labels) != set(generator.conditions):
+        raise ValueError(f"labels must give exactly the conditions {list(generator.conditions)}, "
+                         f"got {list(labels)}")
+    codes = {c: torch.as_tensor(np.asarray(v), dtype=torch.long) for c, v in labels.items()}
+    n = {len(v) for v in codes.values()}
+    if len(n) != 1 or 0 in n:
+        raise ValueError("every condition needs the same, non-zero number of codes")
+    for c, v in codes.items():
+        if v.ndim != 1 or (v < 0).any() or (v >= generator.conditions[c]).any():
+            raise ValueError(f"labels[{c!r}] must be codes in 0..{generator.conditions[c] - 1}")
+    dev = next(generator.parameters()).device
+    z = torch.randn(n.pop(), generator.z_dim, generator=torch.Generator().manual_seed(seed))
+    out = generator.eval()(z.to(dev), {c: v.to(dev) for c, v in codes.items()}).float().cpu()
+    if size is not None and size != out.shape[-1]:
+        out = F.interpolate(out, size=(size, size), mode="nearest")
+    return out

@@ -310,3 +310,17 @@ def test_bayesian_mf_learns_a_low_rank_matrix_and_averages_its_samples():
                 dict(burn_in=-1)):
         with pytest.raises(DataError):
             cf.BayesianMF(**bad)
+
+
+def test_evaluate_per_user_gives_each_users_ndcg_in_user_order():
+    train = pd.DataFrame({"user_id": [1, 1, 2, 3, 3], "item_id": [10, 11, 10, 11, 12]})
+    test = pd.DataFrame({"user_id": [2, 1, 2], "item_id": [12, 12, 13]})
+    um, im = build_id_map([1, 2, 3]), build_id_map([10, 11, 12, 13])
+    m = cf.MostPopular().fit(train, um, im)
+    per = m.evaluate(test, k=2, per_user=True)
+    assert per.index.tolist() == [1, 2] and per.name == "ndcg@2"
+    # user 1 gets [12, 13], relevant {12}: 1.0; user 2 gets [11, 12], relevant {12, 13}:
+    # (1/log2 3) / (1 + 1/log2 3)
+    assert per.loc[1] == 1.0
+    assert per.loc[2] == pytest.approx((1 / np.log2(3)) / (1 + 1 / np.log2(3)))
+    assert per.mean() == pytest.approx(m.evaluate(test, k=2)["ndcg@2"])

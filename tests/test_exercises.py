@@ -107,3 +107,28 @@ def test_ch01_wrong_answers_are_explained():
     verdict = ch01.q3.check(keeps_singletons)
     assert not verdict and "should not be there" in verdict.message
     assert not ch01.q3.check(lambda df: df)  # not a (train, test) tuple
+
+
+def test_ch06_wrong_answers_are_explained():
+    import math
+
+    from torch.nn import functional as F
+
+    from helpers.exercises import ch06
+
+    no_padding = ch06.q1.check(lambda n, k, s=1, p=0: (n - k) // s + 1)
+    assert not no_padding and "nn.Conv2d" in no_padding.message
+    rounds_up = ch06.q1.check(lambda n, k, s=1, p=0: math.ceil((n + 2 * p - k) / s) + 1)
+    assert not rounds_up
+    def one_side(a, b, t):
+        logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / t
+        return F.cross_entropy(logits, torch.arange(len(a)))
+    verdict = ch06.q2.check(one_side)
+    assert not verdict and "text→image half" in verdict.message
+    unnormalised = ch06.q2.check(lambda a, b, t: F.cross_entropy(a @ b.T / t, torch.arange(len(a))))
+    assert not unnormalised and "Normalise" in unnormalised.message
+    unmasked = ch06.q3.check(lambda q, tok, present: torch.softmax(tok @ q / math.sqrt(tok.shape[-1]), -1))
+    assert not unmasked and "missing modality" in unmasked.message
+    unscaled = ch06.q3.check(lambda q, tok, present: torch.softmax(
+        (tok @ q).masked_fill(~present, float("-inf")), -1))
+    assert not unscaled and "sqrt(d)" in unscaled.message

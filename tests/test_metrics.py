@@ -137,3 +137,17 @@ def test_sampled_metrics_rank_against_negatives_only():
     assert metrics.sampled_metrics(scores, [0], k=1, n_negatives=3, exclude=excl)["hr@1"] == 1.0
     with pytest.raises(DataError, match="possible negatives"):
         metrics.sampled_metrics(scores, [0], k=1, n_negatives=4, exclude=excl)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ndcg_per_user_matches_sklearn_user_by_user(seed):
+    scores, truth = _random_case(seed)
+    top = metrics.rank_from_scores(scores, 5)
+    relevant = [set(np.flatnonzero(row)) for row in truth]
+    per_user = metrics.ndcg_per_user(top, relevant, 5)
+    ok = truth.any(1)
+    assert np.isnan(per_user[~ok]).all()
+    for u in np.flatnonzero(ok):
+        assert per_user[u] == pytest.approx(ndcg_score(truth[u:u + 1].astype(float),
+                                                       scores[u:u + 1], k=5), abs=1e-10)
+    assert np.nanmean(per_user) == pytest.approx(metrics.ndcg_at_k(top, relevant, 5), abs=1e-12)

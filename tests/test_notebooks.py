@@ -142,14 +142,19 @@ def test_run_course_reports_times_and_checked_results(tmp_path, monkeypatch):
 
 
 def _device_taking_classes() -> set[str]:
-    """Names of the course's model classes whose constructor takes ``device``."""
+    """Names of the course's model classes whose constructor takes ``device``, and of chapter
+    06's training functions that do (``fit_image_classifier``, ``fit_shared_space``, ...)."""
     import inspect
 
-    from helpers import cf, interest, nlg, sequential
+    from helpers import cf, interest, multimodal, nlg, sequential
 
-    return {name for mod in (cf, interest, nlg, sequential) for name, obj in vars(mod).items()
-            if inspect.isclass(obj) and obj.__module__.startswith("helpers")
-            and "device" in inspect.signature(obj.__init__).parameters}
+    classes = {name for mod in (cf, interest, multimodal, nlg, sequential)
+               for name, obj in vars(mod).items()
+               if inspect.isclass(obj) and obj.__module__.startswith("helpers")
+               and "device" in inspect.signature(obj.__init__).parameters}
+    return classes | {name for name, obj in vars(multimodal).items()
+                      if inspect.isfunction(obj) and name.startswith("fit_")
+                      and "device" in inspect.signature(obj).parameters}
 
 
 def _calls_without_device(source: str, classes: set[str]) -> list[str]:
@@ -185,3 +190,5 @@ def test_every_model_in_the_chapters_runs_on_the_runs_device():
     assert not missing, "pass device=cfg.device to:\n" + "\n".join(missing)
     assert _calls_without_device("m = cf.BPR(64, n_epochs=3)", classes)
     assert not _calls_without_device('m = cf.BiasedMF(32, solver="als")', classes)
+    assert _calls_without_device("g, h = M.fit_cgan(x, labels, steps=5)", classes)
+    assert _calls_without_device("m = M.AttentionFusionTwoTower(e, ids, splits=(3, 2))", classes)

@@ -35,6 +35,16 @@ FLOORS = [
      "shares of 64 greedy sentences: one flipped sentence is 0.016"),
     (r"^reasons\.PETER", 0.03, 0.15,
      "PETER is trained by SGD; its text metrics move with the trajectory"),
+    (r"^gan\.", 0.1, 0.0,
+     "a GAN's two-player training amplifies last-bit differences into another trajectory; "
+     "chance is 0.1 and a generator that ignores its condition stays near it"),
+    (r"^pixels\.", 0.0, 0.05,
+     "counts of facts added at probability >= 0.9 by a CNN trained by SGD: items near the "
+     "threshold cross it when the trajectory shifts"),
+    (r"^(reasons\.(text|fmr_gain|faithful_gain)|fusion\.|cnn\.|probe\.|zero_shot\.|shared_space\.)",
+     0.02, 0.0,
+     "chapter 06: built on a CNN, projections or two-towers trained by SGD and on shares of a "
+     "few hundred items or users (one item of 400 is 0.0025, one of 274 users' NDCG up to 0.004)"),
     (r"(RMSE|MAE|rmse)", 0.01, 0.0,
      "rating fits (closed form, ALS, full-batch Adam): last-bit differences only; a random "
      "predictor is off by > 0.5"),
