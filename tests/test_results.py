@@ -220,3 +220,37 @@ def test_the_chapter_03_bpr_check_passes_the_real_model_and_fails_a_weakened_one
     weak = cf.BPR(64, reg=1e-3, n_epochs=30, lr=0.001).fit(train, um, im).evaluate(test, k=10)
     assert exp.accepts(real["hr@10"]), (real["hr@10"], exp)
     assert not exp.accepts(weak["hr@10"]), (weak["hr@10"], exp)
+
+
+def test_chapter_06_checks_pass_the_real_text_model_and_fail_random_scores_and_a_blind_gan():
+    """Chapter 06's cold-start table: the text model the chapter builds (mean pooling, no
+    training, so it is the same here) passes its expectation; random scores on the same new
+    items fail it, and so does every fused row. A generator that ignores its colour (chance:
+    0.1 of samples read as the asked colour) and a classifier at chance fail theirs."""
+    from helpers import interest as I
+    from helpers import multimodal as M
+
+    spec = load_expectations("06_multimodal_fusion")
+    if not spec["results"]:
+        pytest.skip("no expectations committed yet")
+    sw = pp.clean_shopworld(write=False)
+    catalogue, events = sw["catalogue"], sw["events"]
+    texts = I.item_texts(catalogue)
+    inter = events[events["event_type"] != "view"]
+    um, im = pp.build_id_map(inter["user_id"]), pp.build_id_map(catalogue["item_id"])
+    cutoff = inter["timestamp"].quantile(0.7)
+    train, _, cold = pp.cold_start_split(inter, catalogue, cutoff)
+    cold = cold[cold["user_id"].isin(train["user_id"].unique())]
+    new = catalogue.loc[catalogue["launch_ts"] >= cutoff, "item_id"]
+    real = I.TextInterestRecommender(I.encode_items(texts), texts.index, max_len=20).fit(
+        train, um, im).evaluate(cold, candidates=new)["ndcg@10"]
+    broken = RandomScores().fit(train, um, im).evaluate(cold, candidates=new)["ndcg@10"]
+    rows = [n for n in spec["results"] if n.startswith("fusion.cold_ndcg.")]
+    assert len(rows) == 6
+    assert spec["results"]["fusion.cold_ndcg.text (ch. 04).ndcg@10"].accepts(real), real
+    for name in rows:
+        assert not spec["results"][name].accepts(broken), (name, broken)
+    assert not spec["results"]["gan.colour_accuracy"].accepts(0.1)
+    for task in ("colour", "pattern"):
+        chance = 1 / len(M.CLASSES[task])
+        assert not spec["results"][f"cnn.accuracy.{task}"].accepts(chance), task
