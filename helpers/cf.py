@@ -724,19 +724,15 @@ class BPR(TorchRecommender):
         n_u, n_i = self.seen.shape
         gen = torch.Generator().manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        dev, std = self.device, self.init_std
-        self.P = torch.nn.Parameter((torch.randn(n_u, self.n_factors, generator=gen) * std)
-                                    .to(dev))
-        self.Q = torch.nn.Parameter((torch.randn(n_i, self.n_factors, generator=gen) * std)
-                                    .to(dev))
-        self.b = torch.nn.Parameter(torch.zeros(n_i, device=dev), requires_grad=self.item_bias)
-        weights = [t for t in (self.P, self.Q, self.b) if t.requires_grad]
+        dev = self.device
+        weights = self._make_weights(n_u, n_i, gen)
         opt = torch.optim.Adam(weights, lr=self.lr)
         seen = self.seen.tocsr()
+        pool = self._negative_pool(n_i)
 
         def run_epoch() -> float:
             order = rng.permutation(len(pairs))
-            neg = rng.integers(0, n_i, (len(pairs), self.n_negatives))
+            neg = pool[rng.integers(0, len(pool), (len(pairs), self.n_negatives))]
             users_in_order = np.repeat(pairs[order, 0], self.n_negatives)
             # resample negatives that the user has seen (a few rounds suffice: data is sparse)
             for _ in range(5):
@@ -744,16 +740,16 @@ class BPR(TorchRecommender):
                        ).reshape(neg.shape)
                 if not bad.any():
                     break
-                neg[bad] = rng.integers(0, n_i, int(bad.sum()))
+                neg[bad] = pool[rng.integers(0, len(pool), int(bad.sum()))]
             total = 0.0
             for lo in range(0, len(pairs), self.batch_size):
                 sl = order[lo:lo + self.batch_size]
                 u = torch.as_tensor(pairs[sl, 0], device=dev)
                 i = torch.as_tensor(pairs[sl, 1], device=dev)
                 j = torch.as_tensor(neg[lo:lo + self.batch_size], device=dev)   # (b, n_neg)
-                pu, qi, qj = self.P[u], self.Q[i], self.Q[j]
-                diff = ((pu[:, None] * (qi[:, None] - qj)).sum(-1)
-                        + self.b[i][:, None] - self.b[j])
+                pu = self._user_factors(u)
+                (qi, bi), (qj, bj) = self._item_factors(i), self._item_factors(j)
+                diff = ((pu[:, None] * (qi[:, None] - qj)).sum(-1) + bi[:, None] - bj)
                 loss = -torch.nn.functional.logsigmoid(diff).mean() + self.reg * (
                     pu.pow(2).sum(1) + qi.pow(2).sum(1) + qj.pow(2).sum(-1).mean(1)).mean()
                 opt.zero_grad()
@@ -762,13 +758,36 @@ class BPR(TorchRecommender):
                 total += float(loss.detach()) * len(sl)
             return total / len(pairs)
 
-        self._train_epochs(run_epoch, weights, check, patience, "BPR epochs")
+        self._train_epochs(run_epoch, weights, check, patience, f"{type(self).__name__} epochs")
         return self
+
+    # the model's parts, which a subclass extends (chapter 06's VBPR adds content factors)
+    def _make_weights(self, n_u: int, n_i: int, gen: torch.Generator) -> list[torch.Tensor]:
+        """Create the parameters (``P``, ``Q``, ``b``) and return the trained ones."""
+        dev, std = self.device, self.init_std
+        self.P = torch.nn.Parameter((torch.randn(n_u, self.n_factors, generator=gen) * std)
+                                    .to(dev))
+        self.Q = torch.nn.Parameter((torch.randn(n_i, self.n_factors, generator=gen) * std)
+                                    .to(dev))
+        self.b = torch.nn.Parameter(torch.zeros(n_i, device=dev), requires_grad=self.item_bias)
+        return [t for t in (self.P, self.Q, self.b) if t.requires_grad]
+
+    def _negative_pool(self, n_i: int) -> np.ndarray:
+        """Item indices negatives are drawn from: every item."""
+        return np.arange(n_i)
+
+    def _user_factors(self, u: torch.Tensor) -> torch.Tensor:
+        return self.P[u]
+
+    def _item_factors(self, i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Factors and bias of item indices ``i`` (any shape): ``x_ui = p_u · q_i + b_i``."""
+        return self.Q[i], self.b[i]
 
     def scores(self, user_idx):
         with torch.no_grad():
             idx = torch.as_tensor(np.asarray(user_idx), device=self.P.device)
-            return (self.P[idx] @ self.Q.T + self.b[None, :]).cpu().numpy()
+            q, b = self._item_factors(torch.arange(self.Q.shape[0], device=self.P.device))
+            return (self._user_factors(idx) @ q.T + b[None, :]).cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- EASE, ALS
