@@ -246,7 +246,7 @@ def test_chapter_06_checks_pass_the_real_text_model_and_fail_random_scores_and_a
         train, um, im).evaluate(cold, candidates=new)["ndcg@10"]
     broken = RandomScores().fit(train, um, im).evaluate(cold, candidates=new)["ndcg@10"]
     rows = [n for n in spec["results"] if n.startswith("fusion.cold_ndcg.")]
-    assert len(rows) == 6
+    assert len(rows) == 8
     assert spec["results"]["fusion.cold_ndcg.text (ch. 04).ndcg@10"].accepts(real), real
     for name in rows:
         assert not spec["results"][name].accepts(broken), (name, broken)
