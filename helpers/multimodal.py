@@ -220,6 +220,28 @@ class SmallCNN(nn.Module):
         return {name: head(h) for name, head in self.heads.items()}
 
 
+def _label_codes(x, labels, columns, what: str):
+    """Checked integer class codes of images ``x``: ``({column: LongTensor}, {column: number of
+    classes})``; the number is the vocabulary's for colour, pattern and category, else the
+    largest code + 1. ``what`` names a column in messages ("task", "condition")."""
+    _require_images(x)
+    if not isinstance(labels, pd.DataFrame) or len(labels) != len(x):
+        raise ValueError(f"labels must be a DataFrame with one row per image ({len(x)}), got "
+                         f"{type(labels).__name__} of length {len(labels)}")
+    columns = list(columns)
+    missing = [c for c in columns if c not in labels.columns]
+    if missing:
+        raise DataError(f"labels lack the {what} column(s) {missing}; it has "
+                        f"{list(labels.columns)}")
+    ys = {}
+    for c in columns:
+        y = labels[c].to_numpy()
+        if pd.isna(y).any() or (y < 0).any():
+            raise DataError(f"labels[{c!r}] has missing or negative codes")
+        ys[c] = torch.as_tensor(y.astype(np.int64))
+    return ys, {c: len(CLASSES[c]) if c in CLASSES else int(ys[c].max()) + 1 for c in columns}
+
+
 def fit_image_classifier(x: torch.Tensor, labels: pd.DataFrame, tasks=("colour", "pattern"), *,
                          epochs: int = 8, batch_size: int = 64, lr: float = 3e-3,
                          width: int = 32, seed: int = 0, device: str | None = "cpu",
@@ -236,25 +258,12 @@ def fit_image_classifier(x: torch.Tensor, labels: pd.DataFrame, tasks=("colour",
 
     from .config import get_device
 
-    _require_images(x)
-    if not isinstance(labels, pd.DataFrame) or len(labels) != len(x):
-        raise ValueError(f"labels must be a DataFrame with one row per image ({len(x)}), got "
-                         f"{type(labels).__name__} of length {len(labels)}")
-    tasks = list(tasks)
-    missing = [t for t in tasks if t not in labels.columns]
-    if missing:
-        raise DataError(f"labels lack the task column(s) {missing}; it has {list(labels.columns)}")
+    ys, n_classes = _label_codes(x, labels, tasks, "task")
+    tasks = list(ys)
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
         require_int(name, v, 0 if name == "seed" else 1)
     require_number("lr", lr, low=0, low_open=True)
     dev = get_device(device)
-    ys = {}
-    for t in tasks:
-        y = labels[t].to_numpy()
-        if pd.isna(y).any() or (y < 0).any():
-            raise DataError(f"labels[{t!r}] has missing or negative codes")
-        ys[t] = torch.as_tensor(y.astype(np.int64))
-    n_classes = {t: len(CLASSES[t]) if t in CLASSES else int(ys[t].max()) + 1 for t in tasks}
     torch.manual_seed(seed)
     model = SmallCNN(n_classes, width).to(dev)
     mean, std = channel_stats(x)
@@ -861,24 +870,12 @@ def fit_cgan(x: torch.Tensor, labels: pd.DataFrame, conditions=("category", "col
 
     from .config import get_device
 
-    _require_images(x)
-    if not isinstance(labels, pd.DataFrame) or len(labels) != len(x):
-        raise ValueError(f"labels must be a DataFrame with one row per image ({len(x)})")
-    conditions = list(conditions)
-    missing = [c for c in conditions if c not in labels.columns]
-    if missing:
-        raise DataError(f"labels lack the condition column(s) {missing}")
+    ys, n_classes = _label_codes(x, labels, conditions, "condition")
+    conditions = list(ys)
     for name, v, low in (("steps", steps, 1), ("batch_size", batch_size, 2), ("seed", seed, 0)):
         require_int(name, v, low)
     require_number("lr", lr, low=0, low_open=True)
     dev = get_device(device)
-    ys = {}
-    for c in conditions:
-        y = labels[c].to_numpy()
-        if pd.isna(y).any() or (y < 0).any():
-            raise DataError(f"labels[{c!r}] has missing or negative codes")
-        ys[c] = torch.as_tensor(y.astype(np.int64))
-    n_classes = {c: len(CLASSES[c]) if c in CLASSES else int(ys[c].max()) + 1 for c in conditions}
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="area")
     torch.manual_seed(seed)
