@@ -85,3 +85,40 @@ def test_language_model_defaults_to_bfloat16_on_cuda_and_generates():
     out, stats = nlg.generate(tok, lm, prompts, max_new_tokens=8, progress=False)
     assert len(out) == 2 and all(isinstance(o, str) and o for o in out)
     assert stats["reasons_per_s"] > 0
+
+
+def test_chapter_06_models_train_on_cuda():
+    """Chapter 06's trainable pieces on the GPU: the CNN, the shared space, the conditional GAN,
+    attention fusion and VBPR; weights on CUDA, finite losses, outputs back on the CPU."""
+    from helpers import multimodal as M
+    from test_multimodal import _tiny_interactions, _two_colour_icons, _two_taste_world
+
+    x, labels, red, _ = _two_colour_icons(32)
+    cnn, hist = M.fit_image_classifier(F_resize(x), labels, tasks=("colour",), epochs=2,
+                                       device="cuda")
+    assert next(cnn.parameters()).device.type == "cuda" and np.isfinite(hist).all()
+    assert M.predict_proba(cnn, F_resize(x))["colour"].device.type == "cpu"
+    g, critic, h = M.fit_cgan(x, labels, conditions=("colour",), steps=5, batch_size=8,
+                              width=8, device="cuda")
+    assert next(g.parameters()).device.type == "cuda" and np.isfinite(h["critic"]).all()
+    assert M.sample_cgan(g, {"colour": [red, red]}).device.type == "cpu"
+    space, loss = M.fit_shared_space(torch.randn(64, 12), torch.randn(64, 8), dim=4, epochs=2,
+                                     batch_size=16, device="cuda")
+    assert next(space.parameters()).device.type == "cuda" and np.isfinite(loss).all()
+    df = _tiny_interactions()
+    emb = torch.randn(30, 10)
+    att = M.AttentionFusionTwoTower(emb, np.arange(1, 31), splits=(6, 4), n_epochs=2,
+                                    batch_size=32, device="cuda").fit(df)
+    assert np.isfinite(att.scores(np.arange(5))).all()
+    assert att.modality_weights().shape == (30, 2)
+    df2, feats, ids = _two_taste_world()
+    vb = M.VBPR(feats, ids, n_epochs=2, batch_size=32, device="cuda").fit(df2)
+    assert vb.E.device.type == "cuda" and np.isfinite(vb.scores(np.arange(5))).all()
+
+
+def F_resize(x):
+    """The toy squares are 32 px and one colour channel is flat; the CNN's icons are 64 px and
+    its normalisation needs spread in every channel: resize, add a little seeded noise."""
+    big = torch.nn.functional.interpolate(x, size=(64, 64), mode="nearest")
+    noise = torch.rand(big.shape, generator=torch.Generator().manual_seed(0))
+    return (0.95 * big + 0.05 * noise).clamp(0, 1)
