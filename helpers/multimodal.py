@@ -1,5 +1,7 @@
 """Chapter 06: what only the picture shows — images as tensors, a small CNN that reads an icon's
-colour and pattern, and (next) a pretrained encoder, a shared image-text space and fusion.
+colour and pattern, a pretrained encoder (EfficientNet-Lite0) and linear probes, a shared
+image-text space (InfoNCE), fusion for recommendation (early, late, attention; VBPR), the
+picture's facts for chapter 05's reasons, and a conditional GAN that draws icons.
 
 ShopWorld draws every item as a 64×64 PNG icon (``shopworld.draw_item_image``: the category's
 silhouette, filled with the item's colour, overlaid with its pattern). For many items the text
