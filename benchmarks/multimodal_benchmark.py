@@ -125,8 +125,9 @@ def main() -> None:
           f"{silent.sum()} whose text never states the colour; chance 0.100.")
 
     reasons_from_pixels(x, ids, labels)
-    fusion(ids, feats[64])
-    rolling_origin(ids, feats[64])
+    inputs = cold_start_inputs(ids, feats[64])
+    fusion(inputs)
+    rolling_origin(inputs)
 
 
 CORNAC_SITE = ROOT / "build" / "cornac-site"   # pip install --target build/cornac-site ...
@@ -167,16 +168,15 @@ def _vbpr_cold(train, cold, new_items, feats_by_item, seed=0, epochs=20):
     return pd.Series(ndcg_per_user(top, relevant, 10), index=users)
 
 
-def fusion(ids, image_feats) -> None:
-    """Section 5 (the chapter's protocol, more models): per-user cold NDCG@10 and paired
-    bootstrap gains over the text model of the same family, for all cold test users and for the
-    colour-driven ones (``colour_taste`` >= 0.6 in the user truth). ``image_feats``: section 2's
-    frozen Lite0 features (64 px) of items ``ids``."""
-    import pandas as pd
+def cold_start_inputs(ids, image_feats):
+    """What sections 5 and 6 share, built once: the cleaned catalogue and non-view events, the
+    ID maps, and the item vectors in the texts' order — MiniLM text, Lite0 image (``image_feats``
+    of items ``ids``, PCA to 128, unit norm) and early fusion (both, / √2)."""
+    from types import SimpleNamespace
+
     import torch.nn.functional as F
 
     from helpers import multimodal as M, preprocess as pp
-    from helpers.metrics import bootstrap_ci
 
     sw = pp.clean_shopworld(write=False)
     catalogue, events = sw["catalogue"], sw["events"]
@@ -186,15 +186,40 @@ def fusion(ids, image_feats) -> None:
     if (rows_of < 0).any():
         raise SystemExit("the catalogue has items without features")
     image_emb = F.normalize(M.pca(image_feats, 128), dim=-1)[rows_of]
-    early = torch.cat([text_emb, image_emb], dim=1) / np.sqrt(2)
     inter = events[events["event_type"] != "view"]
-    um, im = pp.build_id_map(inter["user_id"]), pp.build_id_map(catalogue["item_id"])
-    cutoff = inter["timestamp"].quantile(0.7)
-    train, warm, cold = pp.cold_start_split(inter, catalogue, cutoff)
+    return SimpleNamespace(
+        catalogue=catalogue, inter=inter, texts=texts, text_emb=text_emb, image_emb=image_emb,
+        early=torch.cat([text_emb, image_emb], dim=1) / np.sqrt(2),
+        um=pp.build_id_map(inter["user_id"]), im=pp.build_id_map(catalogue["item_id"]))
+
+
+def cold_start_split(d, quantile):
+    """Chapter 04's split at the ``quantile`` of time: training events, the warm and cold test
+    events of users known in training, and the old and new items' IDs."""
+    from helpers import preprocess as pp
+
+    cutoff = d.inter["timestamp"].quantile(quantile)
+    train, warm, cold = pp.cold_start_split(d.inter, d.catalogue, cutoff)
     known = train["user_id"].unique()
-    warm, cold = warm[warm["user_id"].isin(known)], cold[cold["user_id"].isin(known)]
-    old_items = catalogue.loc[catalogue["launch_ts"] < cutoff, "item_id"]
-    new_items = catalogue.loc[catalogue["launch_ts"] >= cutoff, "item_id"]
+    launched = d.catalogue["launch_ts"]
+    return (train, warm[warm["user_id"].isin(known)], cold[cold["user_id"].isin(known)],
+            d.catalogue.loc[launched < cutoff, "item_id"],
+            d.catalogue.loc[launched >= cutoff, "item_id"])
+
+
+def fusion(d) -> None:
+    """Section 5 (the chapter's protocol, more models): per-user cold NDCG@10 and paired
+    bootstrap gains over the text model of the same family, for all cold test users and for the
+    colour-driven ones (``colour_taste`` >= 0.6 in the user truth). ``d``:
+    :func:`cold_start_inputs`."""
+    import pandas as pd
+
+    from helpers import multimodal as M
+    from helpers.metrics import bootstrap_ci
+
+    texts, text_emb, image_emb, early, um, im = (d.texts, d.text_emb, d.image_emb, d.early,
+                                                 d.um, d.im)
+    train, warm, cold, old_items, new_items = cold_start_split(d, 0.7)
     pooled = lambda e: I.TextInterestRecommender(e, texts.index, max_len=20)
     tower = lambda e: I.TwoTowerRecommender(e, texts.index, n_epochs=2, seed=0)
     families = {
@@ -262,25 +287,17 @@ def fusion(ids, image_feats) -> None:
         print(f"| {fam} | {name} | {cells[0]} | {cells[1]} |")
 
 
-def rolling_origin(ids, image_feats, quantiles=(0.5, 0.6, 0.7, 0.8)) -> None:
+def rolling_origin(d, quantiles=(0.5, 0.6, 0.7, 0.8)) -> None:
     """Section 6: section 5's cold-start protocol at several cut-offs (time quantiles), each
     user-cutoff pair one unit, pooled: about four times the users of one cut-off, so intervals
     about half as wide. Mean pooling (text, early, late fusion) and the course's VBPR (text,
-    early fusion); paired gains over the family's text model."""
+    early fusion); paired gains over the family's text model. ``d``: :func:`cold_start_inputs`."""
     import pandas as pd
-    import torch.nn.functional as F
 
-    from helpers import multimodal as M, preprocess as pp
+    from helpers import multimodal as M
     from helpers.metrics import bootstrap_ci
 
-    sw = pp.clean_shopworld(write=False)
-    catalogue, events = sw["catalogue"], sw["events"]
-    texts = I.item_texts(catalogue)
-    text_emb = I.encode_items(texts)
-    image_emb = F.normalize(M.pca(image_feats, 128), dim=-1)[ids.get_indexer(texts.index)]
-    early = torch.cat([text_emb, image_emb], dim=1) / np.sqrt(2)
-    inter = events[events["event_type"] != "view"]
-    um, im = pp.build_id_map(inter["user_id"]), pp.build_id_map(catalogue["item_id"])
+    texts, text_emb, image_emb, early = d.texts, d.text_emb, d.image_emb, d.early
     pooled = lambda e: I.TextInterestRecommender(e, texts.index, max_len=20)
     makers = {"mean pooling, text": lambda: pooled(text_emb),
               "mean pooling, early fusion": lambda: pooled(early),
@@ -293,12 +310,9 @@ def rolling_origin(ids, image_feats, quantiles=(0.5, 0.6, 0.7, 0.8)) -> None:
     print("| cut-off quantile | cold test users | " + " | ".join(makers) + " |")
     print("|---:|---:|" + "---:|" * len(makers))
     for q in quantiles:
-        cutoff = inter["timestamp"].quantile(q)
-        train, _, cold = pp.cold_start_split(inter, catalogue, cutoff)
-        cold = cold[cold["user_id"].isin(train["user_id"].unique())]
-        new = catalogue.loc[catalogue["launch_ts"] >= cutoff, "item_id"]
+        train, _, cold, _, new = cold_start_split(d, q)
         for name, make in makers.items():
-            p = make().fit(train, um, im).evaluate(cold, candidates=new, per_user=True)
+            p = make().fit(train, d.um, d.im).evaluate(cold, candidates=new, per_user=True)
             per[name].append(p.set_axis(pd.MultiIndex.from_product([[q], p.index])))
         print(f"| {q} | {cold['user_id'].nunique()} | "
               + " | ".join(f"{per[n][-1].mean():.4f}" for n in makers) + " |")

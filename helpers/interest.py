@@ -204,6 +204,18 @@ def in_batch_softmax_loss(user_vec: torch.Tensor, item_vec: torch.Tensor,
 
 
 # ----------------------------------------------------------------------------- recommenders
+def rows_for_item_map(row_ids: pd.Index, item_map, what: str, fix: str) -> torch.Tensor:
+    """For each item of ``item_map`` (in its index order), the row of a table whose rows are
+    ``row_ids`` (embeddings, features, masks given by item ID). An item with no row is an
+    error that says how many, which, and ``fix``."""
+    pos = row_ids.get_indexer(item_map.decode(np.arange(len(item_map))))
+    if (pos < 0).any():
+        missing = item_map.decode(np.flatnonzero(pos < 0)[:3]).tolist()
+        raise DataError(f"{int((pos < 0).sum())} item(s) of the item map have no {what} "
+                        f"(e.g. {missing}); {fix}.")
+    return torch.as_tensor(pos)
+
+
 class _TextItems(Recommender):
     """Shared: item embeddings given by ID, aligned to the item map in ``fit``; histories;
     popularity fallback for users with no history."""
@@ -229,12 +241,9 @@ class _TextItems(Recommender):
     def _prepare_items(self, df, user_map, item_map):
         require_columns(df, [self.col_time], "the training data")
         self._prepare(df, user_map, item_map)
-        pos = self._emb_ids.get_indexer(self.item_map.decode(np.arange(len(self.item_map))))
-        if (pos < 0).any():
-            missing = self.item_map.decode(np.flatnonzero(pos < 0)[:3]).tolist()
-            raise DataError(f"{int((pos < 0).sum())} item(s) of the item map have no "
-                            f"embedding (e.g. {missing}); encode the whole catalogue.")
-        self.item_emb = self._emb_all[torch.as_tensor(pos)]
+        self.item_rows = rows_for_item_map(self._emb_ids, self.item_map, "embedding",
+                                           "encode the whole catalogue")
+        self.item_emb = self._emb_all[self.item_rows]
         self.seqs = user_sequences(df, self.u, self.i, len(self.user_map), self.max_len,
                                    self.col_time)
         self.empty = (self.seqs == 0).all(1).numpy()

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from . import shopworld_vocab as V
 from .cf import BPR, Recommender
 from .data import DataError, require_int, require_number
-from .interest import TwoTowerRecommender
+from .interest import TwoTowerRecommender, rows_for_item_map
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 COLOURS: list[str] = list(V.COLOURS)
@@ -665,7 +665,6 @@ class AttentionFusion(nn.Module):
                 m.weight[lo:lo + s] = torch.eye(s)
                 lo += s
         self.query = nn.Parameter(torch.zeros(d))
-        self.present: torch.Tensor | None = None       # (n_items, m); set by the recommender
 
     def tokens(self, base: torch.Tensor) -> torch.Tensor:
         parts = torch.split(base, self.splits, dim=-1)
@@ -699,8 +698,7 @@ class AttentionFusionTwoTower(TwoTowerRecommender):
         self.splits, self._present_all = tuple(splits), present
 
     def _make_item_tower(self, d_in: int) -> nn.Module:
-        pos = self._emb_ids.get_indexer(self.item_map.decode(np.arange(len(self.item_map))))
-        self._present = self._present_all[torch.as_tensor(pos)].to(self.device)
+        self._present = self._present_all[self.item_rows].to(self.device)
         return AttentionFusion(self.splits)
 
     def _item_vec(self, base, idx=None):
@@ -780,13 +778,10 @@ class VBPR(BPR):
 
     def _make_weights(self, n_u, n_i, gen):
         weights = super()._make_weights(n_u, n_i, gen)
-        pos = self._feature_ids.get_indexer(self.item_map.decode(np.arange(n_i)))
-        if (pos < 0).any():
-            missing = self.item_map.decode(np.flatnonzero(pos < 0)[:3]).tolist()
-            raise DataError(f"{int((pos < 0).sum())} item(s) of the item map have no feature "
-                            f"row (e.g. {missing}); pass features for every item")
         dev, std = self.device, self.init_std
-        self.F = self._features_all[torch.as_tensor(pos)].to(dev)
+        self.F = self._features_all[rows_for_item_map(self._feature_ids, self.item_map,
+                                                      "feature row",
+                                                      "pass features for every item")].to(dev)
         self.trained = torch.as_tensor(np.asarray(self.seen.sum(0)).ravel() > 0, device=dev)
         with torch.no_grad():            # items unseen in training: no ID factors, no ID bias
             self.Q[~self.trained] = 0.0

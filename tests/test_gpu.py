@@ -94,10 +94,10 @@ def test_chapter_06_models_train_on_cuda():
     from test_multimodal import _tiny_interactions, _two_colour_icons, _two_taste_world
 
     x, labels, red, _ = _two_colour_icons(32)
-    cnn, hist = M.fit_image_classifier(F_resize(x), labels, tasks=("colour",), epochs=2,
+    cnn, hist = M.fit_image_classifier(_icons_64(x), labels, tasks=("colour",), epochs=2,
                                        device="cuda")
     assert next(cnn.parameters()).device.type == "cuda" and np.isfinite(hist).all()
-    assert M.predict_proba(cnn, F_resize(x))["colour"].device.type == "cpu"
+    assert M.predict_proba(cnn, _icons_64(x))["colour"].device.type == "cpu"
     g, critic, h = M.fit_cgan(x, labels, conditions=("colour",), steps=5, batch_size=8,
                               width=8, device="cuda")
     assert next(g.parameters()).device.type == "cuda" and np.isfinite(h["critic"]).all()
@@ -116,7 +116,7 @@ def test_chapter_06_models_train_on_cuda():
     assert vb.E.device.type == "cuda" and np.isfinite(vb.scores(np.arange(5))).all()
 
 
-def F_resize(x):
+def _icons_64(x):
     """The toy squares are 32 px and one colour channel is flat; the CNN's icons are 64 px and
     its normalisation needs spread in every channel: resize, add a little seeded noise."""
     big = torch.nn.functional.interpolate(x, size=(64, 64), mode="nearest")

@@ -390,7 +390,7 @@ def test_conditional_gan_trains_its_critic_on_the_condition_and_samples_reproduc
                                  width=16, lr=2e-3, seed=0)
     assert len(hist["critic"]) == 60 and np.isfinite(hist["generator"]).all()
     with torch.no_grad():
-        own = critic(x, {"colour": torch.as_tensor(labels["colour"].to_numpy())})
+        own = critic(x, {"colour": torch.as_tensor(labels["colour"].to_numpy().copy())})
         other = critic(x, {"colour": torch.as_tensor(np.where(labels["colour"] == red, blue,
                                                                    red))})
     assert (own > other).float().mean() > 0.9
