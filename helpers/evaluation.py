@@ -1,0 +1,417 @@
+"""Chapter 07's evaluation toolkit: one harness for every recommender, uncertainty on every
+number, what accuracy leaves out, and how true a reason is.
+
+    per_user = evaluation.per_user_metrics(recs, test, k=10)      # one row per test user
+    table = evaluation.compare({"EASE": a, "BPR": b}, "ndcg@10", baseline="BPR")
+
+* **Per-user metrics** (:func:`per_user_metrics`): HR, NDCG, MRR, recall and precision at k of
+  each test user, from a recommender's top-k DataFrame (``model.recommend``). Every model is then
+  scored on the same users, so two models can be compared user by user (a *paired* test).
+* **Uncertainty**: :func:`paired_bootstrap` (an interval for a mean difference),
+  :func:`permutation_test` (a p-value for it, by flipping the sign of each user's difference),
+  :func:`holm` (many comparisons at once), :func:`ratio_ci` (an interval for a ratio of sums,
+  such as a precision pooled over reasons). ``metrics.bootstrap_ci`` gives a single mean's.
+* **Beyond accuracy**: :func:`intra_list_diversity`, :func:`novelty`,
+  :func:`popularity_lift`, :func:`gini`, :func:`calibration_kl` (Steck, 2018).
+* **Reasons against the truth**: :func:`driver_scores` — the articles' "reason accuracy, recall
+  and F1" defined: the precision of a reason's claims about *why* against the true drivers of the
+  purchase, and the share of true drivers it names.
+
+The text scores that need a model (BERTScore, an LM's likelihood, an LM judge) live in
+:mod:`helpers.textscore`; the simulated user study and A/B test in :mod:`helpers.simulate`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .data import DataError, require_columns
+from .metrics import _check_k, hits_at_k
+
+__all__ = ["per_user_metrics", "paired_bootstrap", "permutation_test", "holm", "compare",
+           "ratio_ci", "intra_list_diversity", "novelty", "popularity_lift", "gini",
+           "category_mix", "calibration_kl", "driver_scores"]
+
+
+# ----------------------------------------------------------------------------- input checks
+def _values(x, what: str) -> np.ndarray:
+    """A 1-D array of finite floats, or a clear error."""
+    if isinstance(x, (str, bytes)):
+        raise DataError(f"{what} must be numbers (one per user or pair), got a string.")
+    try:
+        a = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{what} must be numbers (one per user or pair); convert them first, "
+                        "e.g. pd.to_numeric(...).") from None
+    if a.ndim != 1:
+        raise DataError(f"{what} must be 1-D (one number per user or pair), got shape {a.shape}.")
+    if a.size == 0:
+        raise DataError(f"{what} is empty: nothing to test.")
+    if not np.isfinite(a).all():
+        raise DataError(f"{what} holds NaN or inf (at positions "
+                        f"{np.flatnonzero(~np.isfinite(a))[:5].tolist()}); a metric that is "
+                        "undefined for a user must be dropped for every model, not skipped "
+                        "silently for one.")
+    return a
+
+
+def _pair(a, b, what=("a", "b")) -> tuple[np.ndarray, np.ndarray]:
+    """Two paired samples: Series are aligned on their index (both must hold the same users);
+    arrays must have the same length."""
+    if isinstance(a, pd.Series) and isinstance(b, pd.Series):
+        if a.index.has_duplicates or b.index.has_duplicates:
+            raise DataError("the per-user values repeat a user; one value per user, please.")
+        if not a.index.sort_values().equals(b.index.sort_values()):
+            only = a.index.symmetric_difference(b.index)
+            raise DataError(f"{what[0]} and {what[1]} are not scored on the same users "
+                            f"({len(only)} differ, e.g. {list(only[:3])}); a paired test needs "
+                            "both models on the same test users.")
+        b = b.reindex(a.index)
+    x, y = _values(a, what[0]), _values(b, what[1])
+    if len(x) != len(y):
+        raise DataError(f"{what[0]} has {len(x)} values and {what[1]} has {len(y)}: a paired "
+                        "test needs one value of each per user, in the same order.")
+    return x, y
+
+
+def _check_level(level):
+    if not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise DataError(f"level must be a probability in (0, 1), e.g. 0.95; got {level!r}.")
+
+
+# ----------------------------------------------------------------------------- per-user metrics
+def _top_lists(recommendations: pd.DataFrame, users: np.ndarray, k: int, col_user: str,
+               col_item: str, col_rank: str) -> np.ndarray:
+    """(n_users, k) array of item IDs by rank, ``None`` where a user's list is shorter."""
+    require_columns(recommendations, [col_user, col_item, col_rank], "the recommendations")
+    if recommendations.duplicated([col_user, col_item]).any():
+        raise DataError("the recommendations repeat an item for the same user; a list holds "
+                        "each item once. De-duplicate the recommender's output first.")
+    if recommendations.duplicated([col_user, col_rank]).any():
+        raise DataError("two recommendations of one user share a rank; ranks must be 1..k, each "
+                        "once per user.")
+    recs = recommendations[recommendations[col_rank] <= k].sort_values([col_user, col_rank])
+    by_user = recs.groupby(col_user)[col_item].apply(list)
+    top = np.full((len(users), k), None, dtype=object)
+    for row, u in enumerate(users):
+        items = by_user.get(u, [])
+        top[row, :len(items)] = items
+    return top
+
+
+def per_user_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, k: int = 10, *,
+                     col_user: str = "user_id", col_item: str = "item_id",
+                     col_rank: str = "rank") -> pd.DataFrame:
+    """Each test user's ranking metrics at ``k`` (binary relevance; the conventions of
+    :mod:`helpers.metrics`): columns ``hr@k``, ``ndcg@k``, ``mrr@k``, ``recall@k``,
+    ``precision@k``, one row per user of ``test``, indexed by user ID (sorted).
+
+    ``recommendations``: (user, item, rank 1..k) rows, e.g. ``model.recommend(users, k)``.
+    A test user without recommendations scores 0 (a miss, never dropped). Their means equal
+    :func:`helpers.metrics.evaluate_ranking`'s.
+
+    >>> per_user_metrics(recs, test, k=10)["ndcg@10"].mean()
+    """
+    _check_k(k)
+    require_columns(test, [col_user, col_item], "the test data")
+    if len(test) == 0:
+        raise DataError("the test data is empty: nothing to score.")
+    users = np.sort(test[col_user].unique())
+    top = _top_lists(recommendations, users, k, col_user, col_item, col_rank)
+    relevant = test.groupby(col_user)[col_item].apply(set).reindex(users).tolist()
+    hits, n_rel = hits_at_k(top, relevant, k)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.array([discounts[:min(n, k)].sum() for n in n_rel])
+    first = np.where(hits.any(1), hits.argmax(1) + 1, np.inf)
+    return pd.DataFrame({f"hr@{k}": hits.any(1).astype(float),
+                         f"ndcg@{k}": (hits * discounts).sum(1) / ideal,
+                         f"mrr@{k}": 1.0 / first,
+                         f"recall@{k}": hits.sum(1) / n_rel,
+                         f"precision@{k}": hits.sum(1) / k},
+                        index=pd.Index(users, name=col_user))
+
+
+# ----------------------------------------------------------------------------- uncertainty
+def paired_bootstrap(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """Mean difference ``a - b`` of paired values (one per user) with a percentile bootstrap
+    interval: resample *users* with replacement, so both models keep the same users in each
+    resample. Returns ``{"diff", "lo", "hi"}``.
+
+    Resampling the users, not the two models separately, is what makes the test paired: the
+    variation between users (some are easy for every model) cancels out of the difference.
+    """
+    x, y = _pair(a, b)
+    _check_k(n_boot, "n_boot")
+    _check_level(level)
+    d = x - y
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for s in range(0, n_boot, 256):
+        m = min(256, n_boot - s)
+        means[s:s + m] = d[rng.integers(0, d.size, size=(m, d.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return {"diff": float(d.mean()), "lo": float(lo), "hi": float(hi)}
+
+
+def permutation_test(a, b, n_perm: int = 10_000, seed: int = 0,
+                     alternative: str = "two-sided") -> float:
+    """p-value of a paired permutation (sign-flip) test of mean(a - b) = 0.
+
+    Under the null hypothesis the two models are exchangeable for each user, so each user's
+    difference is as likely to be ``+d`` as ``-d``. Flip each sign at random ``n_perm`` times; the
+    p-value is the share of flips whose mean is at least as extreme as the observed one (the
+    observed assignment counted in, so p is never 0). ``alternative``: "two-sided", "greater"
+    (a > b) or "less".
+    """
+    x, y = _pair(a, b)
+    _check_k(n_perm, "n_perm")
+    if alternative not in ("two-sided", "greater", "less"):
+        raise DataError(f"alternative must be 'two-sided', 'greater' or 'less', got "
+                        f"{alternative!r}.")
+    d = x - y
+    observed = d.mean()
+    rng = np.random.default_rng(seed)
+    null = np.empty(n_perm)
+    for s in range(0, n_perm, 256):
+        m = min(256, n_perm - s)
+        signs = rng.integers(0, 2, size=(m, d.size)) * 2 - 1
+        null[s:s + m] = (signs * d).mean(axis=1)
+    eps = 1e-12 * max(1.0, abs(observed))         # equal up to float noise counts as extreme
+    if alternative == "greater":
+        extreme = null >= observed - eps
+    elif alternative == "less":
+        extreme = null <= observed + eps
+    else:
+        extreme = np.abs(null) >= abs(observed) - eps
+    return float((extreme.sum() + 1) / (n_perm + 1))
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of ``p_values`` (one per comparison): the adjusted p of the
+    r-th smallest is ``max over j <= r of min(1, (m - j + 1) p_(j))``. Rejecting where the
+    adjusted p < alpha keeps the chance of *any* false discovery among the m tests below alpha."""
+    p = _values(p_values, "p_values")
+    if ((p < 0) | (p > 1)).any():
+        raise DataError("p-values must lie in [0, 1].")
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adjusted
+    return out
+
+
+def compare(per_user: dict, metric: str, baseline: str, *, n_boot: int = 2000,
+            n_perm: int = 10_000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """A results table with error bars: for every model its mean ``metric`` with a bootstrap
+    interval, and against ``baseline`` the paired difference, its interval, a permutation
+    p-value and the Holm-adjusted p over all the comparisons.
+
+    ``per_user``: model name -> DataFrame of :func:`per_user_metrics` (same test users).
+    """
+    if not isinstance(per_user, dict) or len(per_user) < 2:
+        raise DataError("per_user must map at least two model names to their per-user metrics.")
+    if baseline not in per_user:
+        raise DataError(f"baseline {baseline!r} is not one of the models: {list(per_user)}.")
+    from .metrics import bootstrap_ci
+
+    cols = {}
+    for name, df in per_user.items():
+        if not isinstance(df, pd.DataFrame) or metric not in df:
+            raise DataError(f"{name!r}: expected a per_user_metrics DataFrame with a "
+                            f"{metric!r} column.")
+        cols[name] = df[metric]
+    rows = {}
+    base = cols[baseline]
+    for name, s in cols.items():
+        lo, hi = bootstrap_ci(_values(s, name), n_boot=n_boot, level=level, seed=seed)
+        row = {metric: float(s.mean()), "lo": lo, "hi": hi}
+        if name != baseline:
+            d = paired_bootstrap(s, base, n_boot=n_boot, level=level, seed=seed)
+            row.update({"diff": d["diff"], "diff lo": d["lo"], "diff hi": d["hi"],
+                        "p": permutation_test(s, base, n_perm=n_perm, seed=seed)})
+        rows[name] = row
+    table = pd.DataFrame(rows).T
+    tested = table["p"].notna()
+    table["p (Holm)"] = np.nan
+    table.loc[tested, "p (Holm)"] = holm(table.loc[tested, "p"].to_numpy())
+    return table
+
+
+def ratio_ci(numerators, denominators, n_boot: int = 2000, level: float = 0.95,
+             seed: int = 0) -> tuple[float, float, float]:
+    """A pooled ratio ``sum(num) / sum(den)`` (e.g. correct claims / claims over all reasons)
+    and its percentile bootstrap interval over the units (reasons): ``(ratio, lo, hi)``.
+    A resample whose denominators sum to 0 is drawn again."""
+    num, den = _pair(numerators, denominators, ("numerators", "denominators"))
+    _check_k(n_boot, "n_boot")
+    _check_level(level)
+    if (den < 0).any() or den.sum() <= 0:
+        raise DataError("denominators must be >= 0 with a positive sum (e.g. claims per reason).")
+    rng = np.random.default_rng(seed)
+    ratios = []
+    while len(ratios) < n_boot:
+        idx = rng.integers(0, len(num), size=(min(256, n_boot - len(ratios)), len(num)))
+        n, d = num[idx].sum(1), den[idx].sum(1)
+        ratios.extend((n[d > 0] / d[d > 0]).tolist())
+    lo, hi = np.quantile(ratios[:n_boot], [(1 - level) / 2, (1 + level) / 2])
+    return float(num.sum() / den.sum()), float(lo), float(hi)
+
+
+# ----------------------------------------------------------------------------- beyond accuracy
+def _lists(recommendations, col_user, col_item, col_rank) -> pd.Series:
+    require_columns(recommendations, [col_user, col_item, col_rank], "the recommendations")
+    if len(recommendations) == 0:
+        raise DataError("the recommendations are empty.")
+    if recommendations.duplicated([col_user, col_item]).any():
+        raise DataError("the recommendations repeat an item for the same user; a list holds "
+                        "each item once.")
+    return (recommendations.sort_values([col_user, col_rank])
+            .groupby(col_user, sort=True)[col_item].apply(list))
+
+
+def intra_list_diversity(recommendations: pd.DataFrame, item_vectors: pd.DataFrame, *,
+                         col_user: str = "user_id", col_item: str = "item_id",
+                         col_rank: str = "rank") -> pd.Series:
+    """Each user's intra-list diversity: the mean cosine *distance* (1 - cos) over all pairs of
+    items in their list (Ziegler et al., 2005). ``item_vectors``: one row per item ID (index),
+    e.g. text embeddings or one-hot categories. Lists shorter than 2 are an error."""
+    if not isinstance(item_vectors, pd.DataFrame):
+        raise DataError("item_vectors must be a DataFrame indexed by item ID (one row each).")
+    if item_vectors.index.has_duplicates:
+        raise DataError("item_vectors has duplicate item IDs.")
+    v = item_vectors.to_numpy(dtype=np.float64)
+    if not np.isfinite(v).all():
+        raise DataError("item_vectors holds NaN or inf.")
+    norms = np.linalg.norm(v, axis=1)
+    if (norms == 0).any():
+        raise DataError("some item vectors are all zero: their cosine is undefined.")
+    v = v / norms[:, None]
+    lists = _lists(recommendations, col_user, col_item, col_rank)
+    out = {}
+    for u, items in lists.items():
+        if len(items) < 2:
+            raise DataError(f"user {u} has a list of {len(items)} item(s); diversity needs >= 2.")
+        rows = item_vectors.index.get_indexer(items)
+        if (rows < 0).any():
+            raise DataError(f"items {[i for i, r in zip(items, rows) if r < 0][:3]} have no "
+                            "vector in item_vectors.")
+        sim = v[rows] @ v[rows].T
+        n = len(items)
+        out[u] = float((n * (n - 1) - (sim.sum() - np.trace(sim))) / (n * (n - 1)))
+    return pd.Series(out, name="ILD").rename_axis(col_user)
+
+
+def _popularity(train: pd.DataFrame, col_user, col_item) -> pd.Series:
+    require_columns(train, [col_user, col_item], "the training data")
+    if len(train) == 0:
+        raise DataError("the training data is empty.")
+    # the share of users who interacted with each item
+    return (train.drop_duplicates([col_user, col_item]).groupby(col_item).size()
+            / train[col_user].nunique())
+
+
+def novelty(recommendations: pd.DataFrame, train: pd.DataFrame, *, col_user: str = "user_id",
+            col_item: str = "item_id", col_rank: str = "rank") -> pd.Series:
+    """Each user's mean self-information ``-log2 p(i)`` of their recommended items, where p(i)
+    is the share of training users who interacted with item i (Zhou et al., 2010). An item no
+    training user touched gets p = 1 / (n_users + 1): new, not infinitely novel."""
+    pop = _popularity(train, col_user, col_item)
+    floor = 1.0 / (train[col_user].nunique() + 1)
+    lists = _lists(recommendations, col_user, col_item, col_rank)
+    return pd.Series({u: float(np.mean(-np.log2(pop.reindex(items).fillna(floor).to_numpy())))
+                      for u, items in lists.items()}, name="novelty").rename_axis(col_user)
+
+
+def popularity_lift(recommendations: pd.DataFrame, train: pd.DataFrame, *,
+                    col_user: str = "user_id", col_item: str = "item_id",
+                    col_rank: str = "rank") -> float:
+    """Popularity bias: the mean popularity of recommended items (average recommendation
+    popularity, Abdollahpouri et al.) divided by the mean popularity of the items users
+    interacted with in ``train``. 1 = lists as popular as what people do; above 1 = the
+    recommender pushes the head."""
+    pop = _popularity(train, col_user, col_item)
+    lists = _lists(recommendations, col_user, col_item, col_rank)
+    arp = np.mean([pop.reindex(items).fillna(0).mean() for items in lists])
+    seen = train.drop_duplicates([col_user, col_item])
+    profile = seen[col_item].map(pop).groupby(seen[col_user]).mean().mean()
+    return float(arp / profile)
+
+
+def gini(counts) -> float:
+    """Gini coefficient of how often each catalogue item is recommended (include the zeros):
+    0 = every item equally often, near 1 = a few items take every slot."""
+    c = np.sort(_values(counts, "counts"))
+    if (c < 0).any() or c.sum() == 0:
+        raise DataError("counts must be >= 0 with a positive sum.")
+    n = len(c)
+    return float((2 * np.arange(1, n + 1) - n - 1) @ c / (n * c.sum()))
+
+
+def category_mix(items, item_category: pd.Series, categories, weights=None) -> np.ndarray:
+    """The distribution over ``categories`` of ``items`` (raw IDs), each weighted by
+    ``weights`` (default 1): the p(c|u) or q(c|u) of :func:`calibration_kl`."""
+    cats = item_category.reindex(list(items))
+    if cats.isna().any():
+        raise DataError(f"items {list(cats.index[cats.isna()][:3])} have no category.")
+    w = np.ones(len(cats)) if weights is None else _values(weights, "weights")
+    mix = pd.Series(w, index=cats.to_numpy()).groupby(level=0).sum()
+    mix = mix.reindex(list(categories), fill_value=0.0).to_numpy()
+    if mix.sum() == 0:
+        raise DataError("no items to take a category mix of.")
+    return mix / mix.sum()
+
+
+def calibration_kl(p, q, alpha: float = 0.01) -> float:
+    """Miscalibration of a list (Steck, 2018): ``KL(p || q~) = sum_c p(c) log(p(c) / q~(c))``
+    with ``q~ = (1 - alpha) q + alpha p``, where p is the user's category mix (history) and q
+    the list's. The small ``alpha`` keeps the KL finite when the list misses a category the user
+    buys. 0 = the list mirrors the user's tastes in proportion."""
+    p, q = _values(p, "p"), _values(q, "q")
+    if p.shape != q.shape:
+        raise DataError(f"p and q must cover the same categories, got {len(p)} and {len(q)}.")
+    for name, x in (("p", p), ("q", q)):
+        if (x < 0).any() or not math.isclose(x.sum(), 1.0, abs_tol=1e-6):
+            raise DataError(f"{name} must be a distribution (>= 0, summing to 1); got sum "
+                            f"{x.sum():.4f}. Use category_mix(...).")
+    if not 0 <= alpha < 1:
+        raise DataError(f"alpha must be in [0, 1), got {alpha!r}.")
+    q_t = (1 - alpha) * q + alpha * p
+    on = p > 0
+    if (q_t[on] == 0).any():
+        raise DataError("the list misses a category the user has (KL is infinite): use "
+                        "alpha > 0.")
+    return float(np.sum(p[on] * np.log(p[on] / q_t[on])))
+
+
+# ----------------------------------------------------------------------------- reasons
+def driver_scores(generated, drivers, lex) -> pd.DataFrame:
+    """How well each reason says *why*, against the purchase's true drivers (one row per pair):
+
+    * ``named`` — the drivers the reason's claims name (an aspect, colour, pattern, brand,
+      price, or popularity: ``nlg.planner.driver_of``);
+    * ``correct`` — how many of them are true drivers; ``n_true`` — how many true drivers;
+    * the seed's *reason accuracy* is then sum(correct) / sum(named) (precision), *recall*
+      sum(correct) / sum(n_true), F1 their harmonic mean (:func:`ratio_ci` for intervals).
+
+    ``generated``: reasons (strings); ``drivers``: the pairs' ``drivers`` strings (as in
+    chapter 05's tables); ``lex``: the world's lexicon."""
+    from .nlg.claims import FALLBACK_PREFIX, extract_claims
+    from .nlg.planner import driver_of, drivers_of
+
+    gen, drv = list(generated), list(drivers)
+    if len(gen) != len(drv):
+        raise DataError(f"{len(gen)} reasons for {len(drv)} pairs: one reason per pair.")
+    if not gen:
+        raise DataError("no reasons to score.")
+    bad = [type(g).__name__ for g in gen if not isinstance(g, str)]
+    if bad:
+        raise DataError(f"reasons must be strings, got {bad[0]}.")
+    rows = []
+    for g, d in zip(gen, drv):
+        named = {driver_of(c) for c in extract_claims(g.removeprefix(FALLBACK_PREFIX), lex)}
+        true = drivers_of(d)
+        rows.append({"named": len(named), "correct": len(named & true), "n_true": len(true)})
+    return pd.DataFrame(rows)
