@@ -31,8 +31,8 @@ from .data import DataError, require_columns
 from .metrics import _check_k, hits_at_k
 
 __all__ = ["per_user_metrics", "paired_bootstrap", "permutation_test", "holm", "compare",
-           "ratio_ci", "intra_list_diversity", "novelty", "popularity_lift", "gini",
-           "category_mix", "calibration_kl", "driver_scores"]
+           "ratio_ci", "paired_ratio_diff", "intra_list_diversity", "novelty", "popularity_lift", "gini",
+           "category_mix", "calibration_kl", "calibration", "driver_scores", "reason_prf"]
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -260,6 +260,38 @@ def ratio_ci(numerators, denominators, n_boot: int = 2000, level: float = 0.95,
     return float(num.sum() / den.sum()), float(lo), float(hi)
 
 
+
+def paired_ratio_diff(num_a, den_a, num_b, den_b, n_boot: int = 2000, level: float = 0.95,
+                      seed: int = 0) -> dict:
+    """Two pooled ratios on the same units (e.g. claim precision of two generators on the same
+    test pairs): ``diff = sum(num_a)/sum(den_a) - sum(num_b)/sum(den_b)``, a bootstrap interval
+    resampling the units jointly, and a permutation p-value (each unit's two systems swapped at
+    random). Returns ``{"a", "b", "diff", "lo", "hi", "p"}``."""
+    na, da = _pair(num_a, den_a, ("num_a", "den_a"))
+    nb, db = _pair(num_b, den_b, ("num_b", "den_b"))
+    if len(na) != len(nb):
+        raise DataError(f"the two systems are scored on {len(na)} and {len(nb)} units; a paired "
+                        "comparison needs the same units.")
+    _check_k(n_boot, "n_boot")
+    _check_level(level)
+    if da.sum() <= 0 or db.sum() <= 0 or (da < 0).any() or (db < 0).any():
+        raise DataError("denominators must be >= 0 with a positive sum for both systems.")
+    ra, rb = na.sum() / da.sum(), nb.sum() / db.sum()
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(na), size=(n_boot, len(na)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diffs = na[idx].sum(1) / da[idx].sum(1) - nb[idx].sum(1) / db[idx].sum(1)
+    diffs = diffs[np.isfinite(diffs)]
+    lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+    swap = rng.integers(0, 2, size=(n_boot, len(na))).astype(bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        null = (np.where(swap, nb, na).sum(1) / np.where(swap, db, da).sum(1)
+                - np.where(swap, na, nb).sum(1) / np.where(swap, da, db).sum(1))
+    null = null[np.isfinite(null)]
+    p = (np.sum(np.abs(null) >= abs(ra - rb) - 1e-12) + 1) / (len(null) + 1)
+    return {"a": float(ra), "b": float(rb), "diff": float(ra - rb), "lo": float(lo),
+            "hi": float(hi), "p": float(p)}
+
 # ----------------------------------------------------------------------------- beyond accuracy
 def _lists(recommendations, col_user, col_item, col_rank) -> pd.Series:
     require_columns(recommendations, [col_user, col_item, col_rank], "the recommendations")
@@ -415,3 +447,64 @@ def driver_scores(generated, drivers, lex) -> pd.DataFrame:
         true = drivers_of(d)
         rows.append({"named": len(named), "correct": len(named & true), "n_true": len(true)})
     return pd.DataFrame(rows)
+
+
+def reason_prf(scores: pd.DataFrame, n_boot: int = 2000, level: float = 0.95,
+               seed: int = 0) -> dict:
+    """The seed's "reason accuracy / recall / F1", pooled over pairs, each with a bootstrap
+    interval (pairs resampled; F1 recomputed in every resample): ``scores`` is
+    :func:`driver_scores`'s table. Returns precision, recall, F1 and ``<name> lo/hi``."""
+    require_columns(scores, ["named", "correct", "n_true"], "the driver scores")
+    if len(scores) == 0:
+        raise DataError("no scored reasons.")
+    _check_k(n_boot, "n_boot")
+    _check_level(level)
+    c, n, t = (scores[k].to_numpy(np.float64) for k in ("correct", "named", "n_true"))
+    if n.sum() == 0:
+        raise DataError("no reason names any driver: precision is undefined.")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(c), size=(n_boot, len(c)))
+    cs, ns, ts = c[idx].sum(1), n[idx].sum(1), t[idx].sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_b, r_b = cs / ns, cs / ts
+        f_b = 2 * p_b * r_b / (p_b + r_b)
+    p, r = c.sum() / n.sum(), c.sum() / t.sum()
+    out = {"precision": p, "recall": r, "F1": 2 * p * r / (p + r) if p + r else 0.0}
+    q = [(1 - level) / 2, (1 + level) / 2]
+    for name, b in (("precision", p_b), ("recall", r_b), ("F1", f_b)):
+        b = np.nan_to_num(b[np.isfinite(p_b)], nan=0.0)
+        out[f"{name} lo"], out[f"{name} hi"] = (float(v) for v in np.quantile(b, q))
+    return {k: float(v) for k, v in out.items()}
+
+
+def calibration(recommendations: pd.DataFrame, history: pd.DataFrame, item_category: pd.Series,
+                alpha: float = 0.01, *, col_user: str = "user_id", col_item: str = "item_id",
+                col_rank: str = "rank") -> pd.Series:
+    """Each user's :func:`calibration_kl` between the category mix of their ``history``
+    (interactions, each counted once) and that of their list; users with a list but no history
+    are an error (their p is undefined). The vectorised form of calling
+    :func:`calibration_kl` (same formula) on :func:`category_mix` user by user."""
+    require_columns(history, [col_user, col_item], "the history")
+    _lists(recommendations, col_user, col_item, col_rank)          # validates the lists
+    for what, df in (("history", history), ("recommendations", recommendations)):
+        missing = pd.Index(df[col_item].unique()).difference(item_category.index)
+        if len(missing):
+            raise DataError(f"{len(missing)} items of the {what} have no category (e.g. "
+                            f"{list(missing[:3])}).")
+    if not 0 <= alpha < 1:
+        raise DataError(f"alpha must be in [0, 1), got {alpha!r}.")
+    cats = sorted(item_category.unique())
+    def mix(df):
+        c = pd.crosstab(df[col_user].to_numpy(), item_category.reindex(df[col_item]).to_numpy())
+        c = c.reindex(columns=cats, fill_value=0)
+        return c.div(c.sum(axis=1), axis=0)
+    q = mix(recommendations)
+    no_history = q.index.difference(history[col_user].unique())
+    if len(no_history):
+        raise DataError(f"{len(no_history)} users have a list but no history (e.g. "
+                        f"{list(no_history[:3])}): calibration needs their category mix.")
+    p = mix(history.drop_duplicates([col_user, col_item])).reindex(q.index).to_numpy()
+    q_t = (1 - alpha) * q.to_numpy() + alpha * p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log(p / q_t), 0.0)
+    return pd.Series(terms.sum(1), index=q.index, name="calibration KL")

@@ -22,6 +22,7 @@ The model, stated once:
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -98,6 +99,15 @@ def read_reasons(reasons, users, items, lex, items_truth: dict, users_truth: dic
 
 
 # ----------------------------------------------------------------------------- the user study
+def _replace(assumptions, changes: dict):
+    names = {f.name for f in fields(assumptions)}
+    unknown = set(changes) - names
+    if unknown:
+        raise DataError(f"unknown {type(assumptions).__name__} assumptions {sorted(unknown)}; "
+                        f"known: {sorted(names)}.")
+    return dataclasses.replace(assumptions, **changes)
+
+
 @dataclass(frozen=True)
 class Reader:
     """How a simulated shopper rates an (item, reason) after using the item, 1..5 stars:
@@ -112,12 +122,8 @@ class Reader:
     noise_sd: float = 0.6      # everything else about a person's day
 
     def replace(self, **changes) -> "Reader":
-        names = {f.name for f in fields(self)}
-        unknown = set(changes) - names
-        if unknown:
-            raise DataError(f"unknown Reader assumptions {sorted(unknown)}; known: "
-                            f"{sorted(names)}.")
-        return type(self)(**{**{n: getattr(self, n) for n in names}, **changes})
+        """A copy with some assumptions changed (an unknown name is an error)."""
+        return _replace(self, changes)
 
 
 def _utility_col(pairs: pd.DataFrame) -> np.ndarray:
@@ -156,12 +162,8 @@ class Funnel:
     return_false: float = 0.6  # chance it goes back when a claim the shopper cared about is false
 
     def replace(self, **changes) -> "Funnel":
-        names = {f.name for f in fields(self)}
-        unknown = set(changes) - names
-        if unknown:
-            raise DataError(f"unknown Funnel assumptions {sorted(unknown)}; known: "
-                            f"{sorted(names)}.")
-        return type(self)(**{**{n: getattr(self, n) for n in names}, **changes})
+        """A copy with some assumptions changed (an unknown name is an error)."""
+        return _replace(self, changes)
 
 
 def _sigmoid(x):
@@ -194,10 +196,11 @@ def ab_test(panel: pd.DataFrame, funnel: Funnel | None = None, reader: Reader | 
     clicks = rng.binomial(sessions, p_click)
     purchases = rng.binomial(clicks, p_buy)
     returns = rng.binomial(purchases, p_return)
+    # every purchase is rated on its own: one row per purchase, one draw of noise each
+    bought = np.repeat(np.arange(n), purchases)
     stars = np.zeros(n)
-    for k in np.flatnonzero(purchases):      # each purchase rated on its own
-        one = panel.iloc[[k] * int(purchases[k])]
-        stars[k] = rate(one, reader, seed=int(rng.integers(2**31))).sum()
+    if len(bought):
+        np.add.at(stars, bought, rate(panel.iloc[bought], reader, seed=int(rng.integers(2**31))))
     return pd.DataFrame({"user_id": panel["user_id"].to_numpy(), "arm": panel["arm"].to_numpy(),
                          "sessions": sessions, "clicks": clicks, "purchases": purchases,
                          "returns": returns, "kept": purchases - returns, "stars": stars})

@@ -6,7 +6,7 @@ small LM asked to judge reasons.
     p, r, f = textscore.bert_score(candidates, references, tok, enc)        # one per pair
     tok, lm = models.language_model()
     nll = textscore.lm_nll(tok, lm, prompts, texts)                           # nats per token
-    p_yes = textscore.judge_yes(tok, lm, questions)                           # P("Yes") each
+    p_yes = textscore.judge(tok, lm, questions)                               # P("Yes") each
 
 BERTScore (Zhang et al., 2020) embeds every token of candidate and reference with a BERT-style
 encoder (one hidden layer, chosen per model), matches each token to its most similar token on
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .data import DataError
 
-__all__ = ["bert_score", "rescale", "random_pair_baseline", "lm_nll", "judge_yes"]
+__all__ = ["bert_score", "rescale", "random_pair_baseline", "lm_nll", "judge"]
 
 
 def _texts(x, what: str) -> list[str]:
@@ -44,7 +44,8 @@ def _check_batch(batch_size):
 
 @torch.inference_mode()
 def _token_embeddings(texts, tok, model, layer: int, batch_size: int, progress: bool):
-    """Per text: its tokens' unit vectors at hidden layer ``layer`` ([CLS] and [SEP] dropped)."""
+    """Per text: its tokens' unit vectors at hidden layer ``layer``, and which of them are
+    special ([CLS], [SEP])."""
     device = next(model.parameters()).device
     out = []
     for s in tqdm(range(0, len(texts), batch_size), disable=not progress, desc="BERTScore"):
@@ -53,9 +54,9 @@ def _token_embeddings(texts, tok, model, layer: int, batch_size: int, progress: 
         special = enc.pop("special_tokens_mask").bool()
         enc = {k: v.to(device) for k, v in enc.items()}
         hidden = model(**enc, output_hidden_states=True).hidden_states[layer].float().cpu()
-        keep = enc["attention_mask"].cpu().bool() & ~special
-        for h, m in zip(hidden, keep):
-            out.append(torch.nn.functional.normalize(h[m], dim=-1))
+        real = enc["attention_mask"].cpu().bool()
+        for h, m, sp in zip(hidden, real, special):
+            out.append((torch.nn.functional.normalize(h[m], dim=-1), sp[m]))
     return out
 
 
@@ -66,7 +67,8 @@ def bert_score(candidates, references, tok, model, *, layer: int | None = None,
 
     ``layer``: the hidden layer whose token vectors are matched (0 = embeddings); default the
     model's last layer. The ``bert-score`` package picks a tuned layer per model (it knows none
-    for MiniLM, so the course states its own choice). Special tokens are not matched.
+    for MiniLM, so the course states its own choice). As in that package, [CLS] and [SEP] are
+    left out of the averages but stay on the other side as possible matches.
     """
     cands = _texts(candidates, "candidates")
     refs = _texts(references, "references")
@@ -85,9 +87,10 @@ def bert_score(candidates, references, tok, model, *, layer: int | None = None,
     emb = dict(zip(unique, _token_embeddings(unique, tok, model, layer, batch_size, show)))
     p, r = np.empty(len(cands)), np.empty(len(cands))
     for k, (c, ref) in enumerate(zip(cands, refs)):
-        sim = emb[c] @ emb[ref].T
-        p[k] = float(sim.max(dim=1).values.mean())
-        r[k] = float(sim.max(dim=0).values.mean())
+        (ec, sc), (er, sr) = emb[c], emb[ref]
+        sim = ec @ er.T
+        p[k] = float(sim.max(dim=1).values[~sc].mean())
+        r[k] = float(sim.max(dim=0).values[~sr].mean())
     f = 2 * p * r / (p + r)
     return p, r, f
 
@@ -144,17 +147,21 @@ def lm_nll(tok, model, prompts, texts, *, batch_size: int = 32, progress: bool |
     for s in tqdm(range(0, len(rows), batch_size), disable=not show, desc="LM likelihood"):
         chunk = rows[s:s + batch_size]
         width = max(len(p) + len(t) for p, t in chunk)
+        n_text = max(len(t) for _, t in chunk)
+        # left-padded, so every text ends at the last position: only the last n_text + 1
+        # positions need logits (the output layer over 49k tokens is most of the cost)
         ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         att = torch.zeros((len(chunk), width), dtype=torch.long)
-        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-        for r, (p, t) in enumerate(chunk):        # right-padded: positions stay 0..L-1
+        target = torch.full((len(chunk), n_text), -100, dtype=torch.long)
+        for r, (p, t) in enumerate(chunk):
             seq = p + t
-            ids[r, :len(seq)] = torch.tensor(seq)
-            att[r, :len(seq)] = 1
-            labels[r, len(p):len(seq)] = torch.tensor(t)
-        logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1).cpu()
-        target = labels[:, 1:]
+            ids[r, width - len(seq):] = torch.tensor(seq)
+            att[r, width - len(seq):] = 1
+            target[r, n_text - len(t):] = torch.tensor(t)
+        pos = (att.cumsum(1) - 1).clamp(min=0)     # positions 0..L-1 of the real tokens
+        logits = model(input_ids=ids.to(device), attention_mask=att.to(device),
+                       position_ids=pos.to(device), logits_to_keep=n_text + 1).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).cpu()
         mask = target != -100
         tok_lp = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         out[s:s + len(chunk)] = (-(tok_lp * mask).sum(1) / mask.sum(1)).numpy()
@@ -162,19 +169,25 @@ def lm_nll(tok, model, prompts, texts, *, batch_size: int = 32, progress: bool |
 
 
 @torch.inference_mode()
-def judge_yes(tok, model, questions, *, system: str | None = None, batch_size: int = 16,
-              progress: bool | None = None) -> np.ndarray:
-    """An LM as judge: for each yes/no ``question`` (a user message), the probability the model
-    puts on answering "Yes" rather than "No" as its first token, ``P(Yes) / (P(Yes) + P(No))``.
-    Reading the two probabilities, instead of generating, gives a graded score and never an
-    unparseable answer."""
+def judge(tok, model, questions, *, options: tuple[str, str] = ("Yes", "No"),
+          system: str | None = None, batch_size: int = 16, progress: bool | None = None
+          ) -> np.ndarray:
+    """An LM as judge: for each ``question`` (a user message) with two possible answers, the
+    probability the model puts on ``options[0]`` rather than ``options[1]`` as its first token,
+    ``P(a) / (P(a) + P(b))`` — "Yes"/"No" for a verdict, "A"/"B" for a preference between two
+    texts. Reading the two probabilities, instead of generating, gives a graded score and never
+    an unparseable answer."""
     questions = _texts(questions, "questions")
     _check_batch(batch_size)
-    yes = tok("Yes", add_special_tokens=False)["input_ids"]
-    no = tok("No", add_special_tokens=False)["input_ids"]
+    if (not isinstance(options, (tuple, list)) or len(options) != 2
+            or not all(isinstance(o, str) and o for o in options) or options[0] == options[1]):
+        raise DataError(f"options must be two different answers such as ('Yes', 'No'), got "
+                        f"{options!r}.")
+    yes = tok(options[0], add_special_tokens=False)["input_ids"]
+    no = tok(options[1], add_special_tokens=False)["input_ids"]
     if len(yes) != 1 or len(no) != 1:
-        raise DataError("this tokenizer splits 'Yes' or 'No' into several tokens; judge_yes "
-                        "needs single-token answers.")
+        raise DataError(f"this tokenizer splits {options[0]!r} or {options[1]!r} into several "
+                        "tokens; judge needs single-token answers.")
     device = next(model.parameters()).device
     heads = [tok.apply_chat_template(([{"role": "system", "content": system}] if system else [])
                                      + [{"role": "user", "content": q}],
@@ -189,7 +202,9 @@ def judge_yes(tok, model, questions, *, system: str | None = None, batch_size: i
             enc = tok(heads[s:s + batch_size], return_tensors="pt", padding=True,
                       add_special_tokens=False)
             enc = {k: v.to(device) for k, v in enc.items()}
-            last = model(**enc).logits[:, -1].float().cpu()
+            att = enc["attention_mask"]
+            pos = (att.cumsum(1) - 1).clamp(min=0)
+            last = model(**enc, position_ids=pos, logits_to_keep=1).logits[:, -1].float().cpu()
             two = torch.log_softmax(last[:, [yes[0], no[0]]], dim=-1)
             out[s:s + len(two)] = two[:, 0].exp().numpy()
     finally:

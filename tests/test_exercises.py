@@ -132,3 +132,39 @@ def test_ch06_wrong_answers_are_explained():
     unscaled = ch06.q3.check(lambda q, tok, present: torch.softmax(
         (tok @ q).masked_fill(~present, float("-inf")), -1))
     assert not unscaled and "sqrt(d)" in unscaled.message
+
+
+def test_ch07_wrong_answers_are_explained():
+    import numpy as np
+
+    from helpers.exercises import ch07
+
+    def normal(x, n_boot=2000, level=0.95, seed=0):
+        x = np.asarray(x)
+        s = x.std(ddof=1) / np.sqrt(len(x))
+        return float(x.mean() - 1.96 * s), float(x.mean() + 1.96 * s)
+    verdict = ch07.q1.check(normal)
+    assert not verdict and "normal approximation" in verdict.message
+
+    def one_sided(a, b, n_perm=10_000, seed=0):
+        d = np.asarray(a) - np.asarray(b)
+        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_perm, len(d)))
+        return float((np.sum((signs * d).mean(1) >= d.mean()) + 1) / (n_perm + 1))
+    assert not ch07.q2.check(one_sided)
+
+    def unpaired(a, b, n_perm=10_000, seed=0):   # shuffles users, not signs: p near 1
+        rng = np.random.default_rng(seed)
+        d = np.asarray(a) - np.asarray(b)
+        null = [abs((rng.permutation(a) - b).mean()) for _ in range(200)]
+        return float((np.sum(np.array(null) >= abs(d.mean())) + 1) / 201)
+    assert not ch07.q2.check(unpaired)
+
+    def reversed_kl(p, q, alpha=0.01):
+        p, q = np.asarray(p, float), np.asarray(q, float)
+        q_t = (1 - alpha) * q + alpha * p
+        return float(np.sum(q_t * np.log(q_t / p)))
+    verdict = ch07.q3.check(reversed_kl)
+    assert not verdict and "KL(q~ || p)" in verdict.message
+    no_mix = ch07.q3.check(lambda p, q, alpha=0.01: float(np.sum(np.asarray(p)[np.asarray(p) > 0] * np.log(
+        np.asarray(p)[np.asarray(p) > 0] / np.asarray(q)[np.asarray(p) > 0]))))
+    assert not no_mix

@@ -122,3 +122,24 @@ def _icons_64(x):
     big = torch.nn.functional.interpolate(x, size=(64, 64), mode="nearest")
     noise = torch.rand(big.shape, generator=torch.Generator().manual_seed(0))
     return (0.95 * big + 0.05 * noise).clamp(0, 1)
+
+
+def test_chapter_07_text_scores_on_cuda_match_the_cpu():
+    """BERTScore, the LM likelihood and the judge read their device off the model: on CUDA
+    (MiniLM in float32, SmolLM2 in bfloat16 as the course loads it) they agree with the CPU to
+    the precision of the dtype."""
+    from helpers import models
+    from helpers import textscore as TS
+
+    cands, refs = ["A bright lamp, good value.", "Warm and light."], ["Bright lamp.", "It is warm."]
+    tok, enc = models.text_encoder()
+    cpu = TS.bert_score(cands, refs, tok, enc, layer=4)[2]
+    gpu = TS.bert_score(cands, refs, tok, enc.to("cuda"), layer=4)[2]
+    np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+    tok_l, lm_cpu = models.language_model(device="cpu")
+    _, lm_gpu = models.language_model(device="cuda")
+    prompts, texts = ["Why this lamp?", "Why this jacket?"], ["It is bright.", "It is warm."]
+    np.testing.assert_allclose(TS.lm_nll(tok_l, lm_gpu, prompts, texts),
+                               TS.lm_nll(tok_l, lm_cpu, prompts, texts), atol=0.1)
+    qs = ["Is the sky blue? Answer Yes or No."]
+    np.testing.assert_allclose(TS.judge(tok_l, lm_gpu, qs), TS.judge(tok_l, lm_cpu, qs), atol=0.05)

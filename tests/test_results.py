@@ -254,3 +254,33 @@ def test_chapter_06_checks_pass_the_real_text_model_and_fail_random_scores_and_a
     for task in ("colour", "pattern"):
         chance = 1 / len(M.CLASSES[task])
         assert not spec["results"][f"cnn.accuracy.{task}"].accepts(chance), task
+
+
+def test_chapter_07_checks_pass_the_real_harness_and_fail_broken_ones():
+    """Chapter 07's harness: EASE and item-kNN rebuilt here pass their expectations; random
+    scores fail every model's NDCG row, and a harness that forgets to exclude the items a user
+    already met in training (it wastes slots on them) fails EASE's; a judge that answers "Yes"
+    to everything fails the judge's Yes-share."""
+    from helpers import evaluation as E
+
+    spec = load_expectations("07_evaluation")
+    if not spec["results"]:
+        pytest.skip("no expectations committed yet")
+    sw = pp.clean_shopworld(write=False)
+    catalogue, events = sw["catalogue"], sw["events"]
+    inter = events[events["event_type"] != "view"]
+    um, im = pp.build_id_map(inter["user_id"]), pp.build_id_map(catalogue["item_id"])
+    train, _, test = pp.leave_last_out(inter)
+    users = np.sort(test["user_id"].unique())
+    r = spec["results"]
+    ease = cf.EASE(250.0).fit(train, um, im)
+    for name, model in (("EASE (ch. 02)", ease),
+                        ("item-kNN (ch. 02)", cf.KNN("item", k=100, similarity="cosine").fit(train, um, im))):
+        per = E.per_user_metrics(model.recommend(users, k=10), test, k=10)
+        assert r[f"harness.{name}.ndcg@10"].accepts(per["ndcg@10"].mean()), name
+    broken = E.per_user_metrics(RandomScores().fit(train, um, im).recommend(users, k=10), test, 10)
+    for name in [n for n in r if n.startswith("harness.") and n.endswith(".ndcg@10")]:
+        assert not r[name].accepts(broken["ndcg@10"].mean()), name
+    leaky = E.per_user_metrics(ease.recommend(users, k=10, exclude_seen=False), test, 10)
+    assert not r["harness.EASE (ch. 02).ndcg@10"].accepts(leaky["ndcg@10"].mean())
+    assert not r["judge.judge says Yes"].accepts(1.0)

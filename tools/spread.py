@@ -45,13 +45,20 @@ FLOORS = [
      0.02, 0.0,
      "chapter 06: built on a CNN, projections or two-towers trained by SGD and on shares of a "
      "few hundred items or users (one item of 400 is 0.0025, one of 274 users' NDCG up to 0.004)"),
+    (r"^(text\.|seed_table\.|study\.|judge\.)", 0.05, 0.0,
+     "chapter 07: shares and means over 64 test purchases whose reasons two language models "
+     "write; another CPU's last bits change a sentence now and then (one of 64 moves a share by "
+     "0.016), and the p-values move with them"),
+    (r"^ab\.", 0.03, 0.10,
+     "chapter 07's simulated A/B test: 60 shoppers per arm; a reason that changes changes every "
+     "binomial draw after it"),
     (r"(RMSE|MAE|rmse)", 0.01, 0.0,
      "rating fits (closed form, ALS, full-batch Adam): last-bit differences only; a random "
      "predictor is off by > 0.5"),
     (r"(SASRec|BERT4Rec|BPR|two.tower|fine-tuned|frozen)", 0.01, 0.10,
      "trained by stochastic gradient descent: kernel and thread differences compound over the "
      "steps (another machine moved BERT4Rec HR@10 by 0.002)"),
-    (r"(^tour\.|attention_explain|aspect_precision|text, )", 0.01, 0.0,
+    (r"(^tour\.|attention_explain|aspect_precision|text, |text interest)", 0.01, 0.0,
      "built on MiniLM encodings, which differ in the 6th decimal between kernels; near-ties "
      "in the ranks built on them can swap"),
     (r"", 0.005, 0.0,

@@ -1,0 +1,111 @@
+"""Exercises of chapter 07 (evaluation), each checked against an independent reference:
+``scipy.stats.bootstrap`` (percentile method) for a bootstrap interval, the exact sign-flip
+distribution (all 2^n sign patterns enumerated) for a paired permutation test, and
+``scipy.stats.entropy`` for the calibration KL."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from scipy import stats
+
+from . import Exercise, Incorrect, shape_of
+
+_NB = "07_evaluation.ipynb"
+
+
+def _as_float(x, what: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.floating, np.integer)):
+        raise Incorrect(f"return {what} as a number, got {shape_of(x)}.")
+    return float(x)
+
+
+def _check_bootstrap(fn) -> str:
+    rng = np.random.default_rng(7)
+    x = rng.lognormal(0, 1.2, size=30)            # skewed, so a normal interval differs
+    got = fn(x, 4000, 0.95, 0)
+    if not isinstance(got, tuple) or len(got) != 2:
+        raise Incorrect(f"return a (lo, hi) tuple, got {shape_of(got)}.")
+    lo, hi = (_as_float(v, "each bound") for v in got)
+    ref = stats.bootstrap((x,), np.mean, n_resamples=40_000, confidence_level=0.95,
+                          method="percentile", random_state=0).confidence_interval
+    # a bootstrap of 4,000 resamples lands within about 0.02 of scipy's 40,000 on this sample;
+    # the normal approximation's lower bound is 0.05 off
+    if not (abs(lo - ref.low) < 0.035 and abs(hi - ref.high) < 0.035):
+        m, s = x.mean(), x.std(ddof=1) / np.sqrt(len(x))
+        hint = ""
+        if abs(lo - (m - 1.96 * s)) < 1e-6:
+            hint = " That is the normal approximation: resample and take quantiles instead."
+        elif hi - lo < 0.5 * (ref.high - ref.low):
+            hint = (" Your interval is too narrow: take the 2.5 % and 97.5 % quantiles of the "
+                    "resampled *means*, each resample as long as the data.")
+        raise Incorrect(f"on 30 skewed values scipy's percentile bootstrap gives "
+                        f"({ref.low:.3f}, {ref.high:.3f}); you gave ({lo:.3f}, {hi:.3f}).{hint}")
+    if fn(x, 4000, 0.95, 0) != got:
+        raise Incorrect("the same seed must give the same interval: draw from "
+                        "np.random.default_rng(seed).")
+    return "It agrees with scipy.stats.bootstrap (percentile method)."
+
+
+def _exact_sign_flip(d):
+    d = np.asarray(d, dtype=float)
+    obs = abs(d.mean())
+    means = [abs((np.array(s) * d).mean()) for s in itertools.product((-1, 1), repeat=len(d))]
+    return float(np.mean(np.array(means) >= obs - 1e-12))
+
+
+def _check_sign_flip(fn) -> str:
+    rng = np.random.default_rng(3)
+    cases = [rng.normal(0.3, 1, 12), rng.normal(0, 1, 10), np.array([0.2, 0.1, 0.4, 0.3, 0.25,
+                                                                      0.15, 0.05, 0.35])]
+    for d in cases:
+        a = rng.normal(size=len(d))
+        want = _exact_sign_flip(d)
+        got = _as_float(fn(a + d, a, 20_000, 0), "the p-value")
+        if not 0 < got <= 1:
+            raise Incorrect(f"a p-value lies in (0, 1], got {got}.")
+        # 20,000 random flips estimate the exact p to within about 3 standard errors
+        if abs(got - want) > 3 * np.sqrt(want * (1 - want) / 20_000) + 2e-3:
+            extra = ""
+            if abs(got - want / 2) < 0.01:
+                extra = " That looks one-sided: compare |mean| with |observed mean|."
+            raise Incorrect(f"for {len(d)} paired differences the exact two-sided sign-flip "
+                            f"p-value is {want:.4f}; you gave {got:.4f}.{extra} Flip the sign of "
+                            "each user's difference a - b at random, not the order of users.")
+    return "It matches the exact sign-flip p-value (all 2^n sign patterns) on three cases."
+
+
+def _check_calibration(fn) -> str:
+    cases = [([0.5, 0.3, 0.2], [0.2, 0.3, 0.5], 0.01), ([0.6, 0.4, 0.0], [0.0, 0.5, 0.5], 0.01),
+             ([0.25, 0.25, 0.25, 0.25], [0.25, 0.25, 0.25, 0.25], 0.0),
+             ([1.0, 0.0], [0.1, 0.9], 0.05)]
+    for p, q, alpha in cases:
+        p, q = np.array(p), np.array(q)
+        want = stats.entropy(p, (1 - alpha) * q + alpha * p)
+        got = _as_float(fn(p, q, alpha), "the KL")
+        if not np.isfinite(got):
+            raise Incorrect(f"p={p.tolist()}, q={q.tolist()}: got {got}. Mix p into q "
+                            "(q~ = (1 - alpha) q + alpha p) and skip the categories where p = 0.")
+        if abs(got - want) > 1e-6:
+            rev = stats.entropy((1 - alpha) * q + alpha * p, p) if (p > 0).all() else None
+            extra = (" You computed KL(q~ || p): the user's mix p comes first."
+                     if rev is not None and abs(got - rev) < 1e-6 else "")
+            raise Incorrect(f"p={p.tolist()}, q={q.tolist()}, alpha={alpha}: "
+                            f"KL(p || q~) = {want:.5f}, you gave {got:.5f}.{extra}")
+    return "It equals scipy.stats.entropy(p, q~) on four cases, zeros included."
+
+
+q1 = Exercise(name="ch07.q1", title="Write bootstrap_interval(x, n_boot, level, seed)",
+              var="bootstrap_interval", checker=_check_bootstrap, notebook=_NB,
+              hint_text="`rng = np.random.default_rng(seed)`; `idx = rng.integers(0, len(x), "
+                        "(n_boot, len(x)))`; `means = x[idx].mean(1)`; return the "
+                        "`(1 - level) / 2` and `(1 + level) / 2` quantiles of `means`.")
+q2 = Exercise(name="ch07.q2", title="Write sign_flip_p(a, b, n_perm, seed): a paired test",
+              var="sign_flip_p", checker=_check_sign_flip, notebook=_NB,
+              hint_text="`d = a - b`; draw signs `rng.choice([-1, 1], (n_perm, len(d)))`; "
+                        "`null = (signs * d).mean(1)`; p = `(np.sum(abs(null) >= abs(d.mean())) "
+                        "+ 1) / (n_perm + 1)`.")
+q3 = Exercise(name="ch07.q3", title="Write calibration_kl(p, q, alpha)",
+              var="calibration_kl", checker=_check_calibration, notebook=_NB,
+              hint_text="`q_t = (1 - alpha) * q + alpha * p`; `on = p > 0`; "
+                        "`np.sum(p[on] * np.log(p[on] / q_t[on]))`.")
