@@ -283,4 +283,4 @@ def test_chapter_07_checks_pass_the_real_harness_and_fail_broken_ones():
         assert not r[name].accepts(broken["ndcg@10"].mean()), name
     leaky = E.per_user_metrics(ease.recommend(users, k=10, exclude_seen=False), test, 10)
     assert not r["harness.EASE (ch. 02).ndcg@10"].accepts(leaky["ndcg@10"].mean())
-    assert not r["judge.judge says Yes"].accepts(1.0)
+    assert not r["judge.judge says Yes.value"].accepts(1.0)
