@@ -2,7 +2,8 @@
 the simulated A/B test with four times the shoppers and three simulation seeds, the LLM judge on
 800 reasons, and the harness's training-seed spread beside its bootstrap intervals.
 
-    .venv/bin/python benchmarks/evaluation_benchmark.py        # ~10 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/evaluation_benchmark.py        # ~12 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/evaluation_benchmark.py --sections 4    # only the A/B test
 
 1. **Harness, training seeds** (chapter 07, section 1: ShopWorld's non-view events,
    leave-last-out, full ranking of all 2,000 items, NDCG@10 per test user): the four models
@@ -20,9 +21,9 @@ the simulated A/B test with four times the shoppers and three simulation seeds, 
    (800 judgements): agreement with the truth (every claim true of the item), Cohen's kappa,
    AUC, the share judged "Yes".
 4. **Simulated A/B test** (chapter 07, section 6; ``simulate.Funnel`` and ``simulate.Reader``
-   with their stated defaults): 1,600 shoppers drawn from the harness's test users (400 per
+   with their stated defaults): 1,400 shoppers drawn from the harness's 1,682 test users (350 per
    arm: no reason, template, plan + LM + guard, LM without guard), each shown EASE's top item;
-   visits per shopper from the power calculation on a 200-shopper pilot (25 % relative lift in
+   visits per shopper from the power calculation on a pilot of 200 other test users (25 % relative lift in
    conversion, alpha 0.05, power 0.8); the test run with three simulation seeds (the reasons
    fixed): differences from no reason with 95 % bootstrap intervals over shoppers and
    permutation p-values.
@@ -74,7 +75,7 @@ def harness_seeds(train, test, um, im, text_emb, texts):
               f"{max(vals) - min(vals):.4f} | [{ci[0]:.4f}, {ci[1]:.4f}] ({ci[1] - ci[0]:.4f}) |")
 
 
-def main() -> None:
+def main(sections: set[int]) -> None:
     config.seed_everything(0)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     t_start = time.perf_counter()
@@ -85,7 +86,8 @@ def main() -> None:
     inter = events[events["event_type"] != "view"]
     um, im = pp.build_id_map(inter["user_id"]), pp.build_id_map(catalogue["item_id"])
     train, _, test = pp.leave_last_out(inter)
-    harness_seeds(train, test, um, im, text_emb, texts)
+    if 1 in sections:
+        harness_seeds(train, test, um, im, text_emb, texts)
 
     # ------------------------------------------------------------------ 2. the seed's table
     world = nlg.reason_world()
@@ -109,6 +111,15 @@ def main() -> None:
             nlg.build_prompt(profile_map.get(int(a), []), facts[int(b)], []) for a, b in zip(u, i)],
             max_new_tokens=28, batch_size=32, progress=False)[0],
     }
+    if sections & {2, 3}:
+        seed_table_and_judge(world, pairs, gens, tok_lm, lm, sections)
+    if 4 in sections:
+        ab_test(world, gens, train, test, um, im)
+    print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
+
+
+def seed_table_and_judge(world, pairs, gens, tok_lm, lm, sections):
+    facts, lex = world.facts, world.lex
     said = {}
     for name in ("template", "retrieval", "plan + LM + guard"):
         said[name] = gens[name](pairs["user_id"], pairs["item_id"])
@@ -140,6 +151,8 @@ def main() -> None:
     table(f"The same on a random 400 of them, with the zero-shot LM and no guard "
           f"({1e3 * zs_seconds / len(sub):.0f} ms per reason)", on_sub, on_sub["template"])
 
+    if 3 not in sections:
+        return
     # ------------------------------------------------------------------ 3. the judge
     from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
@@ -162,12 +175,14 @@ def main() -> None:
           f"| {(p_yes > 0.5).mean():.3f} | {((p_yes > 0.5) == truth).mean():.3f} | "
           f"{cohen_kappa_score(truth, p_yes > 0.5):.3f} | {roc_auc_score(truth, p_yes):.3f} |")
 
-    # ------------------------------------------------------------------ 4. the A/B test
+
+def ab_test(world, gens, train, test, um, im):
+    lex = world.lex
     best = cf.EASE(250.0).fit(train, um, im)
     rng = np.random.default_rng(0)
     known = np.intersect1d(np.sort(test["user_id"].unique()), list(world.users_truth))
-    chosen = rng.choice(known, size=1800, replace=False)
-    panel_users, pilot_users = chosen[:1600], chosen[1600:]
+    chosen = rng.choice(known, size=1600, replace=False)
+    panel_users, pilot_users = chosen[:1400], chosen[1400:]
     top1 = best.recommend(chosen, k=1).set_index("user_id")["item_id"]
     ut, it = data.load_shopworld("user_truth"), data.load_shopworld("item_truth")
     raw = data.load_shopworld("catalogue")
@@ -181,15 +196,15 @@ def main() -> None:
     p0 = pilot["purchases"].sum() / pilot["sessions"].sum()
     n_needed = S.two_proportion_n(p0, 1.25 * p0)
     arms = ["no reason", "template", "plan + LM + guard", "LM, no guard"]
-    arm_of = np.repeat(arms, 400)[rng.permutation(1600)]
-    sessions = int(np.ceil(n_needed / 400))
+    arm_of = np.repeat(arms, 350)[rng.permutation(1400)]
+    sessions = int(np.ceil(n_needed / 350))
     panel = []
     for arm in arms:
         us = panel_users[arm_of == arm]
         rs = [None] * len(us) if arm == "no reason" else gens[arm](us, top1.loc[us].to_numpy())
         panel.append(shown(us, [r or None for r in rs]).assign(arm=arm))
     panel = pd.concat(panel, ignore_index=True)
-    print(f"\n## 4. Simulated A/B test: 400 shoppers per arm x {sessions} visits (pilot conversion "
+    print(f"\n## 4. Simulated A/B test: 350 shoppers per arm x {sessions} visits (pilot conversion "
           f"{p0:.4f}; {n_needed:,} sessions per arm detect a 25 % lift with power 0.8)")
     for seed in (0, 1, 2):
         ab = S.arm_summary(S.ab_test(panel, sessions=sessions, seed=seed), control="no reason",
@@ -203,8 +218,11 @@ def main() -> None:
             print(f"| {arm} | {r['CTR']:.3f} | {r['return rate']:.3f} | "
                   f"{r['kept / 100 sessions']:.2f} | {r['stars']:.2f} | "
                   f"{vs('kept / 100 sessions')} | {vs('stars')} |")
-    print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sections", default="1,2,3,4", help="which sections to run, e.g. 2,4")
+    main({int(x) for x in parser.parse_args().sections.split(",")})
