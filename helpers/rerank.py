@@ -1,0 +1,204 @@
+"""Re-ranking for diversity and calibration (chapter 08): take a model's top candidates and
+choose k of them greedily, trading relevance against what the list as a whole looks like.
+
+    top = rerank.rerank(model, users, k=10, method="mmr", lam=0.7, n_candidates=100)
+
+Three methods, each with one knob, each a greedy loop that reads top to bottom:
+
+* :func:`mmr` — maximal marginal relevance (Carbonell & Goldstein, 1998): the next item is the one
+  with the best ``lam * relevance - (1 - lam) * (its highest similarity to an item already
+  chosen)``. ``lam = 1`` is the model's own order.
+* :func:`dpp_greedy` — a determinantal point process (Chen, Zhang & Zhou, 2018): the list whose
+  kernel ``L = diag(q) S diag(q)`` (``q = exp(alpha * relevance)``, S the items' cosine
+  similarities) has the largest determinant, built one item at a time with an incremental
+  Cholesky factor (O(k^2 n) for the whole list). ``theta`` in [0, 1) sets
+  ``alpha = theta / (2 (1 - theta))``: near 1 relevance dominates, at 0 only diversity counts.
+* :func:`calibrated` — calibration (Steck, 2018): maximise ``(1 - lam) * sum(relevance) -
+  lam * KL(p || q~)``, p the user's category mix, q~ the list's (smoothed as in
+  ``evaluation.calibration_kl``). ``lam = 0`` is the model's own order.
+
+Relevance is whatever the model scores (higher = better); MMR and calibration min-max scale it
+per user to [0, 1] so that ``lam`` means the same for every model.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .data import DataError
+
+__all__ = ["mmr", "dpp_greedy", "calibrated", "rerank"]
+
+
+def _check(relevance, k: int) -> np.ndarray:
+    r = np.asarray(relevance, dtype=np.float64)
+    if r.ndim != 1 or r.size == 0:
+        raise DataError(f"relevance must be a non-empty 1-D array (one score per candidate), got "
+                        f"shape {r.shape}.")
+    if not np.isfinite(r).all():
+        raise DataError("relevance holds NaN or inf: drop excluded candidates instead of scoring "
+                        "them -inf.")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise DataError(f"k must be a positive integer, got {k!r}.")
+    if k > r.size:
+        raise DataError(f"k={k} but only {r.size} candidates: pass more candidates or a smaller k.")
+    return r
+
+
+def _unit(x, name: str, low: float = 0.0, high: float = 1.0, high_open: bool = False) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.floating)) or not np.isfinite(x) \
+            or x < low or x > high or (high_open and x == high):
+        rng = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
+        raise DataError(f"{name} must be a number in {rng}, got {x!r}.")
+    return float(x)
+
+
+def _similarity(similarity, n: int) -> np.ndarray:
+    s = np.asarray(similarity, dtype=np.float64)
+    if s.shape != (n, n):
+        raise DataError(f"similarity must be ({n}, {n}) for {n} candidates, got {s.shape}.")
+    if not np.isfinite(s).all():
+        raise DataError("similarity holds NaN or inf.")
+    return s
+
+
+def _scaled(r: np.ndarray) -> np.ndarray:
+    span = r.max() - r.min()
+    return (r - r.min()) / span if span > 0 else np.ones_like(r)
+
+
+def mmr(relevance, similarity, k: int, lam: float = 0.7) -> np.ndarray:
+    """Indices of ``k`` candidates chosen by maximal marginal relevance, in order.
+
+    ``relevance``: (n,) scores; ``similarity``: (n, n) item-item similarities (e.g. cosine of
+    their embeddings); ``lam`` in [0, 1]: 1 = relevance only, 0 = diversity only (after the
+    first, most relevant item)."""
+    r = _scaled(_check(relevance, k))
+    lam = _unit(lam, "lam")
+    s = _similarity(similarity, r.size)
+    chosen = [int(np.argmax(r))]
+    closest = s[chosen[0]].copy()                 # each candidate's max similarity to the list
+    free = np.ones(r.size, dtype=bool)
+    free[chosen[0]] = False
+    for _ in range(k - 1):
+        gain = np.where(free, lam * r - (1 - lam) * closest, -np.inf)
+        j = int(np.argmax(gain))
+        chosen.append(j)
+        free[j] = False
+        closest = np.maximum(closest, s[j])
+    return np.array(chosen)
+
+
+def dpp_greedy(relevance, vectors, k: int, theta: float = 0.7) -> np.ndarray:
+    """Indices of ``k`` candidates chosen by greedy MAP inference of a DPP, in order (Chen et
+    al., 2018, Algorithm 1). ``vectors``: (n, d) item embeddings (cosine similarities form the
+    kernel); ``theta`` in [0, 1): the weight of relevance. Stops early, returning fewer items,
+    only if the remaining candidates are exact duplicates of chosen ones (their gain is 0)."""
+    r = _check(relevance, k)
+    theta = _unit(theta, "theta", high=1.0, high_open=True)
+    v = np.asarray(vectors, dtype=np.float64)
+    if v.ndim != 2 or len(v) != r.size or not np.isfinite(v).all():
+        raise DataError(f"vectors must be a finite ({r.size}, d) array, one row per candidate; "
+                        f"got shape {v.shape}.")
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise DataError("some candidate vectors are all zero: their similarity is undefined.")
+    alpha = theta / (2 * (1 - theta))
+    q = np.exp(alpha * (r - r.max()))             # shifted: the same kernel up to a constant
+    b = (v / norms) * q[:, None]                  # L = b b^T = diag(q) S diag(q)
+    gains = (b * b).sum(1)                        # d_i^2: the marginal gain of each candidate
+    c = np.zeros((k, r.size))                     # incremental Cholesky rows
+    chosen = []
+    for t in range(k):
+        j = int(np.argmax(np.where(np.isin(np.arange(r.size), chosen), -np.inf, gains)))
+        if gains[j] <= 1e-12:
+            break
+        chosen.append(j)
+        e = (b @ b[j] - c[:t].T @ c[:t, j]) / np.sqrt(gains[j])
+        c[t] = e
+        gains = gains - e ** 2
+    return np.array(chosen)
+
+
+def calibrated(relevance, categories, p_user, k: int, lam: float = 0.5,
+               alpha: float = 0.01) -> np.ndarray:
+    """Indices of ``k`` candidates chosen greedily to maximise ``(1 - lam) * sum of relevance
+    - lam * KL(p_user || q~(list))`` (Steck, 2018), in order. ``categories``: (n,) integer
+    category of each candidate, in ``0..len(p_user) - 1``; ``p_user``: the user's category
+    distribution."""
+    r = _scaled(_check(relevance, k))
+    lam = _unit(lam, "lam")
+    cats = np.asarray(categories)
+    p = np.asarray(p_user, dtype=np.float64)
+    if cats.shape != r.shape or not np.issubdtype(cats.dtype, np.integer) \
+            or cats.min() < 0 or cats.max() >= len(p):
+        raise DataError(f"categories must be ({r.size},) integers in 0..{len(p) - 1}.")
+    if (p < 0).any() or not np.isclose(p.sum(), 1.0):
+        raise DataError("p_user must be a distribution (>= 0, summing to 1).")
+    alpha = _unit(alpha, "alpha", high=1.0, high_open=True)
+    on = p > 0
+    counts = np.zeros(len(p))
+    chosen, total = [], 0.0
+    free = np.ones(r.size, dtype=bool)
+    for t in range(1, k + 1):
+        # the KL of the list after adding each candidate (one category count + 1)
+        q = (counts[None, :] + np.eye(len(p))[cats]) / t
+        q_t = (1 - alpha) * q + alpha * p[None, :]
+        kl = (p[on][None, :] * np.log(p[on][None, :] / q_t[:, on])).sum(1)
+        gain = np.where(free, (1 - lam) * (total + r) - lam * kl, -np.inf)
+        j = int(np.argmax(gain))
+        chosen.append(j)
+        free[j] = False
+        counts[cats[j]] += 1
+        total += r[j]
+    return np.array(chosen)
+
+
+def rerank(model, users, k: int = 10, method: str = "mmr", *, n_candidates: int = 100,
+           item_vectors: pd.DataFrame | None = None, item_category: pd.Series | None = None,
+           history: pd.DataFrame | None = None, col_user: str = "user_id",
+           col_item: str = "item_id", **knob) -> pd.DataFrame:
+    """Each user's top ``n_candidates`` from ``model.recommend`` re-ranked to ``k`` by
+    ``method`` ("mmr", "dpp" or "calibrated"; its knob as a keyword: ``lam`` or ``theta``).
+    MMR and DPP need ``item_vectors`` (a DataFrame indexed by item ID); calibration needs
+    ``item_category`` (a Series indexed by item ID) and ``history`` (the user's training
+    interactions). Returns (user, item, rank 1..k) rows, the same shape as ``recommend``."""
+    if method not in ("mmr", "dpp", "calibrated"):
+        raise DataError(f"method must be 'mmr', 'dpp' or 'calibrated', got {method!r}.")
+    if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < k:
+        raise DataError(f"n_candidates must be an integer >= k ({k}), got {n_candidates!r}.")
+    if method in ("mmr", "dpp"):
+        if not isinstance(item_vectors, pd.DataFrame):
+            raise DataError(f"{method} needs item_vectors: a DataFrame of item embeddings indexed "
+                            "by item ID.")
+        unit = item_vectors.to_numpy(np.float64)
+        unit = pd.DataFrame(unit / np.linalg.norm(unit, axis=1, keepdims=True),
+                            index=item_vectors.index)
+    else:
+        if not isinstance(item_category, pd.Series) or not isinstance(history, pd.DataFrame):
+            raise DataError("calibration needs item_category (a Series indexed by item ID) and "
+                            "history (the users' training interactions).")
+        cats = pd.Index(sorted(item_category.unique()))
+        code = pd.Series(cats.get_indexer(item_category), index=item_category.index)
+        mix = pd.crosstab(history[col_user], code.reindex(history[col_item]).to_numpy())
+        mix = mix.reindex(columns=range(len(cats)), fill_value=0)
+        mix = mix.div(mix.sum(axis=1), axis=0)
+    cand = model.recommend(users, k=n_candidates)
+    rows = []
+    for u, g in cand.groupby(col_user, sort=False):
+        items = g[col_item].to_numpy()
+        if len(items) < k:
+            raise DataError(f"user {u} has only {len(items)} candidates left for k={k}.")
+        rel = g["score"].to_numpy(np.float64)
+        if method == "mmr":
+            x = unit.loc[items].to_numpy()
+            order = mmr(rel, x @ x.T, k, **knob)
+        elif method == "dpp":
+            order = dpp_greedy(rel, item_vectors.loc[items].to_numpy(), k, **knob)
+        else:
+            if u not in mix.index:
+                raise DataError(f"user {u} has no history: calibration needs their category mix.")
+            order = calibrated(rel, code.loc[items].to_numpy(), mix.loc[u].to_numpy(), k, **knob)
+        rows.append(pd.DataFrame({col_user: u, col_item: items[order],
+                                  "rank": np.arange(1, len(order) + 1)}))
+    return pd.concat(rows, ignore_index=True)

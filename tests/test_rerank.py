@@ -1,0 +1,121 @@
+"""helpers.rerank against brute-force references: each greedy step recomputed from its
+definition (MMR's marginal relevance, the DPP kernel's log-determinant via numpy.linalg.slogdet,
+Steck's objective via evaluation.calibration_kl), and the knobs' end points."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import cf
+from helpers import evaluation as E
+from helpers import rerank as R
+from helpers.data import DataError
+
+
+def _data(seed=0, n=30, d=6):
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(n, d))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return rng.normal(size=n), v
+
+
+def _scaled(r):
+    return (r - r.min()) / (r.max() - r.min())
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 0.7, 1.0])
+def test_mmr_equals_its_definition(lam):
+    r, v = _data(1)
+    s = v @ v.T
+    got = R.mmr(r, s, 8, lam)
+    rs, chosen = _scaled(r), [int(np.argmax(r))]
+    while len(chosen) < 8:
+        best = max((j for j in range(len(r)) if j not in chosen),
+                   key=lambda j: lam * rs[j] - (1 - lam) * max(s[j, c] for c in chosen))
+        chosen.append(best)
+    assert got.tolist() == chosen
+    if lam == 1.0:
+        assert got.tolist() == np.argsort(-r, kind="stable")[:8].tolist()
+
+
+@pytest.mark.parametrize("theta", [0.2, 0.5, 0.9])   # at 0 every first pick ties
+def test_dpp_greedy_equals_brute_force_log_determinants(theta):
+    r, v = _data(2, d=10)                 # rank 10: seven items can be independent
+    got = R.dpp_greedy(r, v, 7, theta)
+    alpha = theta / (2 * (1 - theta))
+    q = np.exp(alpha * r)
+    L = q[:, None] * (v @ v.T) * q[None, :]
+    chosen = []
+    for _ in range(7):
+        logdet = {j: np.linalg.slogdet(L[np.ix_(chosen + [j], chosen + [j])])[1]
+                  for j in range(len(r)) if j not in chosen}
+        chosen.append(max(logdet, key=logdet.get))
+    assert got.tolist() == chosen
+    # more weight on relevance, more relevant lists
+    assert r[R.dpp_greedy(r, v, 7, 0.95)].mean() > r[R.dpp_greedy(r, v, 7, 0.0)].mean()
+
+
+def test_dpp_stops_at_duplicates():
+    v = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    assert R.dpp_greedy([1.0, 0.9, 0.1], v, 3, 0.5).tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 0.95])
+def test_calibrated_equals_steck_objective_greedily(lam):
+    rng = np.random.default_rng(3)
+    r = rng.normal(size=25)
+    cats = rng.integers(0, 4, 25)
+    p = np.array([0.5, 0.3, 0.2, 0.0])
+    got = R.calibrated(r, cats, p, 6, lam)
+    rs, chosen = _scaled(r), []
+    for _ in range(6):
+        def obj(j):
+            lst = chosen + [j]
+            q = np.bincount(cats[lst], minlength=4) / len(lst)
+            return (1 - lam) * rs[lst].sum() - lam * E.calibration_kl(p, q, 0.01)
+        chosen.append(max((j for j in range(25) if j not in chosen), key=obj))
+    assert got.tolist() == chosen
+    if lam == 0.0:
+        assert got.tolist() == np.argsort(-r, kind="stable")[:6].tolist()
+    q = np.bincount(cats[R.calibrated(r, cats, p, 10, 0.95)], minlength=4) / 10
+    q0 = np.bincount(cats[np.argsort(-r)[:10]], minlength=4) / 10
+    assert E.calibration_kl(p, q) <= E.calibration_kl(p, q0)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: R.mmr([1.0, 2.0], np.eye(2), 1, lam=1.5), "lam"),
+    (lambda: R.mmr([1.0, 2.0], np.eye(2), 0), "positive integer"),
+    (lambda: R.mmr([], np.eye(0), 1), "non-empty"),
+    (lambda: R.mmr([1.0, 2.0], np.eye(2), 3), "only 2 candidates"),
+    (lambda: R.mmr([1.0, np.nan], np.eye(2), 1), "NaN"),
+    (lambda: R.mmr([1.0, 2.0], np.eye(3), 1), r"\(2, 2\)"),
+    (lambda: R.dpp_greedy([1.0, 2.0], np.eye(2), 1, theta=1.0), "theta"),
+    (lambda: R.dpp_greedy([1.0, 2.0], np.zeros((2, 2)), 1), "all zero"),
+    (lambda: R.calibrated([1.0, 2.0], [0, 5], [0.5, 0.5], 1), "categories"),
+    (lambda: R.calibrated([1.0, 2.0], [0, 1], [0.5, 0.6], 1), "distribution"),
+])
+def test_bad_input_is_refused(call, match):
+    with pytest.raises(DataError, match=match):
+        call()
+
+
+def test_rerank_wraps_a_model():
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({"user_id": rng.integers(0, 20, 400), "item_id": rng.integers(0, 50, 400)})
+    df = df.drop_duplicates().reset_index(drop=True)
+    model = cf.MostPopular().fit(df)
+    vec = pd.DataFrame(rng.normal(size=(50, 4)), index=range(50))
+    users = sorted(df["user_id"].unique())[:5]
+    base = model.recommend(users, k=10)
+    same = R.rerank(model, users, k=10, method="mmr", lam=1.0, n_candidates=20, item_vectors=vec)
+    assert same[["user_id", "item_id", "rank"]].reset_index(drop=True).equals(
+        base[["user_id", "item_id", "rank"]].reset_index(drop=True))
+    div = R.rerank(model, users, k=10, method="dpp", theta=0.0, n_candidates=30, item_vectors=vec)
+    assert E.intra_list_diversity(div, vec).mean() > E.intra_list_diversity(base, vec).mean()
+    cat = pd.Series(rng.choice(list("abc"), 50), index=range(50))
+    cal = R.rerank(model, users, k=10, method="calibrated", lam=0.99, n_candidates=30,
+                   item_category=cat, history=df)
+    assert E.calibration(cal, df, cat).mean() < E.calibration(base, df, cat).mean()
+    with pytest.raises(DataError, match="item_vectors"):
+        R.rerank(model, users, method="mmr")
+    with pytest.raises(DataError, match="method"):
+        R.rerank(model, users, method="random")
