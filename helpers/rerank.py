@@ -92,8 +92,10 @@ def mmr(relevance, similarity, k: int, lam: float = 0.7) -> np.ndarray:
 def dpp_greedy(relevance, vectors, k: int, theta: float = 0.7) -> np.ndarray:
     """Indices of ``k`` candidates chosen by greedy MAP inference of a DPP, in order (Chen et
     al., 2018, Algorithm 1). ``vectors``: (n, d) item embeddings (cosine similarities form the
-    kernel); ``theta`` in [0, 1): the weight of relevance. Stops early, returning fewer items,
-    only if the remaining candidates are exact duplicates of chosen ones (their gain is 0)."""
+    kernel); ``theta`` in [0, 1): the weight of relevance. A kernel of rank r cannot hold more
+    than r items (with one-hot genres, two films of the same genres are the same vector): once
+    every remaining candidate's gain is 0, the list is filled with the most relevant of them, so
+    a slot is never left empty."""
     r = _check(relevance, k)
     theta = _unit(theta, "theta", high=1.0, high_open=True)
     v = np.asarray(vectors, dtype=np.float64)
@@ -111,8 +113,9 @@ def dpp_greedy(relevance, vectors, k: int, theta: float = 0.7) -> np.ndarray:
     chosen = []
     for t in range(k):
         j = int(np.argmax(np.where(np.isin(np.arange(r.size), chosen), -np.inf, gains)))
-        if gains[j] <= 1e-12:
-            break
+        if gains[j] <= 1e-12:                     # nothing independent left: relevance fills
+            rest = [i for i in np.argsort(-r, kind="stable") if i not in chosen]
+            return np.array(chosen + rest[:k - len(chosen)])
         chosen.append(j)
         e = (b @ b[j] - c[:t].T @ c[:t, j]) / np.sqrt(gains[j])
         c[t] = e

@@ -54,9 +54,9 @@ def test_dpp_greedy_equals_brute_force_log_determinants(theta):
     assert r[R.dpp_greedy(r, v, 7, 0.95)].mean() > r[R.dpp_greedy(r, v, 7, 0.0)].mean()
 
 
-def test_dpp_stops_at_duplicates():
-    v = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    assert R.dpp_greedy([1.0, 0.9, 0.1], v, 3, 0.5).tolist() == [0, 2]
+def test_dpp_fills_by_relevance_once_nothing_independent_is_left():
+    v = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert R.dpp_greedy([1.0, 0.9, 0.1, 0.05], v, 4, 0.5).tolist() == [0, 2, 1, 3]
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.5, 0.95])
