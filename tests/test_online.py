@@ -1,0 +1,78 @@
+"""helpers.online.FoldIn: a folded-in user's factors equal the closed-form solve written out
+densely (C_u as a full diagonal), new events move recommendations, new users get rows, cold
+items are counted (never dropped silently) and an out-of-order batch is refused."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import cf, online
+from helpers.data import DataError
+
+
+def _log(seed=0, n_users=40, n_items=30, n=400):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"user_id": rng.integers(1, n_users + 1, n),
+                       "item_id": rng.integers(1, n_items + 1, n),
+                       "timestamp": np.arange(n)})
+    return df.drop_duplicates(["user_id", "item_id"]).reset_index(drop=True)
+
+
+def _dense_solve(model, row):
+    """x_u = (Yᵀ C_u Y + reg I)⁻¹ Yᵀ C_u p_u with every cell's confidence written out."""
+    Y = model.Y
+    p = model.seen[row].toarray().ravel()
+    c = 1 + model.alpha * p
+    a = Y.T @ (c[:, None] * Y) + model.reg * np.eye(Y.shape[1])
+    return np.linalg.solve(a, Y.T @ (c * p))
+
+
+def test_fold_in_equals_the_dense_closed_form_and_moves_the_list():
+    df = _log()
+    model = cf.ImplicitALS(8, n_iter=5).fit(df[df["timestamp"] < 300])
+    live = online.FoldIn(model)
+    user = int(df["user_id"].iloc[0])
+    before = model.recommend([user], k=5)["item_id"].tolist()
+    new = pd.DataFrame({"user_id": [user] * 3, "item_id": before[:3], "timestamp": [300] * 3})
+    stats = live.update(new)
+    assert stats == {"events": 3, "users updated": 1, "new users": 0, "cold item events": 0}
+    row = model.user_map.encode([user])[0]
+    np.testing.assert_allclose(model.X[row], _dense_solve(model, row), atol=1e-10)
+    after = model.recommend([user], k=5)["item_id"].tolist()
+    assert not set(before[:3]) & set(after)           # now seen: excluded from the list
+    other = model.user_map.encode([int(df["user_id"].iloc[1])])[0]
+    if other != row:                                   # an untouched user keeps their factors
+        np.testing.assert_array_equal(model.X[other], cf.ImplicitALS(8, n_iter=5).fit(
+            df[df["timestamp"] < 300]).X[other])
+
+
+def test_new_users_and_cold_items():
+    df = _log(1)
+    model = cf.ImplicitALS(8, n_iter=5).fit(df)
+    live = online.FoldIn(model)
+    known_item = int(df["item_id"].iloc[0])
+    new = pd.DataFrame({"user_id": [10_001, 10_001, 10_002], "item_id": [known_item, 999, 998],
+                        "timestamp": [1000, 1001, 1002]})
+    stats = live.update(new)
+    assert stats["new users"] == 2 and stats["cold item events"] == 2
+    assert live.cold_item_events == {999: 1, 998: 1}
+    r1 = model.user_map.encode([10_001])[0]
+    np.testing.assert_allclose(model.X[r1], _dense_solve(model, r1), atol=1e-10)
+    assert model.seen[r1].sum() == 1                   # the cold item is not in the history
+    recs = model.recommend([10_001], k=3)
+    assert len(recs) == 3 and known_item not in recs["item_id"].tolist()
+
+
+def test_bad_batches_are_refused():
+    df = _log(2)
+    live = online.FoldIn(cf.ImplicitALS(4, n_iter=2).fit(df))
+    live.update(pd.DataFrame({"user_id": [1], "item_id": [2], "timestamp": [500]}))
+    with pytest.raises(DataError, match="out of order"):
+        live.update(pd.DataFrame({"user_id": [1], "item_id": [3], "timestamp": [499]}))
+    with pytest.raises(DataError, match="empty"):
+        live.update(pd.DataFrame({"user_id": [], "item_id": [], "timestamp": []}))
+    with pytest.raises(DataError, match="missing column"):
+        live.update(pd.DataFrame({"user": [1]}))
+    with pytest.raises(DataError, match="ImplicitALS"):
+        online.FoldIn(cf.MostPopular().fit(df))
+    with pytest.raises(DataError, match="not fitted"):
+        online.FoldIn(cf.ImplicitALS(4))
