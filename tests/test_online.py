@@ -1,6 +1,8 @@
 """helpers.online.FoldIn: a folded-in user's factors equal the closed-form solve written out
 densely (C_u as a full diagonal), new events move recommendations, new users get rows, cold
 items are counted (never dropped silently) and an out-of-order batch is refused."""
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -76,3 +78,33 @@ def test_bad_batches_are_refused():
         online.FoldIn(cf.MostPopular().fit(df))
     with pytest.raises(DataError, match="not fitted"):
         online.FoldIn(cf.ImplicitALS(4))
+
+
+def test_fold_in_equals_implicits_recalculate_user():
+    """The field's library: implicit's ALS solves the same user half-step. Its confidence on a
+    seen cell is alpha * r where the course's is 1 + alpha * r, so implicit's alpha = the
+    course's alpha + 1 gives the same solve (float32 there: agreement to 1e-5)."""
+    pytest.importorskip("implicit")
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    df = _log(3)
+    model = cf.ImplicitALS(8, alpha=9.0, reg=0.05, n_iter=3).fit(df)
+    rows = model.seen.tocsr().astype(np.float32)
+    with warnings.catch_warnings():          # implicit's advice on OpenBLAS threads, not an error
+        warnings.filterwarnings("ignore", message="OpenBLAS is configured")
+        peer = AlternatingLeastSquares(factors=8, regularization=0.05, alpha=10.0, iterations=1,
+                                       use_cg=False, random_state=0)
+        peer.fit(rows, show_progress=False)
+    peer.item_factors = model.Y.astype(np.float32)          # the same fixed item factors
+    live = online.FoldIn(model)
+    user = int(df["user_id"].iloc[0])
+    new_item = next(i for i in model.item_map.ids if i not in
+                    df.loc[df["user_id"] == user, "item_id"].to_numpy())
+    live.update(pd.DataFrame({"user_id": [user], "item_id": [new_item], "timestamp": [10_000]}))
+    row = model.user_map.encode([user])[0]
+    theirs = np.asarray(peer.recalculate_user(row, model.seen[row].astype(np.float32)))
+    np.testing.assert_allclose(model.X[row], theirs.ravel(), atol=1e-5)
+    # the broken version: the course's alpha passed unchanged is a different model
+    peer.alpha = 9.0
+    off = np.asarray(peer.recalculate_user(row, model.seen[row].astype(np.float32))).ravel()
+    assert np.abs(off - model.X[row]).max() > 1e-3
