@@ -45,6 +45,24 @@ class FoldIn:
         self.model, self.col_time = model, col_time
         self.cold_item_events = Counter()          # item ID -> events not folded in
         self.last_time = None
+        # YᵀY + reg·I is the same for every user while the items stay fixed: computed once
+        k = model.Y.shape[1]
+        self._base = model.Y.T @ model.Y + model.reg * np.eye(k)
+
+    def solve(self, rows) -> np.ndarray:
+        """The closed-form factors of the users at ``rows`` (indices into the model's user
+        map) given their seen items: ``(YᵀY + reg·I + alpha·Y_uᵀY_u)⁻¹ (1 + alpha) Σ_{i seen}
+        y_i`` — the model's own half-step (``ImplicitALS._solve``) for a few users, touching
+        only their items (0.15 ms a user on 2 cores, against 11 ms for the half-step's full
+        setup: benchmarks/online_benchmark.py)."""
+        m = self.model
+        out = np.empty((len(rows), m.Y.shape[1]))
+        for j, r in enumerate(np.asarray(rows)):
+            items = m.seen.indices[m.seen.indptr[r]:m.seen.indptr[r + 1]]
+            y = m.Y[items]
+            out[j] = np.linalg.solve(self._base + m.alpha * (y.T @ y),
+                                     (1 + m.alpha) * y.sum(axis=0))
+        return out
 
     def update(self, events: pd.DataFrame) -> dict:
         """Fold a batch of events in: add them to the users' histories and re-solve every
@@ -77,6 +95,6 @@ class FoldIn:
         m.seen = ((m.seen + add) > 0).astype(np.float64).tocsr()
         m.popularity = np.asarray(m.seen.sum(0)).ravel()
         touched = np.unique(m.user_map.encode(pd.unique(users), "user"))
-        m.X[touched] = ImplicitALS._solve(m.seen[touched], m.Y, m.reg, m.alpha)
+        m.X[touched] = self.solve(touched)
         return {"events": len(events), "users updated": len(touched), "new users": len(new),
                 "cold item events": int(cold.sum())}
