@@ -9,13 +9,15 @@ number, what accuracy leaves out, and how true a reason is.
   scored on the same users, so two models can be compared user by user (a *paired* test).
 * **Uncertainty**: :func:`paired_bootstrap` (an interval for a mean difference),
   :func:`permutation_test` (a p-value for it, by flipping the sign of each user's difference),
-  :func:`holm` (many comparisons at once), :func:`ratio_ci` (an interval for a ratio of sums,
-  such as a precision pooled over reasons). ``metrics.bootstrap_ci`` gives a single mean's.
+  :func:`holm` (many comparisons at once), :func:`compare` (the table with all of them),
+  :func:`ratio_ci` and :func:`paired_ratio_diff` (a ratio of sums, such as a precision pooled
+  over reasons, and the paired test of two). ``metrics.bootstrap_ci`` gives a single mean's.
 * **Beyond accuracy**: :func:`intra_list_diversity`, :func:`novelty`,
-  :func:`popularity_lift`, :func:`gini`, :func:`calibration_kl` (Steck, 2018).
-* **Reasons against the truth**: :func:`driver_scores` — the articles' "reason accuracy, recall
-  and F1" defined: the precision of a reason's claims about *why* against the true drivers of the
-  purchase, and the share of true drivers it names.
+  :func:`popularity_lift`, :func:`gini`, :func:`calibration_kl` (Steck, 2018) on
+  :func:`category_mix` distributions, and :func:`calibration` for every user at once.
+* **Reasons against the truth**: :func:`driver_scores` and :func:`reason_prf` — the articles'
+  "reason accuracy, recall and F1" defined: the precision of a reason's claims about *why*
+  against the true drivers of the purchase, and the share of true drivers it names.
 
 The text scores that need a model (BERTScore, an LM's likelihood, an LM judge) live in
 :mod:`helpers.textscore`; the simulated user study and A/B test in :mod:`helpers.simulate`.
