@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError, require_columns
-from .metrics import _check_k, hits_at_k
+from .metrics import _check_k, _ndcg_rows, hits_at_k, ranked_lists, top_matrix
 
 __all__ = ["per_user_metrics", "paired_bootstrap", "permutation_test", "holm", "compare",
            "ratio_ci", "paired_ratio_diff", "intra_list_diversity", "novelty", "popularity_lift", "gini",
@@ -84,25 +84,6 @@ def _check_level(level):
 
 
 # ----------------------------------------------------------------------------- per-user metrics
-def _top_lists(recommendations: pd.DataFrame, users: np.ndarray, k: int, col_user: str,
-               col_item: str, col_rank: str) -> np.ndarray:
-    """(n_users, k) array of item IDs by rank, ``None`` where a user's list is shorter."""
-    require_columns(recommendations, [col_user, col_item, col_rank], "the recommendations")
-    if recommendations.duplicated([col_user, col_item]).any():
-        raise DataError("the recommendations repeat an item for the same user; a list holds "
-                        "each item once. De-duplicate the recommender's output first.")
-    if recommendations.duplicated([col_user, col_rank]).any():
-        raise DataError("two recommendations of one user share a rank; ranks must be 1..k, each "
-                        "once per user.")
-    recs = recommendations[recommendations[col_rank] <= k].sort_values([col_user, col_rank])
-    by_user = recs.groupby(col_user)[col_item].apply(list)
-    top = np.full((len(users), k), None, dtype=object)
-    for row, u in enumerate(users):
-        items = by_user.get(u, [])
-        top[row, :len(items)] = items
-    return top
-
-
 def per_user_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, k: int = 10, *,
                      col_user: str = "user_id", col_item: str = "item_id",
                      col_rank: str = "rank") -> pd.DataFrame:
@@ -121,14 +102,13 @@ def per_user_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, k: int =
     if len(test) == 0:
         raise DataError("the test data is empty: nothing to score.")
     users = np.sort(test[col_user].unique())
-    top = _top_lists(recommendations, users, k, col_user, col_item, col_rank)
+    top = top_matrix(ranked_lists(recommendations, k, col_user=col_user, col_item=col_item,
+                                  col_rank=col_rank), users, k)
     relevant = test.groupby(col_user)[col_item].apply(set).reindex(users).tolist()
     hits, n_rel = hits_at_k(top, relevant, k)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal = np.array([discounts[:min(n, k)].sum() for n in n_rel])
     first = np.where(hits.any(1), hits.argmax(1) + 1, np.inf)
     return pd.DataFrame({f"hr@{k}": hits.any(1).astype(float),
-                         f"ndcg@{k}": (hits * discounts).sum(1) / ideal,
+                         f"ndcg@{k}": _ndcg_rows(hits, n_rel),
                          f"mrr@{k}": 1.0 / first,
                          f"recall@{k}": hits.sum(1) / n_rel,
                          f"precision@{k}": hits.sum(1) / k},
@@ -296,14 +276,9 @@ def paired_ratio_diff(num_a, den_a, num_b, den_b, n_boot: int = 2000, level: flo
 
 # ----------------------------------------------------------------------------- beyond accuracy
 def _lists(recommendations, col_user, col_item, col_rank) -> pd.Series:
-    require_columns(recommendations, [col_user, col_item, col_rank], "the recommendations")
-    if len(recommendations) == 0:
+    if isinstance(recommendations, pd.DataFrame) and len(recommendations) == 0:
         raise DataError("the recommendations are empty.")
-    if recommendations.duplicated([col_user, col_item]).any():
-        raise DataError("the recommendations repeat an item for the same user; a list holds "
-                        "each item once.")
-    return (recommendations.sort_values([col_user, col_rank])
-            .groupby(col_user, sort=True)[col_item].apply(list))
+    return ranked_lists(recommendations, col_user=col_user, col_item=col_item, col_rank=col_rank)
 
 
 def intra_list_diversity(recommendations: pd.DataFrame, item_vectors: pd.DataFrame, *,

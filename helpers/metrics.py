@@ -27,7 +27,7 @@ from .data import DataError, require_columns
 __all__ = ["rmse", "mae", "rank_from_scores", "hits_at_k", "precision_at_k", "recall_at_k",
            "ndcg_at_k", "ndcg_per_user", "mrr_at_k", "hit_rate_at_k", "catalogue_coverage",
            "ranking_metrics",
-           "evaluate_ranking", "sampled_metrics", "tokenize", "bleu", "rouge",
+           "evaluate_ranking", "ranked_lists", "top_matrix", "sampled_metrics", "tokenize", "bleu", "rouge",
            "unique_sentence_ratio", "feature_matching_ratio", "feature_coverage_ratio",
            "feature_diversity", "faithfulness", "hallucination_rate"]
 
@@ -163,7 +163,11 @@ def _dcg(hits: np.ndarray) -> np.ndarray:
 def ndcg_per_user(top, relevant, k: int) -> np.ndarray:
     """Each user's NDCG@k (see :func:`ndcg_at_k`), NaN for a user with no relevant item: the
     per-user values a paired bootstrap between two models resamples."""
-    hits, n_rel = hits_at_k(top, relevant, k)
+    return _ndcg_rows(*hits_at_k(top, relevant, k))
+
+
+def _ndcg_rows(hits: np.ndarray, n_rel: np.ndarray) -> np.ndarray:
+    """NDCG of each row of ``hits`` (as from :func:`hits_at_k`), NaN where ``n_rel`` is 0."""
     ideal = np.zeros_like(hits, dtype=float)
     for u, n in enumerate(np.minimum(n_rel, hits.shape[1])):
         ideal[u, :n] = 1
@@ -217,11 +221,28 @@ def evaluate_ranking(recommendations: pd.DataFrame, test: pd.DataFrame, k: int, 
                      col_rank: str = "rank", n_items: int | None = None) -> dict[str, float]:
     """Ranking metrics from DataFrames: ``recommendations`` (user, item, rank 1..k) and
     ``test`` (user, item) pairs. Users in ``test`` without recommendations count as misses."""
-    require_columns(recommendations, [col_user, col_item, col_rank], "recommendations")
     require_columns(test, [col_user, col_item], "test")
     if len(test) == 0:
         raise DataError("test is empty")
     _check_k(k)
+    users = np.sort(test[col_user].unique())
+    by_user = ranked_lists(recommendations, k, col_user=col_user, col_item=col_item,
+                           col_rank=col_rank)
+    top = top_matrix(by_user, users, k)
+    relevant = test.groupby(col_user)[col_item].apply(set).reindex(users).tolist()
+    result = ranking_metrics(top, relevant, k)
+    if n_items is not None:
+        result["coverage"] = by_user.explode().nunique() / n_items
+    return result
+
+
+def ranked_lists(recommendations: pd.DataFrame, k: int | None = None, *,
+                 col_user: str = "user_id", col_item: str = "item_id",
+                 col_rank: str = "rank") -> pd.Series:
+    """Each user's recommended items in rank order (the first ``k``; all when None), as a
+    Series of lists indexed by user ID (sorted). Refuses a list that repeats an item or a
+    rank."""
+    require_columns(recommendations, [col_user, col_item, col_rank], "recommendations")
     twice = recommendations.duplicated([col_user, col_item])
     if twice.any():
         raise DataError(f"{int(twice.sum())} recommendations repeat an item for the same user "
@@ -230,19 +251,19 @@ def evaluate_ranking(recommendations: pd.DataFrame, test: pd.DataFrame, k: int, 
     if recommendations.duplicated([col_user, col_rank]).any():
         raise DataError("two recommendations of one user share a rank; ranks must be 1..k, "
                         "each once per user.")
-    users = np.sort(test[col_user].unique())
-    recs = recommendations[recommendations[col_rank] <= k].sort_values([col_user, col_rank])
-    by_user = recs.groupby(col_user)[col_item].apply(list)
-    width = max(k, 1)
-    top = np.full((len(users), width), -1, dtype=object)
+    recs = recommendations if k is None else recommendations[recommendations[col_rank] <= k]
+    return recs.sort_values([col_user, col_rank]).groupby(col_user, sort=True)[col_item] \
+        .apply(list)
+
+
+def top_matrix(by_user: pd.Series, users, k: int) -> np.ndarray:
+    """``(len(users), k)`` array of each user's first ``k`` items (:func:`ranked_lists`), -1
+    where a list is shorter or a user has none: the ``top`` the ranking metrics take."""
+    top = np.full((len(users), k), -1, dtype=object)
     for row, u in enumerate(users):
-        items = by_user.get(u, [])
-        top[row, :len(items)] = items[:width]
-    relevant = test.groupby(col_user)[col_item].apply(set).reindex(users).tolist()
-    result = ranking_metrics(top, relevant, k)
-    if n_items is not None:
-        result["coverage"] = recs[col_item].nunique() / n_items
-    return result
+        items = by_user.get(u, [])[:k]
+        top[row, :len(items)] = items
+    return top
 
 
 def sampled_metrics(scores, test_items, k: int, n_negatives: int = 100, exclude=None,
