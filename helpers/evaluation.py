@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError, require_columns
-from .metrics import _check_k, _ndcg_rows, hits_at_k, ranked_lists, top_matrix
+from .metrics import _check_k, _ndcg_rows, bootstrap_ci, hits_at_k, ranked_lists, top_matrix
 
 __all__ = ["per_user_metrics", "paired_bootstrap", "permutation_test", "holm", "compare",
            "ratio_ci", "paired_ratio_diff", "intra_list_diversity", "novelty", "popularity_lift", "gini",
@@ -128,13 +128,8 @@ def paired_bootstrap(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 
     _check_k(n_boot, "n_boot")
     _check_level(level)
     d = x - y
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    for s in range(0, n_boot, 256):
-        m = min(256, n_boot - s)
-        means[s:s + m] = d[rng.integers(0, d.size, size=(m, d.size))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return {"diff": float(d.mean()), "lo": float(lo), "hi": float(hi)}
+    lo, hi = bootstrap_ci(d, n_boot=n_boot, level=level, seed=seed)   # of the differences
+    return {"diff": float(d.mean()), "lo": lo, "hi": hi}
 
 
 def permutation_test(a, b, n_perm: int = 10_000, seed: int = 0,
@@ -197,8 +192,6 @@ def compare(per_user: dict, metric: str, baseline: str, *, n_boot: int = 2000,
         raise DataError("per_user must map at least two model names to their per-user metrics.")
     if baseline not in per_user:
         raise DataError(f"baseline {baseline!r} is not one of the models: {list(per_user)}.")
-    from .metrics import bootstrap_ci
-
     cols = {}
     for name, df in per_user.items():
         if not isinstance(df, pd.DataFrame) or metric not in df:
@@ -240,7 +233,6 @@ def ratio_ci(numerators, denominators, n_boot: int = 2000, level: float = 0.95,
         ratios.extend((n[d > 0] / d[d > 0]).tolist())
     lo, hi = np.quantile(ratios[:n_boot], [(1 - level) / 2, (1 + level) / 2])
     return float(num.sum() / den.sum()), float(lo), float(hi)
-
 
 
 def paired_ratio_diff(num_a, den_a, num_b, den_b, n_boot: int = 2000, level: float = 0.95,

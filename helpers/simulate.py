@@ -221,14 +221,16 @@ def arm_summary(outcomes: pd.DataFrame, control: str, *, n_boot: int = 2000,
               "return rate": ("returns", "purchases"), "kept / 100 sessions": ("kept", "sessions"),
               "stars": ("stars", "purchases")}
     scale = {"kept / 100 sessions": 100.0}
+
+    def pooled(num, den):            # sum over the last axis: one ratio per row of resamples
+        return num.sum(-1) / np.maximum(den.sum(-1), 1)
+
     rng = np.random.default_rng(seed)
     groups = {a: g for a, g in outcomes.groupby("arm", sort=False)}
-    rows = {}
-    for arm, g in groups.items():
-        row = {"users": len(g)}
-        for name, (num, den) in ratios.items():
-            row[name] = scale.get(name, 1.0) * g[num].sum() / max(g[den].sum(), 1)
-        rows[arm] = row
+    rows = {arm: {"users": len(g), **{name: scale.get(name, 1.0) * pooled(
+                g[num].to_numpy(float), g[den].to_numpy(float))
+                for name, (num, den) in ratios.items()}}
+            for arm, g in groups.items()}
     ctrl = groups[control]
     for arm, g in groups.items():
         if arm == control:
@@ -239,8 +241,7 @@ def arm_summary(outcomes: pd.DataFrame, control: str, *, n_boot: int = 2000,
             c_num, c_den = ctrl[num].to_numpy(float), ctrl[den].to_numpy(float)
             ia = rng.integers(0, len(g), size=(n_boot, len(g)))
             ic = rng.integers(0, len(ctrl), size=(n_boot, len(ctrl)))
-            diffs = s * (a_num[ia].sum(1) / np.maximum(a_den[ia].sum(1), 1)
-                         - c_num[ic].sum(1) / np.maximum(c_den[ic].sum(1), 1))
+            diffs = s * (pooled(a_num[ia], a_den[ia]) - pooled(c_num[ic], c_den[ic]))
             lo, hi = np.quantile(diffs, [0.025, 0.975])
             observed = rows[arm][name] - rows[control][name]
             both_num = np.concatenate([a_num, c_num])
@@ -249,8 +250,7 @@ def arm_summary(outcomes: pd.DataFrame, control: str, *, n_boot: int = 2000,
             for b in range(n_boot):
                 perm = rng.permutation(len(both_num))
                 x, y = perm[:len(g)], perm[len(g):]
-                null[b] = s * (both_num[x].sum() / max(both_den[x].sum(), 1)
-                               - both_num[y].sum() / max(both_den[y].sum(), 1))
+                null[b] = s * (pooled(both_num[x], both_den[x]) - pooled(both_num[y], both_den[y]))
             p = (np.sum(np.abs(null) >= abs(observed) - 1e-12) + 1) / (n_boot + 1)
             rows[arm].update({f"{name} diff": observed, f"{name} lo": lo, f"{name} hi": hi,
                               f"{name} p": p})
