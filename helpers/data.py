@@ -66,9 +66,10 @@ def require_int(name: str, value, minimum: int | None = None) -> int:
 
 
 def require_number(name: str, value, *, low: float | None = None, low_open: bool = False,
-                   high: float | None = None) -> float:
+                   high: float | None = None, high_open: bool = False) -> float:
     """A finite real number (not a bool, string or None) within ``[low, high]`` (``(low, ...``
-    with ``low_open``): for hyper-parameters such as ``lr``, ``reg`` or ``temperature``."""
+    with ``low_open``, ``..., high)`` with ``high_open``): for hyper-parameters such as ``lr``,
+    ``reg`` or ``temperature``."""
     import math
 
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
@@ -78,8 +79,8 @@ def require_number(name: str, value, *, low: float | None = None, low_open: bool
         raise DataError(f"{name} must be finite, got {value}.")
     if low is not None and (value < low or (low_open and value == low)):
         raise DataError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}.")
-    if high is not None and value > high:
-        raise DataError(f"{name} must be <= {high}, got {value}.")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise DataError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}.")
     return float(value)
 
 

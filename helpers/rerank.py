@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .data import DataError
+from .data import DataError, require_number
 
 __all__ = ["mmr", "dpp_greedy", "calibrated", "rerank"]
 
@@ -43,14 +43,6 @@ def _check(relevance, k: int) -> np.ndarray:
     if k > r.size:
         raise DataError(f"k={k} but only {r.size} candidates: pass more candidates or a smaller k.")
     return r
-
-
-def _unit(x, name: str, low: float = 0.0, high: float = 1.0, high_open: bool = False) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float, np.floating)) or not np.isfinite(x) \
-            or x < low or x > high or (high_open and x == high):
-        rng = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
-        raise DataError(f"{name} must be a number in {rng}, got {x!r}.")
-    return float(x)
 
 
 def _similarity(similarity, n: int) -> np.ndarray:
@@ -74,7 +66,7 @@ def mmr(relevance, similarity, k: int, lam: float = 0.7) -> np.ndarray:
     their embeddings); ``lam`` in [0, 1]: 1 = relevance only, 0 = diversity only (after the
     first, most relevant item)."""
     r = _scaled(_check(relevance, k))
-    lam = _unit(lam, "lam")
+    lam = require_number("lam", lam, low=0.0, high=1.0)
     s = _similarity(similarity, r.size)
     chosen = [int(np.argmax(r))]
     closest = s[chosen[0]].copy()                 # each candidate's max similarity to the list
@@ -97,7 +89,7 @@ def dpp_greedy(relevance, vectors, k: int, theta: float = 0.7) -> np.ndarray:
     every remaining candidate's gain is 0, the list is filled with the most relevant of them, so
     a slot is never left empty."""
     r = _check(relevance, k)
-    theta = _unit(theta, "theta", high=1.0, high_open=True)
+    theta = require_number("theta", theta, low=0.0, high=1.0, high_open=True)
     v = np.asarray(vectors, dtype=np.float64)
     if v.ndim != 2 or len(v) != r.size or not np.isfinite(v).all():
         raise DataError(f"vectors must be a finite ({r.size}, d) array, one row per candidate; "
@@ -130,7 +122,7 @@ def calibrated(relevance, categories, p_user, k: int, lam: float = 0.5,
     category of each candidate, in ``0..len(p_user) - 1``; ``p_user``: the user's category
     distribution."""
     r = _scaled(_check(relevance, k))
-    lam = _unit(lam, "lam")
+    lam = require_number("lam", lam, low=0.0, high=1.0)
     cats = np.asarray(categories)
     p = np.asarray(p_user, dtype=np.float64)
     if cats.shape != r.shape or not np.issubdtype(cats.dtype, np.integer) \
@@ -138,7 +130,7 @@ def calibrated(relevance, categories, p_user, k: int, lam: float = 0.5,
         raise DataError(f"categories must be ({r.size},) integers in 0..{len(p) - 1}.")
     if (p < 0).any() or not np.isclose(p.sum(), 1.0):
         raise DataError("p_user must be a distribution (>= 0, summing to 1).")
-    alpha = _unit(alpha, "alpha", high=1.0, high_open=True)
+    alpha = require_number("alpha", alpha, low=0.0, high=1.0, high_open=True)
     on = p > 0
     counts = np.zeros(len(p))
     chosen, total = [], 0.0
