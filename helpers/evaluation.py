@@ -34,7 +34,7 @@ from .metrics import _check_k, _ndcg_rows, bootstrap_ci, hits_at_k, ranked_lists
 
 __all__ = ["per_user_metrics", "paired_bootstrap", "permutation_test", "holm", "compare",
            "ratio_ci", "paired_ratio_diff", "intra_list_diversity", "novelty", "popularity_lift", "gini",
-           "category_mix", "calibration_kl", "calibration", "driver_scores", "reason_prf"]
+           "category_mix", "category_mixes", "calibration_kl", "calibration", "driver_scores", "reason_prf"]
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -446,6 +446,23 @@ def reason_prf(scores: pd.DataFrame, n_boot: int = 2000, level: float = 0.95,
     return {k: float(v) for k, v in out.items()}
 
 
+def category_mixes(interactions: pd.DataFrame, item_category: pd.Series, *,
+                   col_user: str = "user_id", col_item: str = "item_id",
+                   what: str = "interactions") -> pd.DataFrame:
+    """Every user's category distribution (users x the sorted categories of ``item_category``)
+    over the distinct items of ``interactions``: a (user, item) pair counts once, however many
+    events it has. The p(c|u) of :func:`calibration` and of ``rerank.calibrated``."""
+    require_columns(interactions, [col_user, col_item], f"the {what}")
+    missing = pd.Index(interactions[col_item].unique()).difference(item_category.index)
+    if len(missing):
+        raise DataError(f"{len(missing)} items of the {what} have no category (e.g. "
+                        f"{list(missing[:3])}).")
+    pairs = interactions.drop_duplicates([col_user, col_item])
+    c = pd.crosstab(pairs[col_user].to_numpy(), item_category.reindex(pairs[col_item]).to_numpy())
+    c = c.reindex(columns=sorted(item_category.unique()), fill_value=0)
+    return c.div(c.sum(axis=1), axis=0)
+
+
 def calibration(recommendations: pd.DataFrame, history: pd.DataFrame, item_category: pd.Series,
                 alpha: float = 0.01, *, col_user: str = "user_id", col_item: str = "item_id",
                 col_rank: str = "rank") -> pd.Series:
@@ -453,26 +470,18 @@ def calibration(recommendations: pd.DataFrame, history: pd.DataFrame, item_categ
     (interactions, each counted once) and that of their list; users with a list but no history
     are an error (their p is undefined). The vectorised form of calling
     :func:`calibration_kl` (same formula) on :func:`category_mix` user by user."""
-    require_columns(history, [col_user, col_item], "the history")
     _lists(recommendations, col_user, col_item, col_rank)          # validates the lists
-    for what, df in (("history", history), ("recommendations", recommendations)):
-        missing = pd.Index(df[col_item].unique()).difference(item_category.index)
-        if len(missing):
-            raise DataError(f"{len(missing)} items of the {what} have no category (e.g. "
-                            f"{list(missing[:3])}).")
     if not 0 <= alpha < 1:
         raise DataError(f"alpha must be in [0, 1), got {alpha!r}.")
-    cats = sorted(item_category.unique())
-    def mix(df):
-        c = pd.crosstab(df[col_user].to_numpy(), item_category.reindex(df[col_item]).to_numpy())
-        c = c.reindex(columns=cats, fill_value=0)
-        return c.div(c.sum(axis=1), axis=0)
-    q = mix(recommendations)
-    no_history = q.index.difference(history[col_user].unique())
+    q = category_mixes(recommendations, item_category, col_user=col_user, col_item=col_item,
+                       what="recommendations")
+    p = category_mixes(history, item_category, col_user=col_user, col_item=col_item,
+                       what="history")
+    no_history = q.index.difference(p.index)
     if len(no_history):
         raise DataError(f"{len(no_history)} users have a list but no history (e.g. "
                         f"{list(no_history[:3])}): calibration needs their category mix.")
-    p = mix(history.drop_duplicates([col_user, col_item])).reindex(q.index).to_numpy()
+    p = p.reindex(q.index).to_numpy()
     q_t = (1 - alpha) * q.to_numpy() + alpha * p
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, p * np.log(p / q_t), 0.0)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError, require_number
+from .evaluation import category_mixes
 
 __all__ = ["mmr", "dpp_greedy", "calibrated", "rerank"]
 
@@ -173,11 +174,10 @@ def rerank(model, users, k: int = 10, method: str = "mmr", *, n_candidates: int 
         if not isinstance(item_category, pd.Series) or not isinstance(history, pd.DataFrame):
             raise DataError("calibration needs item_category (a Series indexed by item ID) and "
                             "history (the users' training interactions).")
-        cats = pd.Index(sorted(item_category.unique()))
-        code = pd.Series(cats.get_indexer(item_category), index=item_category.index)
-        mix = pd.crosstab(history[col_user], code.reindex(history[col_item]).to_numpy())
-        mix = mix.reindex(columns=range(len(cats)), fill_value=0)
-        mix = mix.div(mix.sum(axis=1), axis=0)
+        # the same p(c|u) chapter 07's calibration KL measures (each pair counted once)
+        mix = category_mixes(history, item_category, col_user=col_user, col_item=col_item,
+                             what="history")
+        code = pd.Series(mix.columns.get_indexer(item_category), index=item_category.index)
     cand = model.recommend(users, k=n_candidates)
     rows = []
     for u, g in cand.groupby(col_user, sort=False):
