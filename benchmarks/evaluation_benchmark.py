@@ -167,19 +167,12 @@ def seed_table_and_judge(world, pairs, gens, tok_lm, lm, sections):
     # ------------------------------------------------------------------ 3. the judge
     from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-    def facts_line(i):
-        f = facts[int(i)]
-        stated = [f"{a}: {b}" for a, b in sorted(f["aspects"].items())]
-        stated += [f"{k}: {f[k]}" for k in ("colour", "pattern", "brand") if f.get(k)]
-        return "; ".join(stated) or "none stated"
-
     guarded = [said["plan + LM + guard"][k] for k in pos]
     reasons = guarded + list(unguarded)
     items = list(sub["item_id"]) * 2
     truth = np.concatenate([nlg.reason_verdicts(g, sub, lex, world.items_truth)["truthful"]
                             .to_numpy().astype(bool) for g in (guarded, unguarded)])
-    qs = [f"Product facts: {facts_line(i)}.\nReason: {r}\nIs every claim in the reason supported "
-          "by the product facts? Answer Yes or No." for r, i in zip(reasons, items)]
+    qs = [TS.verdict_question(facts[int(i)], r) for r, i in zip(reasons, items)]
     p_yes = TS.judge(tok_lm, lm, qs)
     print(f"\n## 3. SmolLM2-135M-Instruct as judge, {len(qs)} reasons ({truth.mean():.3f} truly "
           f"truthful)\n\n| judged Yes | agreement | Cohen kappa | AUC |\n|---|---|---|---|\n"

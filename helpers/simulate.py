@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import shopworld as SW
-from .data import DataError, require_columns
+from .data import DataError, require_columns, require_int
 
 __all__ = ["true_utility", "read_reasons", "Reader", "rate", "Funnel", "ab_test",
            "arm_summary", "two_proportion_n"]
@@ -183,8 +183,7 @@ def ab_test(panel: pd.DataFrame, funnel: Funnel | None = None, reader: Reader | 
     require_columns(panel, ["user_id", "arm"], "the panel")
     if panel["user_id"].duplicated().any():
         raise DataError("the panel lists a user twice: one row (one arm) per user.")
-    if isinstance(sessions, bool) or not isinstance(sessions, int) or sessions < 1:
-        raise DataError(f"sessions must be a positive integer, got {sessions!r}.")
+    require_int("sessions", sessions, 1)
     u = _utility_col(panel)
     rng = np.random.default_rng(seed)
     n = len(panel)

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import DataError
+from .data import DataError, require_int
 
-__all__ = ["bert_score", "rescale", "random_pair_baseline", "lm_nll", "judge"]
+__all__ = ["bert_score", "rescale", "random_pair_baseline", "lm_nll", "judge", "stated_facts",
+           "verdict_question", "preference_question"]
 
 
 def _texts(x, what: str) -> list[str]:
@@ -38,8 +39,7 @@ def _texts(x, what: str) -> list[str]:
 
 
 def _check_batch(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise DataError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    require_int("batch_size", batch_size, 1)
 
 
 @torch.inference_mode()
@@ -210,3 +210,29 @@ def judge(tok, model, questions, *, options: tuple[str, str] = ("Yes", "No"),
     finally:
         tok.padding_side = side
     return out
+
+
+# ----------------------------------------------------------------------------- judge prompts
+def stated_facts(facts: dict) -> str:
+    """One line of what the shop states about an item (an ``nlg.item_facts`` entry): each
+    stated aspect with its band, then colour, pattern and brand where stated."""
+    if not isinstance(facts, dict) or "aspects" not in facts:
+        raise DataError("facts must be an nlg.item_facts() entry (a dict with 'aspects').")
+    stated = [f"{a}: {b}" for a, b in sorted(facts["aspects"].items())]
+    stated += [f"{k}: {facts[k]}" for k in ("colour", "pattern", "brand") if facts.get(k)]
+    return "; ".join(stated) or "none stated"
+
+
+def verdict_question(facts: dict, reason: str) -> str:
+    """Chapter 07's yes/no question to an LM judge: is every claim of ``reason`` supported by
+    the item's stated ``facts``? (Read with :func:`judge`.)"""
+    return (f"Product facts: {stated_facts(facts)}.\nReason: {reason}\nIs every claim in the "
+            "reason supported by the product facts? Answer Yes or No.")
+
+
+def preference_question(facts: dict, reason_a: str, reason_b: str) -> str:
+    """Chapter 07's pairwise question: which of two reasons is more accurate about the item?
+    (Read with :func:`judge` and ``options=("A", "B")``; ask both orders to see position
+    bias.)"""
+    return (f"Product facts: {stated_facts(facts)}.\nReason A: {reason_a}\nReason B: {reason_b}\n"
+            "Which reason is more accurate about the product? Answer A or B.")

@@ -98,3 +98,15 @@ def test_judge_reads_the_two_token_softmax(lm):
         TS.judge(tok, model, qs, options=("Yes", "Yes"))
     with pytest.raises(DataError, match="several"):
         TS.judge(tok, model, qs, options=("Absolutely", "No"))
+
+
+def test_judge_prompts_state_only_the_shops_facts():
+    f = {"aspects": {"warmth": "high", "fit": "medium"}, "colour": "red", "brand": None}
+    assert TS.stated_facts(f) == "fit: medium; warmth: high; colour: red"
+    assert TS.stated_facts({"aspects": {}}) == "none stated"
+    q = TS.verdict_question(f, "Warm.")
+    assert q.startswith("Product facts: fit: medium; warmth: high; colour: red.\nReason: Warm.\n")
+    assert q.endswith("Answer Yes or No.")
+    assert "Reason A: x\nReason B: y\n" in TS.preference_question(f, "x", "y")
+    with pytest.raises(DataError, match="item_facts"):
+        TS.stated_facts({"colour": "red"})
