@@ -28,7 +28,8 @@ import pandas as pd
 from .data import DataError, require_number
 from .evaluation import category_mixes
 
-__all__ = ["mmr", "dpp_greedy", "calibrated", "rerank"]
+__all__ = ["mmr", "dpp_greedy", "calibrated", "rerank", "DIFFERENT", "DiversityGuard",
+           "usual_share"]
 
 
 def _check(relevance, k: int) -> np.ndarray:
@@ -197,3 +198,78 @@ def rerank(model, users, k: int = 10, method: str = "mmr", *, n_candidates: int 
         rows.append(pd.DataFrame({col_user: u, col_item: items[order],
                                   "rank": np.arange(1, len(order) + 1)}))
     return pd.concat(rows, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reasons for a diversified slot: say so, and only when it is true
+# ---------------------------------------------------------------------------------------------
+
+DIFFERENT = "Something different from your usual: "
+"""The prefix of a reason whose item lies outside the shopper's usual categories. It states a
+fact about the shopper's own history (which the shop knows), so :class:`DiversityGuard` checks
+it against that history before the item's claims go to the ordinary guard."""
+
+
+def usual_share(mix: pd.DataFrame, user, category: str) -> float:
+    """The share of ``user``'s history (a row of ``evaluation.category_mixes``) in ``category``;
+    an error for a user without history or an unknown category."""
+    if user not in mix.index:
+        raise DataError(f"user {user} has no history: 'your usual' is undefined for them.")
+    if category not in mix.columns:
+        raise DataError(f"unknown category {category!r}; known: {list(mix.columns)}.")
+    return float(mix.at[user, category])
+
+
+class DiversityGuard:
+    """The closed-world guard of chapter 05 plus one checked claim: a reason may open with
+    :data:`DIFFERENT` only when the item's category makes up less than ``usual`` of the
+    shopper's history (0.1: fewer than one in ten of the items they interacted with). The rest
+    of the sentence must pass ``guard`` unchanged, so "different" never smuggles in a claim
+    about the item."""
+
+    def __init__(self, guard, mix: pd.DataFrame, item_category: pd.Series, usual: float = 0.1):
+        if not hasattr(guard, "problems"):
+            raise DataError("guard must be a ClosedWorldGuard (nlg.ClosedWorldGuard(facts, lex)).")
+        if not isinstance(mix, pd.DataFrame) or not isinstance(item_category, pd.Series):
+            raise DataError("mix must be evaluation.category_mixes(...) and item_category a "
+                            "Series indexed by item ID.")
+        self.guard, self.mix, self.category = guard, mix, item_category
+        self.usual = require_number("usual", usual, low=0.0, high=1.0, low_open=True)
+
+    def is_different(self, user, item) -> bool:
+        """Whether ``item``'s category is outside ``user``'s usual ones."""
+        if item not in self.category.index:
+            raise DataError(f"unknown item {item}: it has no category.")
+        return usual_share(self.mix, user, self.category.at[item]) < self.usual
+
+    def problems(self, reason: str, user, item) -> list[str]:
+        """Everything wrong with ``reason`` for this pair ([] = it passes)."""
+        if not isinstance(reason, str):
+            raise DataError(f"a reason must be a string, got {type(reason).__name__}.")
+        out, rest = [], reason
+        if reason.startswith(DIFFERENT):
+            if not self.is_different(user, item):
+                share = usual_share(self.mix, user, self.category.at[item])
+                out.append(f"says 'different from your usual', but {share:.0%} of this shopper's "
+                           f"history is {self.category.at[item]}")
+            rest = reason[len(DIFFERENT):]
+        return out + self.guard.problems(rest, user, item)
+
+    def passes(self, reason: str, user, item) -> bool:
+        return not self.problems(reason, user, item)
+
+    def explain(self, explainer, lists: pd.DataFrame, col_user: str = "user_id",
+                col_item: str = "item_id") -> pd.DataFrame:
+        """``lists`` with two columns added: ``different`` (the item is outside the shopper's
+        usual categories) and ``reason`` (``explainer.explain_one``'s reason, opened with
+        :data:`DIFFERENT` exactly when ``different``). Rows keep their order."""
+        missing = {col_user, col_item} - set(lists.columns)
+        if missing:
+            raise DataError(f"lists lacks column(s) {sorted(missing)}.")
+        diff, said = [], []
+        for u, i in zip(lists[col_user].to_numpy(), lists[col_item].to_numpy()):
+            d = self.is_different(u, i)
+            r = explainer.explain_one(int(u), int(i))
+            diff.append(d)
+            said.append(DIFFERENT + r if d else r)
+        return lists.assign(different=diff, reason=said)

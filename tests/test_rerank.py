@@ -119,3 +119,42 @@ def test_rerank_wraps_a_model():
         R.rerank(model, users, method="mmr")
     with pytest.raises(DataError, match="method"):
         R.rerank(model, users, method="random")
+
+
+@pytest.fixture(scope="module")
+def world():
+    from helpers import nlg
+    return nlg.reason_world()
+
+
+def test_diversified_slot_reason_is_honest_and_passes_the_guard(world):
+    from helpers import nlg
+    facts, lex = world.facts, world.lex
+    category = pd.Series({i: f["category"] for i, f in facts.items()})
+    history = world.train_reviews[["user_id", "item_id"]]
+    mix = E.category_mixes(history, category)
+    template = nlg.TemplateExplainer(facts, world.profile)
+    dg = R.DiversityGuard(nlg.ClosedWorldGuard(facts, lex), mix, category, usual=0.1)
+    u = int(mix.index[0])
+    top = mix.loc[u].idxmax()
+    usual_item = int(category.index[category == top][0])
+    odd_cat = mix.loc[u].idxmin()
+    assert mix.at[u, odd_cat] < 0.1
+    odd_item = int(category.index[category == odd_cat][0])
+    lists = pd.DataFrame({"user_id": [u, u], "item_id": [usual_item, odd_item], "rank": [1, 2]})
+    out = dg.explain(template, lists)
+    assert out["different"].tolist() == [False, True]
+    assert out["item_id"].tolist() == [usual_item, odd_item]          # order kept
+    assert not out["reason"].iloc[0].startswith(R.DIFFERENT)
+    assert out["reason"].iloc[1] == R.DIFFERENT + template.explain_one(u, odd_item)
+    assert all(dg.passes(r, u, i) for r, i in zip(out["reason"], out["item_id"]))
+    # the base guard alone rejects the prefix's words: the diversity guard is what checks them
+    assert not nlg.ClosedWorldGuard(facts, lex).passes(out["reason"].iloc[1], u, odd_item)
+    # a false "different" (a usual category) is named, and so is a false claim after the prefix
+    lie = R.DIFFERENT + template.explain_one(u, usual_item)
+    assert any("different from your usual" in p for p in dg.problems(lie, u, usual_item))
+    assert dg.problems(R.DIFFERENT + "Recommended for its gold plating.", u, odd_item)
+    with pytest.raises(DataError, match="no history"):
+        dg.problems(lie, -1, usual_item)
+    with pytest.raises(DataError, match="usual"):
+        R.DiversityGuard(dg.guard, mix, category, usual=0.0)
