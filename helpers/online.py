@@ -9,9 +9,11 @@ fixed — instead of refitting the whole model.
 Implicit ALS (chapter 02) makes this exact and cheap: with the item factors Y fixed, a user's
 best factors have a closed form, ``x_u = (YᵀY + Yᵀ(C_u − I)Y + reg·I)⁻¹ Yᵀ C_u p_u`` — one
 k x k solve per touched user, the same half-step the model's own training repeats. What folding
-in cannot do: move the *items*. A new item has no factors until the next retrain (or a content
-tower places it, chapters 04/06); its events are counted in ``cold_item_events``, never
-silently dropped, and the item's users are still re-solved on the events that remain.
+in cannot do: move the *items*. A new item has no factors until the next retrain, or until
+:meth:`FoldIn.place_items` places it by its content (a ridge map from the items' text or image
+vectors, chapters 04/06, to the factors of the items the model has learnt); until then its
+events are counted in ``cold_item_events``, never silently dropped, and the item's users are
+still re-solved on the events that remain.
 
 Events must arrive in time order: a batch older than what the model has already seen is an
 error (a replayed log would otherwise double-count silently).
@@ -25,10 +27,16 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .cf import ImplicitALS
-from .data import DataError, require_columns, require_ids
+from .data import DataError, require_columns, require_ids, require_number
 from .preprocess import IdMap
 
 __all__ = ["FoldIn"]
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, reg: float) -> np.ndarray:
+    """W minimising ||x W - y||² + reg ||W||² (x with a constant column appended)."""
+    x1 = np.hstack([x, np.ones((len(x), 1))])
+    return np.linalg.solve(x1.T @ x1 + reg * np.eye(x1.shape[1]), x1.T @ y)
 
 
 class FoldIn:
@@ -46,8 +54,65 @@ class FoldIn:
         self.cold_item_events = Counter()          # item ID -> events not folded in
         self.last_time = None
         # YᵀY + reg·I is the same for every user while the items stay fixed: computed once
-        k = model.Y.shape[1]
-        self._base = model.Y.T @ model.Y + model.reg * np.eye(k)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        m = self.model
+        self._base = m.Y.T @ m.Y + m.reg * np.eye(m.Y.shape[1])
+
+    def place_items(self, features: pd.DataFrame, items, reg: float = 1.0) -> dict:
+        """Give ``items`` factors from their content: a ridge regression from ``features`` (a
+        DataFrame of item vectors indexed by item ID, e.g. chapter 04's MiniLM embeddings) to
+        the factors of every item with at least one interaction, applied to ``items``. Items
+        the model does not know yet are added (IDs appended, no interactions); items it knows
+        but that have no interactions get their factors replaced (ALS left them near zero, so
+        they were never recommended). An item *with* interactions is refused: it has learnt
+        factors. Every user's factors are then re-solved, because YᵀY changed. Returns counts
+        and the ridge fit's R² on the warm items."""
+        m = self.model
+        if not isinstance(features, pd.DataFrame) or not features.index.is_unique:
+            raise DataError("features must be a DataFrame of item vectors with a unique item-ID "
+                            "index.")
+        if not np.isfinite(features.to_numpy(np.float64)).all():
+            raise DataError("features hold NaN or inf.")
+        items = pd.Index(pd.unique(np.asarray(items)))
+        if len(items) == 0:
+            raise DataError("no items to place.")
+        require_number("reg", reg, low=0.0, low_open=True)
+        no_vec = items.difference(features.index)
+        if len(no_vec):
+            raise DataError(f"{len(no_vec)} items to place have no feature vector (e.g. "
+                            f"{list(no_vec[:3])}).")
+        counts = np.asarray(m.seen.sum(0)).ravel()
+        known = m.item_map._index.get_indexer(items)
+        warm_placed = items[(known >= 0) & (counts[np.maximum(known, 0)] > 0)]
+        if len(warm_placed):
+            raise DataError(f"{len(warm_placed)} items already have interactions and learnt "
+                            f"factors (e.g. {list(warm_placed[:3])}): only cold items are placed.")
+        warm_ids = m.item_map.ids[counts > 0]
+        missing = pd.Index(warm_ids).difference(features.index)
+        if len(missing):
+            raise DataError(f"{len(missing)} warm items have no feature vector (e.g. "
+                            f"{list(missing[:3])}): the ridge map needs them all.")
+        x = features.loc[warm_ids].to_numpy(np.float64)
+        y = m.Y[counts > 0]
+        w = _ridge(x, y, reg)
+        fit = np.hstack([x, np.ones((len(x), 1))]) @ w
+        r2 = 1 - ((fit - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
+        placed = np.hstack([features.loc[items].to_numpy(np.float64), np.ones((len(items), 1))]) @ w
+        new = items[known < 0]
+        if len(new):
+            m.item_map = IdMap(np.concatenate([m.item_map.ids, new.to_numpy()]))
+            m.Y = np.vstack([m.Y, np.zeros((len(new), m.Y.shape[1]))])
+            m.seen = sp.hstack([m.seen, sp.csr_matrix((m.seen.shape[0], len(new)))]).tocsr()
+            m.popularity = np.concatenate([m.popularity, np.zeros(len(new))])
+            for i in new:
+                self.cold_item_events.pop(i, None)
+        m.Y[m.item_map.encode(items, "item")] = placed
+        self._refresh()
+        m.X = self.solve(np.arange(len(m.user_map)))
+        return {"placed": len(items), "new IDs": len(new), "warm items fitted": len(warm_ids),
+                "ridge R2": float(r2)}
 
     def solve(self, rows) -> np.ndarray:
         """The closed-form factors of the users at ``rows`` (indices into the model's user

@@ -68,3 +68,54 @@ q1 = Exercise(name="ch08.q1", title="Write mmr(relevance, similarity, k, lam)", 
                         "k - 1 times: `gain = lam * r - (1 - lam) * closest`, set the chosen "
                         "ones to `-inf`, take the argmax, and update `closest = "
                         "np.maximum(closest, similarity[j])`.")
+
+
+_NB_B = "08b_realtime.ipynb"
+
+
+def _ridge_reference(Y, items, reg, alpha):
+    """The user's implicit-ALS objective as a weighted ridge regression, solved by
+    scikit-learn: every item is a sample, target 1 for the items met (weight 1 + alpha) and 0
+    for the rest (weight 1), no intercept."""
+    from sklearn.linear_model import Ridge
+
+    p = np.zeros(len(Y))
+    p[items] = 1.0
+    c = 1.0 + alpha * p
+    return Ridge(alpha=reg, fit_intercept=False, solver="cholesky", tol=1e-12).fit(
+        Y, p, sample_weight=c).coef_
+
+
+def _check_fold_in(fn) -> str:
+    rng = np.random.default_rng(5)
+    for n, k, m, reg, alpha in [(60, 8, 5, 0.05, 10.0), (200, 16, 1, 1.0, 40.0),
+                                (40, 4, 12, 0.5, 0.0)]:
+        Y = rng.normal(0, 0.3, size=(n, k))
+        items = rng.choice(n, m, replace=False)
+        want = _ridge_reference(Y, items, reg, alpha)
+        got = np.asarray(fn(Y.copy(), items.copy(), reg, alpha), dtype=float)
+        if got.shape != (k,):
+            raise Incorrect(f"with {k} factors, return the user's factors as a ({k},) vector; got "
+                            f"shape {shape_of(got)}.")
+        if not np.allclose(got, want, atol=1e-6, rtol=1e-5):
+            hint = ""
+            ys = Y[items]
+            plain = np.linalg.solve(Y.T @ Y + reg * np.eye(k), ys.sum(0))
+            if np.allclose(got, plain, atol=1e-6):
+                hint = (" That ignores the confidence: the items met weigh 1 + alpha, so add "
+                        "alpha * Y_uᵀY_u to the matrix and scale the right side by 1 + alpha.")
+            elif np.allclose(got, np.linalg.solve(ys.T @ ys + reg * np.eye(k), ys.sum(0)),
+                             atol=1e-6):
+                hint = (" That fits only the items met: every other item is a 0 with weight 1, "
+                        "which is what YᵀY adds.")
+            raise Incorrect(f"{n} items, {k} factors, {m} met, reg={reg}, alpha={alpha}: "
+                            f"scikit-learn's weighted ridge gives {np.round(want[:3], 4)}..., "
+                            f"you gave {np.round(got[:3], 4)}....{hint}")
+    return ("It equals scikit-learn's Ridge with per-item weights (the same objective, solved "
+            "independently) on three users.")
+
+
+q2 = Exercise(name="ch08.q2", title="Write fold_in(Y, items, reg, alpha): one user's ALS solve",
+              var="fold_in", checker=_check_fold_in, notebook=_NB_B,
+              hint_text="`y = Y[items]`; `A = Y.T @ Y + reg * np.eye(k) + alpha * y.T @ y`; "
+                        "`b = (1 + alpha) * y.sum(axis=0)`; return `np.linalg.solve(A, b)`.")
