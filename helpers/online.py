@@ -33,11 +33,6 @@ from .preprocess import IdMap
 __all__ = ["FoldIn"]
 
 
-def _ridge(x: np.ndarray, y: np.ndarray, reg: float) -> np.ndarray:
-    """W minimising ||x W - y||² + reg ||W||² (x with a constant column appended)."""
-    x1 = np.hstack([x, np.ones((len(x), 1))])
-    return np.linalg.solve(x1.T @ x1 + reg * np.eye(x1.shape[1]), x1.T @ y)
-
 
 class FoldIn:
     """Keeps a fitted :class:`~helpers.cf.ImplicitALS` current as events arrive (see the module
@@ -94,12 +89,12 @@ class FoldIn:
         if len(missing):
             raise DataError(f"{len(missing)} warm items have no feature vector (e.g. "
                             f"{list(missing[:3])}): the ridge map needs them all.")
-        x = features.loc[warm_ids].to_numpy(np.float64)
-        y = m.Y[counts > 0]
-        w = _ridge(x, y, reg)
-        fit = np.hstack([x, np.ones((len(x), 1))]) @ w
-        r2 = 1 - ((fit - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
-        placed = np.hstack([features.loc[items].to_numpy(np.float64), np.ones((len(items), 1))]) @ w
+        from sklearn.linear_model import Ridge
+
+        x, y = features.loc[warm_ids].to_numpy(np.float64), m.Y[counts > 0]
+        ridge = Ridge(alpha=reg).fit(x, y)
+        r2 = ridge.score(x, y)                    # R² averaged over the factor columns
+        placed = ridge.predict(features.loc[items].to_numpy(np.float64))
         new = items[known < 0]
         if len(new):
             m.item_map = IdMap(np.concatenate([m.item_map.ids, new.to_numpy()]))

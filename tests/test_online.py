@@ -108,3 +108,47 @@ def test_fold_in_equals_implicits_recalculate_user():
     peer.alpha = 9.0
     off = np.asarray(peer.recalculate_user(row, model.seen[row].astype(np.float32))).ravel()
     assert np.abs(off - model.X[row]).max() > 1e-3
+
+
+def test_place_items_by_content():
+    from sklearn.linear_model import Ridge
+
+    df = _log(3)
+    train = df[df["item_id"] <= 25]                       # items 26..30 never met: cold
+    items = pd.Index(range(1, 31))
+    from helpers import preprocess as pp
+    model = cf.ImplicitALS(8, n_iter=5).fit(train, pp.build_id_map(train["user_id"]),
+                                            pp.build_id_map(pd.Series(range(1, 31))))
+    rng = np.random.default_rng(0)
+    feats = pd.DataFrame(rng.normal(size=(32, 5)), index=range(1, 33))   # 31, 32: new IDs
+    live = online.FoldIn(model)
+    assert np.allclose(model.Y[model.item_map.encode([26, 27])], 0)      # ALS left them at 0
+    cold_event = pd.DataFrame({"user_id": [1], "item_id": [31], "timestamp": [500]})
+    assert live.update(cold_event)["cold item events"] == 1
+    warm_ids = np.sort(train["item_id"].unique())
+    Y_warm = model.Y[model.item_map.encode(warm_ids)].copy()
+    stats = live.place_items(feats, [26, 27, 28, 29, 30, 31, 32], reg=2.0)
+    assert stats["placed"] == 7 and stats["new IDs"] == 2 and stats["warm items fitted"] == 25
+    ref = Ridge(alpha=2.0).fit(feats.loc[warm_ids].to_numpy(), Y_warm)
+    got = model.Y[model.item_map.encode([26, 31, 32])]
+    assert np.allclose(got, ref.predict(feats.loc[[26, 31, 32]].to_numpy()))
+    assert np.isclose(stats["ridge R2"], ref.score(feats.loc[warm_ids].to_numpy(), Y_warm))
+    assert 31 not in live.cold_item_events                 # now known, no longer cold
+    assert model.seen.shape == (len(model.user_map), 32) and len(model.popularity) == 32
+    for row in (0, 5):                                     # every user re-solved on the new Y
+        assert np.allclose(model.X[row], _dense_solve(model, row), atol=1e-8)
+    scores = model.scores(np.arange(len(model.user_map)))
+    assert np.isfinite(scores).all() and (scores[:, model.item_map.encode([31, 32])] != 0).any()
+    live.update(pd.DataFrame({"user_id": [2], "item_id": [32], "timestamp": [501]}))
+    assert live.cold_item_events[32] == 0 and model.seen[model.user_map.encode([2])[0],
+                                                         model.item_map.encode([32])[0]] == 1
+    with pytest.raises(DataError, match="already have interactions"):
+        live.place_items(feats, [1])
+    with pytest.raises(DataError, match="no feature vector"):
+        live.place_items(feats, [99])
+    with pytest.raises(DataError, match="no items"):
+        live.place_items(feats, [])
+    with pytest.raises(DataError, match="NaN"):
+        live.place_items(feats.assign(**{"0": np.nan}).rename(columns=str), [26])
+    with pytest.raises(DataError, match="reg"):
+        live.place_items(feats, [26], reg=0)
