@@ -168,3 +168,42 @@ def test_ch07_wrong_answers_are_explained():
     no_mix = ch07.q3.check(lambda p, q, alpha=0.01: float(np.sum(np.asarray(p)[np.asarray(p) > 0] * np.log(
         np.asarray(p)[np.asarray(p) > 0] / np.asarray(q)[np.asarray(p) > 0]))))
     assert not no_mix
+
+
+def test_ch08_wrong_answers_are_explained():
+    import numpy as np
+
+    from helpers import privacy, rerank
+    from helpers.exercises import ch08
+
+    def unscaled(r, s, k, lam=0.7):              # MMR on raw scores
+        r = np.asarray(r, float)
+        chosen = [int(np.argmax(r))]
+        while len(chosen) < k:
+            gain = lam * r - (1 - lam) * s[:, chosen].max(1)
+            gain[chosen] = -np.inf
+            chosen.append(int(np.argmax(gain)))
+        return np.array(chosen)
+    verdict = ch08.q1.check(unscaled)
+    assert not verdict and "min-max scale" in verdict.message
+    summed = lambda r, s, k, lam=0.7: rerank.mmr(r, s.cumsum(1), k, lam)  # noqa: E731
+    assert not ch08.q1.check(summed)
+    assert ch08.q1.check(rerank.mmr)
+
+    def no_confidence(Y, items, reg, alpha):
+        return np.linalg.solve(Y.T @ Y + reg * np.eye(Y.shape[1]), Y[items].sum(0))
+    verdict = ch08.q2.check(no_confidence)
+    assert not verdict and "confidence" in verdict.message
+
+    def only_met(Y, items, reg, alpha):
+        y = Y[items]
+        return np.linalg.solve(y.T @ y + reg * np.eye(Y.shape[1]), y.sum(0))
+    verdict = ch08.q2.check(only_met)
+    assert not verdict and "every other item" in verdict.message
+
+    verdict = ch08.q3.check(lambda g, C, sigma, gen=None: g.clamp(-C, C).mean(0))
+    assert not verdict and "each coordinate" in verdict.message
+    verdict = ch08.q3.check(lambda g, C, sigma, gen=None: privacy.clip_and_noise(g, C, sigma, gen)
+                            * len(g))
+    assert not verdict and "batch size" in verdict.message
+    assert ch08.q3.check(privacy.clip_and_noise)

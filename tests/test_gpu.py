@@ -143,3 +143,21 @@ def test_chapter_07_text_scores_on_cuda_match_the_cpu():
                                TS.lm_nll(tok_l, lm_cpu, prompts, texts), atol=0.1)
     qs = ["Is the sky blue? Answer Yes or No."]
     np.testing.assert_allclose(TS.judge(tok_l, lm_gpu, qs), TS.judge(tok_l, lm_cpu, qs), atol=0.05)
+
+
+def test_chapter_08c_dp_sgd_trains_on_cuda_and_scores_match_the_cpu():
+    import copy
+
+    from helpers import privacy as P
+    rng = np.random.default_rng(0)
+    x = torch.zeros(120, 40)
+    x[np.repeat(np.arange(120), 5), rng.integers(0, 40, 600)] = 1.0
+    model = P.HistoryModel(40, 8)
+    rep = P.train(model, x, epsilon=4.0, delta=1e-3, epochs=2, batch_size=16, device="cuda",
+                  progress=False)
+    assert next(model.parameters()).is_cuda and np.isfinite(rep.losses).all()
+    on_cpu = copy.deepcopy(model).cpu()
+    targets = rng.integers(0, 40, 120)
+    pd.testing.assert_frame_equal(P.evaluate(model, x, targets), P.evaluate(on_cpu, x, targets),
+                                  atol=1e-5)
+    np.testing.assert_allclose(P.user_losses(model, x), P.user_losses(on_cpu, x), atol=1e-4)

@@ -284,3 +284,41 @@ def test_chapter_07_checks_pass_the_real_harness_and_fail_broken_ones():
     leaky = E.per_user_metrics(ease.recommend(users, k=10, exclude_seen=False), test, 10)
     assert not r["harness.EASE (ch. 02).ndcg@10"].accepts(leaky["ndcg@10"].mean())
     assert not r["judge.judge says Yes.value"].accepts(1.0)
+
+
+def test_chapter_08_checks_pass_rebuilt_results_and_fail_broken_ones():
+    """08a: EASE's own list rebuilt here passes its frontier row, random scores fail it. 08c: a
+    DP-SGD model retrained here at epsilon 8 passes its rows; an untrained model fails the
+    accuracy rows of every privacy level and the non-private attack's AUC."""
+    from helpers import evaluation as E
+    from helpers import privacy as P
+
+    a, c = load_expectations("08a_diversity"), load_expectations("08c_privacy")
+    if not a["results"] or not c["results"]:
+        pytest.skip("no expectations committed yet")
+    sw = pp.clean_shopworld(write=False)
+    catalogue, events = sw["catalogue"], sw["events"]
+    inter = events[events["event_type"] != "view"]
+    um, im = pp.build_id_map(inter["user_id"]), pp.build_id_map(catalogue["item_id"])
+    train, _, test = pp.leave_last_out(inter)
+    users = np.sort(test["user_id"].unique())
+    row = a["results"]["shopworld.mmr/lam=1.0.NDCG@10"]
+    ease = cf.EASE(250.0).fit(train, um, im)
+    assert row.accepts(E.per_user_metrics(ease.recommend(users, k=10), test, 10)["ndcg@10"].mean())
+    rand = RandomScores().fit(train, um, im).recommend(users, k=10)
+    assert not row.accepts(E.per_user_metrics(rand, test, 10)["ndcg@10"].mean())
+
+    members = np.sort(np.random.default_rng(0).choice(users, len(users) // 2, replace=False))
+    others = np.setdiff1d(users, members)
+    xm, xo = P.histories(train, members, im), P.histories(train, others, im)
+    to = im.encode(test.set_index("user_id")["item_id"].loc[others])
+    r = c["results"]
+    model = P.HistoryModel(len(im), 64, seed=0)
+    P.train(model, xm, epsilon=8.0, delta=1e-4, epochs=20, seed=0, progress=False)
+    assert r["dp.eps=8.0.NDCG@10 others"].accepts(P.evaluate(model, xo, to)["ndcg@10"].mean())
+    assert r["dp.eps=8.0.attack AUC"].accepts(P.membership_auc(model, xm, xo))
+    untrained = P.HistoryModel(len(im), 64, seed=0)
+    blind = P.evaluate(untrained, xo, to)["ndcg@10"].mean()
+    for eps in ("inf", "8.0", "3.0", "1.0"):
+        assert not r[f"dp.eps={eps}.NDCG@10 others"].accepts(blind), eps
+    assert not r["dp.eps=inf.attack AUC"].accepts(P.membership_auc(untrained, xm, xo))

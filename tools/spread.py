@@ -52,6 +52,10 @@ FLOORS = [
     (r"^ab\.", 0.03, 0.10,
      "chapter 07's simulated A/B test: 60 shoppers per arm; a reason that changes changes every "
      "binomial draw after it"),
+    (r"^(dp\.|fedavg\.|attack\.)", 0.01, 0.0,
+     "chapter 08c: models trained by DP-SGD (or SGD) on 841 shoppers and attacked on 1,682; "
+     "one shopper moves an NDCG by up to 0.0012, and last-bit differences compound over 280 "
+     "noisy steps; an untrained model's NDCG@10 (~0.003) stays outside every band"),
     (r"(RMSE|MAE|rmse)", 0.01, 0.0,
      "rating fits (closed form, ALS, full-batch Adam): last-bit differences only; a random "
      "predictor is off by > 0.5"),

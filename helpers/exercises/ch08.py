@@ -1,5 +1,7 @@
 """Exercises of chapter 08 (diversity, real time, privacy), each checked against an independent
-reference: a brute-force re-computation of MMR's objective over every remaining candidate (08a)."""
+reference: a brute-force re-computation of MMR's objective over every remaining candidate (08a),
+scikit-learn's weighted ``Ridge`` for the fold-in solve (08b), and Opacus's ``DPOptimizer`` for
+one DP-SGD step's clipped, noised gradient (08c)."""
 from __future__ import annotations
 
 import numpy as np
@@ -119,3 +121,88 @@ q2 = Exercise(name="ch08.q2", title="Write fold_in(Y, items, reg, alpha): one us
               var="fold_in", checker=_check_fold_in, notebook=_NB_B,
               hint_text="`y = Y[items]`; `A = Y.T @ Y + reg * np.eye(k) + alpha * y.T @ y`; "
                         "`b = (1 + alpha) * y.sum(axis=0)`; return `np.linalg.solve(A, b)`.")
+
+
+_NB_C = "08c_privacy.ipynb"
+
+
+def _opacus_noiseless_grad(max_norm: float, seed: int):
+    """A tiny linear model's batch gradient as Opacus's DPOptimizer computes it with no noise:
+    per-example gradients clipped to ``max_norm``, summed, divided by the batch size. Returns
+    the per-example gradients written out (batch, n_params) and Opacus's result (n_params,)."""
+    import warnings
+
+    import torch
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    g = torch.Generator().manual_seed(seed)
+    model = torch.nn.Linear(6, 3)
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(3, 6, generator=g))
+        model.bias.copy_(torch.randn(3, generator=g))
+    x = torch.randn(8, 6, generator=g) * torch.linspace(0.1, 4.0, 8)[:, None]   # varied norms
+    y = torch.randint(0, 3, (8,), generator=g)
+    per = []
+    for k in range(8):                       # each example's own gradient, written out
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[k:k + 1]), y[k:k + 1]).backward()
+        per.append(torch.cat([model.weight.grad.ravel(), model.bias.grad.ravel()]))
+    per = torch.stack(per)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gsm = GradSampleModule(model)
+        opt = DPOptimizer(torch.optim.SGD(gsm.parameters(), lr=0.1), noise_multiplier=0.0,
+                          max_grad_norm=max_norm, expected_batch_size=8)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(gsm(x), y).backward()
+        opt.pre_step()
+    ref = torch.cat([model.weight.grad.ravel(), model.bias.grad.ravel()])
+    gsm._close()
+    return per, ref
+
+
+def _check_clip_and_noise(fn) -> str:
+    import torch
+
+    for max_norm, seed in [(1.0, 0), (0.3, 1)]:
+        per, ref = _opacus_noiseless_grad(max_norm, seed)
+        got = fn(per.clone(), max_norm, 0.0, torch.Generator().manual_seed(0))
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (per.shape[1],):
+            raise Incorrect(f"return one averaged gradient of shape ({per.shape[1]},), got "
+                            f"{shape_of(got)}.")
+        if not torch.allclose(got.float(), ref, atol=1e-5):
+            hint = ""
+            if torch.allclose(got.float(), per.mean(0), atol=1e-5):
+                hint = " That is the plain mean: clip each example's gradient first."
+            elif torch.allclose(got.float(), per.clamp(-max_norm, max_norm).mean(0), atol=1e-5):
+                hint = (" That clips each coordinate; clip each example's whole gradient "
+                        "vector to L2 norm max_norm (scale it by min(1, C / ||g||)).")
+            elif torch.allclose(got.float(), ref * len(per), atol=1e-5):
+                hint = " Divide the sum by the batch size."
+            raise Incorrect(f"8 examples, max_grad_norm={max_norm}, no noise: Opacus's "
+                            f"DPOptimizer gives {ref[:3].numpy().round(4)}..., you gave "
+                            f"{got[:3].detach().numpy().round(4)}....{hint}")
+    zeros = torch.zeros(4, 40_000)
+    noisy = fn(zeros, 0.7, 1.3, torch.Generator().manual_seed(1))
+    want = 1.3 * 0.7 / 4
+    std = float(noisy.std())
+    if abs(std - want) > 0.03 * want or abs(float(noisy.mean())) > 0.03 * want:
+        hint = ""
+        if abs(std - 1.3 * 0.7) < 0.03 * 1.3 * 0.7:
+            hint = " Divide the noisy sum by the batch size."
+        elif abs(std - 1.3 / 4) < 0.03 * 1.3 / 4:
+            hint = " The noise's standard deviation is noise_multiplier * max_grad_norm."
+        raise Incorrect(f"4 zero gradients, C=0.7, sigma=1.3: each coordinate's noise should have "
+                        f"standard deviation sigma*C/4 = {want:.4f}; yours has {std:.4f}.{hint}")
+    return ("Without noise it equals Opacus's DPOptimizer on a real model's per-example "
+            "gradients (two clipping norms); its noise has the standard deviation DP-SGD needs.")
+
+
+q3 = Exercise(name="ch08.q3", title="Write clip_and_noise(per_sample_grads, max_grad_norm, "
+              "noise_multiplier, generator): one DP-SGD step's gradient", var="clip_and_noise",
+              checker=_check_clip_and_noise, notebook=_NB_C,
+              hint_text="`norms = g.norm(dim=1, keepdim=True)`; `clipped = g * (C / (norms + "
+                        "1e-6)).clamp(max=1)`; `noise = torch.normal(0, sigma * C, "
+                        "size=g.shape[1:], generator=generator)`; return `(clipped.sum(0) + "
+                        "noise) / len(g)`.")
