@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from .data import DataError, require_columns, require_int, require_number
 
 __all__ = ["HistoryModel", "histories", "train", "evaluate", "user_losses", "membership_auc",
+           "membership_auc_ci",
            "fedavg", "clip_and_noise", "leaks", "TrainReport"]
 
 
@@ -289,13 +290,32 @@ def membership_auc(model: HistoryModel, members: torch.Tensor, others: torch.Ten
     from sklearn.metrics import roc_auc_score
 
     lm, lo = user_losses(model, members), user_losses(model, others)
+    return float(roc_auc_score(np.r_[np.ones(len(lm)), np.zeros(len(lo))], -np.r_[lm, lo]))
+
+
+def membership_auc_ci(model: HistoryModel, members: torch.Tensor, others: torch.Tensor,
+                      n_boot: int = 200, level: float = 0.95, seed: int = 0) -> dict:
+    """:func:`membership_auc` with a percentile bootstrap interval: members and others are
+    resampled separately (each group keeps its size), the losses computed once. Returns
+    ``{"auc", "lo", "hi"}``."""
+    from sklearn.metrics import roc_auc_score
+
+    require_int("n_boot", n_boot, 1)
+    require_number("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
+    lm, lo = user_losses(model, members), user_losses(model, others)
     y = np.r_[np.ones(len(lm)), np.zeros(len(lo))]
-    return float(roc_auc_score(y, -np.r_[lm, lo]))
+    rng = np.random.default_rng(seed)
+    boot = [roc_auc_score(y, -np.r_[lm[rng.integers(0, len(lm), len(lm))],
+                                    lo[rng.integers(0, len(lo), len(lo))]])
+            for _ in range(n_boot)]
+    q = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return {"auc": float(roc_auc_score(y, -np.r_[lm, lo])), "lo": float(q[0]), "hi": float(q[1])}
 
 
 def fedavg(model: HistoryModel, clients: list[torch.Tensor], *, rounds: int = 10,
            local_epochs: int = 1, batch_size: int = 32, lr: float = 3e-3,
-           input_dropout: float = 0.5, seed: int = 0, progress: bool = True) -> dict:
+           input_dropout: float = 0.5, seed: int = 0, device: str = "cpu",
+           progress: bool = True) -> dict:
     """Federated averaging, simulated: each round every client starts from the global weights,
     trains ``local_epochs`` on its own histories (Adam, fresh each round), and sends its weights
     back; the server averages them weighted by the clients' user counts. ``model`` ends with the
@@ -316,7 +336,8 @@ def fedavg(model: HistoryModel, clients: list[torch.Tensor], *, rounds: int = 10
         for j, c in enumerate(clients):
             local = copy.deepcopy(model)
             train(local, c, epsilon=None, epochs=local_epochs, batch_size=min(batch_size, len(c)),
-                  lr=lr, input_dropout=input_dropout, seed=seed + 1000 * r + j, progress=False)
+                  lr=lr, input_dropout=input_dropout, seed=seed + 1000 * r + j, device=device,
+                  progress=False)
             states.append(local.state_dict())
         model.load_state_dict({k: sum(w * s[k] for w, s in zip(weight, states))
                                for k in states[0]})

@@ -184,26 +184,57 @@ def test_ch08_wrong_answers_are_explained():
             gain[chosen] = -np.inf
             chosen.append(int(np.argmax(gain)))
         return np.array(chosen)
-    verdict = ch08.q1.check(unscaled)
+    verdict = ch08.q2.check(unscaled)
     assert not verdict and "min-max scale" in verdict.message
     summed = lambda r, s, k, lam=0.7: rerank.mmr(r, s.cumsum(1), k, lam)  # noqa: E731
-    assert not ch08.q1.check(summed)
-    assert ch08.q1.check(rerank.mmr)
+    assert not ch08.q2.check(summed)
+    assert ch08.q2.check(rerank.mmr)
 
     def no_confidence(Y, items, reg, alpha):
         return np.linalg.solve(Y.T @ Y + reg * np.eye(Y.shape[1]), Y[items].sum(0))
-    verdict = ch08.q2.check(no_confidence)
+    verdict = ch08.q3.check(no_confidence)
     assert not verdict and "confidence" in verdict.message
 
     def only_met(Y, items, reg, alpha):
         y = Y[items]
         return np.linalg.solve(y.T @ y + reg * np.eye(Y.shape[1]), y.sum(0))
-    verdict = ch08.q2.check(only_met)
+    verdict = ch08.q3.check(only_met)
     assert not verdict and "every other item" in verdict.message
 
-    verdict = ch08.q3.check(lambda g, C, sigma, gen=None: g.clamp(-C, C).mean(0))
+    verdict = ch08.q6.check(lambda g, C, sigma, gen=None: g.clamp(-C, C).mean(0))
     assert not verdict and "each coordinate" in verdict.message
-    verdict = ch08.q3.check(lambda g, C, sigma, gen=None: privacy.clip_and_noise(g, C, sigma, gen)
+    verdict = ch08.q6.check(lambda g, C, sigma, gen=None: privacy.clip_and_noise(g, C, sigma, gen)
                             * len(g))
     assert not verdict and "batch size" in verdict.message
-    assert ch08.q3.check(privacy.clip_and_noise)
+    assert ch08.q6.check(privacy.clip_and_noise)
+    from sklearn.metrics.pairwise import cosine_distances
+
+    verdict = ch08.q1.check(lambda v: float(cosine_distances(v).mean()))
+    assert not verdict and "diagonal" in verdict.message
+    assert ch08.q1.check(lambda v: float(cosine_distances(v)[np.triu_indices(len(v), 1)].mean()))
+
+    def learns_first(stream, recommend, learn, k=10):
+        hits = []
+        for ev in stream.sort_values("timestamp").itertuples():
+            learn(ev.user_id, ev.item_id)
+            hits.append(ev.item_id in recommend(ev.user_id, k))
+        return np.array(hits)
+    verdict = ch08.q4.check(learns_first)
+    assert not verdict and "Predict first" in verdict.message
+
+    def unsorted(stream, recommend, learn, k=10):
+        hits = []
+        for ev in stream.itertuples():
+            hits.append(ev.item_id in recommend(ev.user_id, k))
+            learn(ev.user_id, ev.item_id)
+        return np.array(hits)
+    verdict = ch08.q4.check(unsorted)
+    assert not verdict and "time order" in verdict.message
+
+    def higher_wins(m, o):
+        m, o = np.asarray(m)[:, None], np.asarray(o)[None, :]
+        return float(((m > o) + 0.5 * (m == o)).mean())
+    verdict = ch08.q5.check(higher_wins)
+    assert not verdict and "1 - AUC" in verdict.message
+    verdict = ch08.q5.check(lambda m, o: float((np.asarray(m)[:, None] < np.asarray(o)[None, :]).mean()))
+    assert not verdict and "half" in verdict.message

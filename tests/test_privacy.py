@@ -183,3 +183,15 @@ def test_template_reasons_never_leak_and_retrieval_quotes_are_caught(world):
     r = P.leaks(retrieval.explain(pairs["user_id"], pairs["item_id"]), pairs["user_id"],
                 world.train_reviews)
     assert r["other_review"].mean() > 0.2
+
+
+def test_membership_auc_interval_brackets_the_auc():
+    df, im = _data(seed=5)
+    x = P.histories(df, range(120), im)
+    m = P.HistoryModel(40, 16)
+    P.train(m, x[::2], epsilon=None, epochs=50, batch_size=8, lr=3e-2, progress=False)
+    r = P.membership_auc_ci(m, x[::2], x[1::2], n_boot=300, seed=0)
+    assert r["auc"] == P.membership_auc(m, x[::2], x[1::2])
+    assert r["lo"] < r["auc"] < r["hi"] and r["hi"] - r["lo"] < 0.5
+    with pytest.raises(DataError, match="n_boot"):
+        P.membership_auc_ci(m, x[::2], x[1::2], n_boot=0)

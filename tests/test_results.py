@@ -172,6 +172,16 @@ def _shop_loo():
     return train, test, um, im
 
 
+def _harness():
+    """Chapters 07-08's protocol: the whole catalogue as items, each user's last interaction
+    held out; returns train, test, the ID maps and the sorted test users."""
+    sw = pp.clean_shopworld(write=False)
+    inter = sw["events"][sw["events"]["event_type"] != "view"]
+    um, im = pp.build_id_map(inter["user_id"]), pp.build_id_map(sw["catalogue"]["item_id"])
+    train, _, test = pp.leave_last_out(inter)
+    return train, test, um, im, np.sort(test["user_id"].unique())
+
+
 class RandomScores(cf.MostPopular):
     """A deliberately broken recommender: random scores, same interface."""
 
@@ -266,12 +276,7 @@ def test_chapter_07_checks_pass_the_real_harness_and_fail_broken_ones():
     spec = load_expectations("07_evaluation")
     if not spec["results"]:
         pytest.skip("no expectations committed yet")
-    sw = pp.clean_shopworld(write=False)
-    catalogue, events = sw["catalogue"], sw["events"]
-    inter = events[events["event_type"] != "view"]
-    um, im = pp.build_id_map(inter["user_id"]), pp.build_id_map(catalogue["item_id"])
-    train, _, test = pp.leave_last_out(inter)
-    users = np.sort(test["user_id"].unique())
+    train, test, um, im, users = _harness()
     r = spec["results"]
     ease = cf.EASE(250.0).fit(train, um, im)
     for name, model in (("EASE (ch. 02)", ease),
@@ -296,12 +301,7 @@ def test_chapter_08_checks_pass_rebuilt_results_and_fail_broken_ones():
     a, c = load_expectations("08a_diversity"), load_expectations("08c_privacy")
     if not a["results"] or not c["results"]:
         pytest.skip("no expectations committed yet")
-    sw = pp.clean_shopworld(write=False)
-    catalogue, events = sw["catalogue"], sw["events"]
-    inter = events[events["event_type"] != "view"]
-    um, im = pp.build_id_map(inter["user_id"]), pp.build_id_map(catalogue["item_id"])
-    train, _, test = pp.leave_last_out(inter)
-    users = np.sort(test["user_id"].unique())
+    train, test, um, im, users = _harness()
     row = a["results"]["shopworld.mmr/lam=1.0.NDCG@10"]
     ease = cf.EASE(250.0).fit(train, um, im)
     assert row.accepts(E.per_user_metrics(ease.recommend(users, k=10), test, 10)["ndcg@10"].mean())

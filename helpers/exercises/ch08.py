@@ -1,7 +1,9 @@
 """Exercises of chapter 08 (diversity, real time, privacy), each checked against an independent
-reference: a brute-force re-computation of MMR's objective over every remaining candidate (08a),
-scikit-learn's weighted ``Ridge`` for the fold-in solve (08b), and Opacus's ``DPOptimizer`` for
-one DP-SGD step's clipped, noised gradient (08c)."""
+reference: scikit-learn's ``cosine_distances`` for a list's diversity and a brute-force
+re-computation of MMR's objective over every remaining candidate (08a, q1-q2); scikit-learn's
+weighted ``Ridge`` for the fold-in solve and a toy model whose hit rate is known for the
+prequential replay (08b, q3-q4); scikit-learn's ``roc_auc_score`` for the membership attack and
+Opacus's ``DPOptimizer`` for one DP-SGD step's clipped, noised gradient (08c, q5-q6)."""
 from __future__ import annotations
 
 import numpy as np
@@ -63,13 +65,44 @@ def _brute_mmr_unscaled(r, s, k, lam):
     return chosen
 
 
-q1 = Exercise(name="ch08.q1", title="Write mmr(relevance, similarity, k, lam)", var="mmr",
+q2 = Exercise(name="ch08.q2", title="Write mmr(relevance, similarity, k, lam)", var="mmr",
               checker=_check_mmr, notebook=_NB_A,
               hint_text="Scale `r = (r - r.min()) / (r.max() - r.min())`; start with "
                         "`chosen = [argmax(r)]` and `closest = similarity[chosen[0]]`; then "
                         "k - 1 times: `gain = lam * r - (1 - lam) * closest`, set the chosen "
                         "ones to `-inf`, take the argmax, and update `closest = "
                         "np.maximum(closest, similarity[j])`.")
+
+
+def _check_ild(fn) -> str:
+    from sklearn.metrics.pairwise import cosine_distances
+
+    rng = np.random.default_rng(2)
+    cases = [rng.normal(size=(10, 8)), rng.normal(size=(3, 5)) * [[1.0], [10.0], [0.1]],
+             np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])]
+    for v in cases:
+        d = cosine_distances(v)
+        want = d[np.triu_indices(len(v), k=1)].mean()
+        got = fn(v.copy())
+        if isinstance(got, bool) or not isinstance(got, (float, np.floating, int, np.integer)):
+            raise Incorrect(f"return one number, got {shape_of(got)}.")
+        if abs(float(got) - want) > 1e-6:
+            hint = ""
+            if abs(float(got) - d.mean()) < 1e-6:
+                hint = (" That averages the diagonal too (an item's distance to itself, 0): "
+                        "average over the k(k-1)/2 pairs of different items.")
+            elif abs(float(got) - (1 - (v @ v.T)[np.triu_indices(len(v), 1)].mean())) < 1e-6:
+                hint = " Normalise the vectors first: cosine, not the raw dot product."
+            raise Incorrect(f"{len(v)} items: the mean cosine distance over pairs (scikit-learn's "
+                            f"cosine_distances) is {want:.4f}; you gave {float(got):.4f}.{hint}")
+    return ("It equals the mean of scikit-learn's cosine_distances over distinct pairs on three "
+            "lists (differently scaled vectors and duplicates included).")
+
+
+q1 = Exercise(name="ch08.q1", title="Write ild(vectors): the intra-list diversity of one list",
+              var="ild", checker=_check_ild, notebook=_NB_A,
+              hint_text="`u = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)`; "
+                        "`d = 1 - u @ u.T`; average `d[np.triu_indices(len(u), k=1)]`.")
 
 
 _NB_B = "08b_realtime.ipynb"
@@ -117,10 +150,65 @@ def _check_fold_in(fn) -> str:
             "independently) on three users.")
 
 
-q2 = Exercise(name="ch08.q2", title="Write fold_in(Y, items, reg, alpha): one user's ALS solve",
+q3 = Exercise(name="ch08.q3", title="Write fold_in(Y, items, reg, alpha): one user's ALS solve",
               var="fold_in", checker=_check_fold_in, notebook=_NB_B,
               hint_text="`y = Y[items]`; `A = Y.T @ Y + reg * np.eye(k) + alpha * y.T @ y`; "
                         "`b = (1 + alpha) * y.sum(axis=0)`; return `np.linalg.solve(A, b)`.")
+
+
+class _LastItem:
+    """A toy live model: recommends the k items it learnt most recently for anyone."""
+
+    def __init__(self):
+        self.recent = []
+
+    def recommend(self, user, k):
+        return list(reversed(self.recent[-k:]))
+
+    def learn(self, user, item):
+        self.recent.append(item)
+
+
+def _check_prequential(fn) -> str:
+    import pandas as pd
+
+    rng = np.random.default_rng(8)
+    items = rng.integers(0, 6, 200)
+    stream = pd.DataFrame({"user_id": rng.integers(0, 5, 200), "item_id": items,
+                           "timestamp": np.arange(200)})
+    model = _LastItem()
+    got = fn(stream.copy(), model.recommend, model.learn, 3)
+    got = np.asarray(got)
+    if got.shape != (200,):
+        raise Incorrect(f"return one hit (True/False) per event, 200 here; got shape "
+                        f"{shape_of(got)}.")
+    want = np.array([items[t] in list(reversed(list(items[max(0, t - 3):t]))) for t in range(200)])
+    if (got.astype(bool) == want).all():
+        if len(model.recent) != 200:
+            raise Incorrect("learn every event once, after predicting it.")
+        shuffled = stream.sample(frac=1.0, random_state=0)
+        model2 = _LastItem()
+        again = np.asarray(fn(shuffled, model2.recommend, model2.learn, 3)).astype(bool)
+        if model2.recent != list(items):
+            raise Incorrect("replay the events in time order (sort by 'timestamp'), whatever "
+                            "order the table arrives in.")
+        # rows came shuffled: hits in time order, or in the order the rows were given
+        if not ((again == want).all() or (again == want[shuffled.index.to_numpy()]).all()):
+            raise Incorrect("return the hits in time order (or in the order of the rows you "
+                            "were given); they match neither.")
+        return ("It predicts before it learns, event by event in time order: the toy model's "
+                f"{want.mean():.0%} hit rate exactly.")
+    if got.astype(bool).all():
+        raise Incorrect("every event is a hit: the model learnt the event before it was asked "
+                        "to predict it. Predict first, then learn.")
+    raise Incorrect(f"a toy model that recommends the 3 items it learnt last hits "
+                    f"{want.mean():.0%} of this stream; your replay gives {got.mean():.0%}.")
+
+
+q4 = Exercise(name="ch08.q4", title="Write prequential_hits(stream, recommend, learn, k)",
+              var="prequential_hits", checker=_check_prequential, notebook=_NB_B,
+              hint_text="Sort by `timestamp`; for each row: `hit = item in recommend(user, k)`, "
+                        "*then* `learn(user, item)`; collect the hits.")
 
 
 _NB_C = "08c_privacy.ipynb"
@@ -199,10 +287,42 @@ def _check_clip_and_noise(fn) -> str:
             "gradients (two clipping norms); its noise has the standard deviation DP-SGD needs.")
 
 
-q3 = Exercise(name="ch08.q3", title="Write clip_and_noise(per_sample_grads, max_grad_norm, "
+q6 = Exercise(name="ch08.q6", title="Write clip_and_noise(per_sample_grads, max_grad_norm, "
               "noise_multiplier, generator): one DP-SGD step's gradient", var="clip_and_noise",
               checker=_check_clip_and_noise, notebook=_NB_C,
               hint_text="`norms = g.norm(dim=1, keepdim=True)`; `clipped = g * (C / (norms + "
                         "1e-6)).clamp(max=1)`; `noise = torch.normal(0, sigma * C, "
                         "size=g.shape[1:], generator=generator)`; return `(clipped.sum(0) + "
                         "noise) / len(g)`.")
+
+
+def _check_attack_auc(fn) -> str:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(4)
+    cases = [(rng.normal(4.0, 1.0, 60), rng.normal(4.6, 1.0, 80)),
+             (rng.normal(5.0, 1.0, 30), rng.normal(5.0, 1.0, 30)),
+             (np.array([1.0, 2.0, 2.0, 3.0]), np.array([2.0, 2.0, 4.0]))]       # ties
+    for lm, lo in cases:
+        want = roc_auc_score(np.r_[np.ones(len(lm)), np.zeros(len(lo))], -np.r_[lm, lo])
+        got = fn(lm.copy(), lo.copy())
+        if isinstance(got, bool) or not isinstance(got, (float, np.floating, int, np.integer)):
+            raise Incorrect(f"return the AUC as one number, got {shape_of(got)}.")
+        if abs(float(got) - want) > 1e-9:
+            hint = ""
+            if abs(float(got) - (1 - want)) < 1e-9:
+                hint = (" That is 1 - AUC: members have the *lower* loss, so a member 'wins' a "
+                        "pair when its loss is smaller.")
+            elif len(set(lm) & set(lo)) and abs(float(got) - np.mean(lm[:, None] < lo[None, :]))\
+                    < 1e-9:
+                hint = " A tie counts half a win."
+            raise Incorrect(f"{len(lm)} members, {len(lo)} others: scikit-learn's roc_auc_score "
+                            f"gives {want:.4f}; you gave {float(got):.4f}.{hint}")
+    return ("It equals scikit-learn's roc_auc_score on three cases (a leak, no leak, and ties).")
+
+
+q5 = Exercise(name="ch08.q5", title="Write attack_auc(loss_members, loss_others)",
+              var="attack_auc", checker=_check_attack_auc, notebook=_NB_C,
+              hint_text="Compare every member with every other: "
+                        "`wins = (m[:, None] < o[None, :]) + 0.5 * (m[:, None] == o[None, :])`; "
+                        "return `wins.mean()`.")
