@@ -43,8 +43,7 @@ import torch.nn.functional as F
 from .data import DataError, require_columns, require_int, require_number
 
 __all__ = ["HistoryModel", "histories", "train", "evaluate", "user_losses", "membership_auc",
-           "membership_auc_ci",
-           "fedavg", "clip_and_noise", "leaks", "TrainReport"]
+           "membership_auc_ci", "fedavg", "clip_and_noise", "leaks", "TrainReport"]
 
 
 def histories(interactions: pd.DataFrame, users, item_map, *, col_user: str = "user_id",
@@ -284,13 +283,17 @@ def user_losses(model: HistoryModel, x: torch.Tensor) -> np.ndarray:
     return _loss_per_user(model(x), x).cpu().numpy()
 
 
+def _attack_auc(loss_members: np.ndarray, loss_others: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.r_[np.ones(len(loss_members)), np.zeros(len(loss_others))]
+    return float(roc_auc_score(y, -np.r_[loss_members, loss_others]))   # lower loss: "member"
+
+
 def membership_auc(model: HistoryModel, members: torch.Tensor, others: torch.Tensor) -> float:
     """ROC AUC of the loss-threshold membership attack: how well a lower loss on a user's
     history singles out the users trained on (``members``) from ``others``. 0.5: nothing."""
-    from sklearn.metrics import roc_auc_score
-
-    lm, lo = user_losses(model, members), user_losses(model, others)
-    return float(roc_auc_score(np.r_[np.ones(len(lm)), np.zeros(len(lo))], -np.r_[lm, lo]))
+    return _attack_auc(user_losses(model, members), user_losses(model, others))
 
 
 def membership_auc_ci(model: HistoryModel, members: torch.Tensor, others: torch.Tensor,
@@ -298,18 +301,14 @@ def membership_auc_ci(model: HistoryModel, members: torch.Tensor, others: torch.
     """:func:`membership_auc` with a percentile bootstrap interval: members and others are
     resampled separately (each group keeps its size), the losses computed once. Returns
     ``{"auc", "lo", "hi"}``."""
-    from sklearn.metrics import roc_auc_score
-
     require_int("n_boot", n_boot, 1)
     require_number("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
     lm, lo = user_losses(model, members), user_losses(model, others)
-    y = np.r_[np.ones(len(lm)), np.zeros(len(lo))]
     rng = np.random.default_rng(seed)
-    boot = [roc_auc_score(y, -np.r_[lm[rng.integers(0, len(lm), len(lm))],
-                                    lo[rng.integers(0, len(lo), len(lo))]])
+    boot = [_attack_auc(lm[rng.integers(0, len(lm), len(lm))], lo[rng.integers(0, len(lo), len(lo))])
             for _ in range(n_boot)]
     q = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
-    return {"auc": float(roc_auc_score(y, -np.r_[lm, lo])), "lo": float(q[0]), "hi": float(q[1])}
+    return {"auc": _attack_auc(lm, lo), "lo": float(q[0]), "hi": float(q[1])}
 
 
 def fedavg(model: HistoryModel, clients: list[torch.Tensor], *, rounds: int = 10,
