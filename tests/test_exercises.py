@@ -238,3 +238,21 @@ def test_ch08_wrong_answers_are_explained():
     assert not verdict and "1 - AUC" in verdict.message
     verdict = ch08.q5.check(lambda m, o: float((np.asarray(m)[:, None] < np.asarray(o)[None, :]).mean()))
     assert not verdict and "half" in verdict.message
+
+
+@pytest.mark.parametrize("chapter,name,exercise", ALL, ids=[f"{c}.{n}" for c, n, _ in ALL])
+def test_the_call_a_failing_check_suggests_works_where_the_notebook_imported_it(
+        chapter, name, exercise, capsys):
+    """A notebook imports only its chapter's module (`from helpers.exercises import ch03`): the
+    hint a failed check names must run there, not raise NameError."""
+    import re
+
+    def crashes(*args, **kwargs):
+        raise KeyError("oops")
+
+    verdict = exercise.check(crashes)
+    call = re.search(r"Try (\S+\.hint\(\))", verdict.message).group(1)
+    namespace = {}
+    exec(f"from helpers.exercises import {chapter}", namespace)
+    exec(call, namespace)
+    assert exercise.hint_text in capsys.readouterr().out

@@ -102,13 +102,12 @@ class Exercise:
         try:
             note = self.checker(answer)
         except NotImplementedError:
-            short = self.name.split(".")[-1]
             plain = (f"{self.name}: not done yet. Replace '# YOUR CODE HERE' and the "
                      f"'raise NotImplementedError' line in `{self.var}` with your code, run that "
                      "cell, then this one.")
             _show(f"⏳ **{self.name}: not done yet.** Replace `# YOUR CODE HERE` and the "
                   f"`raise NotImplementedError` line in `{self.var}` with your code, run that "
-                  f"cell, then this one. Stuck? `{short}.hint()`", plain)
+                  f"cell, then this one. Stuck? `{self.name}.hint()`", plain)
             return Verdict(False, plain)
         except Incorrect as err:
             return self._fail(str(err))
@@ -120,9 +119,9 @@ class Exercise:
         return Verdict(True, plain)
 
     def _fail(self, message: str) -> Verdict:
-        short = self.name.split(".")[-1]
-        plain = f"{self.name}: not yet. {message} Try {short}.hint() for a nudge."
-        _show(f"❌ **{self.name}: not yet.** {message}  \nTry `{short}.hint()` for a nudge.",
+        # the call named must work where the notebook imported only the chapter's module
+        plain = f"{self.name}: not yet. {message} Try {self.name}.hint() for a nudge."
+        _show(f"❌ **{self.name}: not yet.** {message}  \nTry `{self.name}.hint()` for a nudge.",
               plain)
         return Verdict(False, plain)
 
