@@ -82,9 +82,14 @@ def test_hint_and_solution_print_outside_jupyter(capsys):
     from helpers.exercises import ch00
 
     ch00.q1.hint()
+    ch00.q1.hint(2)
     ch00.q1.solution()
     out = capsys.readouterr().out
-    assert "Hint (ch00.q1)" in out and "def cosine_similarity" in out
+    assert "Hint 1 (ch00.q1)" in out and "ch00.q1.hint(2)" in out       # the idea, then where next
+    assert "Hint 2 (ch00.q1)" in out and "ch00.q1.solution()" in out
+    assert "def cosine_similarity" in out
+    with pytest.raises(ValueError, match="level"):
+        ch00.q1.hint(3)
 
 
 def test_incorrect_is_an_assertion_error():
@@ -255,4 +260,28 @@ def test_the_call_a_failing_check_suggests_works_where_the_notebook_imported_it(
     namespace = {}
     exec(f"from helpers.exercises import {chapter}", namespace)
     exec(call, namespace)
-    assert exercise.hint_text in capsys.readouterr().out
+    assert exercise.nudge in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("chapter,name,exercise", ALL, ids=[f"{c}.{n}" for c, n, _ in ALL])
+def test_two_hint_levels_the_first_in_words(chapter, name, exercise):
+    """Hint 1 gives the idea without code; hint 2 is close to the code; then the solution."""
+    assert exercise.nudge and exercise.nudge != exercise.hint_text
+    assert "`" not in exercise.nudge and "(" not in exercise.nudge.split(".")[0].split()[0]
+
+
+def test_progress_summarises_a_chapter_in_reading_order(capsys):
+    from helpers.exercises import ch07
+
+    ns = {"ch07": ch07}
+    exec("def sign_flip_p(*a, **k):\n    raise NotImplementedError", ns)
+    exec("calibration_kl = lambda p, q, alpha=0.01: 0.0", ns)
+    exec(ch07.q1.solution_code(), {**ns, "np": __import__("numpy")}, ns)
+    exec("states = ch07.progress()", ns)
+    assert list(ns["states"]) == ["ch07.q1", "ch07.q2", "ch07.q3"]
+    assert ns["states"] == {"ch07.q1": "correct", "ch07.q2": "not started",
+                            "ch07.q3": "incorrect"}
+    out = capsys.readouterr().out
+    assert "1 of 3 exercises done" in out and "ch07.q2: ⏳ not started" in out
+    for module in CHAPTER_MODULES:
+        assert callable(module.progress)

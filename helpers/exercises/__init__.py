@@ -5,8 +5,10 @@ notebook::
 
     from helpers.exercises import ch00
     ch00.q1.check()        # looks up the answer (e.g. `cosine_similarity`) in the notebook
-    ch00.q1.hint()         # a nudge, before the answer
+    ch00.q1.hint()         # hint 1: the idea, in words
+    ch00.q1.hint(2)        # hint 2: close to the code
     ch00.q1.solution()     # the reference solution, read from solutions/
+    ch00.progress()        # every exercise of the chapter, checked, in one table
 
 ``check()`` never throws a stack trace at the student: it prints what was expected, on which
 input, and what came back, and returns ``True`` or ``False``.
@@ -17,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Exercise", "Incorrect", "Verdict", "shape_of"]
+__all__ = ["Exercise", "Incorrect", "Verdict", "progress_of", "shape_of"]
 
 _MISSING = object()
 
@@ -71,8 +73,9 @@ class Exercise:
         var: the name the student defines (a function or a value).
         checker: ``checker(answer)`` raises :class:`Incorrect` (or anything) when wrong; it may
             return a short string that is shown on success.
-        hint_text: a nudge in Markdown.
+        hint_text: the second hint, close to the code, in Markdown.
         notebook: the solution notebook holding the reference answer (under ``solutions/``).
+        nudge: the first hint: the idea, in words, no code.
     """
 
     name: str
@@ -81,6 +84,7 @@ class Exercise:
     checker: Callable[[Any], str | None]
     hint_text: str
     notebook: str
+    nudge: str = ""
 
     def _lookup(self, frame_depth: int = 2):
         frame = sys._getframe(frame_depth)  # the notebook's frame (caller of check())
@@ -89,6 +93,24 @@ class Exercise:
         finally:
             del frame
 
+    def _evaluate(self, answer: Any) -> tuple[str, str]:
+        """(state, message) without showing anything: state is "correct", "incorrect",
+        "not started" (the stub still raises NotImplementedError) or "not defined"."""
+        if answer is _MISSING:
+            return "not defined", (f"`{self.var}` is not defined yet. Run the exercise cell "
+                                   "above first.")
+        try:
+            note = self.checker(answer)
+        except NotImplementedError:
+            return "not started", (f"Replace `# YOUR CODE HERE` and the `raise "
+                                   f"NotImplementedError` line in `{self.var}` with your code, "
+                                   "run that cell, then this one.")
+        except Incorrect as err:
+            return "incorrect", str(err)
+        except Exception as err:  # the student's code crashed: say how, not a traceback
+            return "incorrect", f"your `{self.var}` raised {type(err).__name__}: {err}"
+        return "correct", note or ""
+
     def check(self, answer: Any = _MISSING) -> Verdict:
         """Check the answer (default: the notebook's variable ``var``) and show the verdict.
 
@@ -96,24 +118,15 @@ class Exercise:
         """
         if answer is _MISSING:
             answer = self._lookup()
-        if answer is _MISSING:
-            return self._fail(f"`{self.var}` is not defined yet. Run the exercise cell above "
-                              "first.")
-        try:
-            note = self.checker(answer)
-        except NotImplementedError:
-            plain = (f"{self.name}: not done yet. Replace '# YOUR CODE HERE' and the "
-                     f"'raise NotImplementedError' line in `{self.var}` with your code, run that "
-                     "cell, then this one.")
-            _show(f"⏳ **{self.name}: not done yet.** Replace `# YOUR CODE HERE` and the "
-                  f"`raise NotImplementedError` line in `{self.var}` with your code, run that "
-                  f"cell, then this one. Stuck? `{self.name}.hint()`", plain)
+        state, message = self._evaluate(answer)
+        if state == "not started":
+            plain = f"{self.name}: not done yet. {message.replace('`', '')}"
+            _show(f"⏳ **{self.name}: not done yet.** {message} Stuck? `{self.name}.hint()`",
+                  plain)
             return Verdict(False, plain)
-        except Incorrect as err:
-            return self._fail(str(err))
-        except Exception as err:  # the student's code crashed: say how, not a traceback
-            return self._fail(f"your `{self.var}` raised {type(err).__name__}: {err}")
-        extra = f" {note}" if note else ""
+        if state != "correct":
+            return self._fail(message)
+        extra = f" {message}" if message else ""
         plain = f"{self.name}: correct.{extra}"
         _show(f"✅ **{self.name} correct.**{extra}", plain)
         return Verdict(True, plain)
@@ -125,10 +138,19 @@ class Exercise:
               plain)
         return Verdict(False, plain)
 
-    def hint(self) -> None:
-        """Show a nudge towards the answer."""
-        _show(f"💡 **Hint ({self.name}):** {self.hint_text}", f"Hint ({self.name}): "
-              f"{self.hint_text}")
+    def hint(self, level: int = 1) -> None:
+        """Show a hint: level 1 the idea (``nudge``), level 2 close to the code
+        (``hint_text``); then :meth:`solution`."""
+        if level not in (1, 2):
+            raise ValueError(f"level is 1 (the idea) or 2 (close to the code), got {level!r}.")
+        if level == 1 and self.nudge:
+            _show(f"💡 **Hint 1 ({self.name}):** {self.nudge}  \nStill stuck? "
+                  f"`{self.name}.hint(2)`", f"Hint 1 ({self.name}): {self.nudge} Still stuck? "
+                  f"{self.name}.hint(2)")
+        else:
+            _show(f"💡 **Hint 2 ({self.name}):** {self.hint_text}  \nThe answer: "
+                  f"`{self.name}.solution()`", f"Hint 2 ({self.name}): {self.hint_text} The "
+                  f"answer: {self.name}.solution()")
 
     def solution_code(self) -> str:
         """The reference answer: the solution notebook's cell that defines ``var``, fences
@@ -157,3 +179,36 @@ class Exercise:
 
     def __repr__(self) -> str:
         return f"<Exercise {self.name}: {self.title}>"
+
+
+_MARK = {"correct": "✅ done", "incorrect": "❌ not yet", "not started": "⏳ not started",
+         "not defined": "· not reached"}
+
+
+def progress_of(module_name: str) -> Callable[[], dict]:
+    """``chNN.progress`` for the chapter module ``module_name``: every exercise of the chapter,
+    in reading order, checked silently against the notebook's variables and summarised in one
+    table. Returns ``{exercise name: state}``."""
+
+    def progress() -> dict:
+        frame = sys._getframe(1)                  # the notebook's frame
+        try:
+            names = frame.f_globals
+            module = sys.modules[module_name]
+            exercises = sorted((v for v in vars(module).values() if isinstance(v, Exercise)),
+                               key=lambda e: int(e.name.rsplit("q", 1)[1]))
+            states = {e.name: e._evaluate(names.get(e.var, _MISSING))[0] for e in exercises}
+        finally:
+            del frame
+        done = sum(s == "correct" for s in states.values())
+        rows = [f"| `{e.name}` | {e.title} | {_MARK[states[e.name]]} |" for e in exercises]
+        _show("\n".join([f"**{module_name.rsplit('.', 1)[1]}: {done} of {len(states)} "
+                          "exercises done**", "", "| exercise | task | state |", "|---|---|---|",
+                          *rows]),
+              "\n".join([f"{module_name.rsplit('.', 1)[1]}: {done} of {len(states)} exercises done"]
+                        + [f"  {e.name}: {_MARK[states[e.name]]}  ({e.title})" for e in exercises]))
+        return states
+
+    progress.__doc__ = (f"Every exercise of {module_name.rsplit('.', 1)[1]}, checked silently, in "
+                        "one table.")
+    return progress

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Exercise, Incorrect
+from . import Exercise, Incorrect, progress_of
 
 _NB = "00_setup_and_tour.ipynb"
 
@@ -48,10 +48,17 @@ q1 = Exercise(
     var="cosine_similarity", checker=_check_cosine, notebook=_NB,
     hint_text="Divide each row of `a` and of `b` by its length (`x.norm(dim=1, keepdim=True)`), "
               "then one matrix product `a_n @ b_n.T` gives every pair at once.",
+    nudge=("Cosine similarity is the dot product of two vectors after each has been scaled "
+           "to length 1. Scale every row of both batches first; then one matrix product "
+           "gives every pair."),
 )
 q2 = Exercise(
     name="ch00.q2", title="Write top_k_items(query_emb, item_embs, k): semantic search",
     var="top_k_items", checker=_check_top_k, notebook=_NB,
     hint_text="Score every item with your `cosine_similarity(query_emb, item_embs)` (shape "
               "(1, n)), then `torch.topk(scores[0], k).indices` gives the best k, best first.",
+    nudge=("Semantic search is: score every item against the query, keep the k highest "
+           "scores, and return where they are, best first."),
 )
+
+progress = progress_of(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import Exercise, Incorrect
+from . import Exercise, Incorrect, progress_of
 
 _NB = "01_preprocessing.ipynb"
 
@@ -86,13 +86,23 @@ q1 = Exercise(name="ch01.q1", title="Write normalise_category(s): one spelling p
               var="normalise_category", checker=_check_normalise_category, notebook=_NB,
               hint_text="Chain pandas string methods: `s.str.strip().str.lower()`, then "
                         "replace runs of spaces or hyphens with one underscore: "
-                        "`.str.replace(r'[\\s\\-]+', '_', regex=True)`.")
+                        "`.str.replace(r'[\\s\\-]+', '_', regex=True)`.",
+              nudge=("Several spellings of one category differ only in case, stray spaces and the "
+                     "separator between words. Make those three things the same for every value."))
 q2 = Exercise(name="ch01.q2", title="Write median_gap_per_user(events) to spot bots",
               var="median_gap_per_user", checker=_check_median_gap, notebook=_NB,
               hint_text="Sort by `['user_id', 'timestamp']`, take `groupby('user_id')['timestamp']"
-                        ".diff()` for the gaps, then the median of the gaps per user.")
+                        ".diff()` for the gaps, then the median of the gaps per user.",
+              nudge=("A bot clicks at a steady, fast pace. Put each user's events in time order, "
+                     "measure the time between consecutive events, and summarise each user by the "
+                     "middle of those gaps."))
 q3 = Exercise(name="ch01.q3", title="Write leave_last_out_simple(df) -> (train, test)",
               var="leave_last_out_simple", checker=_check_leave_last_out, notebook=_NB,
               hint_text="`df.groupby('user_id')['timestamp'].idxmax()` gives each user's latest "
                         "row; keep it only for users with `size() >= 2`. Test is those rows, "
-                        "train is `df.drop(test.index)`.")
+                        "train is `df.drop(test.index)`.",
+              nudge=("Each user's most recent interaction is the test; everything before it is "
+                     "training. A user with a single interaction has nothing left to train on, so "
+                     "keep them out of the test."))
+
+progress = progress_of(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import Exercise, Incorrect
+from . import Exercise, Incorrect, progress_of
 
 _NB = "02_collaborative_filtering.ipynb"
 
@@ -74,12 +74,23 @@ def _check_ndcg(fn) -> str:
 
 q1 = Exercise(name="ch02.q1", title="Write item_knn_scores(X, S): score every item for every user",
               var="item_knn_scores", checker=_check_knn_scores, notebook=_NB,
-              hint_text="score[u, i] = Σ_j S[i, j] X[u, j] is a matrix product: `X @ S.T`.")
+              hint_text="score[u, i] = Σ_j S[i, j] X[u, j] is a matrix product: `X @ S.T`.",
+              nudge=("An item scores high for a user when it is similar to many items the user "
+                     "already has. That weighted sum, written for all users and items at once, is "
+                     "one matrix product."))
 q2 = Exercise(name="ch02.q2", title="Write sgd_step(...): one SGD update of biased MF",
               var="sgd_step", checker=_check_sgd_step, notebook=_NB,
               hint_text="e = r − (μ + b_u + b_i + p·q); then b_u += lr(e − λb_u), "
-                        "b_i += lr(e − λb_i), p += lr(e q − λp), q += lr(e p_old − λq).")
+                        "b_i += lr(e − λb_i), p += lr(e q − λp), q += lr(e p_old − λq).",
+              nudge=("Measure the error of the current prediction on this one rating, then move "
+                     "each parameter a small step in the direction that reduces it, minus a little "
+                     "pull towards zero for each."))
 q3 = Exercise(name="ch02.q3", title="Write ndcg_at_k(ranked, relevant, k) for one user",
               var="ndcg_at_k", checker=_check_ndcg, notebook=_NB,
               hint_text="DCG = Σ_{r=1..k} [ranked[r-1] ∈ relevant] / log2(r + 1); the ideal DCG "
-                        "puts min(len(relevant), k) hits first; NDCG = DCG / ideal.")
+                        "puts min(len(relevant), k) hits first; NDCG = DCG / ideal.",
+              nudge=("Each hit earns less the lower it sits (divide by the log of its position "
+                     "plus one); divide the list's total by the best total any list could have "
+                     "earned for this user."))
+
+progress = progress_of(__name__)

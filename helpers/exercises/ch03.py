@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import Exercise, Incorrect, shape_of
+from . import Exercise, Incorrect, progress_of, shape_of
 
 _NB = "03_self_attention.ipynb"
 
@@ -25,7 +25,7 @@ def _check_attention(fn) -> str:
                             f"{shape_of(got)}.")
         if not torch.allclose(got, want, atol=1e-5):
             hint = ("Masked positions must get -inf before the softmax." if masked else
-                    "Did you divide the scores by sqrt(d_k) and take the softmax over the last dim?")
+                     "Did you divide the scores by sqrt(d_k) and take the softmax over the last dim?")
             raise Incorrect(f"with{'' if masked else 'out'} a mask the output differs from "
                             f"torch's scaled_dot_product_attention (max gap "
                             f"{(got - want).abs().max():.3g}). {hint}")
@@ -67,11 +67,22 @@ q1 = Exercise(name="ch03.q1", title="Write attention(q, k, v, mask): scaled dot-
               var="attention", checker=_check_attention, notebook=_NB,
               hint_text="scores = q @ k.transpose(-2, -1) / sqrt(d_k); if mask is given, "
                         "`scores.masked_fill(~mask, float('-inf'))`; then softmax over dim=-1 and "
-                        "multiply by v.")
+                        "multiply by v.",
+              nudge=("Each query compares itself with every key (a dot product, scaled so large "
+                     "dimensions do not saturate the softmax), turns the scores into weights that "
+                     "sum to 1, and averages the values with them. Masked positions must get zero "
+                     "weight."))
 q2 = Exercise(name="ch03.q2", title="Write causal_mask(t): who may look at whom",
               var="causal_mask", checker=_check_causal, notebook=_NB,
               hint_text="Position i sees 0..i: the lower triangle, diagonal included — "
-                        "`torch.ones(t, t, dtype=torch.bool).tril()`.")
+                        "`torch.ones(t, t, dtype=torch.bool).tril()`.",
+              nudge=("In a sequence model a position may read itself and everything before it, "
+                     "never what comes after. Draw that as a t by t table of yes/no."))
 q3 = Exercise(name="ch03.q3", title="Write split_heads(x, n_head): (b, t, d) -> (b, h, t, d/h)",
               var="split_heads", checker=_check_split_heads, notebook=_NB,
-              hint_text="`x.view(b, t, n_head, d // n_head).transpose(1, 2)`.")
+              hint_text="`x.view(b, t, n_head, d // n_head).transpose(1, 2)`.",
+              nudge=("The last dimension holds all heads side by side. Split it into (heads, size "
+                     "per head), then move the heads next to the batch so each head sees its own "
+                     "(time, size) matrix."))
+
+progress = progress_of(__name__)

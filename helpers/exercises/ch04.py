@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import Exercise, Incorrect, shape_of
+from . import Exercise, Incorrect, progress_of, shape_of
 
 _NB = "04_bert_interest_models.ipynb"
 
@@ -83,12 +83,23 @@ def _check_in_batch_loss(fn) -> str:
 q1 = Exercise(name="ch04.q1", title="Write masked_mean(hist, real): a user vector from history",
               var="masked_mean", checker=_check_masked_mean, notebook=_NB,
               hint_text="Turn `real` into floats of shape (n, t, 1), multiply, sum over dim 1, "
-                        "and divide by `real.sum(1, keepdim=True)` (clamped to at least 1).")
+                        "and divide by `real.sum(1, keepdim=True)` (clamped to at least 1).",
+              nudge=("A user's vector is the average of the vectors of the items they really had: "
+                     "padding slots must count neither in the sum nor in the count."))
 q2 = Exercise(name="ch04.q2", title="Write target_attention(query, hist, real, temperature)",
               var="target_attention", checker=_check_target_attention, notebook=_NB,
               hint_text="scores = (hist @ query[:, :, None])[..., 0] / temperature, shape (n, t); "
-                        "`masked_fill(~real, float('-inf'))`; softmax over dim=-1.")
+                        "`masked_fill(~real, float('-inf'))`; softmax over dim=-1.",
+              nudge=("Score each history item against the candidate (a dot product), cool the "
+                     "scores with the temperature, give padding slots no chance at all, and make "
+                     "the weights of each row sum to 1."))
 q3 = Exercise(name="ch04.q3", title="Write in_batch_loss(u, v, temperature, log_q)",
               var="in_batch_loss", checker=_check_in_batch_loss, notebook=_NB,
               hint_text="logits = u @ v.T / temperature; if log_q is not None subtract "
-                        "`log_q[None, :]`; then `F.cross_entropy(logits, torch.arange(len(u)))`.")
+                        "`log_q[None, :]`; then `F.cross_entropy(logits, torch.arange(len(u)))`.",
+              nudge=("Within a batch, every user's own item is the right answer and every other "
+                     "user's item is a negative: a classification over the batch. Popular items "
+                     "appear as negatives too often; the correction removes their log-frequency "
+                     "from the scores."))
+
+progress = progress_of(__name__)

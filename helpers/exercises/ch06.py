@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import Exercise, Incorrect, shape_of
+from . import Exercise, Incorrect, progress_of, shape_of
 
 _NB = "06_multimodal_fusion.ipynb"
 
@@ -102,13 +102,23 @@ q1 = Exercise(name="ch06.q1", title="Write conv_out(size, kernel, stride, paddin
               var="conv_out", checker=_check_conv_out, notebook=_NB,
               hint_text="The kernel's top-left corner can sit at `size + 2*padding - kernel + 1` "
                         "places in a row; a stride keeps every `stride`-th: "
-                        "`(size + 2*padding - kernel) // stride + 1`.")
+                        "`(size + 2*padding - kernel) // stride + 1`.",
+              nudge=("Count how many places the kernel's corner can sit along one side of the "
+                     "padded input, then keep every stride-th of them."))
 q2 = Exercise(name="ch06.q2", title="Write clip_loss(a, b, temperature): symmetric InfoNCE",
               var="clip_loss", checker=_check_info_nce, notebook=_NB,
               hint_text="`logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / "
                         "temperature`; targets `torch.arange(n)`; average "
-                        "`F.cross_entropy(logits, targets)` and the same on `logits.T`.")
+                        "`F.cross_entropy(logits, targets)` and the same on `logits.T`.",
+              nudge=("Each image should be most similar to its own text among all texts in the "
+                     "batch, and each text to its own image: two classification problems over the "
+                     "batch, averaged. Compare directions, not lengths."))
 q3 = Exercise(name="ch06.q3", title="Write modality_weights(query, tokens, present)",
               var="modality_weights", checker=_check_modality_attention, notebook=_NB,
               hint_text="`scores = (tokens @ query) / math.sqrt(d)`, shape (n, m); "
-                        "`scores.masked_fill(~present, float('-inf'))`; softmax over dim=-1.")
+                        "`scores.masked_fill(~present, float('-inf'))`; softmax over dim=-1.",
+              nudge=("Attention over modalities: score each modality's token against the query "
+                     "(scaled by the square root of the dimension), give missing modalities no "
+                     "weight, and normalise each row to sum to 1."))
+
+progress = progress_of(__name__)

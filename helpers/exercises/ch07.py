@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 from scipy import stats
 
-from . import Exercise, Incorrect, shape_of
+from . import Exercise, Incorrect, progress_of, shape_of
 
 _NB = "07_evaluation.ipynb"
 
@@ -38,7 +38,7 @@ def _check_bootstrap(fn) -> str:
             hint = " That is the normal approximation: resample and take quantiles instead."
         elif hi - lo < 0.5 * (ref.high - ref.low):
             hint = (" Your interval is too narrow: take the 2.5 % and 97.5 % quantiles of the "
-                    "resampled *means*, each resample as long as the data.")
+                     "resampled *means*, each resample as long as the data.")
         raise Incorrect(f"on 30 skewed values scipy's percentile bootstrap gives "
                         f"({ref.low:.3f}, {ref.high:.3f}); you gave ({lo:.3f}, {hi:.3f}).{hint}")
     if fn(x, 4000, 0.95, 0) != got:
@@ -99,13 +99,24 @@ q1 = Exercise(name="ch07.q1", title="Write bootstrap_interval(x, n_boot, level, 
               var="bootstrap_interval", checker=_check_bootstrap, notebook=_NB,
               hint_text="`rng = np.random.default_rng(seed)`; `idx = rng.integers(0, len(x), "
                         "(n_boot, len(x)))`; `means = x[idx].mean(1)`; return the "
-                        "`(1 - level) / 2` and `(1 + level) / 2` quantiles of `means`.")
+                        "`(1 - level) / 2` and `(1 + level) / 2` quantiles of `means`.",
+              nudge=("Pretend the sample is the population: draw many new samples of the same size "
+                     "from it with replacement, compute the mean of each, and read the interval "
+                     "off the spread of those means."))
 q2 = Exercise(name="ch07.q2", title="Write sign_flip_p(a, b, n_perm, seed): a paired test",
               var="sign_flip_p", checker=_check_sign_flip, notebook=_NB,
               hint_text="`d = a - b`; draw signs `rng.choice([-1, 1], (n_perm, len(d)))`; "
                         "`null = (signs * d).mean(1)`; p = `(np.sum(abs(null) >= abs(d.mean())) "
-                        "+ 1) / (n_perm + 1)`.")
+                        "+ 1) / (n_perm + 1)`.",
+              nudge=("If the two models were interchangeable, each user's difference would be as "
+                     "likely positive as negative. Flip the signs at random many times and see how "
+                     "often the mean is as extreme as the one observed."))
 q3 = Exercise(name="ch07.q3", title="Write calibration_kl(p, q, alpha)",
               var="calibration_kl", checker=_check_calibration, notebook=_NB,
               hint_text="`q_t = (1 - alpha) * q + alpha * p`; `on = p > 0`; "
-                        "`np.sum(p[on] * np.log(p[on] / q_t[on]))`.")
+                        "`np.sum(p[on] * np.log(p[on] / q_t[on]))`.",
+              nudge=("KL divergence of the user's mix from the list's mix, where the list's mix is "
+                     "blended with a little of the user's so no category the user likes gets "
+                     "probability zero. Categories the user never touches contribute nothing."))
+
+progress = progress_of(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Exercise, Incorrect, shape_of
+from . import Exercise, Incorrect, progress_of, shape_of
 
 _NB_A = "08a_diversity.ipynb"
 
@@ -71,7 +71,10 @@ q2 = Exercise(name="ch08.q2", title="Write mmr(relevance, similarity, k, lam)", 
                         "`chosen = [argmax(r)]` and `closest = similarity[chosen[0]]`; then "
                         "k - 1 times: `gain = lam * r - (1 - lam) * closest`, set the chosen "
                         "ones to `-inf`, take the argmax, and update `closest = "
-                        "np.maximum(closest, similarity[j])`.")
+                        "np.maximum(closest, similarity[j])`.",
+              nudge=("Start from the most relevant item. Then, again and again, take the candidate "
+                     "with the best trade-off between its relevance (scaled to 0..1) and how close "
+                     "it is to the nearest item already in the list."))
 
 
 def _check_ild(fn) -> str:
@@ -102,7 +105,10 @@ def _check_ild(fn) -> str:
 q1 = Exercise(name="ch08.q1", title="Write ild(vectors): the intra-list diversity of one list",
               var="ild", checker=_check_ild, notebook=_NB_A,
               hint_text="`u = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)`; "
-                        "`d = 1 - u @ u.T`; average `d[np.triu_indices(len(u), k=1)]`.")
+                        "`d = 1 - u @ u.T`; average `d[np.triu_indices(len(u), k=1)]`.",
+              nudge=("Turn every pair of different items into a distance (one minus their cosine "
+                     "similarity) and average those distances; an item's distance to itself does "
+                     "not count."))
 
 
 _NB_B = "08b_realtime.ipynb"
@@ -153,7 +159,10 @@ def _check_fold_in(fn) -> str:
 q3 = Exercise(name="ch08.q3", title="Write fold_in(Y, items, reg, alpha): one user's ALS solve",
               var="fold_in", checker=_check_fold_in, notebook=_NB_B,
               hint_text="`y = Y[items]`; `A = Y.T @ Y + reg * np.eye(k) + alpha * y.T @ y`; "
-                        "`b = (1 + alpha) * y.sum(axis=0)`; return `np.linalg.solve(A, b)`.")
+                        "`b = (1 + alpha) * y.sum(axis=0)`; return `np.linalg.solve(A, b)`.",
+              nudge=("With the item factors fixed, a user's factors solve a ridge regression: "
+                     "every item is a sample, the items they met are targets of 1 with extra "
+                     "weight alpha, all others targets of 0. Write its normal equations."))
 
 
 class _LastItem:
@@ -208,7 +217,9 @@ def _check_prequential(fn) -> str:
 q4 = Exercise(name="ch08.q4", title="Write prequential_hits(stream, recommend, learn, k)",
               var="prequential_hits", checker=_check_prequential, notebook=_NB_B,
               hint_text="Sort by `timestamp`; for each row: `hit = item in recommend(user, k)`, "
-                        "*then* `learn(user, item)`; collect the hits.")
+                        "*then* `learn(user, item)`; collect the hits.",
+              nudge=("Walk through the events in time order. For each, first ask the model, then "
+                     "tell it: the other order scores the model on what it was just told."))
 
 
 _NB_C = "08c_privacy.ipynb"
@@ -293,7 +304,10 @@ q6 = Exercise(name="ch08.q6", title="Write clip_and_noise(per_sample_grads, max_
               hint_text="`norms = g.norm(dim=1, keepdim=True)`; `clipped = g * (C / (norms + "
                         "1e-6)).clamp(max=1)`; `noise = torch.normal(0, sigma * C, "
                         "size=g.shape[1:], generator=generator)`; return `(clipped.sum(0) + "
-                        "noise) / len(g)`.")
+                        "noise) / len(g)`.",
+              nudge=("Shrink every example's gradient so its length is at most the clipping norm "
+                     "(never stretch it), add Gaussian noise scaled to that norm to the sum, and "
+                     "average over the batch."))
 
 
 def _check_attack_auc(fn) -> str:
@@ -325,4 +339,9 @@ q5 = Exercise(name="ch08.q5", title="Write attack_auc(loss_members, loss_others)
               var="attack_auc", checker=_check_attack_auc, notebook=_NB_C,
               hint_text="Compare every member with every other: "
                         "`wins = (m[:, None] < o[None, :]) + 0.5 * (m[:, None] == o[None, :])`; "
-                        "return `wins.mean()`.")
+                        "return `wins.mean()`.",
+              nudge=("Pair every member with every other shopper; the attack wins a pair when the "
+                     "member's loss is the lower one, and a tie is half a win. The AUC is the "
+                     "share won."))
+
+progress = progress_of(__name__)
