@@ -2,6 +2,7 @@
 #   make course    run every solution notebook headless (quick profile) -> build/report.md
 #   make test      the whole test suite, offline (what CI runs)
 #   make lab       JupyterLab at chapter 00
+#   make app       the capstone shop as a page (Voilà) at http://127.0.0.1:8866
 #   make chapters  regenerate chapters/ from solutions/
 #   make assets    fetch + verify the offline models and data (the only network step)
 #   make peers     the field's toolkits on their own protocols, in their own env (hours)
@@ -20,9 +21,9 @@ export TOKENIZERS_PARALLELISM := false
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYTHONHASHSEED := 0
 
-.PHONY: venv assets course test lab chapters clean help peers gpu-check
+.PHONY: venv assets course test lab app chapters clean help peers gpu-check
 help:
-	@sed -n '2,8p' Makefile
+	@sed -n '2,9p' Makefile
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v in ((3, 11), (3, 12)) else \
@@ -52,6 +53,11 @@ test: assets
 
 lab: assets
 	$(VENV)/bin/jupyter lab chapters/00_setup_and_tour.ipynb
+
+# chapter 09's app as a standalone page, on this machine only (127.0.0.1); PORT=... to move it
+PORT ?= 8866
+app: assets
+	$(VENV)/bin/voila --no-browser --Voila.ip=127.0.0.1 --port=$(PORT) app/shop.ipynb
 
 chapters: $(STAMP)
 	$(PY) -m helpers.notebooks chapters
