@@ -30,7 +30,7 @@ import pandas as pd
 
 from .data import DataError, require_number
 
-__all__ = ["Page", "Shop", "ShopApp", "ACTIONS", "NEW_SHOPPER"]
+__all__ = ["Page", "Shop", "ShopApp", "ACTIONS", "NEW_SHOPPER", "render_row"]
 
 ACTIONS = ("view", "click", "add_to_cart", "purchase")
 """What a shopper can do to an item on the page. A view is logged but, as everywhere in the
@@ -235,6 +235,16 @@ class Shop:
         return out
 
 
+def render_row(rank: int, title: str, category: str, price: float, reason: str) -> str:
+    """One row of the page as HTML. Titles, brands and reasons are text from outside the code
+    (the catalogue, shoppers): escaped, so a browser shows them and never runs them."""
+    import html
+
+    esc = html.escape
+    return (f"<b>{rank}. {esc(title)}</b> · {esc(category.replace('_', ' '))} · "
+            f"${price:.2f}<br>{esc(reason)}")
+
+
 class ShopApp:
     """ipywidgets over a :class:`Shop`: shows in a notebook (``.show()``) or as a page with
     Voilà. Every control's handler is a method; tests press buttons with ``.click()``."""
@@ -294,9 +304,8 @@ class ShopApp:
         for row, (_, it) in zip(self.rows, page.items.iterrows()):
             row["item"] = int(it["item_id"])
             mark = " <i>(template)</i>" if it["fallback"] else ""
-            row["text"].value = (f"<b>{it['rank']}. {html.escape(it['title'])}</b> · "
-                                 f"{html.escape(it['category'].replace('_', ' '))} · "
-                                 f"${it['price']:.2f}<br>{html.escape(it['reason'])}{mark}")
+            row["text"].value = render_row(it["rank"], it["title"], it["category"], it["price"],
+                                           it["reason"]) + mark
         self.status.value = f"<small>updated in {page.ms:.0f} ms</small>"
         if self.show_guard.value:
             lines = [f"<li>item {r['item_id']}: “{html.escape(r['candidate'])}” — rejected: "
