@@ -49,6 +49,7 @@ course: assets
 # progress bars that appear in checked cells only on a first run.
 test: assets
 	rm -rf "$$($(PY) -c 'from helpers import config; print(config.cache_dir())')/embeddings"
+	tools/ensure-chromium
 	tools/test-parts $(PY) $(PYTEST_ARGS)
 
 lab: assets
