@@ -144,39 +144,13 @@ def test_the_widgets_drive_the_engine(shop):
     ui.diversity.value = 1.0
 
 
-def test_make_app_serves_the_page_with_voila(tmp_path):
+def test_make_app_serves_the_page_with_voila(served_app):
     """What `make app` runs: Voilà executes app/shop.ipynb and serves the page on 127.0.0.1;
-    the page carries the app's widget and no traceback. (Clicking in it is the browser test's.)"""
-    import socket
-    import subprocess
-    import sys
-    import time
+    the page carries the app's widget and no traceback. (Clicking in it: tests/test_browser.py.)"""
     import urllib.request
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    voila = Path(sys.executable).with_name("voila")
-    proc = subprocess.Popen([str(voila), "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}",
-                             "app/shop.ipynb"], cwd=root, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    try:
-        deadline, page = time.time() + 120, None
-        while time.time() < deadline and page is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=110) as r:
-                    page = (r.status, r.read().decode())
-            except OSError:
-                if proc.poll() is not None:
-                    break
-                time.sleep(1)
-        assert page is not None, proc.stdout.read().decode()[-2000:] if proc.poll() else "timeout"
-        status, body = page
-        assert status == 200
-        assert "application/vnd.jupyter.widget-view+json" in body
-        assert "Traceback" not in body and "Error</span>" not in body
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with urllib.request.urlopen(served_app, timeout=170) as r:
+        status, body = r.status, r.read().decode()
+    assert status == 200
+    assert "application/vnd.jupyter.widget-view+json" in body
+    assert "Traceback" not in body and "Error</span>" not in body

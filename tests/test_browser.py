@@ -6,11 +6,7 @@ while no reason changes, and starts as a new shopper. Screenshots: build/browser
 `make test` installs chromium where it runs as root (apt-get); elsewhere this test is skipped
 with the command to run."""
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,31 +18,6 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium on this machine: `sudo apt-get install chromium` "
                              "(make test does it when run as root)")
-
-
-@pytest.fixture(scope="module")
-def served():
-    """`make app`'s command on a free port; yields the URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    voila = Path(sys.executable).with_name("voila")
-    proc = subprocess.Popen([str(voila), "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}",
-                             "app/shop.ipynb"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "api", timeout=2)
-            break
-        except urllib.error.HTTPError:
-            break                                  # the server answers: it is up
-        except OSError:
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def _rows(page):
@@ -66,7 +37,7 @@ def _until(page, condition, what: str, timeout_s: float = 30.0):
     raise AssertionError(f"waited {timeout_s:.0f} s for {what}; the rows read {_rows(page)}")
 
 
-def test_a_shopper_clicks_through_the_app_in_chromium(served):
+def test_a_shopper_clicks_through_the_app_in_chromium(served_app):
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -75,7 +46,7 @@ def test_a_shopper_clicks_through_the_app_in_chromium(served):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1200, "height": 1400})
-        page.goto(served, timeout=180_000)
+        page.goto(served_app, timeout=180_000)
         page.get_by_role("button", name="buy").first.wait_for(timeout=180_000)
         loaded = time.perf_counter() - t0
 
