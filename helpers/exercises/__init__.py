@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Exercise", "Incorrect", "Verdict", "progress_of", "shape_of"]
+__all__ = ["Exercise", "Incorrect", "Verdict", "fmt", "progress_of", "shape_of"]
 
 _MISSING = object()
 
@@ -39,6 +39,26 @@ class Verdict:
 
     def _ipython_display_(self) -> None:  # shown once, by check(), already
         pass
+
+
+def fmt(x) -> str:
+    """How a checker prints a value the student returned: numbers rounded to 4 significant
+    digits, numpy scalars as plain numbers (never ``np.int64(4)``), sequences element by
+    element; anything else as ``repr``."""
+    import numbers
+
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return repr(x)
+    if isinstance(x, numbers.Integral):
+        return str(int(x))
+    if isinstance(x, numbers.Real):
+        return f"{float(x):.4g}"
+    if isinstance(x, (list, tuple)):
+        inner = ", ".join(fmt(v) for v in x)
+        return f"[{inner}]" if isinstance(x, list) else f"({inner}{',' if len(x) == 1 else ''})"
+    if hasattr(x, "tolist") and getattr(x, "ndim", 1) == 0:
+        return fmt(x.tolist())
+    return repr(x)
 
 
 def shape_of(x) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import Exercise, Incorrect, progress_of
+from . import Exercise, Incorrect, fmt, progress_of
 
 _NB = "02_collaborative_filtering.ipynb"
 
@@ -67,7 +67,7 @@ def _check_ndcg(fn) -> str:
         got = fn(ranked, relevant, k)
         if not np.isclose(got, want):
             raise Incorrect(f"for ranked={ranked[:k]}, relevant={sorted(relevant)}, k={k}: "
-                            f"NDCG should be {want:.4f} (scikit-learn), got {got}. The ideal "
+                            f"NDCG should be {want:.4f} (scikit-learn), got {fmt(got)}. The ideal "
                             "list has min(|relevant|, k) hits at the top.")
     return "It matches sklearn.metrics.ndcg_score on 20 random lists."
 

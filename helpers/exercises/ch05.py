@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Exercise, Incorrect, progress_of, shape_of
+from . import Exercise, Incorrect, fmt, progress_of, shape_of
 
 _NB = "05_reason_generation.ipynb"
 
@@ -63,7 +63,7 @@ def _check_clipped_precision(fn) -> str:
             raise Incorrect("return (matched, total): two ints.")
         if tuple(int(x) for x in got) != want:
             raise Incorrect(f"hyp '{hyp}', ref '{ref}', n={n}: expected (matched, total) = "
-                            f"{want}, got {tuple(got)}. Clip each n-gram's count at its count in "
+                            f"{want}, got {fmt(tuple(got))}. Clip each n-gram's count at its count in "
                             "the reference; total is the number of n-grams in the hypothesis.")
     return "Clipped counts, the heart of BLEU."
 
@@ -86,7 +86,7 @@ def _check_unsupported(fn) -> str:
             raise Incorrect(f"return a list of claim names, got {type(got).__name__}.")
         if got != want:
             raise Incorrect(f"claims {[tuple(c) for c in claims]} against facts {_FACTS}: "
-                            f"expected {want}, got {got}. An aspect must be stated and, if the "
+                            f"expected {want}, got {fmt(got)}. An aspect must be stated and, if the "
                             "claim rates it, at the stated level; colour/brand must match; "
                             "popularity cannot be checked, so it passes.")
     return "Claims the shop does not state are caught."

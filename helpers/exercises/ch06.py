@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import Exercise, Incorrect, progress_of, shape_of
+from . import Exercise, Incorrect, fmt, progress_of, shape_of
 
 _NB = "06_multimodal_fusion.ipynb"
 
@@ -23,10 +23,10 @@ def _check_conv_out(fn) -> str:
             want = conv(torch.zeros(1, 1, size, size)).shape[-1]
         got = fn(size, kernel, stride, padding)
         if isinstance(got, bool) or not isinstance(got, int):
-            raise Incorrect(f"return an int (a side length), got {type(got).__name__} {got!r}.")
+            raise Incorrect(f"return an int (a side length), got {type(got).__name__} {fmt(got)}.")
         if got != want:
             raise Incorrect(f"a {kernel}x{kernel} kernel, stride {stride}, padding {padding} on "
-                            f"{size}x{size} pixels gives {want}x{want} in torch, you said {got}. "
+                            f"{size}x{size} pixels gives {want}x{want} in torch, you said {fmt(got)}. "
                             "Pad both sides, count the positions the kernel fits, and round "
                             "down.")
     return "It matches the output side of torch's nn.Conv2d on 8 settings."

@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 from scipy import stats
 
-from . import Exercise, Incorrect, progress_of, shape_of
+from . import Exercise, Incorrect, fmt, progress_of, shape_of
 
 _NB = "07_evaluation.ipynb"
 
@@ -63,7 +63,7 @@ def _check_sign_flip(fn) -> str:
         want = _exact_sign_flip(d)
         got = _as_float(fn(a + d, a, 20_000, 0), "the p-value")
         if not 0 < got <= 1:
-            raise Incorrect(f"a p-value lies in (0, 1], got {got}.")
+            raise Incorrect(f"a p-value lies in (0, 1], got {fmt(got)}.")
         # 20,000 random flips estimate the exact p to within about 3 standard errors
         if abs(got - want) > 3 * np.sqrt(want * (1 - want) / 20_000) + 2e-3:
             extra = ""
@@ -84,7 +84,7 @@ def _check_calibration(fn) -> str:
         want = stats.entropy(p, (1 - alpha) * q + alpha * p)
         got = _as_float(fn(p, q, alpha), "the KL")
         if not np.isfinite(got):
-            raise Incorrect(f"p={p.tolist()}, q={q.tolist()}: got {got}. Mix p into q "
+            raise Incorrect(f"p={p.tolist()}, q={q.tolist()}: got {fmt(got)}. Mix p into q "
                             "(q~ = (1 - alpha) q + alpha p) and skip the categories where p = 0.")
         if abs(got - want) > 1e-6:
             rev = stats.entropy((1 - alpha) * q + alpha * p, p) if (p > 0).all() else None
