@@ -1,0 +1,23 @@
+"""The course's reference pages exist, are linked from every chapter, and cover every chapter."""
+import re
+
+import nbformat
+
+from helpers.config import ROOT
+
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+
+
+def test_every_chapter_links_the_glossary_and_the_glossary_covers_every_chapter():
+    glossary = (ROOT / "GLOSSARY.md").read_text()
+    covered = set(re.findall(r"^\*\*(\d\d[a-z]?) ", glossary, flags=re.M))
+    terms = re.findall(r"^- \*\*(.+?)\*\* \(([\d, a-z]+)\)", glossary, flags=re.M)
+    for path in SOLUTIONS:
+        first = nbformat.read(path, as_version=4).cells[0].source
+        assert "[GLOSSARY.md](../GLOSSARY.md)" in first, f"{path.name}: link the glossary"
+    chapters_with_notation = {p.name[:3].rstrip("_") for p in SOLUTIONS} - {"00", "05", "09"}
+    assert chapters_with_notation <= covered, chapters_with_notation - covered
+    named = {c.strip() for _, chs in terms for c in chs.split(",")}
+    assert {p.name[:2] for p in SOLUTIONS} <= {c[:2] for c in named} | {"all"}
+    assert [t for t, _ in terms] == sorted((t for t, _ in terms), key=str.lower), \
+        "terms in alphabetical order"
