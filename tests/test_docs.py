@@ -21,3 +21,16 @@ def test_every_chapter_links_the_glossary_and_the_glossary_covers_every_chapter(
     assert {p.name[:2] for p in SOLUTIONS} <= {c[:2] for c in named} | {"all"}
     assert [t for t, _ in terms] == sorted((t for t, _ in terms), key=str.lower), \
         "terms in alphabetical order"
+
+
+def test_the_instructor_guide_times_every_chapter_and_is_linked():
+    guide = (ROOT / "INSTRUCTORS.md").read_text()
+    timed = dict(re.findall(r"^\| `?(\d\d[a-z]?_\w+)`? \| ([\d.]+) \|$", guide, flags=re.M))
+    assert {p.stem for p in SOLUTIONS} == set(timed), "one timing row per chapter"
+    assert all(float(v) > 0 for v in timed.values())
+    assert "[GLOSSARY.md](GLOSSARY.md)" in guide
+    assert "[INSTRUCTORS.md](INSTRUCTORS.md)" in (ROOT / "README.md").read_text()
+    # every make target the guide tells an instructor to run exists
+    makefile = (ROOT / "Makefile").read_text()
+    for target in set(re.findall(r"`make (?:[A-Z]+=\S+ )*([a-z]\w*)", guide)):
+        assert re.search(rf"^{target}:", makefile, flags=re.M), f"make {target} does not exist"
