@@ -13,9 +13,10 @@ from . import Exercise, Incorrect, progress_of, shape_of
 _NB_A = "08a_diversity.ipynb"
 
 
-def _brute_mmr(r, s, k, lam):
-    """MMR from its definition: every step scores every remaining candidate from scratch."""
-    rs = (r - r.min()) / (r.max() - r.min())
+def _brute_mmr(r, s, k, lam, scaled: bool = True):
+    """MMR from its definition: every step scores every remaining candidate from scratch.
+    ``scaled=False`` is the common mistake (raw scores), for the hint."""
+    rs = (r - r.min()) / (r.max() - r.min()) if scaled else r
     chosen = [int(np.argmax(rs))]
     while len(chosen) < k:
         rest = [j for j in range(len(r)) if j not in chosen]
@@ -42,7 +43,7 @@ def _check_mmr(fn) -> str:
             raise Incorrect(f"return integer indices into the candidates, got {got.dtype}.")
         if got.tolist() != want:
             hint = ""
-            unscaled = _brute_mmr_unscaled(r, s, k, lam)
+            unscaled = _brute_mmr(r, s, k, lam, scaled=False)
             if got.tolist() == unscaled and unscaled != want:
                 hint = (" That is MMR on the raw scores: min-max scale the relevance to [0, 1] "
                         "first, so that lam weighs comparable numbers.")
@@ -54,15 +55,6 @@ def _check_mmr(fn) -> str:
                             f"{got.tolist()}.{hint} Penalise each candidate by its *highest* "
                             "similarity to the items already chosen.")
     return "It picks exactly what MMR's definition picks on four cases (lam 1.0 to 0.3)."
-
-
-def _brute_mmr_unscaled(r, s, k, lam):
-    chosen = [int(np.argmax(r))]
-    while len(chosen) < k:
-        rest = [j for j in range(len(r)) if j not in chosen]
-        score = [lam * r[j] - (1 - lam) * max(s[j, c] for c in chosen) for j in rest]
-        chosen.append(rest[int(np.argmax(score))])
-    return chosen
 
 
 q2 = Exercise(name="ch08.q2", title="Write mmr(relevance, similarity, k, lam)", var="mmr",
