@@ -22,13 +22,14 @@ Two layers, so the logic is tested without a browser:
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from . import nlg, online, rerank
 from .data import DataError, require_number
+from .evaluation import category_mixes
 
 __all__ = ["Page", "Shop", "ShopApp", "ACTIONS", "NEW_SHOPPER", "render_row"]
 
@@ -60,8 +61,6 @@ class Shop:
 
     def __init__(self, model, world, planner, item_vectors: pd.DataFrame, *, k: int = 10,
                  n_candidates: int = 100):
-        from . import nlg, online, rerank
-
         self.live = online.FoldIn(model)
         self.model = model
         self.world, self.planner = world, planner
@@ -76,11 +75,10 @@ class Shop:
         seen = model.seen.tocoo()
         history = pd.DataFrame({"user_id": model.user_map.decode(seen.row),
                                 "item_id": model.item_map.decode(seen.col)})
-        # each shopper's items per category (each item once), kept current as they click
-        counts = pd.crosstab(history["user_id"], self.category.reindex(history["item_id"]).to_numpy())
-        self.cats = defaultdict(Counter, {int(u): Counter({c: int(v) for c, v in row.items() if v})
-                                          for u, row in counts.iterrows()})
-        self._rerank, self._nlg = rerank, nlg
+        # chapter 08a's rule for "different from your usual", on each shopper's category mix;
+        # a shopper's row is recomputed from the model's own history after each folded-in click
+        self.diversity = rerank.DiversityGuard(self.guard, category_mixes(history, self.category),
+                                               self.category)
         self.profile = nlg.explainers.profile_map(world.profile)
         self.clock = int(world.events["timestamp"].max())
         self.log: list[dict] = []                  # every action, views included
@@ -91,7 +89,7 @@ class Shop:
     def build(cls, seed: int = 0, progress: bool = False) -> "Shop":
         """The course's pipeline on all of ShopWorld's clicks, carts and purchases: implicit
         ALS (64 factors), chapter 05's planner and facts, chapter 04's MiniLM item vectors."""
-        from . import cf, nlg
+        from . import cf
         from . import interest as I
         from . import preprocess as pp
 
@@ -127,11 +125,12 @@ class Shop:
 
     def interests(self, user: int) -> list[str]:
         """What the shop believes this shopper cares about: the aspects of their profile
-        (chapter 04) and their usual categories (at least 10 % of their history)."""
-        c = self.cats.get(user, Counter())
-        n = sum(c.values())
-        usual = [f"{cat.replace('_', ' ')} ({v / n:.0%})" for cat, v in c.most_common()
-                 if v / n >= 0.1] if n else []
+        (chapter 04) and their usual categories (at least ``usual``, 10 %, of their history)."""
+        mix = self.diversity.mix
+        shares = (mix.loc[user].sort_values(ascending=False, kind="stable")
+                  if user in mix.index else pd.Series(dtype=float))
+        usual = [f"{cat.replace('_', ' ')} ({v:.0%})" for cat, v in shares.items()
+                 if v >= self.diversity.usual]
         return list(self.profile.get(user, [])) + usual
 
     # ------------------------------------------------------------------ the page
@@ -148,13 +147,11 @@ class Shop:
         if self.lam >= 1.0:
             return items[:self.k]
         x = self.unit.loc[items].to_numpy()
-        return items[self._rerank.mmr(cand["score"].to_numpy(), x @ x.T, self.k, self.lam)]
+        return items[rerank.mmr(cand["score"].to_numpy(), x @ x.T, self.k, self.lam)]
 
     def _is_different(self, user: int, item: int) -> bool:
-        """rerank.DiversityGuard's rule on the live history: under 10 % of the shopper's items."""
-        c = self.cats.get(user, Counter())
-        n = sum(c.values())
-        return bool(n) and c[self.category.at[item]] / n < 0.1
+        """DiversityGuard's rule on the live history (a shopper without one has no usual)."""
+        return user in self.diversity.mix.index and self.diversity.is_different(user, item)
 
     def page(self, user, show_guard: bool = False) -> Page:
         """The shopper's page: interests, top ``k`` and a checked reason per slot."""
@@ -170,7 +167,7 @@ class Shop:
         for rank, (item, plan) in enumerate(zip(items, plans), start=1):
             item = int(item)
             if plan is not None:
-                said = self._nlg.phrasing.say(plan, self.world.facts[item])
+                said = nlg.phrasing.say(plan, self.world.facts[item])
             elif not self._met(user):
                 said = NEW_SHOPPER
             else:
@@ -181,7 +178,7 @@ class Shop:
                                  "problems": self.guard.problems(said, user, item)})
             different = self._is_different(user, item)
             if different and not fallback:          # the fallback keeps its own marker first
-                reason = self._rerank.DIFFERENT + reason
+                reason = rerank.DIFFERENT + reason
             rows.append({"rank": rank, "item_id": item, "title": self.catalogue.at[item, "title"],
                          "category": self.category.at[item],
                          "price": float(self.catalogue.at[item, "price"]), "reason": reason,
@@ -201,11 +198,11 @@ class Shop:
         self.log.append({"user_id": user, "item_id": item, "event_type": action,
                          "timestamp": self.clock})
         if action != "view":
-            first_time = item not in self._met(user)
             self.live.update(pd.DataFrame({"user_id": [user], "item_id": [item],
                                            "timestamp": [self.clock]}))
-            if first_time:
-                self.cats[user][self.category.at[item]] += 1
+            met = self.category.reindex(list(self._met(user)))    # each item once
+            self.diversity.mix.loc[user] = met.value_counts(normalize=True).reindex(
+                self.diversity.mix.columns, fill_value=0.0)
         return self.page(user, show_guard)
 
     def _met(self, user: int) -> set:

@@ -50,13 +50,17 @@ def test_a_purchase_is_folded_in_and_a_view_is_only_logged(shop):
     page = shop.act(user, viewed, "view")
     assert np.array_equal(shop.model.X[row], before) and shop.log[-1]["event_type"] == "view"
     bought = int(page.items["item_id"].iloc[0])
-    n_cat = shop.cats[user][shop.category.at[bought]]
+    cat = shop.category.at[bought]
+
+    def n_in_cat():                                        # items of the category in the mix
+        return round(shop.diversity.mix.at[user, cat] * len(_seen(shop, user)))
+    n_cat = n_in_cat()
     after = shop.act(user, bought, "purchase")
     assert bought not in set(after.items["item_id"]) and bought in _seen(shop, user)
     assert not np.array_equal(shop.model.X[row], before)
-    assert shop.cats[user][shop.category.at[bought]] == n_cat + 1
+    assert n_in_cat() == n_cat + 1
     shop.act(user, bought, "purchase")                    # the same item again: counted once
-    assert shop.cats[user][shop.category.at[bought]] == n_cat + 1
+    assert n_in_cat() == n_cat + 1
     assert shop.log[-1]["timestamp"] > shop.log[-2]["timestamp"]
 
 
