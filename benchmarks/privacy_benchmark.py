@@ -40,12 +40,8 @@ EPSILONS = [None, 8.0, 3.0, 1.0]
 def split(inter, items, seed):
     im = pp.build_id_map(items)
     train, _, test = pp.leave_last_out(inter)
-    users = np.sort(test["user_id"].unique())
-    members = np.sort(np.random.default_rng(seed).choice(users, len(users) // 2, replace=False))
-    others = np.setdiff1d(users, members)
-    target = test.set_index("user_id")["item_id"]
-    return (im, P.histories(train, members, im), P.histories(train, others, im),
-            im.encode(target.loc[members]), im.encode(target.loc[others]))
+    s = P.member_split(train, test, im, seed)
+    return im, s.x_members, s.x_others, s.t_members, s.t_others
 
 
 def run(name, inter, items):

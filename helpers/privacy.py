@@ -33,6 +33,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ import torch.nn.functional as F
 
 from .data import DataError, require_columns, require_int, require_number
 
-__all__ = ["HistoryModel", "histories", "train", "evaluate", "user_losses", "membership_auc",
+__all__ = ["HistoryModel", "MemberSplit", "member_split", "histories", "train", "evaluate", "user_losses", "membership_auc",
            "membership_auc_ci", "fedavg", "clip_and_noise", "leaks", "TrainReport"]
 
 
@@ -62,6 +63,35 @@ def histories(interactions: pd.DataFrame, users, item_map, *, col_user: str = "u
     x = torch.zeros(len(users), len(item_map))
     x[torch.as_tensor(rows), torch.as_tensor(cols)] = 1.0
     return x
+
+
+class MemberSplit(NamedTuple):
+    """The membership experiment's two halves of the test users: histories (``x_*``, from the
+    training interactions) and each user's held-out item index (``t_*``)."""
+    members: np.ndarray
+    others: np.ndarray
+    x_members: torch.Tensor
+    x_others: torch.Tensor
+    t_members: np.ndarray
+    t_others: np.ndarray
+
+
+def member_split(train: pd.DataFrame, test: pd.DataFrame, item_map, seed: int = 0, *,
+                 col_user: str = "user_id", col_item: str = "item_id") -> MemberSplit:
+    """Split the users of ``test`` (one held-out item each, e.g. ``leave_last_out``) at random
+    into members (trained on) and others (never seen), half each (``seed`` draws the halves)."""
+    require_columns(test, [col_user, col_item], "the test interactions")
+    if test[col_user].duplicated().any():
+        raise DataError("test must hold one held-out item per user (e.g. leave_last_out's).")
+    users = np.sort(test[col_user].unique())
+    members = np.sort(np.random.default_rng(seed).choice(users, len(users) // 2, replace=False))
+    others = np.setdiff1d(users, members)
+    target = test.set_index(col_user)[col_item]
+    return MemberSplit(members, others,
+                       histories(train, members, item_map, col_user=col_user, col_item=col_item),
+                       histories(train, others, item_map, col_user=col_user, col_item=col_item),
+                       item_map.encode(target.loc[members], "item"),
+                       item_map.encode(target.loc[others], "item"))
 
 
 class HistoryModel(nn.Module):

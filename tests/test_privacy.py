@@ -195,3 +195,18 @@ def test_membership_auc_interval_brackets_the_auc():
     assert r["lo"] < r["auc"] < r["hi"] and r["hi"] - r["lo"] < 0.5
     with pytest.raises(DataError, match="n_boot"):
         P.membership_auc_ci(m, x[::2], x[1::2], n_boot=0)
+
+
+def test_member_split_halves_the_test_users():
+    df, im = _data()
+    test = df.groupby("user_id").tail(1)
+    train = df.drop(test.index)
+    s = P.member_split(train, test, im, seed=3)
+    assert len(s.members) == 60 and len(s.others) == 60
+    assert not set(s.members) & set(s.others) and set(s.members) | set(s.others) == set(range(120))
+    torch.testing.assert_close(s.x_members, P.histories(train, s.members, im))
+    truth = test.set_index("user_id")["item_id"]
+    assert s.t_others.tolist() == im.encode(truth.loc[s.others]).tolist()
+    assert P.member_split(train, test, im, seed=3).members.tolist() == s.members.tolist()
+    with pytest.raises(DataError, match="one held-out item per user"):
+        P.member_split(train, df, im)

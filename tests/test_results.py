@@ -308,10 +308,8 @@ def test_chapter_08_checks_pass_rebuilt_results_and_fail_broken_ones():
     rand = RandomScores().fit(train, um, im).recommend(users, k=10)
     assert not row.accepts(E.per_user_metrics(rand, test, 10)["ndcg@10"].mean())
 
-    members = np.sort(np.random.default_rng(0).choice(users, len(users) // 2, replace=False))
-    others = np.setdiff1d(users, members)
-    xm, xo = P.histories(train, members, im), P.histories(train, others, im)
-    to = im.encode(test.set_index("user_id")["item_id"].loc[others])
+    split = P.member_split(train, test, im, seed=0)
+    xm, xo, to = split.x_members, split.x_others, split.t_others
     r = c["results"]
     model = P.HistoryModel(len(im), 64, seed=0)
     P.train(model, xm, epsilon=8.0, delta=1e-4, epochs=20, seed=0, progress=False)
