@@ -3,6 +3,7 @@
 #   make test      the whole test suite, offline (what CI runs)
 #   make lab       JupyterLab at chapter 00
 #   make app       the capstone shop as a page (Voilà) at http://127.0.0.1:8866
+#   make scale     chapter 10: add Ray to .venv, run the nightly job on 100,000 shoppers -> build/scale
 #   make chapters  regenerate chapters/ from solutions/
 #   make assets    fetch + verify the offline models and data (the only network step)
 #   make peers     the field's toolkits on their own protocols, in their own env (hours)
@@ -21,9 +22,9 @@ export TOKENIZERS_PARALLELISM := false
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYTHONHASHSEED := 0
 
-.PHONY: venv assets course test lab app chapters clean help peers gpu-check
+.PHONY: venv assets course test lab app scale chapters clean help peers gpu-check
 help:
-	@sed -n '2,9p' Makefile
+	@sed -n '2,10p' Makefile
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v in ((3, 11), (3, 12)) else \
@@ -36,6 +37,12 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 venv: $(STAMP)
 
+# chapter 10's extra (Ray), kept out of the default install; make scale and make test add it
+SCALE_STAMP := $(VENV)/.scale-stamp
+$(SCALE_STAMP): $(STAMP) requirements-scale.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-scale.txt -c constraints.txt
+	touch $@
+
 assets: $(STAMP)
 	$(PY) -m helpers.models prepare
 
@@ -47,7 +54,7 @@ course: assets
 # three timed parts (unit tests, solutions, chapters) and prints the time of each. It starts, like CI's clean
 # clone, without cached text encodings (derived data, rebuilt in ~25 s): a warm cache would hide
 # progress bars that appear in checked cells only on a first run.
-test: assets
+test: assets $(SCALE_STAMP)
 	rm -rf "$$($(PY) -c 'from helpers import config; print(config.cache_dir())')/embeddings"
 	tools/ensure-chromium
 	tools/test-parts $(PY) $(PYTEST_ARGS)
@@ -59,6 +66,11 @@ lab: assets
 PORT ?= 8866
 app: assets
 	$(VENV)/bin/voila --no-browser --Voila.ip=127.0.0.1 --port=$(PORT) app/shop.ipynb
+
+# chapter 10 headless (quick profile: ~5 min on 2 cores); the executed notebook and its report
+# in build/scale. Open chapters/10_scale_out.ipynb in `make lab` to work through it.
+scale: assets $(SCALE_STAMP)
+	$(PY) -m helpers.notebooks run --profile $(PROFILE) --only 10_scale_out --out build/scale
 
 chapters: $(STAMP)
 	$(PY) -m helpers.notebooks chapters

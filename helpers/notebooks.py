@@ -203,6 +203,21 @@ def _recorded(stem: str) -> list[dict]:
     return rows
 
 
+EXTRAS = {"10_scale_out.ipynb": ("ray", "make scale")}
+"""Chapters that need a package the default course does not install: module, and the target
+that installs it."""
+
+
+def missing_extra(name: str) -> str | None:
+    """Why chapter ``name`` cannot run here (its extra is not installed), or None."""
+    import importlib.util
+
+    if name in EXTRAS and importlib.util.find_spec(EXTRAS[name][0]) is None:
+        module, target = EXTRAS[name]
+        return f"needs {module}, which `{target}` installs"
+    return None
+
+
 def _run_each(notebooks, out_dir, timeout, report):
     """Execute notebooks in order into ``out_dir/executed``; stop at the first failure and
     return its exception (None when all ran)."""
@@ -212,6 +227,13 @@ def _run_each(notebooks, out_dir, timeout, report):
 
     failed = None
     for path in tqdm(notebooks, desc="chapters", unit="nb"):
+        missing = missing_extra(path.name)
+        if missing:
+            report["chapters"].append({"notebook": path.name, "seconds": 0.0,
+                                       "status": f"skipped: {missing}", "results": [],
+                                       "recorded": []})
+            print(f"[course] {path.name}: skipped, {missing}", flush=True)
+            continue
         nb = nbformat.read(path, as_version=4)
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(path.parent)}})
@@ -282,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="execute every solution notebook headless")
     run.add_argument("--profile", default=None, help="quick (default) or full")
     run.add_argument("--out", default=None, help="output folder (default build/)")
+    run.add_argument("--only", nargs="+", default=None, metavar="STEM",
+                     help="run only these chapters, e.g. --only 10_scale_out")
     args = parser.parse_args(argv)
     if args.command == "chapters":
         if args.check:
@@ -301,10 +325,23 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    report = run_course(Path(args.out) if args.out else None, profile=profile)
+    notebooks = None
+    if args.only:
+        notebooks = [SOLUTIONS / f"{stem.removesuffix('.ipynb')}.ipynb" for stem in args.only]
+        unknown = [p.name for p in notebooks if not p.exists()]
+        if unknown:
+            print(f"error: no solution notebook {', '.join(unknown)} in {SOLUTIONS}; choose "
+                  f"from {', '.join(p.stem for p in sorted(SOLUTIONS.glob('*.ipynb')))}",
+                  file=sys.stderr)
+            return 2
+    report = run_course(Path(args.out) if args.out else None, profile=profile,
+                        notebooks=notebooks)
     total = sum(c["seconds"] for c in report["chapters"])
-    print(f"[course] all {len(report['chapters'])} chapters ran in {total:.0f} s; "
-          "report in build/report.md")
+    ran = [c for c in report["chapters"] if not c["status"].startswith("skipped")]
+    skipped = len(report["chapters"]) - len(ran)
+    print(f"[course] {len(ran)} chapter(s) ran in {total:.0f} s"
+          + (f", {skipped} skipped (see above)" if skipped else "")
+          + f"; report in {Path(args.out or 'build') / 'report.md'}")
     return 0
 
 

@@ -34,3 +34,20 @@ def test_the_instructor_guide_times_every_chapter_and_is_linked():
     makefile = (ROOT / "Makefile").read_text()
     for target in set(re.findall(r"`make (?:[A-Z]+=\S+ )*([a-z]\w*)", guide)):
         assert re.search(rf"^{target}:", makefile, flags=re.M), f"make {target} does not exist"
+
+
+def test_the_readme_reading_times_are_the_chapters_own():
+    """The students' section sums the reading times the chapters state in their first cell."""
+    stated = {}
+    for path in SOLUTIONS:
+        m = re.search(r"\*\*Time:\*\* about ([\d.]+) (minutes|hours)(?: to read and solve)?;",
+                      " ".join(nbformat.read(path, as_version=4).cells[0].source.split()))
+        if m:
+            stated[path.stem] = round(float(m.group(1)) * (60 if m.group(2) == "hours" else 1))
+    readme = (ROOT / "README.md").read_text()
+    m = re.search(r"Chapters 00–(\d\d) state their reading time — (\d+) h (\d+) min together "
+                  r"\(([\d, and]+) minutes\)", " ".join(readme.split()))
+    assert m, "the README's reading-time sentence is missing or reworded"
+    listed = [int(x) for x in re.findall(r"\d+", m.group(4))]
+    assert listed == list(stated.values()) and max(stated)[:2] == m.group(1)
+    assert int(m.group(2)) * 60 + int(m.group(3)) == sum(listed)

@@ -9,6 +9,7 @@ import torch
 
 import helpers.exercises as ex_pkg
 from helpers.exercises import Exercise, Incorrect
+from helpers.exercises.quiz import Choice, Numeric, Quiz
 from helpers.config import ROOT
 from helpers.notebooks import BEGIN
 
@@ -38,7 +39,12 @@ def test_reference_solution_passes(chapter, name, exercise):
     assert exercise.var in exercise.solution_code()
 
 
-@pytest.mark.parametrize("chapter,name,exercise", ALL, ids=[f"{c}.{n}" for c, n, _ in ALL])
+FUNCTIONS = [(c, n, e) for c, n, e in ALL if not isinstance(e, Quiz)]
+QUIZZES = [(c, n, e) for c, n, e in ALL if isinstance(e, Quiz)]
+
+
+@pytest.mark.parametrize("chapter,name,exercise", FUNCTIONS,
+                         ids=[f"{c}.{n}" for c, n, _ in FUNCTIONS])
 def test_unfinished_or_crashing_answers_fail_kindly(chapter, name, exercise, capsys):
     def not_started(*args, **kwargs):
         raise NotImplementedError("Exercise: replace this line")
@@ -245,6 +251,61 @@ def test_ch08_wrong_answers_are_explained():
     assert not verdict and "half" in verdict.message
 
 
+def test_ch10_wrong_answers_are_explained():
+    import numpy as np
+
+    from helpers.exercises import ch10
+    from helpers.metrics import rank_from_scores
+
+    def reference(scores, seen, k):                 # the course's ranking, a mask per row
+        mask = np.zeros(scores.shape, dtype=bool)
+        for r, cols in enumerate(seen):
+            mask[r, cols] = True
+        return [row[row >= 0] for row in rank_from_scores(scores, k, exclude=mask)]
+    assert ch10.q1.check(reference)
+    verdict = ch10.q1.check(lambda s, seen, k: [np.argsort(-row, kind="stable")[:k] for row in s])
+    assert not verdict and "already met" in verdict.message
+
+    def unstable(s, seen, k):                       # quicksort: ties in any order
+        s = s.copy()
+        for r, cols in enumerate(seen):
+            s[r, cols] = -np.inf
+        out = []
+        for row in s:
+            order = np.argsort(-row, kind="stable")[:k]
+            out.append(order[np.isfinite(row[order])][::-1])
+        return out
+    verdict = ch10.q1.check(unstable)
+    assert not verdict and "wrong order" in verdict.message
+
+    def pads(s, seen, k):                           # a short row padded with seen items
+        s = s.copy()
+        for r, cols in enumerate(seen):
+            s[r, cols] = -np.inf
+        return list(np.argsort(-s, axis=1, kind="stable")[:, :k])
+    verdict = ch10.q1.check(pads)
+    assert not verdict and "fewer than k" in verdict.message
+
+    def in_place(s, seen, k):
+        for r, cols in enumerate(seen):
+            s[r, cols] = -np.inf
+        return reference(s, seen, k)
+    verdict = ch10.q1.check(in_place)
+    assert not verdict and "changed the scores" in verdict.message
+
+    def amdahl(serial, workers):
+        if not 0 <= serial <= 1 or workers < 1:
+            raise ValueError("out of range")
+        return 1 / (serial + (1 - serial) / workers)
+    assert ch10.q2.check(amdahl)
+    verdict = ch10.q2.check(lambda s, n: float(n))
+    assert not verdict and "ideal speed-up" in verdict.message
+    verdict = ch10.q2.check(lambda s, n: s + (1 - s) / n)
+    assert not verdict and "inverse" in verdict.message
+    verdict = ch10.q2.check(lambda s, n: 1 / (s + (1 - s) / n))
+    assert not verdict and "ValueError" in verdict.message
+
+
 @pytest.mark.parametrize("chapter,name,exercise", ALL, ids=[f"{c}.{n}" for c, n, _ in ALL])
 def test_the_call_a_failing_check_suggests_works_where_the_notebook_imported_it(
         chapter, name, exercise, capsys):
@@ -278,11 +339,11 @@ def test_progress_summarises_a_chapter_in_reading_order(capsys):
     exec("calibration_kl = lambda p, q, alpha=0.01: 0.0", ns)
     exec(ch07.q1.solution_code(), {**ns, "np": __import__("numpy")}, ns)
     exec("states = ch07.progress()", ns)
-    assert list(ns["states"]) == ["ch07.q1", "ch07.q2", "ch07.q3"]
+    assert list(ns["states"]) == ["ch07.q1", "ch07.q2", "ch07.q3", "ch07.quiz"]  # quiz last
     assert ns["states"] == {"ch07.q1": "correct", "ch07.q2": "not started",
-                            "ch07.q3": "incorrect"}
+                            "ch07.q3": "incorrect", "ch07.quiz": "not defined"}
     out = capsys.readouterr().out
-    assert "1 of 3 exercises done" in out and "ch07.q2: ⏳ not started" in out
+    assert "1 of 4 exercises done" in out and "ch07.q2: ⏳ not started" in out
     for module in CHAPTER_MODULES:
         assert callable(module.progress)
 
@@ -297,3 +358,68 @@ def test_feedback_prints_numbers_as_numbers():
     assert not verdict and "0.6759999" not in verdict.message
     verdict = ch05.q3.check(lambda hyp, ref, n: (np.int64(0), np.int64(1)))
     assert not verdict and "np.int64" not in verdict.message and "(0, 1)" in verdict.message
+
+
+# ----------------------------------------------------------------------------- questionnaires
+def test_every_chapter_ends_with_a_questionnaire_in_its_notebook():
+    """Each solution notebook shows, answers and checks its own questionnaire (5-8 questions);
+    the answers in the notebook are the questionnaire's own."""
+    by_notebook = {q.notebook: (c, n, q) for c, n, q in QUIZZES}
+    for path in sorted((ROOT / "solutions").glob("*.ipynb")):
+        assert path.name in by_notebook, f"{path.name} has no questionnaire"
+        chapter, name, quiz = by_notebook[path.name]
+        assert 5 <= len(quiz.questions) <= 8
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells
+                         if c.cell_type == "code")
+        assert f"{chapter}.{name}.show()" in code and f"{chapter}.{name}.check()" in code
+        ns = {}
+        exec(next(c.source for c in nbformat.read(path, as_version=4).cells
+                  if c.cell_type == "code" and f"{quiz.var} =" in c.source), ns)
+        assert ns[quiz.var] == {k: q.answer for k, q in enumerate(quiz.questions, 1)}
+
+
+@pytest.mark.parametrize("chapter,name,quiz", QUIZZES, ids=[f"{c}.{n}" for c, n, _ in QUIZZES])
+def test_every_wrong_answer_gets_its_own_explanation(chapter, name, quiz):
+    right = {k: q.answer for k, q in enumerate(quiz.questions, 1)}
+    assert quiz.check(right)
+    for k, q in enumerate(quiz.questions, 1):
+        wrong = ([o for o in q.options if o != q.answer] if isinstance(q, Choice)
+                 else list(q.traps) + [q.answer + 1000 * q.tol + 1])
+        for w in wrong:
+            verdict = quiz.check({**right, k: w})
+            assert not verdict and "of %d right" % len(quiz.questions) in verdict.message
+            line = next(x for x in verdict.message.split("\n") if x.startswith(f"Q{k}:"))
+            assert "not quite" in line
+            if isinstance(q, Choice):
+                assert q.why[w] in line and q.why[q.answer] not in line
+            elif w in q.traps:
+                assert q.traps[w] in line
+
+
+def test_questionnaire_answers_are_checked_kindly(capsys):
+    from helpers.exercises import ch02
+
+    quiz = ch02.quiz
+    verdict = quiz.check(["b", "a"])
+    assert not verdict and "must be a dict" in verdict.message
+    verdict = quiz.check({1: "b", 99: "a"})
+    assert not verdict and "no question [99]" in verdict.message
+    verdict = quiz.check({1: "B ", 3: "two"})            # letters forgive case and spaces
+    assert "Q1: right" in verdict.message and "Q2: not answered yet" in verdict.message
+    assert "answer with a number" in verdict.message
+    verdict = quiz.check({1: "z"})
+    assert "one of the letters a, b, c" in verdict.message
+    assert not quiz.check()                               # nothing called quiz_answers here
+    assert "not defined yet" in capsys.readouterr().out
+    quiz.show()
+    out = capsys.readouterr().out
+    assert out.count("**") >= 2 * len(quiz.questions) and "ch02.quiz.check()" in out
+
+
+def test_a_questionnaire_refuses_to_be_built_wrong():
+    with pytest.raises(ValueError, match="every option needs an explanation"):
+        Choice("?", {"a": "x", "b": "y"}, "a", {"a": "right"})   # b has no explanation
+    with pytest.raises(ValueError):
+        Choice("?", {"a": "x", "b": "y"}, "c", {"a": "no", "b": "no"})   # c is no option
+    with pytest.raises(ValueError, match="5 to 8"):
+        Quiz("chXX.quiz", "none.ipynb", [Numeric("?", 1.0, "why")] * 3, where="here")

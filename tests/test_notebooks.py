@@ -141,6 +141,26 @@ def test_run_course_reports_times_and_checked_results(tmp_path, monkeypatch):
         nbt.run_course(tmp_path / "out", profile="huge", notebooks=[path])
 
 
+def test_a_chapter_whose_extra_is_missing_is_skipped_and_said(tmp_path, monkeypatch, capsys):
+    """`make course` without `make scale`: chapter 10 is skipped with the target that installs
+    its extra, not failed; `--only` runs the named chapters and refuses unknown ones."""
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [new_code_cell("print('ran')")]
+    path = tmp_path / "99_extra.ipynb"
+    nbformat.write(nb, path)
+    monkeypatch.setitem(nbt.EXTRAS, "99_extra.ipynb", ("no_such_module_xyz", "make extra"))
+    monkeypatch.setenv("COURSE_PROFILE", "quick")
+    report = nbt.run_course(tmp_path / "out", notebooks=[path])
+    assert report["chapters"][0]["status"] == \
+        "skipped: needs no_such_module_xyz, which `make extra` installs"
+    assert not (tmp_path / "out" / "executed" / "99_extra.ipynb").exists()
+    assert nbt.missing_extra("02_collaborative_filtering.ipynb") is None
+    assert nbt.main(["run", "--only", "99_nothing"]) == 2
+    assert "no solution notebook 99_nothing.ipynb" in capsys.readouterr().err
+
+
 def _device_taking_classes() -> set[str]:
     """Names of the course's model classes whose constructor takes ``device``, and of chapter
     06's training functions that do (``fit_image_classifier``, ``fit_shared_space``, ...)."""

@@ -205,6 +205,12 @@ _MARK = {"correct": "✅ done", "incorrect": "❌ not yet", "not started": "⏳ 
          "not defined": "· not reached"}
 
 
+def _reading_order(e: Exercise) -> tuple:
+    """q1, q2, ... in order, the chapter's questionnaire (``chNN.quiz``) last."""
+    tail = e.name.rsplit(".", 1)[1]
+    return (0, int(tail[1:])) if tail[:1] == "q" and tail[1:].isdigit() else (1, 0)
+
+
 def progress_of(module_name: str) -> Callable[[], dict]:
     """``chNN.progress`` for the chapter module ``module_name``: every exercise of the chapter,
     in reading order, checked silently against the notebook's variables and summarised in one
@@ -216,7 +222,7 @@ def progress_of(module_name: str) -> Callable[[], dict]:
             names = frame.f_globals
             module = sys.modules[module_name]
             exercises = sorted((v for v in vars(module).values() if isinstance(v, Exercise)),
-                               key=lambda e: int(e.name.rsplit("q", 1)[1]))
+                               key=_reading_order)
             states = {e.name: e._evaluate(names.get(e.var, _MISSING))[0] for e in exercises}
         finally:
             del frame

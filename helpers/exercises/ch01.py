@@ -105,4 +105,64 @@ q3 = Exercise(name="ch01.q3", title="Write leave_last_out_simple(df) -> (train, 
                      "training. A user with a single interaction has nothing left to train on, so "
                      "keep them out of the test."))
 
+from .quiz import Choice, Numeric, Quiz  # noqa: E402
+
+quiz = Quiz("ch01.quiz", _NB, where=(
+    "Q1: section 2 (price outliers); Q2: section 3 (bots) and exercise 2; Q3: section 5; Q4 and "
+    "Q5: section 7 and exercise 3; Q6: section 4."),
+    questions=[
+    Choice("A price is 100 times its category's median. What is the chapter's reading, and its "
+           "fix?",
+           {"a": "A luxury item: keep it.",
+            "b": "A price entered in cents: divide by 100, and count the change.",
+            "c": "A typo: drop the item."},
+           "b",
+           {"a": "Legitimate prices never exceed 8x the median here; the flagged ones start near "
+                 "40x.",
+            "b": "Right: a ratio to a robust median finds it, the fix is counted in the report.",
+            "c": "Dropping loses a real product and its events; the value is repairable."}),
+    Choice("Why must the log be sorted by time within each user before computing the median gap "
+           "between consecutive events?",
+           {"a": "The raw log is not in time order; unsorted differences are not gaps, some even "
+                 "negative.",
+            "b": "Sorting makes the median faster.",
+            "c": "pandas requires sorted data for groupby."},
+           "a",
+           {"a": "Right: exercise 2's trap.",
+            "b": "The point is correctness, not speed.",
+            "c": "groupby works on any order; the differences are what go wrong."}),
+    Choice("Events are joined onto the raw catalogue, which lists some items twice. What happens "
+           "without validate=\"many_to_one\"?",
+           {"a": "pandas raises an error.",
+            "b": "The join silently multiplies those events: each matches both catalogue rows.",
+            "c": "The duplicates are dropped automatically."},
+           "b",
+           {"a": "Only with validate= does pandas refuse; by default it joins every match.",
+            "b": "Right: validate= turns a silent duplication into a loud error.",
+            "c": "pandas keeps every match; nothing is dropped."}),
+    Choice("A random split of the interactions is used to evaluate a recommender. What goes wrong?",
+           {"a": "Nothing, if the split is stratified by user.",
+            "b": "The model trains on events that happen after the ones it is tested on: a time "
+                 "leak that flatters every metric.",
+            "c": "The test set is too small."},
+           "b",
+           {"a": "Stratifying by user keeps every user's future in training all the same.",
+            "b": "Right: pp.check_no_leakage catches it.",
+            "c": "Size is not the problem; time order is."}),
+    Choice("Leave-last-out holds out each user's latest interaction. Which leak remains?",
+           {"a": "None: it is leak-free.",
+            "b": "The per-user leak: users train on their own future.",
+            "c": "The global one: a test event can precede other users' training events, so the "
+                 "model learns from the catalogue's future (Ji et al., 2023)."},
+           "c",
+           {"a": "It removes the per-user leak only; the chapter counts the global one.",
+            "b": "That is exactly what leave-last-out removes.",
+            "c": "Right: a global time cut removes both."}),
+    Numeric("A cleaning step read 1,000 rows and dropped 37 duplicates and 12 bot events. How many "
+            "rows must come out for the report to balance?",
+            951, "Right: rows in - rows dropped = rows out; nothing disappears uncounted.",
+            tol=0.5, traps={963: "That drops only the duplicates; the bot events go too.",
+                            988: "That drops only the bot events; the duplicates go too."}),
+])
+
 progress = progress_of(__name__)

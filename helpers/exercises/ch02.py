@@ -93,4 +93,72 @@ q3 = Exercise(name="ch02.q3", title="Write ndcg_at_k(ranked, relevant, k) for on
                      "plus one); divide the list's total by the best total any list could have "
                      "earned for this user."))
 
+from .quiz import Choice, Numeric, Quiz  # noqa: E402
+
+quiz = Quiz("ch02.quiz", _NB, where=(
+    "Q1: section 2 (baselines); Q2: section 5 (implicit feedback and BPR); Q3 and Q4: section 6 "
+    "and exercise 3; Q5: section 6's sampled metrics; Q6: section 7; Q7: section 9."),
+    questions=[
+    Choice("Biases alone (global mean plus a user and an item bias) take MovieLens RMSE from about "
+           "1.13 to about 0.94. What should you compare a new rating model with?",
+           {"a": "The global mean (1.13): it is the simplest predictor.",
+            "b": "The biased baseline (0.94): a model that cannot beat two numbers per user and "
+                 "item has learned nothing about taste.",
+            "c": "A published deep model's number, whatever its split."},
+           "b",
+           {"a": "Beating 1.13 proves only that users and items differ on average.",
+            "b": "Right: every model in the chapter must beat 0.94, not 1.13.",
+            "c": "A number is comparable only under the same protocol (section 7)."}),
+    Choice("On a shop you see clicks and purchases but no dislikes. Why does BPR learn from pairs "
+           "(a met item should score above an unmet one) instead of treating unmet items as 0s?",
+           {"a": "An unmet item may be unknown to the user, not disliked; a pair only says the met "
+                 "item is preferred, which the data supports.",
+            "b": "Pairs are faster to train on than single items.",
+            "c": "Because ratings are needed to fit a factorisation."},
+           "a",
+           {"a": "Right: implicit feedback has no negatives, only preferences between items.",
+            "b": "Speed is not the reason; sampling pairs costs about the same as sampling items.",
+            "c": "BPR needs no ratings at all; it is built for implicit data."}),
+    Numeric("A user has one held-out item. Your model ranks it second. What is NDCG@10? (three "
+            "decimals)",
+            0.631, "Right: a hit at rank r counts 1 / log2(r + 1), so DCG = 1 / log2(3) = 0.631; "
+                   "the perfect list has it first, IDCG = 1 / log2(2) = 1.", tol=0.002,
+            traps={0.5: "1 / 2 is the reciprocal rank (MRR); NDCG discounts by log2(rank + 1).",
+                   0.1: "1 / 10 is precision@10.",
+                   1.0: "1 would need the item at rank 1."}),
+    Numeric("Your top 10 contains 2 of a user's 4 held-out items. What is their recall@10?",
+            0.5, "Right: recall@k = hits / |held-out| = 2 / 4.", tol=1e-6,
+            traps={0.2: "2 / 10 is precision@10; recall divides by the user's held-out items."}),
+    Choice("Many papers rank the held-out item against 100 sampled negatives. What did the chapter "
+           "find with the same models and test items?",
+           {"a": "The sampled numbers are a cheap, unbiased estimate of the full-ranking ones.",
+            "b": "Every model looks several times better and the gaps between models change; a "
+                 "sampled number is not an estimate of the full one, and it can reorder models.",
+            "c": "Sampling makes no difference on MovieLens-100K."},
+           "b",
+           {"a": "They are biased upwards, by different amounts per model (Krichene and Rendle).",
+            "b": "Right: the course reports full-ranking metrics, and chapter 07 shows a reordering.",
+            "c": "The chapter's own table shows hit rates several times higher when sampled."}),
+    Choice("RecBole's most-popular baseline scored far below the course's on the identical split. "
+           "Why?",
+           {"a": "Popularity is a bad baseline on MovieLens.",
+            "b": "Its counter adds one per training batch an item appears in, not one per "
+                 "interaction, so large batches flatten popularity: a baseline from a toolkit is "
+                 "code too, and code can be wrong.",
+            "c": "RecBole uses a different dataset version."},
+           "b",
+           {"a": "The course's own popularity baseline does well on the same split.",
+            "b": "Right (RecBole issue #2198).",
+            "c": "Both were run on RecBole's own split of the same data."}),
+    Choice("Why does every CF model score near zero on items launched after the training cutoff?",
+           {"a": "The models were not trained long enough.",
+            "b": "CF knows an item only through the people who interacted with it; a new item has "
+                 "no interactions, so nothing says who will like it.",
+            "c": "New items are filtered out of the ranking."},
+           "b",
+           {"a": "More epochs cannot learn from interactions that do not exist.",
+            "b": "Right: chapter 04 reads the items' text and recommends new items too.",
+            "c": "They are ranked like every other item; they just get no signal."}),
+])
+
 progress = progress_of(__name__)

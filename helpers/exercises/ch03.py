@@ -85,4 +85,65 @@ q3 = Exercise(name="ch03.q3", title="Write split_heads(x, n_head): (b, t, d) -> 
                      "per head), then move the heads next to the batch so each head sees its own "
                      "(time, size) matrix."))
 
+from .quiz import Choice, Numeric, Quiz  # noqa: E402
+
+quiz = Quiz("ch03.quiz", _NB, where=(
+    "Q1: section 1; Q2: section 2; Q3: section 3 and exercise 2; Q4: section 5; Q5: section 7; "
+    "Q6: section 8's last part (what the model may read at test time)."),
+    questions=[
+    Choice("What does each row of softmax(QK^T / sqrt(d_k)) hold?",
+           {"a": "How much one query position takes from each key position: non-negative weights "
+                 "that sum to 1.",
+            "b": "The values, sorted by similarity.",
+            "c": "A probability distribution over the model's vocabulary."},
+           "a",
+           {"a": "Right: the output is the weighted average of the values with these weights.",
+            "b": "The weights multiply V; nothing is sorted.",
+            "c": "That is the language model's output layer, not attention's weights."}),
+    Numeric("The entries of q and k are independent with mean 0 and variance 1, and d_k = 64. "
+            "What is the standard deviation of q . k / sqrt(d_k)?",
+            1.0, "Right: q . k has variance d_k = 64 (standard deviation 8); dividing by "
+                 "sqrt(64) = 8 brings it to 1, so the softmax does not saturate.", tol=1e-6,
+            traps={8.0: "8 is the standard deviation before the division by sqrt(d_k).",
+                   64.0: "64 is the variance of q . k before scaling."}),
+    Choice("In a next-item model, what does the causal mask forbid?",
+           {"a": "Attending to padding tokens.",
+            "b": "Position i attending to positions after i: otherwise the model would read the "
+                 "item it is asked to predict.",
+            "c": "Attending to position i itself."},
+           "b",
+           {"a": "That is the padding mask; the two are often combined.",
+            "b": "Right: True where key j <= query i (exercise 2).",
+            "c": "A position may attend to itself; the mask is lower-triangular including the "
+                 "diagonal."}),
+    Choice("Why must positions be added to a Transformer's input?",
+           {"a": "To make the model larger.",
+            "b": "Attention is a weighted average: permute the inputs and the outputs permute the "
+                 "same way, so without positions the model cannot tell order.",
+            "c": "Because the softmax needs positive inputs."},
+           "b",
+           {"a": "Position vectors add few parameters; that is not their purpose.",
+            "b": "Right: sinusoids (the original Transformer) or learned vectors (BERT, SASRec).",
+            "c": "The softmax accepts any real scores."}),
+    Choice("Why does PyTorch's fused scaled_dot_product_attention win more as the sequence grows?",
+           {"a": "It uses a different formula that approximates attention.",
+            "b": "Ours materialises the t x t weight matrix; the fused kernel streams it through "
+                 "fast memory in tiles (and skips the masked half), and t x t grows with t squared.",
+            "c": "It runs in float16 on the CPU."},
+           "b",
+           {"a": "Same mathematics, exact up to float rounding; the chapter checks it.",
+            "b": "Right: write it from scratch to understand it, call the fused one to use it.",
+            "c": "Precision is not the reason: both run in the same dtype here."}),
+    Choice("The same trained SASRec scores markedly higher when it may read the validation item at "
+           "test time. What is the lesson?",
+           {"a": "Always let the model read the validation item.",
+            "b": "A sequence model's number depends on what it may read at test time; a result "
+                 "that does not say so cannot be compared.",
+            "c": "The validation item leaks the test item."},
+           "b",
+           {"a": "Either protocol is legitimate; what matters is stating which one.",
+            "b": "Right: RecBole's LS protocol reads it, the course's default did not.",
+            "c": "Reading an earlier, known interaction is not a leak of the test item."}),
+])
+
 progress = progress_of(__name__)

@@ -102,4 +102,56 @@ q3 = Exercise(name="ch04.q3", title="Write in_batch_loss(u, v, temperature, log_
                      "appear as negatives too often; the correction removes their log-frequency "
                      "from the scores."))
 
+from .quiz import Choice, Numeric, Quiz  # noqa: E402
+
+quiz = Quiz("ch04.quiz", _NB, where=(
+    "Q1: section 1; Q2: section 2; Q3: section 3; Q4: section 4; Q5: section 6; Q6: section 7."),
+    questions=[
+    Choice("How does BERT differ from the causal Transformer blocks of chapter 03?",
+           {"a": "It has no attention.",
+            "b": "The same blocks without a causal mask (every token sees both sides), pretrained "
+                 "to fill in masked words.",
+            "c": "It reads characters instead of tokens."},
+           "b",
+           {"a": "BERT is a stack of attention blocks.",
+            "b": "Right: bidirectional, trained by masked language modelling.",
+            "c": "It reads WordPiece tokens (chapter 00)."}),
+    Choice("Why are the items' texts encoded once and cached?",
+           {"a": "An item's text does not change between chapters, and encoding is the expensive "
+                 "step; every model reuses the same vectors (and the truncation is stated).",
+            "b": "Because the encoder can only run once per session.",
+            "c": "Caching makes the vectors more accurate."},
+           "a",
+           {"a": "Right: encode once, cache, state truncation.",
+            "b": "It can run any number of times; it is just slow to repeat.",
+            "c": "A cache returns exactly what was computed, no better."}),
+    Choice("What does target attention give that a plain mean of the history does not?",
+           {"a": "A vector that does not depend on the item being scored.",
+            "b": "Weights over the past items that depend on the candidate item, showing which "
+                 "past items a recommendation rests on.",
+            "c": "It needs no history at all."},
+           "b",
+           {"a": "That is the mean; target attention's weights change with the candidate.",
+            "b": "Right: the weights are evidence a reason can point to.",
+            "c": "Users without history need a stated fallback either way."}),
+    Choice("What can a two-tower model over text embeddings do that an ID-based model cannot?",
+           {"a": "Recommend new items, which have text but no interactions.",
+            "b": "Train without any interactions.",
+            "c": "Beat every ID model on warm items."},
+           "a",
+           {"a": "Right: a new item's text places it next to items people did buy.",
+            "b": "It is trained on interactions (in-batch softmax with the logQ correction).",
+            "c": "On warm items it competes; the gain is on the cold ones."}),
+    Choice("What is the chapter's stance on the inferred aspect profiles (what each user cares "
+           "about)?",
+           {"a": "They are the user's true preferences.",
+            "b": "They beat chance clearly against ShopWorld's hidden truth, but they are "
+                 "evidence, not truth: a reason built on them must not overstate them.",
+            "c": "They are no better than chance."},
+           "b",
+           {"a": "They are inferred from behaviour and reviews; the truth is hidden.",
+            "b": "Right: measured against the truth, with their error stated.",
+            "c": "The chapter measures them clearly above chance."}),
+])
+
 progress = progress_of(__name__)

@@ -121,4 +121,68 @@ q4 = Exercise(name="ch05.q4", title="Write unsupported(claims, facts): the guard
                      "same value: an aspect the facts lack, or at another level, is unsupported, "
                      "and so is any colour, pattern or brand the item does not have."))
 
+from .quiz import Choice, Numeric, Quiz  # noqa: E402
+
+quiz = Quiz("ch05.quiz", _NB, where=(
+    "Q1: section 2; Q2: section 5; Q3: section 10; Q4: section 11; Q5: section 8; Q6: section 12."),
+    questions=[
+    Choice("A reason says 'great battery life and a bright screen'. How does the chapter check "
+           "it?",
+           {"a": "By its BLEU score against the reference reason.",
+            "b": "As a list of claims (battery life at a high level, screen brightness at a high "
+                 "level), each checked against what the shop states about the item.",
+            "c": "By asking the language model whether it is true."},
+           "b",
+           {"a": "BLEU measures resemblance to one reference, not truth.",
+            "b": "Right: check claims, not strings.",
+            "c": "A model grading its own claims is not evidence (chapter 07 measures a judge)."}),
+    Choice("A reason scores a high BLEU against the reference. What does that show?",
+           {"a": "That it is true.",
+            "b": "That it shares many word sequences with one reference sentence; a true reason "
+                 "worded differently scores low, a false one worded alike scores high.",
+            "c": "That it is personal."},
+           "b",
+           {"a": "Resemblance is not truth.",
+            "b": "Right: say which quality (truthful, grounded, personal, faithful) you report.",
+            "c": "BLEU knows nothing of the user."}),
+    Choice("What makes the guard closed-world?",
+           {"a": "It rejects sentences containing words from a list of known lies.",
+            "b": "It passes a sentence only when every word is a stated fact of the item or "
+                 "allowed phrasing; anything it cannot verify is rejected.",
+            "c": "It only runs on closed (finished) sentences."},
+           "b",
+           {"a": "That is an open-world blocklist: every new lie gets through.",
+            "b": "Right: what it cannot verify, it rejects (and names the word).",
+            "c": "The name is about what it accepts, not when it runs."}),
+    Choice("How does the chapter defend against prompt injection in reviews?",
+           {"a": "By recognising attack phrases in many languages.",
+            "b": "By structure and least information: the reason path does not take orders from "
+                 "review text, and the guard checks whatever comes out.",
+            "c": "By deleting reviews that mention instructions."},
+           "b",
+           {"a": "Keyword lists lose: the chapter's eight languages and nine encodings get past "
+                 "them.",
+            "b": "Right: injection is beaten by structure, not by recognising attacks.",
+            "c": "Deleting on keywords is a blocklist again, and loses the same way."}),
+    Choice("When fine-tuning the language model on (prompt, reason) pairs, why is the loss masked "
+           "on the prompt?",
+           {"a": "So the model learns to write the reason given the prompt, not to reproduce the "
+                 "prompt's tokens.",
+            "b": "To make training faster.",
+            "c": "Because the prompt is untrusted."},
+           "a",
+           {"a": "Right: only the answer's tokens are targets.",
+            "b": "The forward pass still reads the whole sequence; the point is what is learned.",
+            "c": "The prompt is built by the course from the shop's facts."}),
+    Choice("What does the planner decide, and what does the realiser do?",
+           {"a": "The planner picks which claims to state for this shopper; the realiser puts "
+                 "them into words; the guard checks the words.",
+            "b": "The planner writes the sentence; the realiser checks it.",
+            "c": "Both generate sentences and the best one wins."},
+           "a",
+           {"a": "Right: plan, then say it.",
+            "b": "Checking is the guard's job; the realiser phrases.",
+            "c": "They have different jobs; one decides what, the other how."}),
+])
+
 progress = progress_of(__name__)

@@ -121,4 +121,51 @@ q3 = Exercise(name="ch06.q3", title="Write modality_weights(query, tokens, prese
                      "(scaled by the square root of the dimension), give missing modalities no "
                      "weight, and normalise each row to sum to 1."))
 
+from .quiz import Choice, Numeric, Quiz  # noqa: E402
+
+quiz = Quiz("ch06.quiz", _NB, where=(
+    "Q1: section 1; Q2: section 2; Q3: section 3; Q4: section 4; Q5: section 5; Q6: section 6."),
+    questions=[
+    Numeric("A batch of 32 RGB images, 64 x 64 pixels, as PyTorch expects it: how many numbers "
+            "does the tensor hold?",
+            32 * 3 * 64 * 64, "Right: shape (32, 3, 64, 64), channels before height and width.",
+            tol=0.5, traps={32 * 64 * 64: "That leaves out the three colour channels."}),
+    Choice("How does the chapter's small CNN learn colours and patterns with no human labelling?",
+           {"a": "From the shop's own descriptions that state them (about half do); it then reads "
+                 "them in pictures whose text is silent.",
+            "b": "From ImageNet labels.",
+            "c": "It clusters pixels without any labels."},
+           "a",
+           {"a": "Right: the shop's own words are the labels.",
+            "b": "ImageNet's classes are not colours or patterns of these products.",
+            "c": "It is trained supervised, on the stated labels."}),
+    Choice("A frozen pretrained image encoder with a linear probe did as well as the CNN trained "
+           "here. What is the lesson?",
+           {"a": "Pretrained is the default; train your own only when it measurably wins.",
+            "b": "Never use a pretrained encoder.",
+            "c": "Linear probes are always best."},
+           "a",
+           {"a": "Right.",
+            "b": "It matched the custom model at a fraction of the work.",
+            "c": "A probe is as good as the features under it."}),
+    Choice("A CLIP-style shared space names an item's colour zero-shot. How?",
+           {"a": "It was trained on colour labels.",
+            "b": "Pictures and texts are mapped into one space by contrastive training on pairs; "
+                 "the colour word whose text vector is closest to the picture's vector wins.",
+            "c": "It reads the colour from the file name."},
+           "b",
+           {"a": "No colour labels: pairs alone.",
+            "b": "Right: compare the image with the text of every colour.",
+            "c": "It reads pixels."}),
+    Choice("On the cold-start protocol, did fusing image and text beat text alone?",
+           {"a": "Yes, always, by a wide margin.",
+            "b": "Not surely: none of the fusions was a sure gain over text, and a paired interval "
+                 "is how you know.",
+            "c": "Images alone beat both."},
+           "b",
+           {"a": "The paired intervals say otherwise on this protocol.",
+            "b": "Right: report the interval, not the point estimate.",
+            "c": "Text carries most of the signal here."}),
+])
+
 progress = progress_of(__name__)

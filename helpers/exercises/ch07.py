@@ -119,4 +119,61 @@ q3 = Exercise(name="ch07.q3", title="Write calibration_kl(p, q, alpha)",
                      "blended with a little of the user's so no category the user likes gets "
                      "probability zero. Categories the user never touches contribute nothing."))
 
+from .quiz import Choice, Numeric, Quiz  # noqa: E402
+
+quiz = Quiz("ch07.quiz", _NB, where=(
+    "Q1 and Q2: section 1; Q3: section 2; Q4: section 3; Q5: section 6; Q6: section 7."),
+    questions=[
+    Choice("Two models differ by 0.003 NDCG@10. How does the chapter decide whether that is real?",
+           {"a": "Any difference in the third decimal is real.",
+            "b": "Per-user metrics, a paired test (both models on the same users) and a bootstrap "
+                 "interval of the difference; many third-decimal gaps are noise.",
+            "c": "Run each model once more and see which wins."},
+           "b",
+           {"a": "A gap smaller than its interval's width is not a result.",
+            "b": "Right: a leaderboard becomes results with intervals and paired tests.",
+            "c": "One more run is one more noisy draw."}),
+    Choice("You compare ten models pairwise at the 5 % level. What does Holm's correction do?",
+           {"a": "It makes every test more powerful.",
+            "b": "It adjusts the p-values for the many comparisons, so the chance of any false "
+                 "'significant' gap stays near 5 % instead of growing with the number of tests.",
+            "c": "It removes the worst model."},
+           "b",
+           {"a": "It makes each test stricter, not more powerful.",
+            "b": "Right: many tests, one error budget.",
+            "c": "It changes p-values, not the models."}),
+    Numeric("A recommender's lists, over all users, contain 150 distinct items of a 2,000-item "
+            "catalogue. What is its catalogue coverage?",
+            0.075, "Right: 150 / 2,000 = 0.075.", tol=1e-4,
+            traps={7.5: "7.5 is the percentage; the share is 0.075."}),
+    Choice("The unguarded language model's reasons get the lowest LM NLL of all generators (the "
+           "most expected text). What else did the chapter find?",
+           {"a": "They are also the most truthful.",
+            "b": "They are the least truthful and faithful, and the furthest from the references "
+                 "by BLEU, ROUGE and BERTScore: a fluency score rewards what a guard must stop.",
+            "c": "They are the closest to the references."},
+           "b",
+           {"a": "Expected text and true text part ways here.",
+            "b": "Right: measure truth with claims against the facts, not with fluency.",
+            "c": "BLEU, ROUGE and BERTScore put them furthest from the references."}),
+    Choice("Why does an A/B test start with a power calculation?",
+           {"a": "To know how many users it needs to detect the effect you care about before "
+                 "running it, instead of stopping when the numbers look good.",
+            "b": "To choose which version wins.",
+            "c": "Power calculations are only for medical trials."},
+           "a",
+           {"a": "Right: randomise and analyse by user, with the size fixed in advance.",
+            "b": "The test decides that; the calculation sizes it.",
+            "c": "Any experiment with a yes/no decision needs one."}),
+    Choice("A small LLM judge rates reasons. What must you measure before trusting it?",
+           {"a": "Nothing: LLMs understand text.",
+            "b": "Its agreement with the truth (Cohen's kappa beyond chance, AUC) and its biases: "
+                 "position (preferring whichever reason comes first) and length.",
+            "c": "Only its speed."},
+           "b",
+           {"a": "Here it agreed with the truth no better than chance.",
+            "b": "Right: a judge is an instrument, and instruments are calibrated.",
+            "c": "Speed says nothing about validity."}),
+])
+
 progress = progress_of(__name__)

@@ -336,4 +336,139 @@ q5 = Exercise(name="ch08.q5", title="Write attack_auc(loss_members, loss_others)
                      "member's loss is the lower one, and a tie is half a win. The AUC is the "
                      "share won."))
 
+from .quiz import Choice, Numeric, Quiz  # noqa: E402
+
+quiz_a = Quiz("ch08.quiz_a", _NB_A, var="quiz_answers_a", where=(
+    "Q1 and Q2: section 2 and exercise 1 of 08a; Q3: section 2's frontiers; Q4: section 4; Q5: "
+    "section 1."), questions=[
+    Choice("What does MMR trade off when it picks the next item of a list?",
+           {"a": "Relevance against similarity to the items already in the list, with one knob "
+                 "lambda.",
+            "b": "Price against popularity.",
+            "c": "Training time against accuracy."},
+           "a",
+           {"a": "Right: lambda = 1 is the model's own order.",
+            "b": "MMR knows only relevance and similarity.",
+            "c": "It re-ranks a fixed model's list; nothing is retrained."}),
+    Numeric("MMR with lambda = 0.7: a candidate has scaled relevance 0.8 and its highest "
+            "similarity to the list so far is 0.5. What is its MMR score? (two decimals)",
+            0.41, "Right: 0.7 x 0.8 - 0.3 x 0.5 = 0.56 - 0.15 = 0.41.", tol=0.005,
+            traps={0.56: "That is only the relevance part; subtract (1 - lambda) x similarity.",
+                   0.71: "Subtract the similarity part, do not add it."}),
+    Choice("What does a re-ranker's frontier show?",
+           {"a": "That diversity is always free.",
+            "b": "How much accuracy each step of diversity costs, with paired intervals: some "
+                 "diversity is free, more is not.",
+            "c": "Which model to retrain."},
+           "b",
+           {"a": "Only the first steps are free, and how far depends on the data.",
+            "b": "Right: read the knob's price off the curve.",
+            "c": "Re-ranking changes the list, not the model."}),
+    Choice("When may a slot's reason say 'Something different from your usual'?",
+           {"a": "Whenever the re-ranker moved the item up.",
+            "b": "Only when the item's category is a small share of the shopper's history, so the "
+                 "sentence is true; it passes the same guard as every reason.",
+            "c": "For every tenth slot."},
+           "b",
+           {"a": "A moved-up item can be from the shopper's favourite category.",
+            "b": "Right: a checkable fact about the history.",
+            "c": "A quota would make it false for many shoppers."}),
+    Choice("Which numbers does section 1 use to measure the bubble, besides accuracy?",
+           {"a": "How alike a list's items are (intra-list diversity), how much of the catalogue "
+                 "anyone sees (coverage), and how close a list's category mix is to the "
+                 "shopper's own (calibration KL).",
+            "b": "The model's memory use.",
+            "c": "The prices of the recommended items."},
+           "a",
+           {"a": "Right: three numbers describe a list besides its accuracy.",
+            "b": "It is about what is shown, not the machine.",
+            "c": "Prices are not the subject."}),
+])
+
+quiz_b = Quiz("ch08.quiz_b", _NB_B, var="quiz_answers_b", where=(
+    "Q1: exercise of 08b and section 1; Q2: section 2; Q3: section 4; Q4 and Q5: section 5."),
+    questions=[
+    Choice("What does fold-in compute when a shopper clicks?",
+           {"a": "The whole model again.",
+            "b": "That shopper's factors only, from their history with the items' factors fixed: "
+                 "one small least-squares solve.",
+            "c": "The item's factors only."},
+           "b",
+           {"a": "A full refit takes far too long for a click.",
+            "b": "Right: one k x k solve, milliseconds.",
+            "c": "The items stay fixed; the shopper moves."}),
+    Choice("Prequential evaluation: in what order are the two steps done for each event?",
+           {"a": "Learn from the event, then predict it.",
+            "b": "Predict the event with what the model knew before it, then learn from it, in "
+                 "time order.",
+            "c": "Predict all events first, then learn from all."},
+           "b",
+           {"a": "Learning first lets the model see the answer.",
+            "b": "Right: predict, then learn.",
+            "c": "That is a static model; it never updates during the stream."}),
+    Choice("How does a brand-new item get its first place in the lists?",
+           {"a": "It waits for the next nightly retrain.",
+            "b": "From its text: its embedding places it near items people did interact with.",
+            "c": "It is shown to everyone first."},
+           "b",
+           {"a": "Then it would be invisible until then.",
+            "b": "Right: chapter 04's text tower at work.",
+            "c": "That is a promotion, not a recommendation."}),
+    Numeric("Of 1,000 timed events, how many may take longer than the latency target while the "
+            "p99 still meets it?",
+            10, "Right: p99 within target means at least 990 of 1,000 are within it.", tol=0.5,
+            traps={1: "That would be p99.9.", 990: "990 must be fast; 10 may be slow."}),
+    Choice("Where does the language model's reason come from on a click?",
+           {"a": "Generated on the request path, for every click.",
+            "b": "From a cache filled in batches; the request path never waits for generation.",
+            "c": "The language model is not used."},
+           "b",
+           {"a": "Generation takes far longer than the click budget on a CPU.",
+            "b": "Right: generation off the request path.",
+            "c": "It is used, in batches, ahead of time."}),
+])
+
+quiz_c = Quiz("ch08.quiz_c", _NB_C, var="quiz_answers_c", where=(
+    "Q1: section 1; Q2 and Q3: section 2 and its exercise; Q4: section 3; Q5: section 4."),
+    questions=[
+    Choice("How does the membership-inference attack guess who was in the training data?",
+           {"a": "From the model's loss on a shopper's history: members tend to have lower loss.",
+            "b": "By reading the training file.",
+            "c": "From the shopper's name."},
+           "a",
+           {"a": "Right: a loss threshold, scored by AUC.",
+            "b": "The attacker has only the model.",
+            "c": "The model has no user table at all."}),
+    Choice("DP-SGD per user: what is clipped, and why?",
+           {"a": "Each shopper's gradient, to a norm C, so no single shopper can move the model "
+                 "more than a bounded amount; then noise is added.",
+            "b": "The model's weights, to keep them small.",
+            "c": "The learning rate."},
+           "a",
+           {"a": "Right: bounded influence plus noise gives the guarantee.",
+            "b": "Weight clipping is a different technique with no privacy guarantee.",
+            "c": "The learning rate is not what bounds a person's influence."}),
+    Numeric("Clipping norm C = 1 and a shopper's gradient has norm 4. By what factor is it scaled?",
+            0.25, "Right: min(1, C / ||g||) = 1 / 4.", tol=1e-6,
+            traps={4.0: "Clipping shrinks: the factor is C / ||g||, not ||g|| / C.",
+                   1.0: "Only gradients within the norm keep factor 1; this one is 4 times over."}),
+    Choice("Federated averaging keeps the data on the clients. What did the chapter find?",
+           {"a": "It makes the attack impossible.",
+            "b": "It sends far more bytes and does not, by itself, stop the attack.",
+            "c": "It is always more accurate than central training."},
+           "b",
+           {"a": "The model still learns from each client and can leak it.",
+            "b": "Right: where the data sits is not the same as what the model reveals.",
+            "c": "Not on this shop."}),
+    Choice("Why is a reason a privacy risk too?",
+           {"a": "It is a data channel: built from another shopper's review text or ID, it would "
+                 "show that data to someone else; reasons must come from the shop's facts.",
+            "b": "Reasons are stored in the model.",
+            "c": "It is not."},
+           "a",
+           {"a": "Right: section 4 checks reasons for other shoppers' IDs and text.",
+            "b": "The risk is what the sentence shows, not where it is stored.",
+            "c": "Anything shown to a user can carry someone else's data."}),
+])
+
 progress = progress_of(__name__)
