@@ -44,6 +44,23 @@ def test_the_bundle_installs_offline_into_a_fresh_venv(tmp_path):
     assert check.stdout.splitlines()[-1] == "(1, 384)"
 
 
+@pytest.mark.skipif(not TAR.exists(), reason="no bundle: `make bundle` (make test builds it)")
+def test_a_bundle_missing_a_wheel_fails_instead_of_fetching_it(tmp_path):
+    """The install reads the bundle's wheels and nothing else: with torch's wheel removed it
+    stops and names torch (a pip configured with another wheel folder would have found one)."""
+    with tarfile.open(TAR) as tar:
+        tar.extractall(tmp_path, filter="data")
+    bundle = tmp_path / "reasonrec-bundle"
+    for wheel in (bundle / "wheelhouse").glob("torch-*.whl"):
+        wheel.unlink()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
+    done = subprocess.run(["bash", "tools/install-offline", sys.executable],
+                          cwd=bundle / "course", env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode != 0 and "torch" in done.stderr
+    assert not (bundle / "course" / ".venv" / ".installed-stamp").exists()
+
+
 def test_install_offline_refuses_to_run_outside_a_bundle(tmp_path):
     course = tmp_path / "course"
     (course / "tools").mkdir(parents=True)
