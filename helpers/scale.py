@@ -63,7 +63,8 @@ def big_world(n_users: int = 100_000, seed: int = 0, progress: bool = True,
               root: str | Path | None = None) -> Path:
     """A ShopWorld with ``n_users`` shoppers (the course's 2,000 items, no images), generated
     once into ``root`` (default: the course cache) and reused while its manifest checks out.
-    About 50 s and 2 GB of memory for 100,000 shoppers on 2 cores; 30 MB on disk."""
+    About 50 s and 2 GB of memory for 100,000 shoppers on 2 cores; 64 MB on disk (half of it
+    the raw, dirty copy of the log that chapter 01 would clean)."""
     from . import config, data, shopworld
 
     require_int("n_users", n_users, 1)
