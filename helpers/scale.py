@@ -215,6 +215,11 @@ class NightlyJob:
 
 # ----------------------------------------------------------------------------- Ray
 def _ray():
+    if "ray" not in sys.modules:
+        # Token authentication, which Ray switches on by itself only for a Ray it starts, for
+        # joining a cluster too (start_cluster's, like any `ray start` head). Ray reads this
+        # once, when it is first imported; a value already set is kept.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     try:
         import ray
     except ImportError:
@@ -248,7 +253,7 @@ def local_ray(num_cpus: int = 2, address: str | None = None):
     if ray.is_initialized():
         raise RuntimeError("Ray is already running in this process: call ray.shutdown() first.")
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    local = address is None or address.startswith(("127.0.0.1:", "localhost:"))
+    local = address is None or address.rsplit(":", 1)[0] in _this_machine()
     with _env(OFFLINE_ENV if local else {}):
         if address is None:
             ctx = ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1",
@@ -275,6 +280,12 @@ def _quiet_ray_data() -> None:
         handler.setLevel(max(handler.level, logging.ERROR))
 
 
+def _this_machine() -> set[str]:
+    """The host names by which Ray on this machine is reached: loopback, and the address Ray
+    itself picks for this node (the one it rewrites 127.0.0.1 into when connecting)."""
+    return {"127.0.0.1", "localhost", _ray().util.get_node_ip_address()}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -284,17 +295,22 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def start_cluster(num_cpus: int = 2, timeout: float = 120.0):
     """A one-node Ray *cluster* on this machine, started the way a real head node is
-    (``ray start --head``: its own processes, a port, token authentication), offline. Yields
-    its address, which :func:`local_ray` (or ``ray.init``) connects to as it would to any
-    cluster. At the end only this cluster's processes are stopped (``ray stop`` would stop
-    every Ray of this user). About 10 s to start."""
+    (``ray start --head``: its own processes, a port, token authentication), reaching no other
+    host. It listens where Ray places this node — the machine's network address if it has one
+    (another machine holding the token could join it), else 127.0.0.1 — because Ray sends a
+    driver that asks for 127.0.0.1 there. Yields the address, which :func:`local_ray` (or
+    ``ray.init``) connects to as to any cluster. At the end only this cluster's processes are
+    stopped (``ray stop`` would stop every Ray of this user). About 10 s to start, 10 s to stop."""
     import signal
 
-    _ray()
+    ray = _ray()
     require_int("num_cpus", num_cpus, 1)
     port = _free_port()
     exe = [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
-    address = f"127.0.0.1:{port}"
+    # the head listens on the address Ray picks for this node (127.0.0.1 when the machine has
+    # no network), because a driver asked for 127.0.0.1 is sent there by Ray
+    host = ray.util.get_node_ip_address()
+    address = f"{host}:{port}"
     with _env(OFFLINE_ENV):
         # token authentication, as Ray does by default: the head and everyone who connects
         # read ~/.ray/auth_token, made here if missing (the command prints it: not kept)
@@ -303,18 +319,18 @@ def start_cluster(num_cpus: int = 2, timeout: float = 120.0):
         # group of its own, so stopping that group stops this cluster and nothing else
         head = subprocess.Popen(
             exe + ["start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}",
-                   "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+                   f"--node-ip-address={host}", "--include-dashboard=false",
                    "--disable-usage-stats"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             start_new_session=True)
     try:
-        _wait_for_port(port, head, timeout)
+        _wait_for_port(host, port, head, timeout)
         yield address
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(timeout=60)
+            head.wait(timeout=10)                 # `ray stop` gives the same grace, then kills
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(head.pid, signal.SIGKILL)
@@ -326,14 +342,14 @@ def start_cluster(num_cpus: int = 2, timeout: float = 120.0):
                 note.unlink()
 
 
-def _wait_for_port(port: int, head: subprocess.Popen, timeout: float) -> None:
+def _wait_for_port(host: str, port: int, head: subprocess.Popen, timeout: float) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if head.poll() is not None:
             raise RuntimeError(f"`ray start --head` exited with code {head.returncode}:\n"
                                f"{head.stderr.read()[-2000:]}")
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if s.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.5)
     raise RuntimeError(f"Ray's head did not open port {port} within {timeout:.0f} s.")

@@ -1,5 +1,5 @@
 """Issue 18's sweep, kept: every number in a chapter's prose is shown by the notebook's own cells
-or listed, with its reason, in tests/expectations/prose_numbers.toml (tools/prose_numbers.py
+or listed, with its reason, in tests/prose_numbers.toml (tools/prose_numbers.py
 says how numbers are found and what it cannot see)."""
 import sys
 import tomllib
@@ -11,7 +11,7 @@ from helpers.config import ROOT
 sys.path.insert(0, str(ROOT / "tools"))
 from prose_numbers import unshown_numbers  # noqa: E402
 
-REVIEWED = tomllib.loads((ROOT / "tests" / "expectations" / "prose_numbers.toml").read_text())
+REVIEWED = tomllib.loads((ROOT / "tests" / "prose_numbers.toml").read_text())
 NOTEBOOKS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
 
@@ -21,7 +21,7 @@ def test_every_prose_number_is_shown_or_reviewed(path):
     found = unshown_numbers(path)
     new = [f"cell {c}: {n} in …{ctx}…" for c, n, ctx in found if n not in reviewed]
     assert not new, ("numbers in the prose that no cell shows: print or assert them in a cell, "
-                     "or list them with their reason in tests/expectations/prose_numbers.toml:\n"
+                     "or list them with their reason in tests/prose_numbers.toml:\n"
                      + "\n".join(new))
     stale = set(reviewed) - {n for _, n, _ in found}
     assert not stale, f"listed but no longer in the prose (remove them): {sorted(stale)}"

@@ -9,7 +9,7 @@ committed benchmark). This finds the first kind's failures mechanically: each nu
 more digits (or with %, x) in the prose — maths, inline code, headings and citation years left
 out, and years, chapter and arXiv numbers too — that appears in no output and no source of the
 notebook's code cells. tests/test_prose_numbers.py fails on any such number that is not listed,
-with the reason it may stand, in tests/expectations/prose_numbers.toml.
+with the reason it may stand, in tests/prose_numbers.toml.
 
 It cannot see a number that appears in the outputs but is stated wrongly in the prose (that is
 what the asserts in the cells are for), nor a claim made in words ("most", "twice").
