@@ -105,7 +105,7 @@ q3 = Exercise(name="ch04.q3", title="Write in_batch_loss(u, v, temperature, log_
 from .quiz import Choice, Numeric, Quiz  # noqa: E402
 
 quiz = Quiz("ch04.quiz", _NB, where=(
-    "Q1: section 1; Q2: section 2; Q3: section 3; Q4: section 4; Q5: section 6; Q6: section 7."),
+    "Q1: section 1; Q2: section 2; Q3: section 3; Q4: sections 4 and 6; Q5: section 7."),
     questions=[
     Choice("How does BERT differ from the causal Transformer blocks of chapter 03?",
            {"a": "It has no attention.",

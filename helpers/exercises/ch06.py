@@ -124,7 +124,7 @@ q3 = Exercise(name="ch06.q3", title="Write modality_weights(query, tokens, prese
 from .quiz import Choice, Numeric, Quiz  # noqa: E402
 
 quiz = Quiz("ch06.quiz", _NB, where=(
-    "Q1: section 1; Q2: section 2; Q3: section 3; Q4: section 4; Q5: section 5; Q6: section 6."),
+    "Q1: section 1; Q2: section 2; Q3: section 3; Q4: section 4; Q5: section 5."),
     questions=[
     Numeric("A batch of 32 RGB images, 64 x 64 pixels, as PyTorch expects it: how many numbers "
             "does the tensor hold?",

@@ -114,8 +114,8 @@ q2 = Exercise(name="ch09.q2", title="Write render_row(rank, title, category, pri
 from .quiz import Choice, Numeric, Quiz  # noqa: E402
 
 quiz = Quiz("ch09.quiz", _NB, where=(
-    "Q1: section 1's table of parts; Q2: section 2 and chapter 08b; Q3: the new shopper in "
-    "section 4; Q4 and Q5: section 4's injected review and exercise 2; Q6: section 5."),
+    "Q1: section 2 and chapter 08b; Q2: section 1's table and chapter 08a; Q3: the new shopper "
+    "in section 3; Q4: section 4; Q5: exercise 2; Q6: section 5."),
     questions=[
     Choice("A shopper buys an item. What makes their next page different at once, without "
            "retraining the model?",
