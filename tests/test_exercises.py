@@ -423,3 +423,11 @@ def test_a_questionnaire_refuses_to_be_built_wrong():
         Choice("?", {"a": "x", "b": "y"}, "c", {"a": "no", "b": "no"})   # c is no option
     with pytest.raises(ValueError, match="5 to 8"):
         Quiz("chXX.quiz", "none.ipynb", [Numeric("?", 1.0, "why")] * 3, where="here")
+
+
+@pytest.mark.parametrize("chapter,name,quiz", QUIZZES, ids=[f"{c}.{n}" for c, n, _ in QUIZZES])
+def test_a_questionnaires_hint_points_every_question_somewhere(chapter, name, quiz):
+    import re
+
+    named = {int(n) for n in re.findall(r"Q(\d+)", quiz.hint_text)}
+    assert named == set(range(1, len(quiz.questions) + 1)), (quiz.name, named)
