@@ -33,7 +33,7 @@ from pathlib import Path
 from . import config
 
 __all__ = ["BEGIN", "END", "FenceError", "solution_blocks", "stub_source", "student_notebook",
-           "make_chapters", "stale_chapters", "run_course"]
+           "launch_cells", "make_chapters", "stale_chapters", "run_course"]
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -99,8 +99,28 @@ def stub_source(source: str) -> tuple[str, bool]:
     return "\n".join(out), True
 
 
-def student_notebook(nb: dict) -> dict:
-    """The student's version of a solution notebook (a new dict; ``nb`` is not changed)."""
+def launch_cells(name: str, launch: dict) -> list[dict]:
+    """The cells every student notebook gets after its title (``helpers.launch``): the Colab and
+    Binder links when a public repository is set, and the launch cell. Fixed cell ids, so that
+    ``make chapters`` writes the same bytes each time."""
+    from . import launch as launching
+
+    cells = []
+    links = launching.links_markdown(name, launch)
+    if links:
+        cells.append({"cell_type": "markdown", "id": "launch-links", "metadata": {},
+                      "source": links})
+    cells.append({"cell_type": "code", "id": "launch-cell", "execution_count": None,
+                  "metadata": {"tags": [launching.LAUNCH_TAG]}, "outputs": [],
+                  "source": launching.cell_source(name, launch)})
+    return cells
+
+
+def student_notebook(nb: dict, name: str | None = None, launch: dict | None = None) -> dict:
+    """The student's version of a solution notebook (a new dict; ``nb`` is not changed).
+
+    With ``name`` (the notebook's file name) the launch cells follow the title cell
+    (:func:`launch_cells`; ``launch`` defaults to ``pyproject.toml``'s settings)."""
     nb = copy.deepcopy(nb)
     cells = []
     for index, cell in enumerate(nb["cells"]):
@@ -122,6 +142,14 @@ def student_notebook(nb: dict) -> dict:
                 cell.setdefault("metadata", {})["tags"] = [*tags, "raises-exception"]
             cell.get("metadata", {}).pop("execution", None)
         cells.append(cell)
+    if name is not None:
+        from . import launch as launching
+
+        tag = launching.LAUNCH_TAG
+        if any(tag in c.get("metadata", {}).get("tags", []) for c in cells):
+            raise FenceError(f"{name}: a solution cell is tagged {tag!r}; the launch cell "
+                             "is added by make chapters, remove it from the solution.")
+        cells[1:1] = launch_cells(name, launching.settings() if launch is None else launch)
     nb["cells"] = cells
     nb.get("metadata", {}).pop("widgets", None)
     return nb
@@ -143,7 +171,10 @@ def _expected_chapters(solutions: Path) -> dict[str, str]:
     notebooks = sorted(solutions.glob("*.ipynb"))
     if not notebooks:
         raise FileNotFoundError(f"No notebooks in {solutions}.")
-    return {p.name: _dumps(student_notebook(_read(p))) for p in notebooks}
+    from . import launch
+
+    settings = launch.settings()
+    return {p.name: _dumps(student_notebook(_read(p), p.name, settings)) for p in notebooks}
 
 
 def stale_chapters(solutions: Path = SOLUTIONS, chapters: Path = CHAPTERS) -> list[str]:
