@@ -42,6 +42,13 @@ def test_the_bundle_installs_offline_into_a_fresh_venv(tmp_path):
     assert check.returncode == 0, check.stderr[-3000:]
     assert check.stdout.splitlines()[0] == str(course / ".cache")
     assert check.stdout.splitlines()[-1] == "(1, 384)"
+    # Binder's postBuild (run where the packages are installed, in the repository's root) works
+    # on this install too, still with no index: it needs no package the pins do not hold
+    post = subprocess.run(["bash", "binder/postBuild"], cwd=course, capture_output=True,
+                          text=True, timeout=600,
+                          env={**env, "PATH": f"{course / '.venv' / 'bin'}:{env['PATH']}",
+                               "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1"})
+    assert post.returncode == 0, post.stdout[-2000:] + post.stderr[-3000:]
 
 
 @pytest.mark.skipif(not TAR.exists(), reason="no bundle: `make bundle` (make test builds it)")

@@ -201,3 +201,50 @@ def test_a_colab_style_run_of_chapter_00_from_a_clean_folder(tmp_path, monkeypat
     # the chapter recorded its key numbers inside the clone, checked against its expectations
     results = json.loads((clone / "build" / "results" / "00_setup_and_tour.json").read_text())
     assert results["checked"] and results["profile"] == "quick" and results["results"]
+
+
+# ----------------------------------------------------------------------------- Binder
+BINDER = ROOT / "binder"
+
+
+def test_binder_uses_a_python_the_course_accepts_and_the_course_pins_with_cpu_torch():
+    from packaging.specifiers import SpecifierSet
+    import tomllib
+
+    runtime = (BINDER / "runtime.txt").read_text().strip()
+    assert runtime.startswith("python-")
+    major, minor = map(int, runtime.removeprefix("python-").split("."))
+    assert (major, minor) in launch.PYTHONS
+    spec = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+                        ["requires-python"])
+    assert f"{major}.{minor}.0" in spec
+    lines = [line.split("#")[0].strip() for line in
+             (BINDER / "requirements.txt").read_text().splitlines()]
+    lines = [line for line in lines if line]
+    assert f"--extra-index-url {launch.CPU_TORCH_INDEX}" in lines
+    # nested files resolve from binder/ (pip reads -r/-c relative to the file naming them)
+    nested = {(flag, (BINDER / path).resolve()) for flag, path in
+              (line.split() for line in lines if line.startswith(("-r ", "-c ")))}
+    assert nested == {("-r", ROOT / "requirements.txt"), ("-r", ROOT / "requirements-scale.txt"),
+                      ("-c", ROOT / "constraints.txt")}
+
+
+def test_binder_scripts_are_executable_valid_bash_and_match_the_makefile():
+    for name in ("postBuild", "start"):
+        path = BINDER / name
+        mode = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-s", f"binder/{name}"],
+                              capture_output=True, text=True).stdout.split()
+        assert mode and mode[0] == "100755", f"binder/{name} must be committed executable"
+        assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+    post = (BINDER / "postBuild").read_text()
+    assert "-m helpers.models prepare" in post and "--no-deps" in post and "-e ." in post
+    assert "helpers.models prepare" in (ROOT / "Makefile").read_text()
+    start = (BINDER / "start").read_text()
+    for setting in ("OMP_WAIT_POLICY=PASSIVE", "TOKENIZERS_PARALLELISM=false",
+                    "PYTHONHASHSEED=0"):
+        name, value = setting.split("=")
+        assert setting in start
+        makefile = (ROOT / "Makefile").read_text()
+        assert f"export {name} :=" in makefile or f"export {name} ?=" in makefile
+        assert value in makefile.split(f"export {name}")[1].splitlines()[0]
+    assert start.rstrip().endswith('exec "$@"')
