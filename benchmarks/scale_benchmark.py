@@ -79,7 +79,7 @@ def main(argv=None) -> None:
         print(f"| {name} | {m:.1f} | {len(users) / m:,.0f} | {len(reference) / m:,.0f} | "
               f"{base / m:.2f}x |")
     two, one = (statistics.median(times[f"Ray Data, {w} worker(s)"]) for w in (2, 1))
-    serial = min(max(2 * two / one - 1, 0.0), 1.0)
+    serial = scale.serial_share(one / two, workers=2)
     print(f"\n2 workers vs 1 on Ray: {one / two:.2f}x; Karp-Flatt serial share {serial:.2f}, so "
           f"Amdahl's law caps the speed-up over one Ray worker at {1 / max(serial, 1e-9):.1f}x "
           "on machines like this one. Every Ray run returned the one-process rows "

@@ -249,6 +249,22 @@ def missing_extra(name: str) -> str | None:
     return None
 
 
+# run after a chapter's last cell, in its kernel, then removed from the executed copy: the
+# kernel's lifetime peak is the chapter's (each chapter gets a fresh kernel). Processes the
+# kernel starts (Ray's workers, chapter 10's cluster) are not counted.
+_PEAK_MARK = "[course] kernel peak RSS MiB:"
+_PEAK_PROBE = f"from helpers import config as _c; print({_PEAK_MARK!r}, _c.peak_rss_mib())"
+
+
+def _peak_from(cell) -> float | None:
+    for out in cell.get("outputs", []):
+        text = out.get("text", "")
+        if _PEAK_MARK in text:
+            value = text.split(_PEAK_MARK)[1].split()[0]
+            return None if value == "None" else round(float(value))
+    return None  # the chapter failed before the probe ran
+
+
 def _run_each(notebooks, out_dir, timeout, report):
     """Execute notebooks in order into ``out_dir/executed``; stop at the first failure and
     return its exception (None when all ran)."""
@@ -266,6 +282,7 @@ def _run_each(notebooks, out_dir, timeout, report):
             print(f"[course] {path.name}: skipped, {missing}", flush=True)
             continue
         nb = nbformat.read(path, as_version=4)
+        nb.cells.append(nbformat.v4.new_code_cell(_PEAK_PROBE))
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(path.parent)}})
         t0 = time.perf_counter()
@@ -275,9 +292,11 @@ def _run_each(notebooks, out_dir, timeout, report):
         except Exception as err:  # report which chapter failed, then stop
             status, failed = f"failed: {type(err).__name__}", err
         seconds = time.perf_counter() - t0
+        peak = _peak_from(nb.cells.pop())
         nbformat.write(nb, out_dir / "executed" / path.name)
         report["chapters"].append({"notebook": path.name, "seconds": round(seconds, 1),
-                                   "status": status, "results": _checked_outputs(nb),
+                                   "peak_rss_mib": peak, "status": status,
+                                   "results": _checked_outputs(nb),
                                    "recorded": _recorded(path.stem)})
         print(f"[course] {path.name}: {status} in {seconds:.1f} s", flush=True)
         if failed:
@@ -310,9 +329,10 @@ def run_course(out_dir: Path | None = None, profile: str = "quick",
         else:
             os.environ["COURSE_RESULTS"] = previous
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
-    md = [f"# Course run ({profile} profile)", "", "| chapter | time (s) | status |",
-          "|---|---:|---|"]
-    md += [f"| {c['notebook']} | {c['seconds']} | {c['status']} |" for c in report["chapters"]]
+    md = [f"# Course run ({profile} profile)", "",
+          "| chapter | time (s) | kernel peak RSS (MiB) | status |", "|---|---:|---:|---|"]
+    md += [f"| {c['notebook']} | {c['seconds']} | {c.get('peak_rss_mib') or '–'} | "
+           f"{c['status']} |" for c in report["chapters"]]
     for c in report["chapters"]:
         md += ["", f"## {c['notebook']}", "", "```", *c["results"], "```"]
         if c.get("recorded"):

@@ -39,10 +39,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import DataError, require_int
+from .data import DataError, require_int, require_number
 
 __all__ = ["Snapshot", "big_world", "explain_users", "NightlyJob", "local_ray", "start_cluster",
-           "run_on_ray", "OFFLINE_ENV", "COLUMNS"]
+           "run_on_ray", "serial_share", "OFFLINE_ENV", "COLUMNS"]
 
 COLUMNS = ["user_id", "rank", "item_id", "score", "reason", "fallback"]
 """The job's output: one row per (shopper, slot)."""
@@ -242,6 +242,21 @@ def _env(values: dict):
                 os.environ[k] = v
 
 
+def serial_share(speedup: float, workers: int) -> float:
+    """Karp and Flatt's *experimentally determined serial fraction*: the share ``s`` of a job that
+    did not get faster with more workers, from the speed-up measured on ``workers`` of them::
+
+        s = (1 / speedup - 1 / workers) / (1 - 1 / workers)
+
+    It inverts Amdahl's law (``speedup = 1 / (s + (1 - s) / workers)``), so Amdahl's law with this
+    ``s`` predicts other worker counts. Clipped to [0, 1]: a speed-up above ``workers`` (noise, or
+    a cache effect) gives 0, a slow-down gives 1."""
+    speedup = require_number("speedup (time on 1 worker / time on `workers`)", speedup, low=0,
+                             low_open=True)
+    workers = require_int("workers", workers, 2)
+    return min(max((1 / speedup - 1 / workers) / (1 - 1 / workers), 0.0), 1.0)
+
+
 @contextlib.contextmanager
 def local_ray(num_cpus: int = 2, address: str | None = None):
     """Ray for the ``with`` block: a fresh instance on this machine (``address=None``, offline,
@@ -252,14 +267,14 @@ def local_ray(num_cpus: int = 2, address: str | None = None):
     require_int("num_cpus", num_cpus, 1)
     if ray.is_initialized():
         raise RuntimeError("Ray is already running in this process: call ray.shutdown() first.")
-    quiet = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    quiet = dict(log_to_driver=False, logging_level="ERROR")
     local = address is None or address.rsplit(":", 1)[0] in _this_machine()
     with _env(OFFLINE_ENV if local else {}):
-        if address is None:
+        if address is None:   # "local": a new instance, never a cluster found on disk
             ctx = ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1",
-                           **quiet)   # "local": a new instance, never a cluster found on disk
+                           include_dashboard=False, **quiet)
         else:
-            ctx = ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            ctx = ray.init(address=address, **quiet)
     try:
         yield ctx.address_info.get("address", address)
     finally:

@@ -129,14 +129,21 @@ def test_run_course_reports_times_and_checked_results(tmp_path, monkeypatch):
     nb.cells = [new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('rmse: 0.91')"),
                 new_code_cell("print('not a headline')"),
                 new_code_cell("# NBVAL_CHECK_OUTPUT\nfrom IPython.display import Markdown, display\n"
-                              "display(Markdown('**q1 correct**'))")]
+                              "display(Markdown('**q1 correct**'))"),
+                new_code_cell("import numpy as np\nblock = np.ones(300 * 2**20 // 8)  # 300 MiB")]
     path = tmp_path / "05_toy.ipynb"
     nbformat.write(nb, path)
     monkeypatch.setenv("COURSE_PROFILE", "quick")
     report = nbt.run_course(tmp_path / "out", notebooks=[path])
-    assert report["chapters"][0]["results"] == ["rmse: 0.91", "**q1 correct**"]
-    assert (tmp_path / "out" / "executed" / "05_toy.ipynb").exists()
-    assert "rmse: 0.91" in (tmp_path / "out" / "report.md").read_text()
+    chapter = report["chapters"][0]
+    assert chapter["results"] == ["rmse: 0.91", "**q1 correct**"]
+    # the kernel's peak memory, measured by a probe cell that the executed copy no longer holds
+    assert 300 < chapter["peak_rss_mib"] < 1500
+    executed = nbformat.read(tmp_path / "out" / "executed" / "05_toy.ipynb", as_version=4)
+    assert [c.source for c in executed.cells] == [c.source for c in nb.cells]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "rmse: 0.91" in md and f"| 05_toy.ipynb | {chapter['seconds']} | " \
+        f"{chapter['peak_rss_mib']} | ok |" in md
     with pytest.raises(ValueError, match="Unknown profile"):
         nbt.run_course(tmp_path / "out", profile="huge", notebooks=[path])
 

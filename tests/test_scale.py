@@ -119,6 +119,23 @@ def test_big_world_is_made_once_and_remade_when_damaged(tmp_path):
         scale.big_world(0, root=tmp_path / "none")
 
 
+def test_serial_share_inverts_amdahls_law_and_refuses_what_is_not_a_speed_up():
+    # Karp & Flatt (1990) on their own example: a speed-up of 1.6 on 2 processors is s = 0.25
+    # (the quiz's trap, 1 - 1.6 / 2 = 0.2, is the efficiency lost)
+    assert scale.serial_share(1.6, 2) == pytest.approx(0.25)
+    from helpers.exercises.ch10 import _amdahl  # the questionnaire's reference Amdahl
+
+    for s in (0.0, 0.05, 0.2, 0.5, 1.0):
+        for n in (2, 3, 8, 64):
+            assert scale.serial_share(_amdahl(s, n), n) == pytest.approx(s, abs=1e-12)
+    assert scale.serial_share(2.5, 2) == 0.0 and scale.serial_share(0.5, 2) == 1.0  # clipped
+    for speedup, workers, match in ((0.0, 2, "speedup"), (float("nan"), 2, "finite"),
+                                    ("1.6", 2, "number"), (1.6, 1, "workers must be >= 2"),
+                                    (1.6, 2.0, "integer")):
+        with pytest.raises(DataError, match=match):
+            scale.serial_share(speedup, workers)
+
+
 def test_offline_settings_are_put_back_after_ray(monkeypatch):
     monkeypatch.delenv("http_proxy", raising=False)
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")
