@@ -25,9 +25,11 @@ def test_every_chapter_links_the_glossary_and_the_glossary_covers_every_chapter(
 
 def test_the_instructor_guide_times_every_chapter_and_is_linked():
     guide = (ROOT / "INSTRUCTORS.md").read_text()
-    timed = dict(re.findall(r"^\| `?(\d\d[a-z]?_\w+)`? \| ([\d.]+) \|$", guide, flags=re.M))
-    assert {p.stem for p in SOLUTIONS} == set(timed), "one timing row per chapter"
-    assert all(float(v) > 0 for v in timed.values())
+    rows = re.findall(r"^\| `(\d\d[a-z]?_\w+)` \| ([\d.]+) \| ([\d,]+) \|$", guide, flags=re.M)
+    assert {p.stem for p in SOLUTIONS} == {name for name, _, _ in rows}, "one row per chapter"
+    assert all(float(s) > 0 and 100 < int(mib.replace(",", "")) < 24_000 for _, s, mib in rows)
+    total = re.search(r"All thirteen in ([\d.]+) minutes", guide)
+    assert total and abs(float(total.group(1)) - sum(float(s) for _, s, _ in rows) / 60) < 0.1
     assert "[GLOSSARY.md](GLOSSARY.md)" in guide
     assert "[INSTRUCTORS.md](INSTRUCTORS.md)" in (ROOT / "README.md").read_text()
     # every make target the guide tells an instructor to run exists
