@@ -268,12 +268,21 @@ def environment_report() -> dict[str, str]:
 
 def peak_rss_mib() -> float | None:
     """Peak resident memory of this process so far, in MiB (``None`` where the platform cannot
-    say). ``ru_maxrss`` is in KiB on Linux but in bytes on macOS; Windows has no ``resource``
-    module, so there ``psutil``'s peak working set is used when installed. It is the peak over
-    the process's whole life: to measure one step, run it in a fresh process (as the
-    benchmarks do)."""
+    say). On Linux ``VmHWM`` from ``/proc/self/status``: ``ru_maxrss`` is not used there because
+    Linux carries it over a fork and exec, so a process started by a big one (a notebook kernel
+    started by a test run) would report its parent's peak. Elsewhere ``ru_maxrss`` (bytes on
+    macOS); Windows has no ``resource`` module, so there ``psutil``'s peak working set is used
+    when installed. It is the peak over the process's whole life: to measure one step, run it in
+    a fresh process (as the benchmarks do)."""
     import sys
 
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10   # kB
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:  # Windows

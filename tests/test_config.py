@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helpers import config
+from helpers.config import ROOT
 
 
 def test_profiles_resolve_from_argument_and_environment(monkeypatch):
@@ -102,3 +103,18 @@ def test_relative_course_paths_are_taken_from_the_course_folder(monkeypatch, tmp
 
     monkeypatch.setenv("COURSE_SHOPWORLD", "datasets/shopworld")
     assert data.shopworld_path() == config.ROOT / "datasets" / "shopworld"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux's /proc only")
+def test_peak_rss_is_the_process_own_not_its_parents():
+    """A process started by a big one (a notebook kernel started by a test run) must report its
+    own peak: Linux's ru_maxrss carries the parent's over fork + exec (shown here), VmHWM not."""
+    parent = ("import numpy as np, subprocess, sys\n"
+              "block = np.ones(600 * 2**20 // 8)\n"
+              "print(subprocess.run([sys.executable, '-c', 'import resource; from helpers import "
+              "config; print(config.peak_rss_mib(), resource.getrusage(resource.RUSAGE_SELF)"
+              ".ru_maxrss / 1024)'], capture_output=True, text=True, check=True).stdout)")
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout.split()
+    own, inherited = float(out[0]), float(out[1])
+    assert inherited > 600 > 200 > own > 5
