@@ -30,15 +30,12 @@ import tomllib
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["settings", "links_markdown", "cell_source", "prepare", "EXTRA_REQUIREMENTS",
-           "PYTHONS", "CPU_TORCH_INDEX", "LAUNCH_TAG"]
+__all__ = ["settings", "links_markdown", "cell_source", "prepare", "PYTHONS", "CPU_TORCH_INDEX", "LAUNCH_TAG"]
 
 PYTHONS = ((3, 11), (3, 12))
 """The Python versions the pinned set has wheels for (Colab runs 3.12)."""
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 """Where pip finds the CPU build of the pinned torch (PyPI's Linux wheel pulls ~3 GB of CUDA)."""
-EXTRA_REQUIREMENTS = {"10_scale_out.ipynb": "requirements-scale.txt"}
-"""Chapters that need more than requirements.txt (``helpers.notebooks.EXTRAS`` names them)."""
 LAUNCH_TAG = "launch"
 _STAMP = ".launch-installed.json"
 # modules a notebook kernel may have imported before the install changed their version
@@ -108,7 +105,7 @@ if importlib.util.find_spec("helpers") is None:
     launch.prepare(HOME, "{notebook}")'''
 
 
-def _fingerprint(home: Path, files: list[Path]) -> str:
+def _fingerprint(files: list[Path]) -> str:
     digest = hashlib.sha256(sys.executable.encode())
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -135,7 +132,7 @@ def prepare(home: str | os.PathLike, notebook: str, *, has_gpu: bool | None = No
     """Install the course in ``home`` into this Python (once), then move the kernel there.
 
     Steps: the pinned packages (``requirements.txt`` + ``constraints.txt``, and the chapter's
-    extra from :data:`EXTRA_REQUIREMENTS`; without an NVIDIA GPU torch comes from the CPU index),
+    extra requirements file from ``helpers.notebooks.EXTRAS``; without an NVIDIA GPU torch comes from the CPU index),
     the course itself (editable, so Ray's workers and later kernels import it too), and the
     offline models (``python -m helpers.models prepare``, what ``make assets`` runs). A stamp in
     ``home`` records what was installed for which Python, so running the cell again is instant.
@@ -159,12 +156,14 @@ def prepare(home: str | os.PathLike, notebook: str, *, has_gpu: bool | None = No
         raise RuntimeError(f"ReasonRec needs Python 3.11 or 3.12 (the pinned torch has wheels for "
                            f"both); this kernel runs {sys.version.split()[0]}. Pick another "
                            "runtime or kernel.")
-    extra = EXTRA_REQUIREMENTS.get(notebook)
+    from .notebooks import EXTRAS
+
+    extra = EXTRAS[notebook][2] if notebook in EXTRAS else None
     files = [home / "requirements.txt", home / "constraints.txt", home / "pyproject.toml"]
     if extra:
         files.append(home / extra)
     stamp = home / _STAMP
-    fingerprint = _fingerprint(home, files)
+    fingerprint = _fingerprint(files)
     say = (lambda *a: None) if quiet else (lambda *a: print("[launch]", *a, flush=True))
     done = json.loads(stamp.read_text()).get("fingerprint") if stamp.exists() else None
     if done != fingerprint:
@@ -173,8 +172,8 @@ def prepare(home: str | os.PathLike, notebook: str, *, has_gpu: bool | None = No
         pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         t0 = time.perf_counter()
         say(f"1/3 the pinned packages into {sys.executable} (a few minutes the first time)")
-        reqs = ["-r", str(files[0]), "-c", str(files[1])] + (["-r", str(home / extra)] if extra
-                                                              else [])
+        reqs = ["-r", str(home / "requirements.txt"), "-c", str(home / "constraints.txt")]
+        reqs += ["-r", str(home / extra)] if extra else []
         index = [] if has_gpu else ["--extra-index-url", CPU_TORCH_INDEX]
         subprocess.run(pip + index + reqs, check=True)
         say("2/3 the course itself (editable)")

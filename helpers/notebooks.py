@@ -234,9 +234,9 @@ def _recorded(stem: str) -> list[dict]:
     return rows
 
 
-EXTRAS = {"10_scale_out.ipynb": ("ray", "make scale")}
-"""Chapters that need a package the default course does not install: module, and the target
-that installs it."""
+EXTRAS = {"10_scale_out.ipynb": ("ray", "make scale", "requirements-scale.txt")}
+"""Chapters that need a package the default course does not install: module, the target that
+installs it, and the requirements file it installs (the launch cell installs that file too)."""
 
 
 def missing_extra(name: str) -> str | None:
@@ -244,7 +244,7 @@ def missing_extra(name: str) -> str | None:
     import importlib.util
 
     if name in EXTRAS and importlib.util.find_spec(EXTRAS[name][0]) is None:
-        module, target = EXTRAS[name]
+        module, target, _ = EXTRAS[name]
         return f"needs {module}, which `{target}` installs"
     return None
 

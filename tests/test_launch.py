@@ -238,13 +238,13 @@ def test_binder_scripts_are_executable_valid_bash_and_match_the_makefile():
         assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
     post = (BINDER / "postBuild").read_text()
     assert "-m helpers.models prepare" in post and "--no-deps" in post and "-e ." in post
-    assert "helpers.models prepare" in (ROOT / "Makefile").read_text()
     start = (BINDER / "start").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "helpers.models prepare" in makefile
     for setting in ("OMP_WAIT_POLICY=PASSIVE", "TOKENIZERS_PARALLELISM=false",
                     "PYTHONHASHSEED=0"):
         name, value = setting.split("=")
         assert setting in start
-        makefile = (ROOT / "Makefile").read_text()
         assert f"export {name} :=" in makefile or f"export {name} ?=" in makefile
         assert value in makefile.split(f"export {name}")[1].splitlines()[0]
     assert start.rstrip().endswith('exec "$@"')

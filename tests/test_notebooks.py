@@ -157,7 +157,8 @@ def test_a_chapter_whose_extra_is_missing_is_skipped_and_said(tmp_path, monkeypa
     nb.cells = [new_code_cell("print('ran')")]
     path = tmp_path / "99_extra.ipynb"
     nbformat.write(nb, path)
-    monkeypatch.setitem(nbt.EXTRAS, "99_extra.ipynb", ("no_such_module_xyz", "make extra"))
+    monkeypatch.setitem(nbt.EXTRAS, "99_extra.ipynb", ("no_such_module_xyz", "make extra",
+                                                            "requirements-extra.txt"))
     monkeypatch.setenv("COURSE_PROFILE", "quick")
     report = nbt.run_course(tmp_path / "out", notebooks=[path])
     assert report["chapters"][0]["status"] == \
