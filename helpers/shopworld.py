@@ -63,6 +63,7 @@ class WorldConfig:
     review_rate: float = 0.8            # share of purchases that get a review
     colour_in_text_rate: float = 0.5    # share of items whose text states colour and pattern
     new_item_rate: float = 0.3          # items launched inside the log window
+    colour_taste_max: float = 0.8       # a user's colour taste ~ U(0, this): how much colour counts
     images: bool = True
     dirt: bool = True
     dirt_rates: dict = field(default_factory=lambda: dict(DIRT_RATES))
@@ -77,6 +78,11 @@ class WorldConfig:
         for name in ("review_rate", "colour_in_text_rate", "new_item_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if (isinstance(self.colour_taste_max, bool)
+                or not isinstance(self.colour_taste_max, (int, float))
+                or not 0 <= self.colour_taste_max < float("inf")):
+            raise ValueError("colour_taste_max must be a finite number >= 0 (0.8 makes the "
+                             f"committed world), got {self.colour_taste_max!r}")
         unknown = set(self.dirt_rates) - set(DIRT_RATES)
         if unknown:
             raise ValueError(f"unknown dirt kinds {sorted(unknown)}; known: {sorted(DIRT_RATES)}")
@@ -244,7 +250,7 @@ def _users(cfg: WorldConfig, rng: np.random.Generator, items: pd.DataFrame):
                               T0 + rng.integers(0, WINDOW_DAYS * DAY * 3 // 4, size=n)
                               ).astype(np.int64),
         "fav_colour": rng.choice(list(V.COLOURS), size=n),
-        "colour_taste": np.round(rng.uniform(0, 0.8, size=n), 3),
+        "colour_taste": np.round(rng.uniform(0, cfg.colour_taste_max, size=n), 3),
         "fav_pattern": rng.choice(V.PATTERNS, size=n),
         "pattern_taste": np.round(rng.uniform(0, 0.5, size=n), 3),
         "price_sensitivity": np.round(rng.beta(2, 3, size=n) * 1.5, 3),
@@ -829,11 +835,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=WorldConfig.n_users)
     parser.add_argument("--items", type=int, default=WorldConfig.n_items)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--colour-taste-max", type=float, default=WorldConfig.colour_taste_max,
+                        help="users' colour taste ~ U(0, this); chapter 06 raises it")
     parser.add_argument("--no-images", action="store_true")
     parser.add_argument("--out", required=True, help="output folder")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     world = generate(WorldConfig(n_users=args.users, n_items=args.items, seed=args.seed,
+                                 colour_taste_max=args.colour_taste_max,
                                  images=not args.no_images))
     t1 = time.perf_counter()
     manifest = write_world(world, args.out)

@@ -29,10 +29,37 @@ def test_committed_world_is_exactly_what_the_generator_makes(tmp_path):
 
 @pytest.mark.parametrize("kwargs,msg", [({"n_users": 0}, "n_users"), ({"n_items": 10}, "32"),
                                         ({"review_rate": 1.5}, "review_rate"),
-                                        ({"dirt_rates": {"gremlins": 0.1}}, "gremlins")])
+                                        ({"dirt_rates": {"gremlins": 0.1}}, "gremlins"),
+                                        ({"colour_taste_max": -0.5}, "colour_taste_max"),
+                                        ({"colour_taste_max": float("nan")}, "colour_taste_max"),
+                                        ({"colour_taste_max": "high"}, "colour_taste_max")])
 def test_config_rejects_bad_values(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         sw.WorldConfig(**kwargs)
+
+
+def test_colour_taste_knob_changes_only_how_much_colour_counts():
+    """Chapter 06's "shop where colour decides" needs the same catalogue, icons and people with
+    only their colour taste scaled: everything drawn before behaviour must be identical."""
+    base = sw.generate(sw.WorldConfig(**SMALL, seed=3, dirt=False), progress=False)
+    keen = sw.generate(sw.WorldConfig(**SMALL, seed=3, dirt=False, colour_taste_max=2.4),
+                       progress=False)
+    for table in ("catalogue", "item_truth", "users"):
+        pd.testing.assert_frame_equal(base.tables[table], keen.tables[table])
+    assert base.images == keen.images
+    a, b = base.tables["user_truth"], keen.tables["user_truth"]
+    pd.testing.assert_frame_equal(a.drop(columns="colour_taste"), b.drop(columns="colour_taste"))
+    np.testing.assert_allclose(b["colour_taste"], 3 * a["colour_taste"], atol=2e-3)
+    assert not base.tables["events"].equals(keen.tables["events"])
+    # and it matters: the keen shoppers buy their favourite colour more often
+    share = {}
+    for name, w in (("base", base), ("keen", keen)):
+        buys = w.tables["events"].query("event_type == 'purchase'")
+        fav = w.tables["user_truth"].set_index("user_id")["fav_colour"]
+        colour = w.tables["item_truth"].set_index("item_id")["colour"]
+        share[name] = (colour.loc[buys["item_id"]].to_numpy()
+                       == fav.loc[buys["user_id"]].to_numpy()).mean()
+    assert share["keen"] > share["base"] + 0.05, share
 
 
 @pytest.fixture(scope="module")
