@@ -41,7 +41,8 @@ FLOORS = [
     (r"^pixels\.", 0.0, 0.05,
      "counts of facts added at probability >= 0.9 by a CNN trained by SGD: items near the "
      "threshold cross it when the trajectory shifts"),
-    (r"^(reasons\.(text|fmr_gain|faithful_gain)|fusion\.|cnn\.|probe\.|zero_shot\.|shared_space\.)",
+    (r"^(reasons\.(text|fmr_gain|faithful_gain)|fusion\.|keen\.(cold_ndcg|gain)\.|cnn\.|probe\."
+     r"|zero_shot\.|shared_space\.)",
      0.02, 0.0,
      "chapter 06: built on a CNN, projections or two-towers trained by SGD and on shares of a "
      "few hundred items or users (one item of 400 is 0.0025, one of 274 users' NDCG up to 0.004)"),
