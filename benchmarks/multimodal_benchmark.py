@@ -201,6 +201,19 @@ def _vbpr_cold(train, cold, new_items, feats_by_item, seed=0, epochs=20):
     return pd.Series(ndcg_per_user(top, relevant, 10), index=users)
 
 
+def _gain_cells(p, base, users, driven) -> list[str]:
+    """Two table cells: the paired gain of per-user NDCG ``p`` over ``base`` (Series by user)
+    with its 95 % bootstrap interval, over all ``users`` and over the ``driven`` ones (a mask)."""
+    from helpers.metrics import bootstrap_ci
+
+    diff = (p - base).reindex(users).to_numpy()
+    cells = []
+    for keep in (np.ones(len(diff), bool), driven):
+        lo, hi = bootstrap_ci(diff[keep])
+        cells.append(f"{diff[keep].mean():+.4f} [{lo:+.4f}, {hi:+.4f}]")
+    return cells
+
+
 def cold_start_inputs(ids, image_feats):
     """What sections 5 and 6 share, built once: the cleaned catalogue and non-view events, the
     ID maps, and the item vectors in the texts' order — MiniLM text, Lite0 image (``image_feats``
@@ -248,7 +261,6 @@ def fusion(d) -> None:
     import pandas as pd
 
     from helpers import multimodal as M
-    from helpers.metrics import bootstrap_ci
 
     texts, text_emb, image_emb, early, um, im = (d.texts, d.text_emb, d.image_emb, d.early,
                                                  d.um, d.im)
@@ -310,14 +322,9 @@ def fusion(d) -> None:
           f"interval over users (all {len(users)}; colour-driven {driven.sum()}):\n")
     print("| family | item vectors | all users | colour-driven |\n|---|---|---|---|")
     for (fam, name), p in per.items():
-        if name == "text":
-            continue
-        d = (p - per[(fam, "text")]).reindex(users).to_numpy()
-        cells = []
-        for keep in (np.ones(len(d), bool), driven):
-            lo, hi = bootstrap_ci(d[keep])
-            cells.append(f"{d[keep].mean():+.4f} [{lo:+.4f}, {hi:+.4f}]")
-        print(f"| {fam} | {name} | {cells[0]} | {cells[1]} |")
+        if name != "text":
+            cells = _gain_cells(p, per[(fam, "text")], users, driven)
+            print(f"| {fam} | {name} | {cells[0]} | {cells[1]} |")
 
 
 def rolling_origin(d, quantiles=(0.5, 0.6, 0.7, 0.8)) -> None:
@@ -394,7 +401,6 @@ def truth_ceiling(d, labels) -> None:
     import torch.nn.functional as F
 
     from helpers import multimodal as M
-    from helpers.metrics import bootstrap_ci
 
     ColourAffinity = _colour_affinity_class()
     rows = labels.loc[d.texts.index]
@@ -430,10 +436,7 @@ def truth_ceiling(d, labels) -> None:
     for (fam, name), p in per.items():
         cells = ["", ""]
         if name != "text" and fam != "-":
-            diff = (p - per[(fam, "text")]).reindex(users).to_numpy()
-            for j, keep in enumerate((np.ones(len(diff), bool), driven)):
-                lo, hi = bootstrap_ci(diff[keep])
-                cells[j] = f"{diff[keep].mean():+.4f} [{lo:+.4f}, {hi:+.4f}]"
+            cells = _gain_cells(p, per[(fam, "text")], users, driven)
         print(f"| {fam} | {name} | {p.mean():.4f} | {cells[0]} | {cells[1]} |")
 
 
@@ -445,7 +448,6 @@ def colour_world(d, labels, maxima=(0.8, 1.6, 2.5, 4.0)) -> None:
     import pandas as pd
 
     from helpers import multimodal as M, shopworld as sw
-    from helpers.metrics import bootstrap_ci
 
     ColourAffinity = _colour_affinity_class()
     colour_of = pd.Series(labels.loc[d.texts.index, "colour"].to_numpy(), index=d.texts.index)
@@ -488,14 +490,9 @@ def colour_world(d, labels, maxima=(0.8, 1.6, 2.5, 4.0)) -> None:
                         **{f"{fam}, {name}": round(p.mean(), 4) for (fam, name), p in per.items()},
                         "s": round(time.perf_counter() - t0)})
         for (fam, name), p in per.items():
-            if name == "text" or fam == "-":
-                continue
-            diff = (p - per[(fam, "text")]).reindex(users).to_numpy()
-            cells = []
-            for keep in (np.ones(len(diff), bool), driven):
-                lo, hi = bootstrap_ci(diff[keep])
-                cells.append(f"{diff[keep].mean():+.4f} [{lo:+.4f}, {hi:+.4f}]")
-            gains.append(f"| {m} | {fam} | {name} | {cells[0]} | {cells[1]} |")
+            if name != "text" and fam != "-":
+                cells = _gain_cells(p, per[(fam, "text")], users, driven)
+                gains.append(f"| {m} | {fam} | {name} | {cells[0]} | {cells[1]} |")
     print("\nA shop where colour decides: colour_taste ~ U(0, m), everything else the committed "
           "world's; cold NDCG@10 (section 5's protocol)\n")
     print(pd.DataFrame(summary).to_markdown(index=False))
