@@ -124,7 +124,7 @@ q3 = Exercise(name="ch06.q3", title="Write modality_weights(query, tokens, prese
 from .quiz import Choice, Numeric, Quiz  # noqa: E402
 
 quiz = Quiz("ch06.quiz", _NB, where=(
-    "Q1: section 1; Q2: section 2; Q3: section 3; Q4: section 4; Q5: section 5."),
+    "Q1: section 1; Q2: section 2; Q3: section 3; Q4: section 4; Q5 and Q6: section 5."),
     questions=[
     Numeric("A batch of 32 RGB images, 64 x 64 pixels, as PyTorch expects it: how many numbers "
             "does the tensor hold?",
@@ -166,6 +166,18 @@ quiz = Quiz("ch06.quiz", _NB, where=(
            {"a": "The paired intervals say otherwise on this protocol.",
             "b": "Right: report the interval, not the point estimate.",
             "c": "Text carries most of the signal here."}),
+    Choice("The same models, pictures and protocol, in the shop regenerated with keener colour "
+           "tastes: every fusion now gains beyond noise. What does that show?",
+           {"a": "The models were broken in the committed shop.",
+            "b": "A modality is worth what it tells about the decision: once colour drives the "
+                 "purchases, the picture, the only source of colour for half the items, pays.",
+            "c": "Fusion always wins if you regenerate the data often enough."},
+           "b",
+           {"a": "The same models, unchanged, gained in the keen shop: they were not broken.",
+            "b": "Right: measure whether the new modality carries the decision's signal before "
+                 "building on it.",
+            "c": "One regeneration, with one change chosen in advance and named; the committed "
+                 "shop's null result stands and is reported beside it."}),
 ])
 
 progress = progress_of(__name__)
