@@ -481,10 +481,8 @@ def colour_world(d, labels, maxima=(0.8, 1.6, 2.5, 4.0)) -> None:
         users = per[("mean pooling", "text")].index
         taste = world.tables["user_truth"].set_index("user_id")["colour_taste"]
         driven = (taste.loc[users] >= 0.75 * m).to_numpy()
-        buys = events[events["event_type"] == "purchase"]
-        fav = world.tables["user_truth"].set_index("user_id")["fav_colour"]
-        share = float((truth.loc[buys["item_id"], "colour"].to_numpy()
-                       == fav.loc[buys["user_id"]].to_numpy()).mean())
+        share = sw.favourite_colour_share(events, world.tables["item_truth"],
+                                          world.tables["user_truth"])
         summary.append({"m": m, "purchases in the favourite colour": round(share, 3),
                         "cold test users": len(users), "colour-driven": int(driven.sum()),
                         **{f"{fam}, {name}": round(p.mean(), 4) for (fam, name), p in per.items()},

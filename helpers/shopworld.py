@@ -31,7 +31,8 @@ from . import shopworld_vocab as V
 from .assets import sha256_file
 
 __all__ = ["WorldConfig", "World", "generate", "write_world", "aspect_vocabulary",
-           "true_drivers", "reference_reason", "DIRT_RATES", "draw_item_image"]
+           "true_drivers", "reference_reason", "DIRT_RATES", "draw_item_image",
+           "favourite_colour_share"]
 
 T0 = 1_735_689_600          # 2025-01-01 00:00 UTC: the log window opens
 WINDOW_DAYS = 182           # ... and runs for about six months
@@ -396,6 +397,31 @@ def _behaviour(cfg, rng, users, affinity, weights, items, quality):
     ev["rating"] = np.nan
     ev.loc[buy, "rating"] = rating
     return ev
+
+
+def favourite_colour_share(events: pd.DataFrame, item_truth: pd.DataFrame,
+                           user_truth: pd.DataFrame) -> float:
+    """Share of the purchases in ``events`` whose item has the buyer's favourite colour (chance
+    is 1 / 10): how much colour decides in a world. ``item_truth`` and ``user_truth`` are the
+    world's truth tables (columns ``item_id``, ``colour`` and ``user_id``, ``fav_colour``)."""
+    from .data import DataError, require_columns
+
+    require_columns(events, ["user_id", "item_id", "event_type"], "events")
+    require_columns(item_truth, ["item_id", "colour"], "item_truth")
+    require_columns(user_truth, ["user_id", "fav_colour"], "user_truth")
+    buys = events[events["event_type"] == "purchase"]
+    if buys.empty:
+        raise DataError("events hold no purchase: pass the world's whole log")
+    colour = item_truth.set_index("item_id")["colour"]
+    favourite = user_truth.set_index("user_id")["fav_colour"]
+    for ids, known, what in ((buys["item_id"], colour.index, "item"),
+                             (buys["user_id"], favourite.index, "user")):
+        unknown = ~ids.isin(known)
+        if unknown.any():
+            raise DataError(f"{int(unknown.sum())} purchases name a {what} the truth table does "
+                            f"not know (e.g. {ids[unknown].iloc[0]}): pass one world's tables")
+    return float((colour.loc[buys["item_id"]].to_numpy()
+                  == favourite.loc[buys["user_id"]].to_numpy()).mean())
 
 
 # ----------------------------------------------------------------------------- truth: reasons

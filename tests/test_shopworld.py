@@ -52,14 +52,24 @@ def test_colour_taste_knob_changes_only_how_much_colour_counts():
     np.testing.assert_allclose(b["colour_taste"], 3 * a["colour_taste"], atol=2e-3)
     assert not base.tables["events"].equals(keen.tables["events"])
     # and it matters: the keen shoppers buy their favourite colour more often
-    share = {}
-    for name, w in (("base", base), ("keen", keen)):
-        buys = w.tables["events"].query("event_type == 'purchase'")
-        fav = w.tables["user_truth"].set_index("user_id")["fav_colour"]
-        colour = w.tables["item_truth"].set_index("item_id")["colour"]
-        share[name] = (colour.loc[buys["item_id"]].to_numpy()
-                       == fav.loc[buys["user_id"]].to_numpy()).mean()
+    share = {name: sw.favourite_colour_share(w.tables["events"], w.tables["item_truth"],
+                                             w.tables["user_truth"])
+             for name, w in (("base", base), ("keen", keen))}
     assert share["keen"] > share["base"] + 0.05, share
+
+
+def test_favourite_colour_share_counts_by_hand_and_refuses_bad_tables():
+    items = pd.DataFrame({"item_id": [1, 2], "colour": ["red", "blue"]})
+    users = pd.DataFrame({"user_id": [7, 8], "fav_colour": ["red", "red"]})
+    events = pd.DataFrame({"user_id": [7, 8, 8, 7], "item_id": [1, 2, 1, 2],
+                           "event_type": ["purchase", "purchase", "purchase", "view"]})
+    assert sw.favourite_colour_share(events, items, users) == pytest.approx(2 / 3)
+    with pytest.raises(data.DataError, match="no purchase"):
+        sw.favourite_colour_share(events[events["event_type"] == "view"], items, users)
+    with pytest.raises(data.DataError, match="user the truth table does not know"):
+        sw.favourite_colour_share(events.assign(user_id=[7, 9, 8, 7]), items, users)
+    with pytest.raises(data.DataError, match="fav_colour"):
+        sw.favourite_colour_share(events, items, users.drop(columns="fav_colour"))
 
 
 @pytest.fixture(scope="module")
