@@ -1,7 +1,8 @@
 """Chapter 06: what the picture gives, measured — a CNN from scratch against a
 pretrained encoder's frozen features, and a shared image-text space that names colours zero-shot.
 
-    .venv/bin/python benchmarks/multimodal_benchmark.py        # ~9 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/multimodal_benchmark.py        # ~20 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/multimodal_benchmark.py --only gan   # one section (see below)
 
 Data: ShopWorld's 2,000 item icons (64×64) and item texts (title + description); the first
 1,600 items by id train, the last 400 test (ids are assigned at random by the generator, so the
@@ -72,6 +73,23 @@ category (8).
    bootstrap intervals, all cold test users and the colour-driven ones (``colour_taste`` >=
    0.75·m, the same top quarter as section 5's 0.6 of 0.8). ``--only colour-world`` runs this
    section alone (about a minute).
+9. **One thread or two** for chapter 06's small training loops (``--only threads``, about four
+   minutes, run alone on an idle machine): each job timed at one and at two CPU threads
+   (``config.cpu_threads``), alternating 1, 2, 1, 2, fastest of two each; the same seeds, so the
+   work is the same. Jobs: the small CNN (2 epochs on the 2,000 icons, batch 16), the conditional
+   GAN (100 steps, batch 32, 32 px), the shared space (60 epochs), the attention-fusion two-tower
+   (2 epochs on section 5's training events), and frozen EfficientNet-Lite0 features of the 2,000
+   icons at 64 px. OpenMP's wait policy as the Makefile sets it (``OMP_WAIT_POLICY=PASSIVE``).
+10. **How far the GAN's result moves with its trajectory** (``--only gan``, about six minutes):
+   chapter 06's quick-profile GAN (batch 32, lr 5e-4, one thread) trained with six seeds, each
+   judged as the chapter judges it: the chapter's section-2 CNN (trained on the items whose text
+   states colour and pattern, 6 epochs, batch 16) reads the colour and category of 400 samples
+   (5 per category x colour, sampling seed 0). A seed stands in for what moves a trajectory
+   between machines (another processor's last bits, another thread count); seed 0 is also
+   trained on two threads. Two GANs: the projection critic alone for 400 steps (the chapter's
+   GAN until 2026-12-02) and with the auxiliary classifier (``aux_weight=1``) for 200 steps (the
+   chapter's now). The spread sets the tolerance of the chapter's recorded
+   ``gan.colour_accuracy`` (``tools/spread.py``).
 """
 from __future__ import annotations
 
@@ -151,6 +169,8 @@ def main() -> None:
     rolling_origin(inputs)
     truth_ceiling(inputs, labels)
     colour_world(inputs, labels)
+    threads(x, ids)
+    gan_spread(x, ids)
 
 
 def section_only(section) -> None:
@@ -510,6 +530,86 @@ def replace_inter(d, inter):
                               "um": pp.build_id_map(inter["user_id"])})
 
 
+def threads(x, ids) -> None:
+    """Section 9: chapter 06's training loops at one and at two CPU threads."""
+    feats = M.image_features(models.image_encoder(device="cpu"), x, size=64)
+    d = cold_start_inputs(ids, feats)
+    train = cold_start_split(d, 0.7)[0]
+    text_feats = d.text_emb[d.texts.index.get_indexer(ids)]
+    labels = M.item_labels(ids)[["colour", "pattern", "category"]]
+    enc = models.image_encoder(device="cpu")
+    jobs = {
+        "small CNN, 2 epochs (2,000 icons, batch 16)": lambda: M.fit_image_classifier(
+            x, labels, tasks=("colour", "pattern", "category"), epochs=2, batch_size=16, seed=0),
+        "conditional GAN, 100 steps (batch 32, 32 px)": lambda: M.fit_cgan(
+            x, labels[["category", "colour"]], steps=100, batch_size=32, lr=5e-4, seed=0),
+        "shared space, 60 epochs (2,000 pairs, batch 256)": lambda: M.fit_shared_space(
+            feats, text_feats, dim=128, epochs=60, seed=0),
+        "attention-fusion two-tower, 2 epochs": lambda: M.AttentionFusionTwoTower(
+            torch.cat([d.text_emb, d.image_emb], 1), d.texts.index, splits=(384, 128),
+            n_epochs=2, seed=0).fit(train, d.um, d.im),
+        "EfficientNet-Lite0 features, 2,000 icons at 64 px": lambda: M.image_features(
+            enc, x, size=64),
+    }
+    print("\n| job | one thread, s | two threads, s | two / one |\n|---|---:|---:|---:|")
+    for name, job in jobs.items():
+        secs = {1: [], 2: []}
+        for n in (1, 2, 1, 2):
+            with config.cpu_threads(n):
+                t0 = time.perf_counter()
+                job()
+                secs[n].append(time.perf_counter() - t0)
+        one, two = min(secs[1]), min(secs[2])
+        print(f"| {name} | {one:.1f} | {two:.1f} | {two / one:.2f} |", flush=True)
+
+
+def gan_spread(x, ids, seeds=range(6)) -> None:
+    """Section 10: chapter 06's quick-profile GAN under six seeds, judged as the chapter does."""
+    import pandas as pd
+
+    from helpers import nlg
+
+    truth = M.item_labels(ids)
+    facts = nlg.reason_world().facts
+    stated = pd.DataFrame({t: M.stated_labels(facts, ids, t) for t in ("colour", "pattern")})
+    said = stated.notna().all(axis=1).to_numpy().copy()
+    labels = pd.DataFrame({"colour": stated["colour"][said].astype(int).to_numpy(),
+                           "pattern": stated["pattern"][said].astype(int).to_numpy(),
+                           "category": truth["category"][said].to_numpy()})
+    judge, _ = M.fit_image_classifier(x[said], labels, tasks=("colour", "pattern", "category"),
+                                      epochs=6, batch_size=16, seed=0)
+    colour = stated["colour"].fillna(pd.Series(M.predict_proba(judge, x)["colour"].argmax(1)
+                                               .numpy(), index=ids))
+    gan_labels = pd.DataFrame({"category": truth["category"].to_numpy(),
+                               "colour": colour.astype(int).to_numpy()})
+    cats = np.repeat(np.arange(len(M.CATEGORIES)), len(M.COLOURS) * 5)
+    cols = np.tile(np.repeat(np.arange(len(M.COLOURS)), 5), len(M.CATEGORIES))
+    print("\n| GAN | seed | threads | s | colour read as asked | category read as asked |\n"
+          "|---|---:|---:|---:|---:|---:|")
+    runs = {"projection critic, 400 steps (before)": dict(steps=400, aux_weight=0.0),
+            "projection + auxiliary classifier, 200 steps": dict(steps=200, aux_weight=1.0)}
+    summary = []
+    for name, kw in runs.items():
+        colour_acc = []
+        for seed, n in [(s, 1) for s in seeds] + [(0, 2)]:
+            with config.cpu_threads(n):
+                t0 = time.perf_counter()
+                g, _, _ = M.fit_cgan(x, gan_labels, batch_size=32, lr=5e-4, seed=seed, **kw)
+                secs = time.perf_counter() - t0
+            judged = M.predict_proba(judge, M.sample_cgan(g, {"category": cats, "colour": cols},
+                                                           seed=0, size=64))
+            c = float((judged["colour"].argmax(1).numpy() == cols).mean())
+            k = float((judged["category"].argmax(1).numpy() == cats).mean())
+            if n == 1:
+                colour_acc.append(c)
+            print(f"| {name} | {seed} | {n} | {secs:.1f} | {c:.3f} | {k:.3f} |", flush=True)
+        a = np.array(colour_acc)
+        summary.append(f"{name}: mean {a.mean():.3f}, standard deviation {a.std(ddof=1):.3f}, "
+                       f"range {a.min():.3f} to {a.max():.3f}")
+    print(f"\nColour read as asked over {len(seeds)} seeds on one thread (chance "
+          f"{1 / len(M.COLOURS):.2f}):\n- " + "\n- ".join(summary))
+
+
 def reasons_from_pixels(x, ids, truth) -> None:
     import dataclasses
 
@@ -590,9 +690,14 @@ def reasons_from_pixels(x, ids, truth) -> None:
 
 if __name__ == "__main__":
     sections = {"ceiling": truth_ceiling, "colour-world": colour_world}
+    images_only = {"threads": threads, "gan": gan_spread}
     if len(sys.argv) == 3 and sys.argv[1] == "--only" and sys.argv[2] in sections:
         section_only(sections[sys.argv[2]])
+    elif len(sys.argv) == 3 and sys.argv[1] == "--only" and sys.argv[2] in images_only:
+        config.seed_everything(0)
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+        images_only[sys.argv[2]](*M.load_item_images())
     elif sys.argv[1:]:
-        raise SystemExit("usage: multimodal_benchmark.py [--only ceiling|colour-world]")
+        raise SystemExit("usage: multimodal_benchmark.py [--only ceiling|colour-world|threads|gan]")
     else:
         main()

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
     "PROFILES", "Profile", "RunConfig", "get_profile", "seed_everything", "get_device",
     "require_gpu", "is_online", "setup", "ROOT", "DATASETS_DIR", "cache_dir",
-    "artifacts_dir", "course_path", "environment_report", "peak_rss_mib",
+    "artifacts_dir", "course_path", "environment_report", "peak_rss_mib", "cpu_threads",
 ]
 
 # ----------------------------------------------------------------------------- offline mode
@@ -151,6 +152,35 @@ def seed_everything(seed: int) -> int:
     torch.use_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return seed
+
+
+@contextmanager
+def cpu_threads(n: int):
+    """Run the ``with`` block on ``n`` CPU threads (``torch.set_num_threads``), then put the
+    previous number back, also when the block raises::
+
+        with config.cpu_threads(1):      # a small model: one thread is faster than two
+            model.fit(...)
+
+    Why: PyTorch splits each operation across its threads, and the threads wait for each other
+    at the end of every one. A small network's operations (a 32-pixel GAN, a few-thousand-weight
+    CNN) take microseconds, so on two cores the waiting costs more than the second core gives:
+    ``benchmarks/multimodal_benchmark.py --only threads`` measures it. A big model's operations
+    (the language models, EfficientNet at 224 pixels) are long enough to split. Only CPU work is
+    affected; a GPU's kernels are not. The number of threads can change the last bits of a
+    float sum, hence which trajectory a long training run follows.
+    """
+    import torch
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a whole number of threads >= 1, got {n!r}; "
+                         f"e.g. cpu_threads(1)")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- device

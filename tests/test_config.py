@@ -118,3 +118,24 @@ def test_peak_rss_is_the_process_own_not_its_parents():
                          check=True, cwd=ROOT).stdout.split()
     own, inherited = float(out[0]), float(out[1])
     assert inherited > 600 > 200 > own > 5
+
+
+def test_cpu_threads_sets_the_count_inside_and_restores_it_after_an_error():
+    before = torch.get_num_threads()
+    want = 2 if before == 1 else 1                     # a count different from the current one
+    with config.cpu_threads(want) as n:
+        assert n == want and torch.get_num_threads() == want
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="inside"):
+        with config.cpu_threads(want):
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.0, "1", None, True])
+def test_cpu_threads_refuses_what_is_not_a_positive_whole_number(bad):
+    before = torch.get_num_threads()
+    with pytest.raises(ValueError, match="whole number of threads"):
+        with config.cpu_threads(bad):
+            pass
+    assert torch.get_num_threads() == before
