@@ -163,12 +163,13 @@ def cpu_threads(n: int):
             model.fit(...)
 
     Why: PyTorch splits each operation across its threads, and the threads wait for each other
-    at the end of every one. A small network's operations (a 32-pixel GAN, a few-thousand-weight
-    CNN) take microseconds, so on two cores the waiting costs more than the second core gives:
-    ``benchmarks/multimodal_benchmark.py --only threads`` measures it. A big model's operations
-    (the language models, EfficientNet at 224 pixels) are long enough to split. Only CPU work is
-    affected; a GPU's kernels are not. The number of threads can change the last bits of a
-    float sum, hence which trajectory a long training run follows.
+    at the end of every one. A small network's operations (chapter 06's 32-pixel GAN, its two
+    linear projections) are so short that on two cores the waiting costs more than the second
+    core gives; larger ones (EfficientNet's features, the two-towers, the 64-pixel CNN) still
+    gain a little from it. ``benchmarks/multimodal_benchmark.py --only threads`` measures each:
+    measure before you choose. Only CPU work is affected; a GPU's kernels are not. The number of
+    threads can change the last bits of a float sum, hence which trajectory a long training run
+    follows.
     """
     import torch
 
