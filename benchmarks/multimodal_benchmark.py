@@ -532,12 +532,12 @@ def replace_inter(d, inter):
 
 def threads(x, ids) -> None:
     """Section 9: chapter 06's training loops at one and at two CPU threads."""
-    feats = M.image_features(models.image_encoder(device="cpu"), x, size=64)
+    enc = models.image_encoder(device="cpu")
+    feats = M.image_features(enc, x, size=64)
     d = cold_start_inputs(ids, feats)
     train = cold_start_split(d, 0.7)[0]
     text_feats = d.text_emb[d.texts.index.get_indexer(ids)]
     labels = M.item_labels(ids)[["colour", "pattern", "category"]]
-    enc = models.image_encoder(device="cpu")
     jobs = {
         "small CNN, 2 epochs (2,000 icons, batch 16)": lambda: M.fit_image_classifier(
             x, labels, tasks=("colour", "pattern", "category"), epochs=2, batch_size=16, seed=0),
