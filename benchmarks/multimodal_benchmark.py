@@ -582,8 +582,6 @@ def gan_spread(x, ids, seeds=range(6)) -> None:
                                                .numpy(), index=ids))
     gan_labels = pd.DataFrame({"category": truth["category"].to_numpy(),
                                "colour": colour.astype(int).to_numpy()})
-    cats = np.repeat(np.arange(len(M.CATEGORIES)), len(M.COLOURS) * 5)
-    cols = np.tile(np.repeat(np.arange(len(M.COLOURS)), 5), len(M.CATEGORIES))
     print("\n| GAN | seed | threads | s | colour read as asked | category read as asked |\n"
           "|---|---:|---:|---:|---:|---:|")
     runs = {"projection critic, 400 steps (before)": dict(steps=400, aux_weight=0.0),
@@ -596,10 +594,8 @@ def gan_spread(x, ids, seeds=range(6)) -> None:
                 t0 = time.perf_counter()
                 g, _, _ = M.fit_cgan(x, gan_labels, batch_size=32, lr=5e-4, seed=seed, **kw)
                 secs = time.perf_counter() - t0
-            judged = M.predict_proba(judge, M.sample_cgan(g, {"category": cats, "colour": cols},
-                                                           seed=0, size=64))
-            c = float((judged["colour"].argmax(1).numpy() == cols).mean())
-            k = float((judged["category"].argmax(1).numpy() == cats).mean())
+            read = M.judge_cgan(g, judge, per_pair=5, seed=0)["read_as_asked"]
+            c, k = read["colour"], read["category"]
             if n == 1:
                 colour_acc.append(c)
             print(f"| {name} | {seed} | {n} | {secs:.1f} | {c:.3f} | {k:.3f} |", flush=True)

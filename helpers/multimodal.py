@@ -932,7 +932,7 @@ def sample_cgan(generator: CondGenerator, labels: dict, *, seed: int = 0,
     if set(labels) != set(generator.conditions):
         raise ValueError(f"labels must give exactly the conditions {list(generator.conditions)}, "
                          f"got {list(labels)}")
-    codes = {c: torch.as_tensor(np.asarray(v), dtype=torch.long) for c, v in labels.items()}
+    codes = {c: torch.as_tensor(np.array(v), dtype=torch.long) for c, v in labels.items()}
     n = {len(v) for v in codes.values()}
     if len(n) != 1 or 0 in n:
         raise ValueError("every condition needs the same, non-zero number of codes")
@@ -945,3 +945,45 @@ def sample_cgan(generator: CondGenerator, labels: dict, *, seed: int = 0,
     if size is not None and size != out.shape[-1]:
         out = F.interpolate(out, size=(size, size), mode="nearest")
     return out
+
+
+def judge_cgan(generator: CondGenerator, classifier: SmallCNN, *, per_pair: int = 5,
+               seed: int = 0, size: int = 64) -> dict:
+    """Judge a conditional generator with a classifier that never saw a generated image: draw
+    ``per_pair`` samples for every combination of the generator's conditions (in the order of
+    ``generator.conditions``, the last varying fastest, each combination's samples together),
+    resize them to ``size`` (the pixels the classifier was trained on: ShopWorld's icons are 64)
+    and read each condition with the classifier's head of the same name.
+
+    Returns ``{"images": (n, 3, size, size) tensor, "asked": DataFrame of the codes asked for
+    (one column per condition), "read_as_asked": {condition: share of samples read as asked}}``.
+    The idea behind the Inception Score and FID, with their caveat: it measures what the judge
+    can see."""
+    import itertools
+
+    if not isinstance(generator, CondGenerator):
+        raise TypeError(f"generator must be a CondGenerator (from fit_cgan), got "
+                        f"{type(generator).__name__}")
+    if not isinstance(classifier, SmallCNN):
+        raise TypeError(f"classifier must be a SmallCNN (from fit_image_classifier), got "
+                        f"{type(classifier).__name__}")
+    require_int("per_pair", per_pair, 1)
+    require_int("seed", seed, 0)
+    require_int("size", size, 8)
+    missing = [c for c in generator.conditions if c not in classifier.heads]
+    if missing:
+        raise ValueError(f"the classifier has no head for the condition(s) {missing}; train it "
+                         f"with tasks including them (it has {list(classifier.heads)})")
+    for c, n in generator.conditions.items():
+        if classifier.heads[c].out_features != n:
+            raise ValueError(f"the classifier's {c!r} head has {classifier.heads[c].out_features} "
+                             f"classes but the generator's condition has {n}: they must name the "
+                             f"same classes")
+    names = list(generator.conditions)
+    grid = list(itertools.product(*(range(generator.conditions[c]) for c in names)))
+    asked = pd.DataFrame(np.repeat(np.array(grid, dtype=np.int64), per_pair, axis=0),
+                         columns=names)
+    images = sample_cgan(generator, {c: asked[c].to_numpy() for c in names}, seed=seed, size=size)
+    proba = predict_proba(classifier, images)
+    read = {c: float((proba[c].argmax(1).numpy() == asked[c].to_numpy()).mean()) for c in names}
+    return {"images": images, "asked": asked, "read_as_asked": read}

@@ -429,6 +429,80 @@ def test_auxiliary_classifier_makes_the_generator_draw_the_colour_asked_for():
     assert sum(right >= 0.9 for right, _ in without) <= 1
 
 
+class _Painter(M.CondGenerator):
+    """A stand-in generator that paints a solid square of the colour asked for, or of the
+    colour ``shift`` places further on (a generator that draws the wrong colour)."""
+
+    def __init__(self, shift=0):
+        super().__init__({"colour": len(M.COLOURS)}, z_dim=4, width=8)
+        self.shift = shift
+
+    def forward(self, z, labels):
+        from helpers import shopworld_vocab as V
+
+        rgb = torch.tensor(list(V.COLOURS.values()), dtype=torch.float32) / 255
+        return rgb[(labels["colour"] + self.shift) % len(M.COLOURS)][:, :, None, None] \
+            .expand(-1, -1, 32, 32).clone()
+
+
+def _colour_reader():
+    """A SmallCNN that reads ShopWorld's ten colours from solid squares, clean and noisy (about 1 s)."""
+    import pandas as pd
+
+    from helpers import shopworld_vocab as V
+
+    rgb = torch.tensor(list(V.COLOURS.values()), dtype=torch.float32) / 255
+    codes = np.repeat(np.arange(len(M.COLOURS)), 6)
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.linspace(0, 0.03, 6).repeat(len(M.COLOURS))[:, None, None, None]
+    x = (rgb[codes][:, :, None, None].expand(-1, -1, 32, 32)
+         + noise * torch.randn(len(codes), 3, 32, 32, generator=gen)).clamp(0, 1)
+    cnn, _ = M.fit_image_classifier(x, pd.DataFrame({"colour": codes}), tasks=("colour",),
+                                    epochs=25, batch_size=20, width=8, seed=0)
+    assert (M.predict_proba(cnn, x)["colour"].argmax(1).numpy() == codes).all()
+    return cnn
+
+
+def test_judge_cgan_reads_each_sample_against_the_condition_it_was_drawn_for():
+    """A painter of the asked colour is read as asked every time, one that paints the next
+    colour never, and a judge that lost track of which sample was asked for what (the grid's
+    order) would score the right painter near chance. The grid is every combination of the
+    conditions, ``per_pair`` samples each, the last condition varying fastest."""
+    cnn = _colour_reader()
+    right = M.judge_cgan(_Painter(0), cnn, per_pair=3, size=32)
+    assert right["read_as_asked"] == {"colour": 1.0}
+    assert right["images"].shape == (30, 3, 32, 32)
+    assert (right["asked"]["colour"].to_numpy() == np.repeat(np.arange(10), 3)).all()
+    assert M.judge_cgan(_Painter(1), cnn, per_pair=3, size=32)["read_as_asked"] == {"colour": 0.0}
+    g = M.CondGenerator({"category": len(M.CATEGORIES), "colour": len(M.COLOURS)}, width=8)
+    reader = M.SmallCNN({"category": len(M.CATEGORIES), "colour": len(M.COLOURS),
+                         "pattern": len(M.PATTERNS)}, width=8)
+    reader.register_buffer("mean", torch.zeros(3))
+    reader.register_buffer("std", torch.ones(3))
+    out = M.judge_cgan(g, reader, per_pair=5, size=64)
+    k, c = len(M.CATEGORIES), len(M.COLOURS)
+    assert (out["asked"]["category"].to_numpy() == np.repeat(np.arange(k), c * 5)).all()
+    assert (out["asked"]["colour"].to_numpy() == np.tile(np.repeat(np.arange(c), 5), k)).all()
+    assert out["images"].shape == (k * c * 5, 3, 64, 64) and set(out["read_as_asked"]) == {
+        "category", "colour"}
+
+
+def test_judge_cgan_refuses_bad_input():
+    cnn = _colour_reader()
+    with pytest.raises(TypeError, match="CondGenerator"):
+        M.judge_cgan(cnn, cnn)
+    with pytest.raises(TypeError, match="SmallCNN"):
+        M.judge_cgan(_Painter(), _Painter())
+    g = M.CondGenerator({"category": len(M.CATEGORIES)}, width=8)
+    with pytest.raises(ValueError, match="no head for"):
+        M.judge_cgan(g, cnn)
+    with pytest.raises(ValueError, match="same classes"):
+        M.judge_cgan(M.CondGenerator({"colour": 4}, width=8), cnn)
+    for name, bad in (("per_pair", 0), ("per_pair", 2.5), ("size", "64"), ("seed", -1)):
+        with pytest.raises((DataError, ValueError, TypeError), match=name):
+            M.judge_cgan(_Painter(), cnn, **{name: bad})
+
+
 def test_gan_refuses_bad_conditions():
     x, labels, red, _ = _two_colour_icons(8)
     with pytest.raises(DataError, match="lack"):
