@@ -22,14 +22,16 @@ per user to [0, 1] so that ``lam`` means the same for every model.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 
 from .data import DataError, require_number
 from .evaluation import category_mixes
 
-__all__ = ["mmr", "dpp_greedy", "calibrated", "rerank", "DIFFERENT", "DiversityGuard",
-           "usual_share"]
+__all__ = ["mmr", "dpp_greedy", "calibrated", "rerank", "FRONTIER_GRID", "frontier", "DIFFERENT",
+           "DiversityGuard", "usual_share"]
 
 
 def _check(relevance, k: int) -> np.ndarray:
@@ -198,6 +200,87 @@ def rerank(model, users, k: int = 10, method: str = "mmr", *, n_candidates: int 
         rows.append(pd.DataFrame({col_user: u, col_item: items[order],
                                   "rank": np.arange(1, len(order) + 1)}))
     return pd.concat(rows, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The accuracy-diversity frontier: every method at every knob value, measured the same way
+# ---------------------------------------------------------------------------------------------
+
+FRONTIER_GRID = {"mmr": ("lam", (1.0, 0.9, 0.7, 0.5, 0.3)),
+                 "dpp": ("theta", (0.99, 0.9, 0.7, 0.5, 0.3)),
+                 "calibrated": ("lam", (0.0, 0.3, 0.6, 0.9, 0.99))}
+"""Chapter 08's grid: each method from the model's own order (MMR at ``lam = 1``, calibration
+at ``lam = 0``; the DPP at ``theta = 0.99`` nearly so) to strong re-ranking."""
+
+_KNOBS = {"mmr": "lam", "dpp": "theta", "calibrated": "lam"}
+
+
+def frontier(model, users, train: pd.DataFrame, test: pd.DataFrame, *,
+             item_vectors: pd.DataFrame, item_category: pd.Series, grid: dict | None = None,
+             k: int = 10, n_candidates: int = 100, n_boot: int = 1000, seed: int = 0,
+             col_user: str = "user_id", col_item: str = "item_id") -> pd.DataFrame:
+    """Re-rank ``users``' top ``n_candidates`` to ``k`` by every method of ``grid`` (method →
+    ``(knob, values)``; default :data:`FRONTIER_GRID`) at every knob value, and measure each
+    setting as chapter 08 does. One row per setting, indexed by ``(method, knob)`` (e.g.
+    ``("mmr", "lam=0.7")``), in the grid's order, with the columns
+
+    * ``NDCG@k``, ``HR@k``: of ``test``'s held-out items (``evaluation.per_user_metrics``);
+    * ``diff``, ``diff lo``, ``diff hi``: the mean NDCG@k change against the model's own top
+      ``k`` (``model.recommend``) and its paired 95 % bootstrap interval over users;
+    * ``ILD``: intra-list diversity on ``item_vectors``; ``coverage``: distinct items in all the
+      lists over ``len(item_vectors)`` (so pass one row per catalogue item);
+    * ``calibration KL``: against each user's mix in ``train`` by ``item_category``;
+    * ``seconds``: the re-ranking's wall time (machine-dependent: do not record it).
+
+    >>> table = frontier(ease, users, train, test, item_vectors=emb, item_category=category)
+    """
+    from tqdm.auto import tqdm
+
+    from . import evaluation as E
+
+    grid = FRONTIER_GRID if grid is None else grid
+    if not isinstance(grid, dict) or not grid:
+        raise DataError("grid must be a non-empty dict: method -> (knob, values), e.g. "
+                        "{'mmr': ('lam', [1.0, 0.5])}.")
+    for method, spec in grid.items():
+        if method not in _KNOBS:
+            raise DataError(f"unknown method {method!r} in grid; known: {list(_KNOBS)}.")
+        if (not isinstance(spec, (tuple, list)) or len(spec) != 2
+                or spec[0] != _KNOBS[method] or isinstance(spec[1], str)
+                or not hasattr(spec[1], "__len__") or len(spec[1]) == 0):
+            raise DataError(f"grid[{method!r}] must be ({_KNOBS[method]!r}, [values...]) with at "
+                            f"least one value, got {spec!r}.")
+    if not isinstance(item_vectors, pd.DataFrame) or not isinstance(item_category, pd.Series):
+        raise DataError("item_vectors must be a DataFrame indexed by item ID (one row per "
+                        "catalogue item) and item_category a Series indexed by item ID.")
+    users = np.asarray(users)
+    if users.ndim != 1 or len(users) == 0:
+        raise DataError("users must be a non-empty 1-d list of user IDs.")
+    if len(np.unique(users)) != len(users):
+        raise DataError("users has duplicates: give each user once.")
+    ndcg = f"ndcg@{k}"
+    own = E.per_user_metrics(model.recommend(users, k=k), test, k=k, col_user=col_user,
+                             col_item=col_item)[ndcg]
+    settings = [(m, knob, v) for m, (knob, values) in grid.items() for v in values]
+    rows = {}
+    for method, knob, v in tqdm(settings, desc="re-ranking settings", leave=False):
+        t0 = time.perf_counter()
+        lists = rerank(model, users, k=k, method=method, n_candidates=n_candidates,
+                       item_vectors=item_vectors, item_category=item_category, history=train,
+                       col_user=col_user, col_item=col_item, **{knob: v})
+        seconds = time.perf_counter() - t0
+        per = E.per_user_metrics(lists, test, k=k, col_user=col_user, col_item=col_item)
+        d = E.paired_bootstrap(per[ndcg], own, n_boot=n_boot, seed=seed)
+        rows[(method, f"{knob}={v}")] = {
+            f"NDCG@{k}": per[ndcg].mean(), f"HR@{k}": per[f"hr@{k}"].mean(),
+            "diff": d["diff"], "diff lo": d["lo"], "diff hi": d["hi"],
+            "ILD": E.intra_list_diversity(lists, item_vectors, col_user=col_user,
+                                          col_item=col_item).mean(),
+            "coverage": lists[col_item].nunique() / len(item_vectors),
+            "calibration KL": E.calibration(lists, train, item_category, col_user=col_user,
+                                            col_item=col_item).mean(),
+            "seconds": seconds}
+    return pd.DataFrame(rows).T.rename_axis(["method", "knob"])
 
 
 # ---------------------------------------------------------------------------------------------

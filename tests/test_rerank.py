@@ -121,6 +121,68 @@ def test_rerank_wraps_a_model():
         R.rerank(model, users, method="random")
 
 
+def _frontier_world():
+    """60 users with a clear favourite of three categories over 60 items, leave-last-out, EASE."""
+    from helpers import preprocess as pp
+
+    rng = np.random.default_rng(5)
+    cat = pd.Series(np.repeat(list("abc"), 20), index=range(60))
+    rows = []
+    for u in range(60):
+        fav = np.flatnonzero(cat.to_numpy() == "abc"[u % 3])
+        items = np.concatenate([rng.choice(fav, 8, replace=False), rng.choice(60, 3, replace=False)])
+        rows += [(u, int(i), t) for t, i in enumerate(dict.fromkeys(items.tolist()))]
+    df = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    train, _, test = pp.leave_last_out(df)
+    model = cf.EASE(10.0).fit(train, pp.build_id_map(df["user_id"]), pp.build_id_map(cat.index.to_series()))
+    vec = pd.DataFrame(np.eye(3)[cat.map("abc".index)] + 0.3 * rng.normal(size=(60, 3)),
+                       index=cat.index)
+    return model, np.sort(test["user_id"].unique()), train, test, vec, cat
+
+
+def test_frontier_measures_every_setting_against_the_models_own_lists():
+    """The knobs' end points are the model's own top 10 (a zero change, a zero-width interval,
+    the NDCG of ``model.recommend`` scored on its own); the strong settings diversify and
+    calibrate; each row is its setting's lists as ``rerank`` makes them (the knob reaches it)."""
+    model, users, train, test, vec, cat = _frontier_world()
+    t = R.frontier(model, users, train, test, item_vectors=vec, item_category=cat,
+                   n_candidates=30, n_boot=200)
+    assert list(t.index) == [(m, f"{knob}={v}") for m, (knob, vs) in R.FRONTIER_GRID.items()
+                             for v in vs]
+    own = E.per_user_metrics(model.recommend(users, k=10), test, k=10)
+    for end in [("mmr", "lam=1.0"), ("calibrated", "lam=0.0")]:
+        assert t.loc[end, "NDCG@10"] == pytest.approx(own["ndcg@10"].mean())
+        assert t.loc[end, "HR@10"] == pytest.approx(own["hr@10"].mean())
+        assert t.loc[end, ["diff", "diff lo", "diff hi"]].abs().max() < 1e-12
+    assert np.allclose(t["diff"], t["NDCG@10"] - own["ndcg@10"].mean())
+    assert ((t["diff lo"] <= t["diff"]) & (t["diff"] <= t["diff hi"])).all()
+    assert t.loc[("dpp", "theta=0.3"), "ILD"] > t.loc[("mmr", "lam=1.0"), "ILD"] + 0.05
+    assert t.loc[("calibrated", "lam=0.99"), "calibration KL"] < t.loc[("mmr", "lam=1.0"),
+                                                                        "calibration KL"]
+    lists = R.rerank(model, users, method="mmr", lam=0.5, n_candidates=30, item_vectors=vec)
+    row = t.loc[("mmr", "lam=0.5")]
+    assert row["ILD"] == pytest.approx(E.intra_list_diversity(lists, vec).mean())
+    assert row["coverage"] == pytest.approx(lists["item_id"].nunique() / 60)
+    assert row["calibration KL"] == pytest.approx(E.calibration(lists, train, cat).mean())
+    assert (t["seconds"] > 0).all()
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(grid={"random": ("lam", [0.5])}), "unknown method"),
+    (dict(grid={"dpp": ("lam", [0.5])}), "theta"),
+    (dict(grid={"mmr": ("lam", [])}), "at least one value"),
+    (dict(grid={}), "non-empty"),
+    (dict(users=[]), "non-empty"),
+    (dict(users=[1, 1]), "duplicates"),
+    (dict(item_vectors=np.eye(3)), "DataFrame"),
+])
+def test_frontier_refuses_bad_input(change, match):
+    model, users, train, test, vec, cat = _frontier_world()
+    kw = dict(users=users, item_vectors=vec, item_category=cat) | change
+    with pytest.raises(DataError, match=match):
+        R.frontier(model, kw.pop("users"), train, test, **kw)
+
+
 @pytest.fixture(scope="module")
 def world():
     from helpers import nlg
