@@ -78,8 +78,9 @@ category (8).
    (``config.cpu_threads``), alternating 1, 2, 1, 2, fastest of two each; the same seeds, so the
    work is the same. Jobs: the small CNN (2 epochs on the 2,000 icons, batch 16), the conditional
    GAN (100 steps, batch 32, 32 px), the shared space (60 epochs), the attention-fusion two-tower
-   (2 epochs on section 5's training events), and frozen EfficientNet-Lite0 features of the 2,000
-   icons at 64 px. OpenMP's wait policy as the Makefile sets it (``OMP_WAIT_POLICY=PASSIVE``).
+   (2 epochs on section 5's training events), the course's VBPR on text and on early fusion
+   (Cornac's defaults, 20 epochs, section 5's training events), and frozen EfficientNet-Lite0
+   features of the 2,000 icons at 64 px. OpenMP's wait policy as the Makefile sets it (``OMP_WAIT_POLICY=PASSIVE``).
 10. **How far the GAN's result moves with its trajectory** (``--only gan``, about six minutes):
    chapter 06's quick-profile GAN (batch 32, lr 5e-4, one thread) trained with six seeds, each
    judged as the chapter judges it: the chapter's section-2 CNN (trained on the items whose text
@@ -548,6 +549,10 @@ def threads(x, ids) -> None:
         "attention-fusion two-tower, 2 epochs": lambda: M.AttentionFusionTwoTower(
             torch.cat([d.text_emb, d.image_emb], 1), d.texts.index, splits=(384, 128),
             n_epochs=2, seed=0).fit(train, d.um, d.im),
+        "VBPR on text, 20 epochs": lambda: M.VBPR(d.text_emb, d.texts.index, seed=0).fit(
+            train, d.um, d.im),
+        "VBPR on early fusion, 20 epochs": lambda: M.VBPR(d.early, d.texts.index, seed=0).fit(
+            train, d.um, d.im),
         "EfficientNet-Lite0 features, 2,000 icons at 64 px": lambda: M.image_features(
             enc, x, size=64),
     }
