@@ -80,7 +80,8 @@ category (8).
    GAN (100 steps, batch 32, 32 px), the shared space (60 epochs), the attention-fusion two-tower
    (2 epochs on section 5's training events), the course's VBPR on text and on early fusion
    (Cornac's defaults, 20 epochs, section 5's training events), and frozen EfficientNet-Lite0
-   features of the 2,000 icons at 64 px. OpenMP's wait policy as the Makefile sets it (``OMP_WAIT_POLICY=PASSIVE``).
+   features of the 2,000 icons at 64 px. OpenMP's wait policy as the Makefile sets it
+   (``OMP_WAIT_POLICY=PASSIVE``).
 10. **How far the GAN's result moves with its trajectory** (``--only gan``, about six minutes):
    chapter 06's quick-profile GAN (batch 32, lr 5e-4, one thread) trained with six seeds, each
    judged as the chapter judges it: the chapter's section-2 CNN (trained on the items whose text

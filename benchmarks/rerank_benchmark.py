@@ -36,6 +36,7 @@ from helpers import interest as I  # noqa: E402
 from helpers import preprocess as pp  # noqa: E402
 from helpers import rerank as R  # noqa: E402
 
+
 def frontier(name, inter, items, vectors, category):
     um, im = pp.build_id_map(inter["user_id"]), pp.build_id_map(items)
     train, _, test = pp.leave_last_out(inter)

@@ -165,11 +165,11 @@ def cpu_threads(n: int):
     Why: PyTorch splits each operation across its threads, and the threads wait for each other
     at the end of every one. A small network's operations (chapter 06's 32-pixel GAN, its two
     linear projections, VBPR's batches of 100 triples) are so short that on two cores the waiting
-    costs more than the second core gives; larger ones (EfficientNet's features, the two-towers, the 64-pixel CNN) still
-    gain a little from it. ``benchmarks/multimodal_benchmark.py --only threads`` measures each:
-    measure before you choose. Only CPU work is affected; a GPU's kernels are not. The number of
-    threads can change the last bits of a float sum, hence which trajectory a long training run
-    follows.
+    costs more than the second core gives; larger ones (EfficientNet's features, the two-towers,
+    the 64-pixel CNN) still gain a little from it. ``benchmarks/multimodal_benchmark.py --only
+    threads`` measures each: measure before you choose. Only CPU work is affected; a GPU's
+    kernels are not. The number of threads can change the last bits of a float sum, hence which
+    trajectory a long training run follows.
     """
     import torch
 

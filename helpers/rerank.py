@@ -221,7 +221,8 @@ def frontier(model, users, train: pd.DataFrame, test: pd.DataFrame, *,
              col_user: str = "user_id", col_item: str = "item_id") -> pd.DataFrame:
     """Re-rank ``users``' top ``n_candidates`` to ``k`` by every method of ``grid`` (method →
     ``(knob, values)``; default :data:`FRONTIER_GRID`) at every knob value, and measure each
-    setting as chapter 08 does. One row per setting, indexed by ``(method, knob)`` (e.g.
+    setting as chapter 08 does; ``users`` are exactly ``test``'s users (each scored once, a miss
+    counted as 0). One row per setting, indexed by ``(method, knob)`` (e.g.
     ``("mmr", "lam=0.7")``), in the grid's order, with the columns
 
     * ``NDCG@k``, ``HR@k``: of ``test``'s held-out items (``evaluation.per_user_metrics``);
@@ -258,6 +259,12 @@ def frontier(model, users, train: pd.DataFrame, test: pd.DataFrame, *,
         raise DataError("users must be a non-empty 1-d list of user IDs.")
     if len(np.unique(users)) != len(users):
         raise DataError("users has duplicates: give each user once.")
+    tested = set(test[col_user]) if col_user in test else set()
+    if tested != set(users.tolist()):
+        raise DataError(f"users must be exactly the users of test ({len(tested)} of them): "
+                        f"{len(set(users.tolist()) - tested)} given have no test item and "
+                        f"{len(tested - set(users.tolist()))} test users are missing; pass "
+                        f"np.sort(test[{col_user!r}].unique()).")
     ndcg = f"ndcg@{k}"
     own = E.per_user_metrics(model.recommend(users, k=k), test, k=k, col_user=col_user,
                              col_item=col_item)[ndcg]

@@ -446,7 +446,8 @@ class _Painter(M.CondGenerator):
 
 
 def _colour_reader():
-    """A SmallCNN that reads ShopWorld's ten colours from solid squares, clean and noisy (about 1 s)."""
+    """A SmallCNN that reads ShopWorld's ten colours from solid squares, clean and noisy
+    (about 1 s)."""
     import pandas as pd
 
     from helpers import shopworld_vocab as V

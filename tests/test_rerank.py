@@ -130,11 +130,13 @@ def _frontier_world():
     rows = []
     for u in range(60):
         fav = np.flatnonzero(cat.to_numpy() == "abc"[u % 3])
-        items = np.concatenate([rng.choice(fav, 8, replace=False), rng.choice(60, 3, replace=False)])
+        items = np.concatenate([rng.choice(fav, 8, replace=False),
+                                rng.choice(60, 3, replace=False)])
         rows += [(u, int(i), t) for t, i in enumerate(dict.fromkeys(items.tolist()))]
     df = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
     train, _, test = pp.leave_last_out(df)
-    model = cf.EASE(10.0).fit(train, pp.build_id_map(df["user_id"]), pp.build_id_map(cat.index.to_series()))
+    model = cf.EASE(10.0).fit(train, pp.build_id_map(df["user_id"]),
+                              pp.build_id_map(cat.index.to_series()))
     vec = pd.DataFrame(np.eye(3)[cat.map("abc".index)] + 0.3 * rng.normal(size=(60, 3)),
                        index=cat.index)
     return model, np.sort(test["user_id"].unique()), train, test, vec, cat
@@ -174,6 +176,7 @@ def test_frontier_measures_every_setting_against_the_models_own_lists():
     (dict(grid={}), "non-empty"),
     (dict(users=[]), "non-empty"),
     (dict(users=[1, 1]), "duplicates"),
+    (dict(users=[0, 1]), "exactly the users of test"),
     (dict(item_vectors=np.eye(3)), "DataFrame"),
 ])
 def test_frontier_refuses_bad_input(change, match):
