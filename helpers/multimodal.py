@@ -16,6 +16,7 @@ same on every machine.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 
 import numpy as np
@@ -959,8 +960,6 @@ def judge_cgan(generator: CondGenerator, classifier: SmallCNN, *, per_pair: int 
     (one column per condition), "read_as_asked": {condition: share of samples read as asked}}``.
     The idea behind the Inception Score and FID, with their caveat: it measures what the judge
     can see."""
-    import itertools
-
     if not isinstance(generator, CondGenerator):
         raise TypeError(f"generator must be a CondGenerator (from fit_cgan), got "
                         f"{type(generator).__name__}")

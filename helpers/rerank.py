@@ -27,7 +27,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from .data import DataError, require_number
+from . import evaluation as E
+from .data import DataError, require_columns, require_number
 from .evaluation import category_mixes
 
 __all__ = ["mmr", "dpp_greedy", "calibrated", "rerank", "FRONTIER_GRID", "frontier", "DIFFERENT",
@@ -153,6 +154,10 @@ def calibrated(relevance, categories, p_user, k: int, lam: float = 0.5,
     return np.array(chosen)
 
 
+_KNOBS = {"mmr": "lam", "dpp": "theta", "calibrated": "lam"}
+"""Each re-ranking method and the name of its one knob."""
+
+
 def rerank(model, users, k: int = 10, method: str = "mmr", *, n_candidates: int = 100,
            item_vectors: pd.DataFrame | None = None, item_category: pd.Series | None = None,
            history: pd.DataFrame | None = None, col_user: str = "user_id",
@@ -162,7 +167,7 @@ def rerank(model, users, k: int = 10, method: str = "mmr", *, n_candidates: int 
     MMR and DPP need ``item_vectors`` (a DataFrame indexed by item ID); calibration needs
     ``item_category`` (a Series indexed by item ID) and ``history`` (the user's training
     interactions). Returns (user, item, rank 1..k) rows, the same shape as ``recommend``."""
-    if method not in ("mmr", "dpp", "calibrated"):
+    if method not in _KNOBS:
         raise DataError(f"method must be 'mmr', 'dpp' or 'calibrated', got {method!r}.")
     if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < k:
         raise DataError(f"n_candidates must be an integer >= k ({k}), got {n_candidates!r}.")
@@ -212,9 +217,6 @@ FRONTIER_GRID = {"mmr": ("lam", (1.0, 0.9, 0.7, 0.5, 0.3)),
 """Chapter 08's grid: each method from the model's own order (MMR at ``lam = 1``, calibration
 at ``lam = 0``; the DPP at ``theta = 0.99`` nearly so) to strong re-ranking."""
 
-_KNOBS = {"mmr": "lam", "dpp": "theta", "calibrated": "lam"}
-
-
 def frontier(model, users, train: pd.DataFrame, test: pd.DataFrame, *,
              item_vectors: pd.DataFrame, item_category: pd.Series, grid: dict | None = None,
              k: int = 10, n_candidates: int = 100, n_boot: int = 1000, seed: int = 0,
@@ -237,8 +239,6 @@ def frontier(model, users, train: pd.DataFrame, test: pd.DataFrame, *,
     """
     from tqdm.auto import tqdm
 
-    from . import evaluation as E
-
     grid = FRONTIER_GRID if grid is None else grid
     if not isinstance(grid, dict) or not grid:
         raise DataError("grid must be a non-empty dict: method -> (knob, values), e.g. "
@@ -259,11 +259,12 @@ def frontier(model, users, train: pd.DataFrame, test: pd.DataFrame, *,
         raise DataError("users must be a non-empty 1-d list of user IDs.")
     if len(np.unique(users)) != len(users):
         raise DataError("users has duplicates: give each user once.")
-    tested = set(test[col_user]) if col_user in test else set()
-    if tested != set(users.tolist()):
+    require_columns(test, [col_user, col_item], "the test data")
+    given, tested = set(users.tolist()), set(test[col_user])
+    if given != tested:
         raise DataError(f"users must be exactly the users of test ({len(tested)} of them): "
-                        f"{len(set(users.tolist()) - tested)} given have no test item and "
-                        f"{len(tested - set(users.tolist()))} test users are missing; pass "
+                        f"{len(given - tested)} given have no test item and "
+                        f"{len(tested - given)} test users are missing; pass "
                         f"np.sort(test[{col_user!r}].unique()).")
     ndcg = f"ndcg@{k}"
     own = E.per_user_metrics(model.recommend(users, k=k), test, k=k, col_user=col_user,

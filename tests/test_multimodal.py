@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from helpers import config, multimodal as M, shopworld
+from helpers import shopworld_vocab as V
 from helpers.data import DataError
 
 
@@ -429,6 +430,9 @@ def test_auxiliary_classifier_makes_the_generator_draw_the_colour_asked_for():
     assert sum(right >= 0.9 for right, _ in without) <= 1
 
 
+_RGB = torch.tensor(list(V.COLOURS.values()), dtype=torch.float32) / 255   # ShopWorld's colours
+
+
 class _Painter(M.CondGenerator):
     """A stand-in generator that paints a solid square of the colour asked for, or of the
     colour ``shift`` places further on (a generator that draws the wrong colour)."""
@@ -438,10 +442,7 @@ class _Painter(M.CondGenerator):
         self.shift = shift
 
     def forward(self, z, labels):
-        from helpers import shopworld_vocab as V
-
-        rgb = torch.tensor(list(V.COLOURS.values()), dtype=torch.float32) / 255
-        return rgb[(labels["colour"] + self.shift) % len(M.COLOURS)][:, :, None, None] \
+        return _RGB[(labels["colour"] + self.shift) % len(M.COLOURS)][:, :, None, None] \
             .expand(-1, -1, 32, 32).clone()
 
 
@@ -452,13 +453,10 @@ def colour_reader():
     and 25 epochs from only 6 of them)."""
     import pandas as pd
 
-    from helpers import shopworld_vocab as V
-
-    rgb = torch.tensor(list(V.COLOURS.values()), dtype=torch.float32) / 255
     codes = np.repeat(np.arange(len(M.COLOURS)), 6)
     gen = torch.Generator().manual_seed(0)
     noise = torch.linspace(0, 0.03, 6).repeat(len(M.COLOURS))[:, None, None, None]
-    x = (rgb[codes][:, :, None, None].expand(-1, -1, 32, 32)
+    x = (_RGB[codes][:, :, None, None].expand(-1, -1, 32, 32)
          + noise * torch.randn(len(codes), 3, 32, 32, generator=gen)).clamp(0, 1)
     cnn, _ = M.fit_image_classifier(x, pd.DataFrame({"colour": codes}), tasks=("colour",),
                                     epochs=40, batch_size=20, width=16, seed=0)
