@@ -1,6 +1,7 @@
 # ReasonRec: every target sets itself up on a fresh machine (Python 3.11 and PyPI reachable).
 #   make course    run every solution notebook headless (quick profile) -> build/report.md
-#   make test      the whole test suite, offline (what CI runs)
+#   make test      the whole test suite, offline (what CI runs; ~25 min on 2 cores)
+#   make check     the everyday loop (~5 min): lint, fast unit tests, the chapters a change affects
 #   make lab       JupyterLab at chapter 00
 #   make app       the capstone shop as a page (Voilà) at http://127.0.0.1:8866
 #   make scale     chapter 10: add Ray to .venv, run the nightly job on 100,000 shoppers -> build/scale
@@ -23,9 +24,9 @@ export TOKENIZERS_PARALLELISM := false
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYTHONHASHSEED := 0
 
-.PHONY: venv assets course test lab app scale bundle chapters clean help peers gpu-check
+.PHONY: venv assets course test check lab app scale bundle chapters clean help peers gpu-check
 help:
-	@sed -n '2,11p' Makefile
+	@sed -n '2,12p' Makefile
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v in ((3, 11), (3, 12)) else \
@@ -59,6 +60,13 @@ test: assets $(SCALE_STAMP) bundle
 	rm -rf "$$($(PY) -c 'from helpers import config; print(config.cache_dir())')/embeddings"
 	tools/ensure-chromium
 	tools/test-parts $(PY) $(PYTEST_ARGS)
+
+# The everyday loop before a commit (tools/check): ruff, the unit tests not marked slow, and the
+# student notebooks whose solution or imported helpers modules changed since main, in the smoke
+# profile. BASE=... compares with another branch.
+BASE ?= main
+check: assets $(SCALE_STAMP)
+	tools/check $(PY) $(BASE)
 
 lab: assets
 	$(VENV)/bin/jupyter lab chapters/00_setup_and_tour.ipynb

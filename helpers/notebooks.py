@@ -19,6 +19,7 @@ Command line::
     python -m helpers.notebooks chapters          # write chapters/ from solutions/
     python -m helpers.notebooks chapters --check  # fail if chapters/ is stale
     python -m helpers.notebooks run               # execute solutions/ into build/, with a report
+    python -m helpers.notebooks affected          # chapters a change since main touches (make check)
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ from pathlib import Path
 from . import config
 
 __all__ = ["BEGIN", "END", "FenceError", "solution_blocks", "stub_source", "student_notebook",
-           "launch_cells", "make_chapters", "stale_chapters", "run_course"]
+           "launch_cells", "make_chapters", "stale_chapters", "run_course", "module_imports",
+           "notebook_modules", "affected_notebooks", "changed_files"]
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -345,6 +347,131 @@ def run_course(out_dir: Path | None = None, profile: str = "quick",
     return report
 
 
+# ----------------------------------------------------------------------------- make check
+HELPERS = config.ROOT / "helpers"
+ALL_NOTEBOOKS_ON = ("datasets/", "requirements.txt", "requirements-scale.txt", "constraints.txt",
+                    "pyproject.toml")
+"""Changes that can move any chapter: the data and the installed packages."""
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_imports(source: str, module: str = "", is_package: bool = False) -> set[str]:
+    """The ``helpers`` modules ``source`` imports, as dotted names (``helpers.cf``); relative
+    imports are resolved against ``module`` (the importing module's dotted name). A name
+    imported from a package (``from helpers import cf``) counts as the module ``helpers.cf``
+    and as the package; callers keep the names that exist. IPython magics are translated
+    first, so notebook cells parse.
+
+    >>> sorted(module_imports("from helpers import cf, config\nimport numpy as np"))
+    ['helpers', 'helpers.cf', 'helpers.config']
+    """
+    import ast
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        tree = ast.parse(TransformerManager().transform_cell(source))
+    except SyntaxError:
+        return set()  # a cell a student has broken imports nothing we can see
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "helpers")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "helpers":
+                continue
+            found.add(target)
+            found.update(f"{target}.{a.name}" for a in node.names)
+    # importing helpers.a.b imports helpers.a and helpers first
+    return {".".join(name.split(".")[:i + 1]) for name in found
+            for i in range(len(name.split(".")))}
+
+
+def _library_graph(root: Path) -> dict[str, set[str]]:
+    """Every module of ``root/helpers`` -> the ``helpers`` modules it imports (that exist)."""
+    files = {_module_name(p, root): p for p in (root / "helpers").rglob("*.py")}
+    return {name: module_imports(path.read_text(), name, path.name == "__init__.py")
+            & files.keys() for name, path in files.items()}
+
+
+def notebook_modules(path: Path, root: Path | None = None) -> set[str]:
+    """Every ``helpers`` module a notebook runs, directly or through other modules."""
+    root = Path(root or config.ROOT)
+    graph = _library_graph(root)
+    todo = set()
+    for cell in _read(path).cells:
+        if cell.cell_type == "code":
+            todo |= module_imports(cell.source) & graph.keys()
+    seen = set()
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        todo |= graph[name] - seen
+    return seen
+
+
+def affected_notebooks(changed: list[str], root: Path | None = None,
+                       folder: str = "chapters") -> list[str]:
+    """Notebooks of ``folder`` (their file names) that a change to the files ``changed``
+    (paths relative to the course root) can affect: a notebook whose solution or student
+    version changed, a notebook that imports a changed ``helpers`` module (directly or through
+    another module; any other file under ``helpers/``, such as a JSON table, counts as its
+    package), and every notebook when the data or the pinned packages changed
+    (:data:`ALL_NOTEBOOKS_ON`)."""
+    if isinstance(changed, str) or not all(isinstance(c, str) for c in changed):
+        raise TypeError(f"changed must be a list of paths (strings), got {changed!r}")
+    root = Path(root or config.ROOT)
+    notebooks = sorted((root / folder).glob("*.ipynb"))
+    if any(c.startswith(ALL_NOTEBOOKS_ON) for c in changed):
+        return [p.name for p in notebooks]
+    names = {Path(c).name for c in changed
+             if c.startswith(("solutions/", "chapters/")) and c.endswith(".ipynb")}
+    modules = set()
+    for c in changed:
+        path = root / c
+        if not c.startswith("helpers/"):
+            continue
+        if c.endswith(".py"):
+            modules.add(_module_name(path, root))
+        else:  # data beside the code: its package
+            modules.add(_module_name(path.parent / "__init__.py", root))
+    return [p.name for p in notebooks
+            if p.name in names or (modules and notebook_modules(p, root) & modules)]
+
+
+def changed_files(base: str = "main", root: Path | None = None) -> list[str]:
+    """Files changed since the branch left ``base`` (its merge base with HEAD), committed or
+    not, plus new untracked files: what ``make check`` re-runs notebooks for. On ``base``
+    itself that is the uncommitted work."""
+    import subprocess
+
+    root = Path(root or config.ROOT)
+
+    def git(*args):
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    try:
+        since = git("merge-base", "HEAD", base).strip()
+    except RuntimeError:
+        since = "HEAD"  # no such branch here (a fresh clone of one branch): uncommitted work
+    files = git("diff", "--name-only", since).split() + \
+        git("ls-files", "--others", "--exclude-standard").split()
+    return sorted(set(files))
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -357,7 +484,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", default=None, help="output folder (default build/)")
     run.add_argument("--only", nargs="+", default=None, metavar="STEM",
                      help="run only these chapters, e.g. --only 10_scale_out")
+    aff = sub.add_parser("affected", help="student notebooks a change since BASE can affect")
+    aff.add_argument("--base", default="main", help="the branch to compare with (main)")
     args = parser.parse_args(argv)
+    if args.command == "affected":
+        changed = changed_files(args.base)
+        for name in affected_notebooks(changed):
+            print(f"chapters/{name}")
+        return 0
     if args.command == "chapters":
         if args.check:
             stale = stale_chapters()

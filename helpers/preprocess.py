@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .data import (DataError, require_columns, require_finite, require_ids, require_int,
+from .data import (DataError, require_columns, require_ids, require_int,
                    require_times)
 
 __all__ = ["EVENT_TYPES", "EVENT_WEIGHTS", "normalise_brand", "normalise_category",

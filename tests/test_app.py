@@ -8,7 +8,6 @@ import pytest
 
 from helpers import app as A
 from helpers import evaluation as E
-from helpers import nlg
 from helpers import rerank as R
 from helpers.data import DataError
 

@@ -1,5 +1,4 @@
 """CF models on tiny hand-checked cases and against independent references."""
-import warnings
 
 import numpy as np
 import pandas as pd

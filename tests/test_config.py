@@ -139,3 +139,59 @@ def test_cpu_threads_refuses_what_is_not_a_positive_whole_number(bad):
         with config.cpu_threads(bad):
             pass
     assert torch.get_num_threads() == before
+
+
+# ----------------------------------------------------------------------------- smoke profile
+def test_pick_gives_each_profile_its_value_and_quick_by_default():
+    runs = {name: config.RunConfig(config.get_profile(name), 0, torch.device("cpu"), False)
+            for name in ("quick", "full", "smoke")}
+    assert [runs[n].pick(quick=30, full=60, smoke=2) for n in ("quick", "full", "smoke")] \
+        == [30, 60, 2]
+    assert runs["smoke"].pick(30, full=60) == 30 and runs["full"].pick(30, smoke=2) == 30
+    assert runs["full"].pick(quick=(1, 2), full=None) is None      # None is a value, not "unset"
+    assert "smoke: claims not enforced" in str(runs["smoke"]) and "smoke" not in str(runs["quick"])
+
+
+def _ipython():
+    from IPython.testing.globalipapp import get_ipython, start_ipython
+
+    shell = start_ipython() or get_ipython()      # one shell per process, made once
+    shell.run_cell("from helpers import config")
+    return shell
+
+
+def test_smoke_notes_false_claims_but_evaluates_them_and_quick_raises():
+    shell = _ipython()
+    try:
+        shell.run_cell("cfg = config.setup('smoke', 0, plots=False)")
+        before = len(config.smoke_claims())
+        done = shell.run_cell("x = 3\nassert x == 4, f'x is {x}'\n"
+                              "def f():\n    assert False, 'inside a function'\n    return 7\n"
+                              "y = f()\nassert x == 3, never_evaluated_name")
+        assert done.success and shell.user_ns["y"] == 7
+        assert config.smoke_claims()[before:] == ["x is 3", "inside a function"]
+        # a claim that cannot even be computed still fails the cell: same code paths
+        broken = shell.run_cell("assert undefined_in_smoke > 1")
+        assert isinstance(broken.error_in_exec, NameError)
+        # library code keeps its asserts: only the notebook's cells are rewritten
+        lib = shell.run_cell("import helpers.config as c\nc._note_claim.__code__.co_name")
+        assert lib.success
+        shell.run_cell("cfg = config.setup('quick', 0, plots=False)")
+        strict = shell.run_cell("assert 1 == 2, 'enforced again'")
+        assert isinstance(strict.error_in_exec, AssertionError)
+    finally:
+        config._soft_asserts(False)
+
+
+def test_a_broken_rewrite_would_be_caught():
+    """The check above fails a rewrite that drops the claims: removing the transformer makes
+    the smoke cell raise (what a chapter would do under smoke without this mechanism)."""
+    shell = _ipython()
+    try:
+        shell.run_cell("cfg = config.setup('smoke', 0, plots=False)")
+        shell.ast_transformers[:] = [t for t in shell.ast_transformers
+                                     if not isinstance(t, config._AssertToNote)]
+        done = shell.run_cell("assert 1 == 2, 'x'")
+        assert isinstance(done.error_in_exec, AssertionError)
+    finally:
+        config._soft_asserts(False)

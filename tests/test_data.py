@@ -1,7 +1,6 @@
 import pickle
 import shutil
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -103,7 +103,6 @@ def test_incorrect_is_an_assertion_error():
 
 
 def test_ch01_wrong_answers_are_explained():
-    import pandas as pd
 
     from helpers.exercises import ch01
 

@@ -115,7 +115,6 @@ def test_place_items_by_content():
 
     df = _log(3)
     train = df[df["item_id"] <= 25]                       # items 26..30 never met: cold
-    items = pd.Index(range(1, 31))
     from helpers import preprocess as pp
     model = cf.ImplicitALS(8, n_iter=5).fit(train, pp.build_id_map(train["user_id"]),
                                             pp.build_id_map(pd.Series(range(1, 31))))

@@ -102,7 +102,7 @@ q3 = Exercise(name="ch04.q3", title="Write in_batch_loss(u, v, temperature, log_
                      "appear as negatives too often; the correction removes their log-frequency "
                      "from the scores."))
 
-from .quiz import Choice, Numeric, Quiz  # noqa: E402
+from .quiz import Choice, Quiz  # noqa: E402
 
 quiz = Quiz("ch04.quiz", _NB, where=(
     "Q1: section 1; Q2: section 2; Q3: section 3; Q4: sections 4 and 6; Q5: section 7."),

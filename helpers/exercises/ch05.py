@@ -121,7 +121,7 @@ q4 = Exercise(name="ch05.q4", title="Write unsupported(claims, facts): the guard
                      "same value: an aspect the facts lack, or at another level, is unsupported, "
                      "and so is any colour, pattern or brand the item does not have."))
 
-from .quiz import Choice, Numeric, Quiz  # noqa: E402
+from .quiz import Choice, Quiz  # noqa: E402
 
 quiz = Quiz("ch05.quiz", _NB, where=(
     "Q1: section 2; Q2: section 5; Q3: section 10; Q4: section 11; Q5: section 8; Q6: section 12."),

@@ -3,7 +3,6 @@
 parser for a row of the page that must show untrusted text as text (q2)."""
 from __future__ import annotations
 
-import html
 from html.parser import HTMLParser
 
 from . import Exercise, Incorrect, progress_of, shape_of
