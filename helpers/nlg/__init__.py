@@ -27,7 +27,8 @@ from .explainers import (PETER, PETERExplainer, RetrievalExplainer, TemplateExpl
                          peter_mask, profile_map)
 from . import phrasing, planner, realiser, redteam, world
 from .guard import ClosedWorldGuard
-from .lm import (SYSTEM_PROMPT, _collate, build_prompt,  # noqa: F401 (_collate: tests) encode_example, finetune_lm, generate,
+from .lm import _collate  # noqa: F401  (tests reach it as nlg._collate)
+from .lm import (SYSTEM_PROMPT, build_prompt, encode_example, finetune_lm, generate,
                  top_k_filter, top_p_filter)
 from .planner import ContentPlanner, fit_planner, oracle_plan, plan_scores
 from .untrusted import clean_untrusted, fold
