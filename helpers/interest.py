@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import warnings
 
 import numpy as np
@@ -109,7 +110,9 @@ def encode_items(texts: pd.Series, name: str | None = None, *, max_length: int =
                         max_length=max_length)
     if cache and encoder is None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        # a name of this process's own: two kernels encoding the same texts at once (the
+        # test suite's two workers) each write whole files, and the last rename wins
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
         save_file({"embeddings": emb.contiguous()}, str(tmp))
         tmp.replace(path)
     return emb

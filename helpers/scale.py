@@ -78,10 +78,14 @@ def big_world(n_users: int = 100_000, seed: int = 0, progress: bool = True,
             shutil.rmtree(out)                    # damaged or half-written: make it again
     world = shopworld.generate(shopworld.WorldConfig(n_users=n_users, seed=seed, images=False),
                                progress=progress)
-    tmp = out.with_name(out.name + ".partial")
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.partial")  # this process's own
     shutil.rmtree(tmp, ignore_errors=True)
     shopworld.write_world(world, tmp)
-    tmp.rename(out)                               # a crash mid-write never leaves a "world"
+    try:
+        tmp.rename(out)                           # a crash mid-write never leaves a "world"
+    except OSError:                               # another process made the same world first
+        shutil.rmtree(tmp, ignore_errors=True)
+        data.verify_shopworld(out)
     return out
 
 

@@ -4,22 +4,46 @@ archive is unpacked, checked against its own SHA256SUMS, installed by tools/inst
 loads a pretrained model. make test builds the bundle first; run alone, the test says how."""
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
 from helpers.config import ROOT
 
 TAR = ROOT / "build" / "bundle" / "reasonrec-bundle.tar"
+needs_bundle = pytest.mark.skipif(not TAR.exists(),
+                                  reason="no bundle: `make bundle` (make test builds it)")
 
 
-@pytest.mark.skipif(not TAR.exists(), reason="no bundle: `make bundle` (make test builds it)")
-def test_the_bundle_installs_offline_into_a_fresh_venv(tmp_path):
+@pytest.fixture(scope="module")
+def unpacked(tmp_path_factory):
+    """The archive unpacked once for the module (about 1 GB): each test works on a copy of
+    what it changes and links the rest."""
+    where = tmp_path_factory.mktemp("bundle")
     with tarfile.open(TAR) as tar:
-        tar.extractall(tmp_path, filter="data")
-    bundle = tmp_path / "reasonrec-bundle"
+        tar.extractall(where, filter="data")
+    return where / "reasonrec-bundle"
+
+
+def _linked_copy(bundle, dest, leave_out=()):
+    """A copy of the unpacked bundle whose files are hard links (no second gigabyte written),
+    without the wheels named in ``leave_out`` (glob patterns)."""
+    def link(src, dst):
+        if any(Path(src).match(pattern) for pattern in leave_out):
+            return dst
+        return os.link(src, dst)
+    shutil.copytree(bundle, dest, copy_function=link)
+    return dest
+
+
+@pytest.mark.slow
+@needs_bundle
+def test_the_bundle_installs_offline_into_a_fresh_venv(unpacked, tmp_path):
+    bundle = _linked_copy(unpacked, tmp_path / "reasonrec-bundle")
     sums = (bundle / "SHA256SUMS").read_text().splitlines()
     assert len(sums) > 300
     for line in sums:
@@ -51,15 +75,14 @@ def test_the_bundle_installs_offline_into_a_fresh_venv(tmp_path):
     assert post.returncode == 0, post.stdout[-2000:] + post.stderr[-3000:]
 
 
-@pytest.mark.skipif(not TAR.exists(), reason="no bundle: `make bundle` (make test builds it)")
-def test_a_bundle_missing_a_wheel_fails_instead_of_fetching_it(tmp_path):
+@pytest.mark.slow
+@needs_bundle
+def test_a_bundle_missing_a_wheel_fails_instead_of_fetching_it(unpacked, tmp_path):
     """The install reads the bundle's wheels and nothing else: with torch's wheel removed it
     stops and names torch (a pip configured with another wheel folder would have found one)."""
-    with tarfile.open(TAR) as tar:
-        tar.extractall(tmp_path, filter="data")
-    bundle = tmp_path / "reasonrec-bundle"
-    for wheel in (bundle / "wheelhouse").glob("torch-*.whl"):
-        wheel.unlink()
+    assert list((unpacked / "wheelhouse").glob("torch-*.whl")), "the bundle has no torch wheel"
+    bundle = _linked_copy(unpacked, tmp_path / "reasonrec-bundle", leave_out=["torch-*.whl"])
+    assert not list((bundle / "wheelhouse").glob("torch-*.whl"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
     done = subprocess.run(["bash", "tools/install-offline", sys.executable],
                           cwd=bundle / "course", env=env, capture_output=True, text=True,

@@ -220,3 +220,65 @@ def test_every_model_in_the_chapters_runs_on_the_runs_device():
     assert not _calls_without_device('m = cf.BiasedMF(32, solver="als")', classes)
     assert _calls_without_device("g, h = M.fit_cgan(x, labels, steps=5)", classes)
     assert _calls_without_device("m = M.AttentionFusionTwoTower(e, ids, splits=(3, 2))", classes)
+
+
+# ----------------------------------------------------------------------------- make check
+def _toy_course(root):
+    """helpers/{a,b,c}.py (a imports b), helpers/nlg/{__init__,x}.py, two chapters."""
+    (root / "helpers" / "nlg").mkdir(parents=True)
+    (root / "helpers" / "__init__.py").write_text("from . import c  # noqa\n")
+    (root / "helpers" / "a.py").write_text("def f():\n    from .b import g\n    return g()\n")
+    (root / "helpers" / "b.py").write_text("import numpy\n")
+    (root / "helpers" / "c.py").write_text("")
+    (root / "helpers" / "table.json").write_text("{}")
+    (root / "helpers" / "nlg" / "__init__.py").write_text("from .x import y\n")
+    (root / "helpers" / "nlg" / "x.py").write_text("from .. import a\ny = 1\n")
+    (root / "chapters").mkdir()
+    for name, src in [("01_one.ipynb", "%matplotlib inline\nfrom helpers import a"),
+                      ("02_two.ipynb", "import helpers.nlg as nlg\n!echo magic"),
+                      ("03_three.ipynb", "import numpy as np")]:
+        nb = new_notebook(cells=[new_code_cell(src)])
+        nbformat.write(nb, root / "chapters" / name)
+
+
+@pytest.mark.parametrize("changed,expected", [
+    (["helpers/b.py"], ["01_one.ipynb", "02_two.ipynb"]),      # a imports b inside a function
+    (["helpers/nlg/x.py"], ["02_two.ipynb"]),
+    (["helpers/c.py"], ["01_one.ipynb", "02_two.ipynb"]),      # the package imports c
+    (["helpers/table.json"], ["01_one.ipynb", "02_two.ipynb"]),  # data of the package
+    (["solutions/03_three.ipynb"], ["03_three.ipynb"]),
+    (["chapters/02_two.ipynb", "README.md"], ["02_two.ipynb"]),
+    (["datasets/shopworld/items.csv"], ["01_one.ipynb", "02_two.ipynb", "03_three.ipynb"]),
+    (["requirements.txt"], ["01_one.ipynb", "02_two.ipynb", "03_three.ipynb"]),
+    (["README.md", "tests/test_x.py"], []),
+])
+def test_affected_notebooks_follow_imports_through_the_library(tmp_path, changed, expected):
+    _toy_course(tmp_path)
+    assert nbt.affected_notebooks(changed, root=tmp_path) == expected
+
+
+def test_affected_notebooks_refuses_a_string_for_a_list():
+    with pytest.raises(TypeError, match="list of paths"):
+        nbt.affected_notebooks("helpers/cf.py")
+
+
+def test_the_real_course_maps_a_chapter_to_its_exercise_module_only():
+    assert nbt.affected_notebooks(["helpers/exercises/ch03.py"]) == ["03_self_attention.ipynb"]
+    assert "helpers.cf" in nbt.notebook_modules(ROOT / "solutions" / "02_collaborative_filtering.ipynb")
+
+
+def test_changed_files_lists_uncommitted_and_untracked_work(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    git("init", "-q", "-b", "main")
+    (tmp_path / "a.py").write_text("1\n")
+    git("add", "a.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    assert nbt.changed_files(root=tmp_path) == []
+    (tmp_path / "a.py").write_text("2\n")
+    (tmp_path / "new.py").write_text("")
+    git("checkout", "-qb", "topic")
+    assert nbt.changed_files(root=tmp_path) == ["a.py", "new.py"]
+    assert nbt.changed_files(base="no-such-branch", root=tmp_path) == ["a.py", "new.py"]
