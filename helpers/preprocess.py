@@ -23,7 +23,7 @@ __all__ = ["EVENT_TYPES", "EVENT_WEIGHTS", "normalise_brand", "normalise_categor
            "normalise_event_type", "clean_catalogue", "clean_events", "detect_bots", "IdMap",
            "build_id_map", "interaction_matrix", "random_split", "per_user_split", "leave_last_out",
            "temporal_split", "cold_start_split", "check_no_leakage", "clean_shopworld",
-           "report_frame", "dirt_profile"]
+           "report_frame", "dirt_profile", "first_users"]
 
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase")
 EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 4.0}
@@ -498,6 +498,28 @@ def check_no_leakage(train: pd.DataFrame, test: pd.DataFrame, *, col_user: str =
                         f"test event (e.g. users {leaks.index[:5].tolist()}). Split by time, "
                         "e.g. leave_last_out or temporal_split.")
     return True
+
+
+def first_users(df: pd.DataFrame, n: int | None, *, col_user: str = "user_id") -> pd.DataFrame:
+    """The rows of the first ``n`` users, in the order users first appear in ``df`` (rows keep
+    their order and index). ``n=None`` returns ``df`` itself, untouched: a chapter writes
+    ``pp.first_users(ratings, cfg.pick(quick=None, smoke=100))`` so that only the smoke profile
+    (the tests' tiny run) trains on a slice.
+
+    >>> df = pd.DataFrame({"user_id": [7, 3, 7, 9], "item_id": [1, 2, 3, 4]})
+    >>> first_users(df, 2)["user_id"].tolist()
+    [7, 3, 7]
+    >>> first_users(df, None) is df
+    True
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+    require_columns(df, [col_user], "df")
+    if n is None:
+        return df
+    n = require_int("n", n, 1)
+    keep = df[col_user].drop_duplicates().iloc[:n]
+    return df[df[col_user].isin(keep)]
 
 
 # ----------------------------------------------------------------------------- pipeline

@@ -249,3 +249,31 @@ def test_leave_last_out_ties_by_item_or_as_given():
     assert pp.leave_last_out(df)[2]["item_id"].tolist() == [3]
     assert pp.leave_last_out(df, ties="input")[2]["item_id"].tolist() == [2]
     assert pp.leave_last_out(df, ties="input")[1]["item_id"].tolist() == [3]
+
+
+def test_first_users_keeps_whole_users_in_order_and_none_keeps_the_frame():
+    df = pd.DataFrame({"user_id": [5, 2, 5, 8, 2, 9], "item_id": range(6)},
+                      index=[10, 11, 12, 13, 14, 15])
+    two = pp.first_users(df, 2)
+    assert two.index.tolist() == [10, 11, 12, 14]             # every row of users 5 and 2
+    pd.testing.assert_frame_equal(two, df.loc[[10, 11, 12, 14]])
+    assert pp.first_users(df, 10).equals(df)                   # more than there are: all
+    assert pp.first_users(df, None) is df                      # quick and full: untouched
+    other = df.rename(columns={"user_id": "shopper"})
+    assert pp.first_users(other, 1, col_user="shopper")["shopper"].unique().tolist() == [5]
+
+
+@pytest.mark.parametrize("n,err,match", [(0, pp.DataError, ">= 1"), (1.5, pp.DataError, "integer"),
+                                         ("3", pp.DataError, "integer"),
+                                         (True, pp.DataError, "integer")])
+def test_first_users_refuses_bad_counts(n, err, match):
+    df = pd.DataFrame({"user_id": [1, 2], "item_id": [1, 2]})
+    with pytest.raises(err, match=match):
+        pp.first_users(df, n)
+
+
+def test_first_users_refuses_what_is_not_a_log():
+    with pytest.raises(TypeError, match="DataFrame"):
+        pp.first_users([1, 2], 1)
+    with pytest.raises(pp.DataError, match="user_id"):
+        pp.first_users(pd.DataFrame({"item_id": [1]}), 1)
