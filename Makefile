@@ -52,8 +52,9 @@ course: assets
 	$(PY) -m helpers.notebooks run --profile $(PROFILE)
 
 # The suite runs with no network: tools/no-network puts it in a network namespace (as root)
-# and logs any attempt to reach another host, which fails the run. tools/test-parts runs it in
-# three timed parts (unit tests, solutions, chapters) and prints the time of each. It starts, like CI's clean
+# and logs any attempt to reach another host, which fails the run. tools/test-parts runs it as one
+# session on two workers in three parts (unit tests; solutions, quick profile; chapters, smoke
+# profile) and prints the time of each and the slowest tests and cells. It starts, like CI's clean
 # clone, without cached text encodings (derived data, rebuilt in ~25 s): a warm cache would hide
 # progress bars that appear in checked cells only on a first run.
 test: assets $(SCALE_STAMP) bundle

@@ -1,33 +1,99 @@
-"""pytest hooks for every part of `make test`: the unit tests (tests/), the solution notebooks
-(solutions/) and the student notebooks (chapters/).
+"""pytest hooks for the whole of `make test`: the unit tests (tests/), the solution notebooks
+(solutions/, quick profile) and the student notebooks (chapters/, smoke profile), which
+tools/test-parts runs as one session on two workers.
 
+- Each part's settings: a student notebook's kernel starts with ``COURSE_PROFILE=smoke`` and
+  its recorded (unchecked) values go to build/results-smoke; everything else sees the
+  environment the run started with (``PART_ENV``).
+- The order of work: with ``-n 2 --dist loadfile --no-loadscope-reorder`` each worker takes one
+  file or notebook at a time in collection order, so the longest start first and the last to
+  finish are short ones (``SLOWEST_FIRST``: worker-seconds measured in a clean-clone CI run on
+  2 cores, one thread per worker; files not listed follow in their usual order, the student
+  notebooks last, after the solutions have filled the text-encoding cache they reuse).
+- The summary: the time of each part (worker-seconds: the two workers' time added up) and its
+  verdict, after the ten slowest tests and cells.
 - The network check: every test and notebook run must leave the network alone
   (tools/no-network logs each attempt; any attempt fails the run).
-- The order of work: with two workers (tools/test-parts runs ``-n 2 --dist loadfile``, one file
-  or notebook per worker at a time), the longest files start first, so that the last file to
-  finish is a short one and neither core idles at the end. ``SLOWEST_FIRST`` lists them, with
-  the seconds each took (measured in CI runs; see INSTRUCTORS.md); the rest keep their order.
 """
 import os
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-# file stem -> seconds on 2 cores (one worker, one thread), the heaviest first
+ROOT = Path(__file__).resolve().parent
+PARTS = {"tests": "unit tests", "solutions": "solution notebooks", "chapters": "student notebooks"}
+PART_ENV = {"student notebooks": {"COURSE_PROFILE": "smoke",
+                                  "COURSE_RESULTS": str(ROOT / "build" / "results-smoke")}}
+
+# path -> worker-seconds in the clean-clone run of 2026-12-07 (AMD EPYC, 2 cores), heaviest first
 SLOWEST_FIRST = {
-    "10_scale_out": 300, "05_reason_generation": 240, "07_evaluation": 230,
-    "06_multimodal_fusion": 130, "04_bert_interest_models": 120, "03_self_attention": 110,
-    "test_bundle": 200, "test_scale": 90, "test_nlg": 80, "test_app": 60, "test_browser": 60,
-    "test_launch": 50, "02_collaborative_filtering": 90, "08b_realtime": 80,
-    "08c_privacy": 70, "08a_diversity": 50, "test_multimodal": 60,
+    "solutions/10_scale_out.ipynb": 329, "solutions/07_evaluation.ipynb": 263,
+    "solutions/05_reason_generation.ipynb": 176, "tests/test_bundle.py": 150,
+    "tests/test_reasons.py": 146, "tests/test_scale.py": 118,
+    "solutions/04_bert_interest_models.ipynb": 111, "chapters/10_scale_out.ipynb": 92,
+    "solutions/06_multimodal_fusion.ipynb": 87, "solutions/03_self_attention.ipynb": 79,
+    "solutions/08b_realtime.ipynb": 75, "solutions/08a_diversity.ipynb": 64,
+    "tests/test_results.py": 57, "solutions/02_collaborative_filtering.ipynb": 48,
+    "chapters/07_evaluation.ipynb": 46, "solutions/08c_privacy.ipynb": 42,
+    "tests/test_checkpoint.py": 37, "chapters/05_reason_generation.ipynb": 36,
 }
 
 
+def _part(item) -> str:
+    rel = Path(str(item.path)).resolve().relative_to(ROOT)
+    return PARTS.get(rel.parts[0], "other")
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """Heaviest files first (stable: a notebook's cells keep their order)."""
-    def weight(item):
-        return -SLOWEST_FIRST.get(Path(str(item.path)).stem, 0)
-    items[:] = sorted(items, key=weight)
+    """Heaviest files first, then the unit tests, the solutions, the student notebooks (a
+    stable sort: a notebook's cells keep their order)."""
+    rank = {"unit tests": 0, "solution notebooks": 1, "student notebooks": 2}
+
+    def key(item):
+        rel = str(Path(str(item.path)).resolve().relative_to(ROOT))
+        return (-SLOWEST_FIRST.get(rel, 0), rank.get(_part(item), 0))
+    items[:] = sorted(items, key=key)
+
+
+_STARTING_ENV = {k: os.environ.get(k) for env in PART_ENV.values() for k in env}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before a notebook's kernel starts (at its first cell), put its part's settings in the
+    environment the kernel inherits; other parts get the starting values back."""
+    wanted = {**_STARTING_ENV, **PART_ENV.get(_part(item), {})}
+    for key, value in wanted.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+_seconds = defaultdict(float)
+_counts = defaultdict(int)
+_failed = defaultdict(int)
+
+
+def pytest_runtest_logreport(report):
+    part = PARTS.get(report.nodeid.split("/", 1)[0], "other")
+    _seconds[part] += report.duration
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        _counts[part] += 1
+    if report.failed:
+        _failed[part] += 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if hasattr(config, "workerinput") or not _seconds:
+        return
+    terminalreporter.section("time per part")
+    for part in [*PARTS.values(), "other"]:
+        if part in _seconds:
+            verdict = f"FAILED ({_failed[part]})" if _failed[part] else "passed"
+            terminalreporter.write_line(f"  {part:22} {_seconds[part]:6.0f} worker-s  "
+                                        f"{_counts[part]:4d} tests or cells  {verdict}")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -404,10 +404,10 @@ def _library_graph(root: Path) -> dict[str, set[str]]:
             & files.keys() for name, path in files.items()}
 
 
-def notebook_modules(path: Path, root: Path | None = None) -> set[str]:
+def notebook_modules(path: Path, root: Path | None = None, _graph=None) -> set[str]:
     """Every ``helpers`` module a notebook runs, directly or through other modules."""
     root = Path(root or config.ROOT)
-    graph = _library_graph(root)
+    graph = _graph if _graph is not None else _library_graph(root)
     todo = set()
     for cell in _read(path).cells:
         if cell.cell_type == "code":
@@ -445,8 +445,9 @@ def affected_notebooks(changed: list[str], root: Path | None = None,
             modules.add(_module_name(path, root))
         else:  # data beside the code: its package
             modules.add(_module_name(path.parent / "__init__.py", root))
+    graph = _library_graph(root) if modules else None
     return [p.name for p in notebooks
-            if p.name in names or (modules and notebook_modules(p, root) & modules)]
+            if p.name in names or (modules and notebook_modules(p, root, graph) & modules)]
 
 
 def changed_files(base: str = "main", root: Path | None = None) -> list[str]:

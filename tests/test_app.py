@@ -21,6 +21,7 @@ def _seen(shop, user):
     return shop._met(user)
 
 
+@pytest.mark.slow
 def test_a_page_has_k_unseen_items_each_with_a_checked_reason(shop):
     user = int(shop.users()[10])
     page = shop.page(user)
@@ -147,6 +148,7 @@ def test_the_widgets_drive_the_engine(shop):
     ui.diversity.value = 1.0
 
 
+@pytest.mark.slow
 def test_make_app_serves_the_page_with_voila(served_app):
     """What `make app` runs: Voilà executes app/shop.ipynb and serves the page on 127.0.0.1;
     the page carries the app's widget and no traceback. (Clicking in it: tests/test_browser.py.)"""

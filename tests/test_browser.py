@@ -37,6 +37,7 @@ def _until(page, condition, what: str, timeout_s: float = 30.0):
     raise AssertionError(f"waited {timeout_s:.0f} s for {what}; the rows read {_rows(page)}")
 
 
+@pytest.mark.slow
 def test_a_shopper_clicks_through_the_app_in_chromium(served_app):
     from playwright.sync_api import sync_playwright
 

@@ -144,6 +144,7 @@ def _head(repo):
                           text=True, check=True).stdout.strip()
 
 
+@pytest.mark.slow
 def test_a_colab_style_run_of_chapter_00_from_a_clean_folder(tmp_path, monkeypatch):
     """Chapter 00 alone in an empty folder, its kernel a Python that has the pinned packages
     (as Colab has its own) but not the course: the launch cell clones the committed course,

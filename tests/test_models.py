@@ -90,6 +90,7 @@ def test_language_model_is_smollm2(lm):
     assert tok.padding_side == "left" and tok.pad_token is not None
 
 
+@pytest.mark.slow
 def test_converted_weights_equal_gguf_dequantisation():
     """Independent reference: the gguf package's own dequantiser on the original file."""
     from gguf import GGUFReader

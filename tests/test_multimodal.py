@@ -92,6 +92,7 @@ def test_normalise_leaves_its_input_alone_and_refuses_bad_statistics():
         M.normalise(x[:, :2], mean, std)
 
 
+@pytest.mark.slow
 def test_small_cnn_reads_colour_and_pattern_from_held_out_icons():
     """1,000 training icons, 4 epochs (about 9 s on 2 cores): the issue's targets, colour >= 95 %
     and pattern >= 90 % on 400 held-out items (this run: 100 % and 100 %); an untrained network
@@ -401,6 +402,7 @@ def test_conditional_gan_trains_its_critic_on_the_condition_and_samples_reproduc
     assert M.sample_cgan(g, {"colour": ask[:2]}, size=64).shape == (2, 3, 64, 64)
 
 
+@pytest.mark.slow
 def test_auxiliary_classifier_makes_the_generator_draw_the_colour_asked_for():
     """The same 60 steps on red and blue squares, four seeds each way (about 12 s). With the
     auxiliary classifier (AC-GAN, the default) the critic's head names every real square's

@@ -262,6 +262,7 @@ def test_affected_notebooks_refuses_a_string_for_a_list():
         nbt.affected_notebooks("helpers/cf.py")
 
 
+@pytest.mark.slow
 def test_the_real_course_maps_a_chapter_to_its_exercise_module_only():
     assert nbt.affected_notebooks(["helpers/exercises/ch03.py"]) == ["03_self_attention.ipynb"]
     assert "helpers.cf" in nbt.notebook_modules(ROOT / "solutions" / "02_collaborative_filtering.ipynb")

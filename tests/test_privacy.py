@@ -54,6 +54,7 @@ def test_clip_and_noise_equals_opacus(max_norm, seed):
     assert abs(float(noisy.std()) - 2.0 * 0.5 / 5) < 0.01 * 0.2
 
 
+@pytest.mark.slow
 def test_ghost_clipping_trains_what_per_user_hooks_train_and_epsilon_is_met():
     df, im = _data()
     x = P.histories(df, range(120), im)

@@ -166,6 +166,7 @@ def test_safe_name_refuses_markup_and_other_scripts():
 
 
 # ------------------------------------------------------------------ the planner
+@pytest.mark.slow
 def test_planner_beats_baselines_and_stays_below_its_oracle(world, planner):
     d = world.warm
     ours = P.plan_scores(planner.plans(d["user_id"], d["item_id"], progress=False), d["drivers"])
@@ -276,6 +277,7 @@ def test_mirror_says_the_reference_with_the_product_as_subject(world):
     assert PH.mirror([P.POPULARITY], f, "Everyone loves it.") is None
 
 
+@pytest.mark.slow
 def test_training_mixture_is_seeded_and_follows_its_shares(world):
     from helpers import models
 
@@ -323,6 +325,7 @@ def realiser():
     return R.load_realiser()
 
 
+@pytest.mark.slow
 def test_shipped_adapter_is_small_checksummed_and_reproduces_its_scores(world, realiser):
     meta = json.loads(R.ADAPTER.with_suffix(".json").read_text())
     assert R.ADAPTER.stat().st_size == meta["bytes"] <= 10 * 2**20
@@ -352,6 +355,7 @@ def test_a_damaged_adapter_is_refused_with_the_way_back(tmp_path):
         R.load_realiser(tmp_path / "nothing.safetensors")
 
 
+@pytest.mark.slow
 def test_no_injection_makes_a_guarded_reason_false(world, planner, realiser):
     tok, model, _ = realiser
     cases = RT.injection_cases()
@@ -374,6 +378,7 @@ def test_brand_and_category_never_carry_markup_into_a_chat_prompt():
     assert "brand not stated" in text and "category not stated" in text
 
 
+@pytest.mark.slow
 def test_fast_greedy_loop_equals_generate_on_the_closed_vocabulary(world, planner, realiser):
     tok, model, _ = realiser
     d = world.warm.iloc[:24]
@@ -420,6 +425,7 @@ def test_fast_greedy_loop_equals_generate_on_the_closed_vocabulary(world, planne
     assert said(fast8) >= 0.8 and said(fast) >= 0.9     # wording may differ; the plan may not
 
 
+@pytest.mark.slow
 def test_serve_gives_every_pair_a_sentence_the_guard_passes_or_the_marked_fallback(
         world, planner, realiser):
     tok, model, _ = realiser

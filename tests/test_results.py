@@ -232,6 +232,7 @@ def test_the_chapter_03_bpr_check_passes_the_real_model_and_fails_a_weakened_one
     assert not exp.accepts(weak["hr@10"]), (weak["hr@10"], exp)
 
 
+@pytest.mark.slow
 def test_chapter_06_checks_pass_the_real_text_model_and_fail_random_scores_and_a_blind_gan():
     """Chapter 06's cold-start table: the text model the chapter builds (mean pooling, no
     training, so it is the same here) passes its expectation; random scores on the same new
@@ -291,6 +292,7 @@ def test_chapter_07_checks_pass_the_real_harness_and_fail_broken_ones():
     assert not r["judge.judge says Yes.value"].accepts(1.0)
 
 
+@pytest.mark.slow
 def test_chapter_08_checks_pass_rebuilt_results_and_fail_broken_ones():
     """08a: EASE's own list rebuilt here passes its frontier row, random scores fail it. 08c: a
     DP-SGD model retrained here at epsilon 8 passes its rows; an untrained model fails the

@@ -151,6 +151,7 @@ needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="chapter 10's Ray tests need `make scale` (installs ray)")
 
 
+@pytest.mark.slow
 @needs_ray
 def test_ray_returns_exactly_what_one_process_returns(fitted):
     snap, _ = fitted
@@ -173,6 +174,7 @@ def test_ray_returns_exactly_what_one_process_returns(fitted):
     np.testing.assert_allclose(out["score"], one["score"], rtol=0, atol=1e-9)
 
 
+@pytest.mark.slow
 @needs_ray
 def test_the_same_job_runs_on_a_cluster_by_its_address(fitted):
     snap, _ = fitted

@@ -20,6 +20,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
     assert a["events.parquet"] != c["events.parquet"]
 
 
+@pytest.mark.slow
 def test_committed_world_is_exactly_what_the_generator_makes(tmp_path):
     made = sw.write_world(sw.generate(sw.WorldConfig(), progress=False), tmp_path / "w")
     committed = data.verify_shopworld()

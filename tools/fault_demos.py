@@ -114,9 +114,9 @@ def _worktree(where: Path) -> Path:
 
 
 def _parts(output: str) -> dict[str, str]:
-    """{part: 'passed' | 'FAILED'} from test-parts' closing summary."""
-    return dict(re.findall(r"^\s+(unit tests|solution notebooks|student notebooks)\s+\d+ s\s+"
-                           r"(passed|FAILED)", output, re.M))
+    """{part: 'passed' | 'FAILED'} from the suite's "time per part" summary (../conftest.py)."""
+    return dict(re.findall(r"^\s+(unit tests|solution notebooks|student notebooks)\s+\d+ "
+                           r"worker-s\s+\d+ tests or cells\s+(passed|FAILED)", output, re.M))
 
 
 def demo(name: str, scratch: Path) -> dict:
