@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -152,46 +153,60 @@ def test_pick_gives_each_profile_its_value_and_quick_by_default():
     assert "smoke: claims not enforced" in str(runs["smoke"]) and "smoke" not in str(runs["quick"])
 
 
-def _ipython():
-    from IPython.testing.globalipapp import get_ipython, start_ipython
+_SHELL = """
+import json
+from IPython.core.interactiveshell import InteractiveShell
+from helpers import config
+shell = InteractiveShell.instance()          # what get_ipython() returns in a kernel
+def run(src):
+    r = shell.run_cell(src, silent=True)
+    err = r.error_in_exec or r.error_before_exec
+    return None if err is None else type(err).__name__
+assert run("from helpers import config") is None
+out = {}
+"""
 
-    shell = start_ipython() or get_ipython()      # one shell per process, made once
-    shell.run_cell("from helpers import config")
-    return shell
+
+def _in_a_shell(body: str) -> dict:
+    """Run ``body`` after ``_SHELL`` in a fresh Python process (an IPython shell made in this
+    one would stay the process's ``get_ipython()`` and change how other tests display)."""
+    done = subprocess.run([sys.executable, "-c", _SHELL + body + "\nprint(json.dumps(out))"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_smoke_notes_false_claims_but_evaluates_them_and_quick_raises():
-    shell = _ipython()
-    try:
-        shell.run_cell("cfg = config.setup('smoke', 0, plots=False)")
-        before = len(config.smoke_claims())
-        done = shell.run_cell("x = 3\nassert x == 4, f'x is {x}'\n"
-                              "def f():\n    assert False, 'inside a function'\n    return 7\n"
-                              "y = f()\nassert x == 3, never_evaluated_name")
-        assert done.success and shell.user_ns["y"] == 7
-        assert config.smoke_claims()[before:] == ["x is 3", "inside a function"]
-        # a claim that cannot even be computed still fails the cell: same code paths
-        broken = shell.run_cell("assert undefined_in_smoke > 1")
-        assert isinstance(broken.error_in_exec, NameError)
-        # library code keeps its asserts: only the notebook's cells are rewritten
-        lib = shell.run_cell("import helpers.config as c\nc._note_claim.__code__.co_name")
-        assert lib.success
-        shell.run_cell("cfg = config.setup('quick', 0, plots=False)")
-        strict = shell.run_cell("assert 1 == 2, 'enforced again'")
-        assert isinstance(strict.error_in_exec, AssertionError)
-    finally:
-        config._soft_asserts(False)
+    out = _in_a_shell("""
+run("cfg = config.setup('smoke', 0, plots=False)")
+out["smoke"] = run("x = 3\\nassert x == 4, f'x is {x}'\\n"
+                   "def f():\\n    assert False, 'inside a function'\\n    return 7\\n"
+                   "y = f()\\nassert x == 3, never_evaluated_name")
+out["y"] = shell.user_ns["y"]
+out["claims"] = config.smoke_claims()
+out["uncomputable"] = run("assert undefined_in_smoke > 1")
+run("cfg = config.setup('quick', 0, plots=False)")
+out["quick"] = run("assert 1 == 2, 'enforced again'")
+""")
+    assert out["smoke"] is None and out["y"] == 7                # the cell ran to its end
+    assert out["claims"] == ["x is 3", "inside a function"]      # the false claims, noted
+    assert out["uncomputable"] == "NameError"   # a claim that cannot be computed still fails
+    assert out["quick"] == "AssertionError"     # back under quick: enforced
 
 
-def test_a_broken_rewrite_would_be_caught():
-    """The check above fails a rewrite that drops the claims: removing the transformer makes
-    the smoke cell raise (what a chapter would do under smoke without this mechanism)."""
-    shell = _ipython()
-    try:
-        shell.run_cell("cfg = config.setup('smoke', 0, plots=False)")
-        shell.ast_transformers[:] = [t for t in shell.ast_transformers
-                                     if not isinstance(t, config._AssertToNote)]
-        done = shell.run_cell("assert 1 == 2, 'x'")
-        assert isinstance(done.error_in_exec, AssertionError)
-    finally:
-        config._soft_asserts(False)
+def test_library_asserts_stay_and_a_broken_rewrite_would_be_caught():
+    """Only the cells are rewritten: an assert inside a library function still raises under
+    smoke. And the check above fails a rewrite that does nothing: without the transformer the
+    smoke cell raises, as a chapter would without this mechanism."""
+    out = _in_a_shell("""
+run("cfg = config.setup('smoke', 0, plots=False)")
+import types, sys
+lib = types.ModuleType("fake_library")
+exec("def f():\\n    assert False, 'library'\\n", lib.__dict__)
+sys.modules["fake_library"] = lib
+out["library"] = run("import fake_library\\nfake_library.f()")
+shell.ast_transformers[:] = [t for t in shell.ast_transformers
+                             if not isinstance(t, config._AssertToNote)]
+out["unrewritten"] = run("assert 1 == 2, 'x'")
+""")
+    assert out == {"library": "AssertionError", "unrewritten": "AssertionError"}
