@@ -348,7 +348,6 @@ def run_course(out_dir: Path | None = None, profile: str = "quick",
 
 
 # ----------------------------------------------------------------------------- make check
-HELPERS = config.ROOT / "helpers"
 ALL_NOTEBOOKS_ON = ("datasets/", "requirements.txt", "requirements-scale.txt", "constraints.txt",
                     "pyproject.toml")
 """Changes that can move any chapter: the data and the installed packages."""

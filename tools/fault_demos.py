@@ -7,8 +7,8 @@ a check that fails either way proves nothing.
 
     .venv/bin/python tools/fault_demos.py [--only NAME ...] [--out FILE]
 
-Writes a Markdown table (default benchmarks/results/36_fault_demos.md). About 10 minutes on
-2 cores, most of it the offline install (twice).
+Writes a Markdown table (default benchmarks/results/36_fault_demos.md). About 8 minutes on
+2 cores, most of it the offline bundle's build and install (twice).
 """
 from __future__ import annotations
 
