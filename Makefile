@@ -1,6 +1,6 @@
 # ReasonRec: every target sets itself up on a fresh machine (Python 3.11 and PyPI reachable).
 #   make course    run every solution notebook headless (quick profile) -> build/report.md
-#   make test      the whole test suite, offline (what CI runs; 22 min on 2 cores)
+#   make test      the whole test suite, offline (what CI runs; 21-22 min on 2 cores)
 #   make check     the everyday loop (<4 min): lint, fast unit tests, the chapters a change affects
 #   make lab       JupyterLab at chapter 00
 #   make app       the capstone shop as a page (Voilà) at http://127.0.0.1:8866
