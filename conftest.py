@@ -40,9 +40,14 @@ SLOWEST_FIRST = {
 }
 
 
-def _part(item) -> str:
-    rel = Path(str(item.path)).resolve().relative_to(ROOT)
-    return PARTS.get(rel.parts[0], "other")
+def _where(item) -> str:
+    """The item's file relative to the course root, e.g. ``solutions/05_...ipynb``."""
+    return Path(str(item.path)).resolve().relative_to(ROOT).as_posix()
+
+
+def _part(where: str) -> str:
+    """The part a file or node id (``tests/test_cf.py::...``) belongs to."""
+    return PARTS.get(where.split("/", 1)[0], "other")
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -51,8 +56,8 @@ def pytest_collection_modifyitems(session, config, items):
     rank = {"unit tests": 0, "solution notebooks": 1, "student notebooks": 2}
 
     def key(item):
-        rel = str(Path(str(item.path)).resolve().relative_to(ROOT))
-        return (-SLOWEST_FIRST.get(rel, 0), rank.get(_part(item), 0))
+        where = _where(item)
+        return (-SLOWEST_FIRST.get(where, 0), rank.get(_part(where), 0))
     items[:] = sorted(items, key=key)
 
 
@@ -63,7 +68,7 @@ _STARTING_ENV = {k: os.environ.get(k) for env in PART_ENV.values() for k in env}
 def pytest_runtest_setup(item):
     """Before a notebook's kernel starts (at its first cell), put its part's settings in the
     environment the kernel inherits; other parts get the starting values back."""
-    wanted = {**_STARTING_ENV, **PART_ENV.get(_part(item), {})}
+    wanted = {**_STARTING_ENV, **PART_ENV.get(_part(_where(item)), {})}
     for key, value in wanted.items():
         if value is None:
             os.environ.pop(key, None)
@@ -77,7 +82,7 @@ _failed = defaultdict(int)
 
 
 def pytest_runtest_logreport(report):
-    part = PARTS.get(report.nodeid.split("/", 1)[0], "other")
+    part = _part(report.nodeid)
     _seconds[part] += report.duration
     if report.when == "call" or (report.when == "setup" and not report.passed):
         _counts[part] += 1
