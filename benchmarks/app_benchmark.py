@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers import app as A  # noqa: E402
+from helpers.serving import app as A  # noqa: E402
 
 BUTTON = {0: "click", 1: "click", 2: "add_to_cart", 3: "purchase"}
 

@@ -1,4 +1,4 @@
-"""Benchmark: from-scratch attention (helpers.attention) vs torch's fused
+"""Benchmark: from-scratch attention (helpers.models.attention) vs torch's fused
 scaled_dot_product_attention, causal, batch 16 x 4 heads x d_head 64, on the CPU and, when one is
 present, a CUDA GPU. Reports the best of 5 runs after a warm-up.
 
@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import attention as A  # noqa: E402
+from helpers.models import attention as A  # noqa: E402
 
 
 def best_ms(fn, device, repeat=5):

@@ -23,7 +23,9 @@ import torch
 from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import cf, data, metrics, preprocess as pp  # noqa: E402
+from helpers.data import loaders, preprocess as pp
+from helpers.metrics import ranking as RM
+from helpers.models import cf
 
 warnings.filterwarnings("ignore")
 torch.set_num_threads(2)
@@ -53,8 +55,8 @@ def rating_cv(r, models, folds=5):
             m = make().fit(r.iloc[tr])
             ts.append(time.perf_counter() - t0)
             pred = m.predict(r["user_id"].iloc[te], r["item_id"].iloc[te])
-            rm.append(metrics.rmse(r["rating"].iloc[te], pred))
-            ma.append(metrics.mae(r["rating"].iloc[te], pred))
+            rm.append(RM.rmse(r["rating"].iloc[te], pred))
+            ma.append(RM.mae(r["rating"].iloc[te], pred))
         rows.append((name, np.mean(rm), np.std(rm), np.mean(ma), np.mean(ts)))
     return rows
 
@@ -88,7 +90,7 @@ def print_tables(title, rating_rows, ranking_rows):
 
 
 def main():
-    ml = data.load_movielens()["ratings"]
+    ml = loaders.load_movielens()["ratings"]
     print_tables("MovieLens-100K (100,000 ratings, 943 users, 1,682 items)",
                  rating_cv(ml, RATING_MODELS), ranking(ml, RANKING_MODELS))
     events = pp.clean_shopworld(write=False)["events"]

@@ -38,9 +38,9 @@ def build_model(args, device, dtype):
         torch.manual_seed(0)
         model = LlamaForCausalLM(LlamaConfig(**cfg)).to(device=device, dtype=dtype)
     else:
-        from helpers import models
+        from helpers.models import pretrained
 
-        _, model = models.language_model(device=str(device), dtype=dtype)
+        _, model = pretrained.language_model(device=str(device), dtype=dtype)
     return model.eval()
 
 
@@ -77,9 +77,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None, help="JSON file for the rows")
     args = ap.parse_args(argv)
     if args.random_weights and not args.config:
-        from helpers import models
-        args.config = str(models.converted_lm_dir() / "config.json")
-    from helpers import config
+        from helpers.models import pretrained
+        args.config = str(pretrained.converted_lm_dir() / "config.json")
+    from helpers.core import config
 
     device = config.get_device(args.device)
     rows = []

@@ -14,7 +14,7 @@ the simulated A/B test with four times the shoppers and three simulation seeds, 
    purchases: reason precision, recall and F1 against the true drivers
    (``evaluation.driver_scores`` / ``reason_prf``, 95 % bootstrap intervals over purchases) for
    the template, retrieval and plan + LM + guard (chapter 05's shipped LoRA realiser served behind
-   the guard, ``nlg.realiser.serve``, temperature 1, seed 0); the zero-shot LM without a guard
+   the guard, ``RL.serve``, temperature 1, seed 0); the zero-shot LM without a guard
    (SmolLM2-135M-Instruct, chapter 05's prompt, greedy, 28 new tokens) on a random 400 of them,
    with the other generators on the same 400 for paired tests (``evaluation.paired_ratio_diff``).
 3. **LLM-as-judge** (chapter 07, section 7) on those 400 purchases' guarded and unguarded reasons
@@ -50,14 +50,23 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers import cf, config, data, models, nlg  # noqa: E402
-from helpers import evaluation as E  # noqa: E402
-from helpers import interest as I  # noqa: E402
-from helpers import multimodal as M  # noqa: E402
-from helpers import preprocess as pp  # noqa: E402
-from helpers import simulate as S  # noqa: E402
-from helpers import textscore as TS  # noqa: E402
-from helpers.sequential import SASRecRecommender  # noqa: E402
+from helpers.core import config
+from helpers.data import loaders, preprocess as pp
+from helpers.evaluation import offline as E, simulate as S, textscore as TS
+from helpers.metrics import stats  # noqa: E402
+from helpers.models import cf, interest as I, multimodal as M, pretrained
+from helpers.models.sequential import SASRecRecommender  # noqa: E402
+from helpers.reasons import (
+    adapter,
+    claims,
+    explainers,
+    guard as G,
+    lm as LM,
+    planner as PL,
+    realiser as RL,
+    vocabulary,
+    world as W,
+)
 
 
 def harness_seeds(train, test, um, im, text_emb, texts):
@@ -78,7 +87,7 @@ def harness_seeds(train, test, um, im, text_emb, texts):
             per = E.per_user_metrics(make(s).fit(train, um, im).recommend(users, k=10), test, 10)
             vals.append(per["ndcg@10"].mean())
             if s == 0:
-                from helpers.metrics import bootstrap_ci
+                from helpers.metrics.stats import bootstrap_ci
                 ci = bootstrap_ci(per["ndcg@10"])
         print(f"| {name} | {vals[0]:.4f} | {vals[1]:.4f} | {vals[2]:.4f} | "
               f"{max(vals) - min(vals):.4f} | [{ci[0]:.4f}, {ci[1]:.4f}] ({ci[1] - ci[0]:.4f}) |")
@@ -99,25 +108,25 @@ def main(sections: set[int]) -> None:
         harness_seeds(train, test, um, im, text_emb, texts)
 
     # ------------------------------------------------------------------ 2. the seed's table
-    world = nlg.reason_world()
+    world = W.reason_world()
     facts, lex = world.facts, world.lex
     pairs = pd.concat([world.warm, world.cold], ignore_index=True)
-    profile_map = nlg.explainers.profile_map(world.profile)
-    template = nlg.TemplateExplainer(facts, world.profile)
-    retrieval = nlg.RetrievalExplainer(world.train_reviews, world.profile, fallback=template)
-    planner = nlg.fit_planner(world, progress=False)
-    tok_r, realiser, _ = nlg.realiser.load_realiser()
-    vocab = nlg.realiser.closed_vocabulary(tok_r, lex)
-    guard = nlg.ClosedWorldGuard(facts, lex, fallback=template)
-    tok_lm, lm = models.language_model()
-    strip = lambda xs: [x.removeprefix(nlg.claims.FALLBACK_PREFIX) for x in xs]
+    profile_map = explainers.profile_map(world.profile)
+    template = explainers.TemplateExplainer(facts, world.profile)
+    retrieval = explainers.RetrievalExplainer(world.train_reviews, world.profile, fallback=template)
+    planner = PL.fit_planner(world, progress=False)
+    tok_r, realiser, _ = adapter.load_realiser()
+    vocab = vocabulary.closed_vocabulary(tok_r, lex)
+    guard = G.ClosedWorldGuard(facts, lex, fallback=template)
+    tok_lm, lm = pretrained.language_model()
+    strip = lambda xs: [x.removeprefix(claims.FALLBACK_PREFIX) for x in xs]
     gens = {
         "template": lambda u, i: strip(template.explain(u, i)),
         "retrieval": lambda u, i: strip(retrieval.explain(u, i)),
-        "plan + LM + guard": lambda u, i: strip(nlg.realiser.serve(
+        "plan + LM + guard": lambda u, i: strip(RL.serve(
             tok_r, realiser, vocab, guard, u, i, planner.plans(u, i, progress=False), seed=0)[0]),
-        "LM, no guard": lambda u, i: nlg.generate(tok_lm, lm, [
-            nlg.build_prompt(profile_map.get(int(a), []), facts[int(b)], []) for a, b in zip(u, i)],
+        "LM, no guard": lambda u, i: LM.generate(tok_lm, lm, [
+            LM.build_prompt(profile_map.get(int(a), []), facts[int(b)], []) for a, b in zip(u, i)],
             max_new_tokens=28, batch_size=32, progress=False)[0],
     }
     if sections & {2, 3}:
@@ -148,7 +157,7 @@ def seed_table_and_judge(world, pairs, gens, tok_lm, lm, sections):
             vs = ["", ""]
             if name != "template":
                 for k, den in enumerate(("named", "n_true")):
-                    t = E.paired_ratio_diff(d["correct"], d[den], base["correct"], base[den])
+                    t = stats.paired_ratio_diff(d["correct"], d[den], base["correct"], base[den])
                     vs[k] = f"{t['diff']:+.3f} [{t['lo']:+.3f}, {t['hi']:+.3f}] (p={t['p']:.3f})"
             print(f"| {name} | {cell('precision')} | {cell('recall')} | {cell('F1')} | {vs[0]} | "
                   f"{vs[1]} |")
@@ -170,7 +179,7 @@ def seed_table_and_judge(world, pairs, gens, tok_lm, lm, sections):
     guarded = [said["plan + LM + guard"][k] for k in pos]
     reasons = guarded + list(unguarded)
     items = list(sub["item_id"]) * 2
-    truth = np.concatenate([nlg.reason_verdicts(g, sub, lex, world.items_truth)["truthful"]
+    truth = np.concatenate([claims.reason_verdicts(g, sub, lex, world.items_truth)["truthful"]
                             .to_numpy().astype(bool) for g in (guarded, unguarded)])
     qs = [TS.verdict_question(facts[int(i)], r) for r, i in zip(reasons, items)]
     p_yes = TS.judge(tok_lm, lm, qs)
@@ -186,7 +195,7 @@ def every_generator(world, pairs, gens, realiser_kit, strip):
     lex, u, i = world.lex, pairs["user_id"], pairs["item_id"]
     said = {name: gens[name](u, i) for name in ("template", "retrieval")}
     t0 = time.perf_counter()
-    peter = nlg.PETERExplainer(d_model=64, n_epochs=10, seed=0)
+    peter = explainers.PETERExplainer(d_model=64, n_epochs=10, seed=0)
     peter.fit(world.train[world.train["drivers"] != "popularity"])
     said["PETER"] = strip(peter.explain(u, i))
     peter_s = time.perf_counter() - t0
@@ -204,12 +213,12 @@ def every_generator(world, pairs, gens, realiser_kit, strip):
     proba = M.predict_proba(cnn, x)
     enriched, _ = M.facts_from_pixels(world.facts, ids, {t: proba[t] for t in ("colour", "pattern")},
                                       threshold=0.9)
-    planner = nlg.fit_planner(dataclasses.replace(world, facts=enriched), progress=False)
-    guard = nlg.ClosedWorldGuard(enriched, lex, fallback=nlg.TemplateExplainer(enriched, world.profile))
+    planner = PL.fit_planner(dataclasses.replace(world, facts=enriched), progress=False)
+    guard = G.ClosedWorldGuard(enriched, lex, fallback=explainers.TemplateExplainer(enriched, world.profile))
     tok_r, realiser, vocab = realiser_kit
-    said["plan + LM + guard, pixel facts (ch. 06)"] = strip(nlg.realiser.serve(
+    said["plan + LM + guard, pixel facts (ch. 06)"] = strip(RL.serve(
         tok_r, realiser, vocab, guard, u, i, planner.plans(u, i, progress=False), seed=0)[0])
-    tok_e, enc = models.text_encoder()
+    tok_e, enc = pretrained.text_encoder()
     refs = pairs["reason"].tolist()
     base = TS.random_pair_baseline(refs, tok_e, enc, layer=4, seed=0)
     print(f"\n## 5. Every generator on all {len(pairs):,} test purchases (PETER trained in "
@@ -218,7 +227,7 @@ def every_generator(world, pairs, gens, realiser_kit, strip):
           "grounded | faithful |\n|---|---|---|---|---|---|---|---|---|---|")
     for name, g in said.items():
         f = enriched if "pixel" in name else world.facts
-        r = nlg.score_reasons(g, pairs, lex, world.items_truth, f)
+        r = claims.score_reasons(g, pairs, lex, world.items_truth, f)
         _, _, bs = TS.bert_score(g, refs, tok_e, enc, layer=4)
         print(f"| {name} | {r['BLEU-4']:.3f} | {r['ROUGE-L']:.3f} | {bs.mean():.3f} "
               f"({TS.rescale(bs, base).mean():+.3f}) | {r['USR']:.3f} | {r['FMR']:.3f} | "
@@ -233,8 +242,8 @@ def ab_test(world, gens, train, test, um, im):
     chosen = rng.choice(known, size=1600, replace=False)
     panel_users, pilot_users = chosen[:1400], chosen[1400:]
     top1 = best.recommend(chosen, k=1).set_index("user_id")["item_id"]
-    ut, it = data.load_shopworld("user_truth"), data.load_shopworld("item_truth")
-    raw = data.load_shopworld("catalogue")
+    ut, it = loaders.load_shopworld("user_truth"), loaders.load_shopworld("item_truth")
+    raw = loaders.load_shopworld("catalogue")
 
     def shown(us, rs):
         itm = top1.loc[us].to_numpy()

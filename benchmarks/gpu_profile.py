@@ -9,7 +9,7 @@ that stopped it), so one failing job hides nothing of the others and jobs may ru
 processes side by side (the GPU session does: ``tools/gpu/``). Jobs:
 
 * ``sequence``: SASRec (whole history) and BERT4Rec on RecBole's own leave-one-out split of
-  MovieLens-100K (``data.recbole_split("LS")``), the toolkit benchmark's settings
+  MovieLens-100K (``loaders.recbole_split("LS")``), the toolkit benchmark's settings
   (``benchmarks/toolkit_protocols.py``: at most 300 epochs, early stopping on validation
   MRR@10 with patience 10, the best epoch kept; the validation item read as the newest input
   at test time). Fit seconds, epochs run, test NDCG/HR/MRR@10 (full ranking).
@@ -20,7 +20,7 @@ processes side by side (the GPU session does: ``tools/gpu/``). Jobs:
   with the smallest cosine between the two embeddings of a text.
 * ``generation``: the shipped LoRA realiser (merged) on distinct plan prompts of chapter 05's
   warm split, greedy, up to 40 new tokens, KV cache: float32 and bfloat16 at batch 64 and 256
-  (``nlg.realiser.realise``), and the written-out loop with the closed vocabulary
+  (``realiser.realise``), and the written-out loop with the closed vocabulary
   (``realise_fast``) at 256; reasons/s, tokens/s, peak memory, and the share of sentences that
   say exactly their plan (``says_plan``), the quality a faster setting must not lose.
 * ``adapter``: ``tools/train_reason_adapter.py``'s whole recipe (the shipped adapter's 265
@@ -76,13 +76,13 @@ def _peak_mib(device) -> float | None:
 def job_sequence(device, args) -> dict:
     import pandas as pd
 
-    from helpers import data, preprocess as pp
-    from helpers.interest import BERT4RecRecommender
-    from helpers.sequential import SASRecRecommender
+    from helpers.data import loaders, preprocess as pp
+    from helpers.models.interest import BERT4RecRecommender
+    from helpers.models.sequential import SASRecRecommender
 
-    ml = data.load_movielens()["ratings"]
+    ml = loaders.load_movielens()["ratings"]
     users, items = pp.build_id_map(ml["user_id"]), pp.build_id_map(ml["item_id"])
-    train, valid, test = data.recbole_split("LS", ml)
+    train, valid, test = loaders.recbole_split("LS", ml)
     history = pd.concat([train, valid])
     makers = {"SASRec (whole history)": lambda: SASRecRecommender(
                   n_epochs=args.max_epochs, whole_history=True, device=device),
@@ -104,9 +104,10 @@ def job_sequence(device, args) -> dict:
 
 
 def job_two_tower(device, args) -> dict:
-    from helpers import data, interest as I, preprocess as pp
+    from helpers.data import loaders, preprocess as pp
+    from helpers.models import interest as I
 
-    ml = data.load_movielens()
+    ml = loaders.load_movielens()
     texts = I.movielens_texts(ml["items"])
     emb = I.encode_items(texts)
     r = ml["ratings"]
@@ -137,18 +138,19 @@ def job_two_tower(device, args) -> dict:
 def job_encoder(device, args) -> dict:
     import torch
 
-    from helpers import data, interest as I, models
+    from helpers.data import loaders
+    from helpers.models import interest as I, pretrained
 
-    texts = I.movielens_texts(data.load_movielens()["items"]).tolist()
+    texts = I.movielens_texts(loaders.load_movielens()["items"]).tolist()
     texts = (texts * (args.encoder_texts // len(texts) + 1))[:args.encoder_texts]
-    tok, enc = models.text_encoder(device=str(device))
-    models.encode(texts[:512], tok, enc, batch_size=256, progress=False)          # warm-up
+    tok, enc = pretrained.text_encoder(device=str(device))
+    pretrained.encode(texts[:512], tok, enc, batch_size=256, progress=False)          # warm-up
     out, ref = {}, None
     dtypes = [torch.float32] + ([torch.bfloat16] if torch.device(device).type == "cuda" else [])
     for dtype in dtypes:
         with _timed(device) as clock, torch.autocast(torch.device(device).type, dtype=dtype,
                                                       enabled=dtype != torch.float32):
-            emb = models.encode(texts, tok, enc, batch_size=256, progress=False)
+            emb = pretrained.encode(texts, tok, enc, batch_size=256, progress=False)
         secs = clock["s"]
         row = {"texts": len(texts), "s": round(secs, 2), "texts/s": round(len(texts) / secs, 1),
                "peak MiB": _peak_mib(device)}
@@ -167,39 +169,38 @@ def job_generation(device, args) -> dict:
     import numpy as np
     import torch
 
-    from helpers import nlg
-    from helpers.nlg import realiser as R
+    from helpers.reasons import adapter, decoding, plan_prompt, planner as PL, vocabulary, world
 
-    w = nlg.reason_world()
-    planner = nlg.fit_planner(w, progress=False)
+    w = world.reason_world()
+    planner = PL.fit_planner(w, progress=False)
     d = w.warm
     plans = planner.plans(d["user_id"], d["item_id"], progress=False)
     prompts, plan_of = [], {}
     for p, i in zip(plans, d["item_id"]):
-        pr = R.realiser_prompt(p, w.facts[int(i)])
+        pr = plan_prompt.realiser_prompt(p, w.facts[int(i)])
         if pr not in plan_of:
             plan_of[pr] = (p, w.facts[int(i)])
             prompts.append(pr)
     prompts = prompts[:args.n_prompts]
-    exact = lambda outs: round(float(np.mean([R.says_plan(o, *plan_of[p], w.lex)
+    exact = lambda outs: round(float(np.mean([plan_prompt.says_plan(o, *plan_of[p], w.lex)
                                               for o, p in zip(outs, prompts)])), 4)
-    tok, model, _ = R.load_realiser(device=device)            # float32, merged
-    vocab = R.closed_vocabulary(tok, w.lex)
+    tok, model, _ = adapter.load_realiser(device=device)            # float32, merged
+    vocab = vocabulary.closed_vocabulary(tok, w.lex)
     out = {"prompts": len(prompts), "rows": []}
     for dtype in (getattr(torch, d) for d in args.dtypes.split(",")):
         m = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
-        R.realise(tok, m, prompts[:8], batch_size=8, progress=False)               # warm-up
+        decoding.realise(tok, m, prompts[:8], batch_size=8, progress=False)               # warm-up
         for bs in args.batches:
             if device.type == "cuda":                  # realise's peak counts from here
                 torch.cuda.reset_peak_memory_stats()
-            said, st = R.realise(tok, m, prompts, batch_size=bs, progress=False)
+            said, st = decoding.realise(tok, m, prompts, batch_size=bs, progress=False)
             row = {"path": "realise (generate, KV cache)", "dtype": str(dtype)[6:], "batch": bs,
                    "reasons/s": round(st["reasons_per_s"], 1),
                    "tokens/s": round(st["tokens_per_s"], 1), "peak MiB": st["peak_mib"],
                    "plan exact": exact(said)}
             out["rows"].append(row)
             print(row, flush=True)
-        said, st = R.realise_fast(tok, m, prompts, vocab, batch_size=max(args.batches))
+        said, st = decoding.realise_fast(tok, m, prompts, vocab, batch_size=max(args.batches))
         row = {"path": "realise_fast (closed vocabulary)", "dtype": str(dtype)[6:],
                "batch": max(args.batches), "reasons/s": round(st["reasons_per_s"], 1),
                "tokens/s": round(st["tokens_per_s"], 1), "peak MiB": st["peak_mib"],
@@ -222,7 +223,7 @@ def job_adapter(device, args) -> dict:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=env)
     got = json.loads(target.with_suffix(".json").read_text())
-    shipped = json.loads((ROOT / "helpers/weights/reason_realiser.json").read_text())
+    shipped = json.loads((ROOT / "helpers/reasons/weights/reason_realiser.json").read_text())
     return {"wall s (process, with loading and scoring)": round(time.perf_counter() - t0, 1),
             "this run": {"seconds": got["training"]["seconds_this_run"],
                          "steps": got["training"]["steps"], "device": got["training"]["device"],
@@ -322,7 +323,7 @@ def main(argv=None) -> None:
     unknown = set(jobs) - set(JOBS)
     if unknown:
         sys.exit(f"unknown job(s) {sorted(unknown)}; choose from {JOBS}")
-    from helpers import config
+    from helpers.core import config
 
     device = config.get_device(args.device)
     config.seed_everything(0)

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/lora_vs_full.py --steps 4     # a smoke run
 
 Protocol: SmolLM2-135M-Instruct, the realiser's training examples
-(``nlg.realiser.training_examples``: three targets per training purchase, drawn from its
+(``realiser.training_examples``: three targets per training purchase, drawn from its
 reference, the reference with the product as subject, and the phrasing bank), batch 16, the
 same seeded batches for both, AdamW, gradient-norm clip 1.0.
 
@@ -14,7 +14,7 @@ same seeded batches for both, AdamW, gradient-norm clip 1.0.
 
 Reported per method: trainable parameters, seconds per step, peak RSS, the size of what must be
 stored to ship it (LoRA: the adapter in float16; full: the whole model in float16), and the
-realiser's quality after ``--steps`` steps (``nlg.realiser.realiser_scores``: loss on 48 warm
+realiser's quality after ``--steps`` steps (``realiser.realiser_scores``: loss on 48 warm
 test references with their oracle plans, and the share of greedy sentences that say exactly
 their plan). Prints a Markdown table.
 """
@@ -29,8 +29,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from helpers import config, models, nlg  # noqa: E402
-from helpers.nlg import realiser as R  # noqa: E402
+from helpers.core import config
+from helpers.models import pretrained
+from helpers.reasons import adapter, lm, realiser as R, world
 
 warnings.filterwarnings("ignore")
 
@@ -42,17 +43,17 @@ def main() -> None:
     device = config.get_device()
     if device.type == "cpu":
         torch.set_num_threads(2)
-    w = nlg.reason_world()
+    w = world.reason_world()
     rows = []
     for method, lr in (("LoRA r=8", 1e-3), ("full fine-tuning", 5e-5)):
         config.seed_everything(0)
-        tok, model = models.language_model(device=device, dtype=torch.float32)
+        tok, model = pretrained.language_model(device=device, dtype=torch.float32)
         ex, *_ = R.training_examples(w, tok)
         if method.startswith("LoRA"):
-            model = R.add_lora(model, seed=0)
+            model = adapter.add_lora(model, seed=0)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         t0 = time.perf_counter()
-        losses = nlg.finetune_lm(model, ex, steps=args.steps, batch_size=16, lr=lr,
+        losses = lm.finetune_lm(model, ex, steps=args.steps, batch_size=16, lr=lr,
                                  pad_id=tok.pad_token_id, seed=0, progress=True)
         secs = time.perf_counter() - t0
         stored = (trainable if method.startswith("LoRA")

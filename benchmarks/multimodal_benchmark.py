@@ -11,7 +11,7 @@ category (8).
 
 1. **A small CNN from scratch** (``multimodal.fit_image_classifier``: 3 conv blocks, colour and
    pattern heads, 4 epochs, Adam, seed 0): held-out accuracy per task, fit seconds.
-2. **Frozen EfficientNet-Lite0** (ImageNet weights, ``models.image_encoder``), the icons resized
+2. **Frozen EfficientNet-Lite0** (ImageNet weights, ``pretrained.image_encoder``), the icons resized
    to 64 and 128 pixels: a logistic-regression probe per task (``multimodal.linear_probe``),
    feature seconds. Does ImageNet transfer to drawn icons?
 3. **A shared space** (``multimodal.fit_shared_space``: two linear projections, CLIP's symmetric
@@ -24,14 +24,14 @@ category (8).
    colour (pattern) (``multimodal.stated_labels``: chapter 05's facts, no hidden truth), 4 epochs;
    its colour and pattern become stated facts where the text is silent and the probability is at
    least 0.9 (``multimodal.facts_from_pixels``; wrong additions counted against the item truth).
-   Then chapter 05's content planner, refitted on the enriched facts (``nlg.fit_planner``), and
+   Then chapter 05's content planner, refitted on the enriched facts (``P.fit_planner``), and
    the oracle plan (the best plan from stated facts alone) on the warm + cold test purchases whose
    true drivers include colour or pattern: precision/recall of planned drivers and the share of
-   pairs whose plan names a true driver (``nlg.planner.plan_scores``), before and after; and the
-   fitted planner's plans said by the phrasing bank's first wording (``nlg.phrasing.say``,
+   pairs whose plan names a true driver (``P.plan_scores``), before and after; and the
+   fitted planner's plans said by the phrasing bank's first wording (``phrasing.say``,
    deterministic) and by chapter 05's shipped LoRA realiser served behind the closed-world guard
-   (``nlg.realiser.serve``: a sample at temperature 1, the greedy sentence where the guard
-   rejects it, the template where that fails too), each scored with chapter 05's metrics (``nlg.score_reasons``: FMR, truthful =
+   (``realiser.serve``: a sample at temperature 1, the greedy sentence where the guard
+   rejects it, the template where that fails too), each scored with chapter 05's metrics (``claims.score_reasons``: FMR, truthful =
    1 - hallucination against the hidden truth, grounded in the facts the run had, faithful).
 5. **Fusion** (chapter 04's cold-start protocol: ShopWorld's non-view events, cut at the 70 %
    time quantile, test events of known users on items launched before the cut (warm, ranked
@@ -105,7 +105,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers import config, data, interest as I, models, multimodal as M  # noqa: E402
+from helpers.core import config
+from helpers.data import loaders
+from helpers.models import interest as I, multimodal as M, pretrained
 
 
 def main() -> None:
@@ -126,7 +128,7 @@ def main() -> None:
     rows.append(f"| small CNN from scratch, 64 px (4 epochs) | {secs:.1f} s fit | "
                 f"{acc['colour']:.3f} | {acc['pattern']:.3f} | — |")
 
-    enc = models.image_encoder(device="cpu")
+    enc = pretrained.image_encoder(device="cpu")
     feats = {}
     for size in (64, 128):
         t0 = time.perf_counter()
@@ -141,7 +143,7 @@ def main() -> None:
     print("\n| model | time | colour | pattern | category |\n|---|---:|---:|---:|---:|")
     print("\n".join(rows))
 
-    tf = I.encode_items(I.item_texts(data.load_shopworld("catalogue")).loc[ids])
+    tf = I.encode_items(I.item_texts(loaders.load_shopworld("catalogue")).loc[ids])
     t0 = time.perf_counter()
     space, hist = M.fit_shared_space(feats[64][tr], tf[tr], dim=128, epochs=60, batch_size=256,
                                      seed=0)
@@ -154,10 +156,10 @@ def main() -> None:
     for k in (1, 5, 10):
         print(f"| {k} | {M.recall_at_k(zi, zt, k):.3f} | {M.recall_at_k(zt, zi, k):.3f} | "
               f"{k / te.sum():.4f} |")
-    tok, text_enc = models.text_encoder(device="cpu")
+    tok, text_enc = pretrained.text_encoder(device="cpu")
     prompts = [f"It comes in {c}." for c in M.COLOURS]
     with torch.no_grad():
-        zp = space.embed_texts(models.encode(prompts, tok, text_enc, progress=False))
+        zp = space.embed_texts(pretrained.encode(prompts, tok, text_enc, progress=False))
     pred = (zi @ zp.T).argmax(1).numpy()
     ok = pred == labels["colour"][te].to_numpy()
     silent = ~labels["colour_in_text"][te].to_numpy().astype(bool)
@@ -181,7 +183,7 @@ def section_only(section) -> None:
     config.seed_everything(0)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     x, ids = M.load_item_images()
-    feats = M.image_features(models.image_encoder(device="cpu"), x, size=64)
+    feats = M.image_features(pretrained.image_encoder(device="cpu"), x, size=64)
     section(cold_start_inputs(ids, feats), M.item_labels(ids))
 
 
@@ -197,7 +199,7 @@ def _vbpr_cold(train, cold, new_items, feats_by_item, seed=0, epochs=20):
     import pandas as pd
     from cornac.data import ImageModality
 
-    from helpers.metrics import ndcg_per_user, rank_from_scores
+    from helpers.metrics.ranking import ndcg_per_user, rank_from_scores
 
     uir = list(zip(train["user_id"].astype(str), train["item_id"].astype(str),
                    np.ones(len(train))))
@@ -226,7 +228,7 @@ def _vbpr_cold(train, cold, new_items, feats_by_item, seed=0, epochs=20):
 def _gain_cells(p, base, users, driven) -> list[str]:
     """Two table cells: the paired gain of per-user NDCG ``p`` over ``base`` (Series by user)
     with its 95 % bootstrap interval, over all ``users`` and over the ``driven`` ones (a mask)."""
-    from helpers.metrics import bootstrap_ci
+    from helpers.metrics.stats import bootstrap_ci
 
     diff = (p - base).reindex(users).to_numpy()
     cells = []
@@ -244,7 +246,8 @@ def cold_start_inputs(ids, image_feats):
 
     import torch.nn.functional as F
 
-    from helpers import multimodal as M, preprocess as pp
+    from helpers.data import preprocess as pp
+    from helpers.models import multimodal as M
 
     sw = pp.clean_shopworld(write=False)
     catalogue, events = sw["catalogue"], sw["events"]
@@ -264,7 +267,7 @@ def cold_start_inputs(ids, image_feats):
 def cold_start_split(d, quantile):
     """Chapter 04's split at the ``quantile`` of time: training events, the warm and cold test
     events of users known in training, and the old and new items' IDs."""
-    from helpers import preprocess as pp
+    from helpers.data import preprocess as pp
 
     cutoff = d.inter["timestamp"].quantile(quantile)
     train, warm, cold = pp.cold_start_split(d.inter, d.catalogue, cutoff)
@@ -282,7 +285,7 @@ def fusion(d) -> None:
     :func:`cold_start_inputs`."""
     import pandas as pd
 
-    from helpers import multimodal as M
+    from helpers.models import multimodal as M
 
     texts, text_emb, image_emb, early, um, im = (d.texts, d.text_emb, d.image_emb, d.early,
                                                  d.um, d.im)
@@ -337,7 +340,7 @@ def fusion(d) -> None:
     print(f"\nFusion: {len(train)} training events; {len(warm)} warm and {len(cold)} cold test "
           f"events; {cold['user_id'].nunique()} cold test users\n")
     print(pd.DataFrame(table).round(4).to_markdown(index=False))
-    truth = data.load_shopworld("user_truth").set_index("user_id")
+    truth = loaders.load_shopworld("user_truth").set_index("user_id")
     users = per[("mean pooling", "text")].index
     driven = (truth.loc[users, "colour_taste"] >= 0.6).to_numpy()
     print(f"\nPaired gain in cold NDCG@10 over the same family's text model, 95 % bootstrap "
@@ -356,8 +359,8 @@ def rolling_origin(d, quantiles=(0.5, 0.6, 0.7, 0.8)) -> None:
     early fusion); paired gains over the family's text model. ``d``: :func:`cold_start_inputs`."""
     import pandas as pd
 
-    from helpers import multimodal as M
-    from helpers.metrics import bootstrap_ci
+    from helpers.metrics.stats import bootstrap_ci
+    from helpers.models import multimodal as M
 
     texts, text_emb, image_emb, early = d.texts, d.text_emb, d.image_emb, d.early
     pooled = lambda e: I.TextInterestRecommender(e, texts.index, max_len=20)
@@ -391,7 +394,7 @@ def rolling_origin(d, quantiles=(0.5, 0.6, 0.7, 0.8)) -> None:
 
 def _colour_affinity_class():
     """Section 7's scorer, defined lazily (the course's Recommender base needs its imports)."""
-    from helpers import cf, multimodal as M
+    from helpers.models import cf, multimodal as M
 
     class ColourAffinity(cf.Recommender):
         """log P(the item's colour | the user's training history), Laplace-smoothed (α = 1)."""
@@ -422,7 +425,7 @@ def truth_ceiling(d, labels) -> None:
     import pandas as pd
     import torch.nn.functional as F
 
-    from helpers import multimodal as M
+    from helpers.models import multimodal as M
 
     ColourAffinity = _colour_affinity_class()
     rows = labels.loc[d.texts.index]
@@ -449,7 +452,7 @@ def truth_ceiling(d, labels) -> None:
     per = {key: make().fit(train, d.um, d.im).evaluate(cold, candidates=new_items, per_user=True)
            for key, make in makers.items()}
     users = per[("VBPR", "text")].index
-    user_truth = data.load_shopworld("user_truth").set_index("user_id")
+    user_truth = loaders.load_shopworld("user_truth").set_index("user_id")
     driven = (user_truth.loc[users, "colour_taste"] >= 0.6).to_numpy()
     print(f"\nThe ceiling: the item truth's colour and pattern given to the text models "
           f"(section 5's split; {len(users)} cold test users, {driven.sum()} colour-driven)\n")
@@ -469,7 +472,8 @@ def colour_world(d, labels, maxima=(0.8, 1.6, 2.5, 4.0)) -> None:
     draws the items before the people, so they are identical in every world)."""
     import pandas as pd
 
-    from helpers import multimodal as M, shopworld as sw
+    from helpers.data import shopworld as sw
+    from helpers.models import multimodal as M
 
     ColourAffinity = _colour_affinity_class()
     colour_of = pd.Series(labels.loc[d.texts.index, "colour"].to_numpy(), index=d.texts.index)
@@ -526,7 +530,7 @@ def replace_inter(d, inter):
     """``d`` (:func:`cold_start_inputs`) with another interaction log (and its user ID map)."""
     from types import SimpleNamespace
 
-    from helpers import preprocess as pp
+    from helpers.data import preprocess as pp
 
     return SimpleNamespace(**{**vars(d), "inter": inter,
                               "um": pp.build_id_map(inter["user_id"])})
@@ -534,7 +538,7 @@ def replace_inter(d, inter):
 
 def threads(x, ids) -> None:
     """Section 9: chapter 06's training loops at one and at two CPU threads."""
-    enc = models.image_encoder(device="cpu")
+    enc = pretrained.image_encoder(device="cpu")
     feats = M.image_features(enc, x, size=64)
     d = cold_start_inputs(ids, feats)
     train = cold_start_split(d, 0.7)[0]
@@ -573,10 +577,10 @@ def gan_spread(x, ids, seeds=range(6)) -> None:
     """Section 10: chapter 06's quick-profile GAN under six seeds, judged as the chapter does."""
     import pandas as pd
 
-    from helpers import nlg
+    from helpers.reasons import world as W
 
     truth = M.item_labels(ids)
-    facts = nlg.reason_world().facts
+    facts = W.reason_world().facts
     stated = pd.DataFrame({t: M.stated_labels(facts, ids, t) for t in ("colour", "pattern")})
     said = stated.notna().all(axis=1).to_numpy().copy()
     labels = pd.DataFrame({"colour": stated["colour"][said].astype(int).to_numpy(),
@@ -617,10 +621,19 @@ def reasons_from_pixels(x, ids, truth) -> None:
 
     import pandas as pd
 
-    from helpers import nlg
-    from helpers.nlg import planner as P
+    from helpers.reasons import (
+        adapter,
+        claims,
+        explainers,
+        guard as G,
+        phrasing,
+        planner as P,
+        realiser,
+        vocabulary,
+        world as W,
+    )
 
-    w = nlg.reason_world()
+    w = W.reason_world()
     proba = {}
     print("\n| task | items whose text states it | image accuracy on the silent items |"
           "\n|---|---:|---:|")
@@ -645,28 +658,28 @@ def reasons_from_pixels(x, ids, truth) -> None:
     print(f"\n\nTest purchases driven by colour or pattern: {len(sel)} of {len(test)}\n")
     print("| facts | plan | precision | recall | names a driver |\n|---|---|---:|---:|---:|")
     said, verdicts, served_stats = {}, {}, {}
-    tok_r, lm_r, _ = nlg.realiser.load_realiser(device="cpu")
-    vocab = nlg.realiser.closed_vocabulary(tok_r, w.lex)
+    tok_r, lm_r, _ = adapter.load_realiser(device="cpu")
+    vocab = vocabulary.closed_vocabulary(tok_r, w.lex)
     for name, facts in (("text only", w.facts), ("text + pixels", enriched)):
         oracle = [P.oracle_plan(facts[int(i)], d) for i, d in zip(sel["item_id"], sel["drivers"])]
-        planner = nlg.fit_planner(dataclasses.replace(w, facts=facts), progress=False)
+        planner = P.fit_planner(dataclasses.replace(w, facts=facts), progress=False)
         plans = planner.plans(sel["user_id"], sel["item_id"], progress=False)
         for label, pl in (("oracle (upper bound)", oracle), ("fitted planner", plans)):
             sc = P.plan_scores(pl, sel["drivers"])
             print(f"| {name} | {label} | {sc['precision']:.3f} | {sc['recall']:.3f} | "
                   f"{sc['names a driver']:.3f} |")
-        sentences = [nlg.phrasing.say(pl, facts[int(i)]) for pl, i in zip(plans, sel["item_id"])]
-        said[name] = nlg.score_reasons(sentences, sel, w.lex, w.items_truth, facts,
+        sentences = [phrasing.say(pl, facts[int(i)]) for pl, i in zip(plans, sel["item_id"])]
+        said[name] = claims.score_reasons(sentences, sel, w.lex, w.items_truth, facts,
                                        intervals=True)
-        verdicts[name] = nlg.reason_verdicts(sentences, sel, w.lex, w.items_truth, facts)
+        verdicts[name] = claims.reason_verdicts(sentences, sel, w.lex, w.items_truth, facts)
         # the same plans said by chapter 05's shipped LoRA realiser, served behind the guard
-        wanted = {(int(u), int(i)): {P.driver_of(c) for c in p}
+        wanted = {(int(u), int(i)): {claims.driver_of(c) for c in p}
                   for u, i, p in zip(sel["user_id"], sel["item_id"], plans)}
-        guard = nlg.ClosedWorldGuard(facts, w.lex, personal=lambda u, i: wanted[(u, i)],
-                                     fallback=nlg.TemplateExplainer(facts, w.profile))
-        served, st = nlg.realiser.serve(tok_r, lm_r, vocab, guard, sel["user_id"], sel["item_id"],
+        guard = G.ClosedWorldGuard(facts, w.lex, personal=lambda u, i: wanted[(u, i)],
+                                     fallback=explainers.TemplateExplainer(facts, w.profile))
+        served, st = realiser.serve(tok_r, lm_r, vocab, guard, sel["user_id"], sel["item_id"],
                                         plans, temperature=1.0, seed=0)
-        said[name + ", LM + guard"] = nlg.score_reasons(served, sel, w.lex, w.items_truth, facts,
+        said[name + ", LM + guard"] = claims.score_reasons(served, sel, w.lex, w.items_truth, facts,
                                                         intervals=True)
         served_stats[name] = {k: st[k] for k in ("rejected", "fallback", "redrawn")}
     print("\nThe fitted planner's plans, said by the phrasing bank (first wording) and by chapter "
@@ -677,7 +690,7 @@ def reasons_from_pixels(x, ids, truth) -> None:
         cell = lambda m: f"{r[m]:.3f} [{r[m + ' lo']:.3f}, {r[m + ' hi']:.3f}]"
         h = (f"{r['halluc.']:.3f} [{1 - r['truthful hi']:.3f}, {1 - r['truthful lo']:.3f}]")
         print(f"| {name} | {cell('FMR')} | {h} | {cell('grounded')} | {cell('faithful')} |")
-    from helpers.metrics import bootstrap_ci
+    from helpers.metrics.stats import bootstrap_ci
 
     before, after = verdicts["text only"], verdicts["text + pixels"]
     for m in ("FMR", "faithful"):

@@ -43,9 +43,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers import cf, nlg, online  # noqa: E402
-from helpers import evaluation as E  # noqa: E402
-from helpers import preprocess as pp  # noqa: E402
+from helpers.data import preprocess as pp  # noqa: E402
+from helpers.metrics import stats  # noqa: E402
+from helpers.models import cf
+from helpers.reasons import explainers, world as W
+from helpers.serving import online  # noqa: E402
 
 
 def main() -> None:
@@ -61,8 +63,8 @@ def main() -> None:
     static = cf.ImplicitALS(64, n_iter=15).fit(train, um, im)
     fit_s = time.perf_counter() - t0
     live = online.FoldIn(cf.ImplicitALS(64, n_iter=15).fit(train, um, im))
-    world = nlg.reason_world()
-    template = nlg.TemplateExplainer(world.facts, world.profile)
+    world = W.reason_world()
+    template = explainers.TemplateExplainer(world.facts, world.profile)
     hit_static, hit_live, ms = [], [], []
     for k, ev in enumerate(stream.itertuples(index=False)):
         u, i = int(ev.user_id), int(ev.item_id)
@@ -75,7 +77,7 @@ def main() -> None:
         if k < 1000:
             ms.append(1e3 * (time.perf_counter() - t0))
     a, b = np.array(hit_live, float), np.array(hit_static, float)
-    d = E.paired_bootstrap(a, b)
+    d = stats.paired_bootstrap(a, b)
     q = np.percentile(ms, [50, 90, 99])
     print(f"# online_benchmark: {len(train):,} training interactions, {len(stream):,} streamed "
           f"events of known users; one full retrain {fit_s:.1f} s\n\n"
@@ -159,7 +161,7 @@ def river_peer(train, stream, items, hit_live):
         ms.append(1e3 * (time.perf_counter() - t0))
         met.setdefault(u, set()).add(i)
     h = np.array(hits, float)
-    d = E.paired_bootstrap(hit_live, h)
+    d = stats.paired_bootstrap(hit_live, h)
     print(f"\nriver FunkMF (streaming SGD on users and items; {fit_s:.0f} s for 10 passes before "
           f"the cut): prequential HR@10 {h.mean():.4f}; course fold-in minus river "
           f"{d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]; per event (rank all unmet items + "

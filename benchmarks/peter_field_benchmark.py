@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/peter_field_benchmark.py          # ~1-2 minutes on 2 CPU cores
 
 Protocol (PETER, Li, Zhang & Chen, ACL 2021; their reference code's data layout and metrics):
-1. ``data.export_peter()`` writes ShopWorld's reviews in PETER's format — one record per review
+1. ``loaders.export_peter()`` writes ShopWorld's reviews in PETER's format — one record per review
    (user, item, rating, (feature, adjective, sentence, score)), its sentence lower-cased with
    punctuation as tokens — and a random 8:1:1 split (``1/{train,validation,test}.index``).
-2. The course's ``PETERExplainer`` (``helpers/nlg/explainers.py``) trains on the train part
+2. The course's ``PETERExplainer`` (``helpers/reasons/explainers.py``) trains on the train part
    (d_model 64 as in the chapter; the reference code's default is 512), the validation part
    picks the number of epochs (5, 10 or ``--epochs``) by BLEU-1 (the reference stops early on
    validation loss), and it writes one explanation per test record, greedily.
@@ -36,7 +36,10 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from helpers import config, data, metrics as M, nlg  # noqa: E402
+from helpers.core import config
+from helpers.data import loaders
+from helpers.metrics import text as text_metrics
+from helpers.reasons import claims, explainers
 
 warnings.filterwarnings("ignore")
 
@@ -57,8 +60,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "build/peter_export"))
     args = ap.parse_args()
     config.seed_everything(0)
-    out = data.export_peter(args.out)
-    rec = data.read_peter(out / "reviews.pickle")
+    out = loaders.export_peter(args.out)
+    rec = loaders.read_peter(out / "reviews.pickle")
     idx = {p: [int(x) for x in (out / "1" / f"{p}.index").read_text().split()]
            for p in ("train", "validation", "test")}
     rows = rec.assign(user_id=rec["user"].str[1:].astype(int),
@@ -70,26 +73,26 @@ def main() -> None:
     t0 = time.perf_counter()
     best = None
     for epochs in sorted({5, 10, args.epochs}):           # the epoch count chosen on validation
-        model = nlg.PETERExplainer(d_model=args.d_model, n_epochs=epochs, seed=0).fit(train)
-        b1 = M.bleu(model.explain(valid["user_id"], valid["item_id"]), valid["reason"], 1)
+        model = explainers.PETERExplainer(d_model=args.d_model, n_epochs=epochs, seed=0).fit(train)
+        b1 = text_metrics.bleu(model.explain(valid["user_id"], valid["item_id"]), valid["reason"], 1)
         if best is None or b1 > best[0]:
             best = (b1, epochs, model)
     _, epochs, model = best
     seconds = time.perf_counter() - t0
     gen = [g.lower() for g in model.explain(test["user_id"], test["item_id"])]
-    gen = [data._peter_text(g) for g in gen]
+    gen = [loaders.peter_text(g) for g in gen]
     ref = test["reason"].tolist()
-    ro = M.rouge(gen, ref)
+    ro = text_metrics.rouge(gen, ref)
     feature_set = set(rec["feature"])
     fmr, fcr, div = reference_feature_metrics(gen, test["feature"].tolist(), feature_set)
-    lex = nlg.lexicon()
-    phrase = np.mean([f in {c.name for c in nlg.extract_claims(g, lex)}
+    lex = claims.lexicon()
+    phrase = np.mean([f in {c.name for c in claims.extract_claims(g, lex)}
                       for g, f in zip(gen, test["feature"])])
     table = pd.DataFrame([{
-        "BLEU-1": 100 * M.bleu(gen, ref, 1), "BLEU-4": 100 * M.bleu(gen, ref, 4),
+        "BLEU-1": 100 * text_metrics.bleu(gen, ref, 1), "BLEU-4": 100 * text_metrics.bleu(gen, ref, 4),
         "ROUGE-1 F": 100 * ro["rouge1"], "ROUGE-2 F": 100 * ro["rouge2"],
         "ROUGE-L F_beta (papers)": 100 * ro["rougeL_fbeta"], "ROUGE-L F1": 100 * ro["rougeL"],
-        "USR": M.unique_sentence_ratio(gen), "FMR (token)": fmr, "FCR": fcr, "DIV": div,
+        "USR": text_metrics.unique_sentence_ratio(gen), "FMR (token)": fmr, "FCR": fcr, "DIV": div,
         "FMR (phrase, course)": phrase}]).round(3)
     print(f"\nPETER (course), d_model {args.d_model}, {epochs} epochs chosen on validation, "
           f"trained in {seconds:.0f} s (all candidate runs)\n")

@@ -30,9 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers import data  # noqa: E402
-from helpers import preprocess as pp  # noqa: E402
-from helpers import privacy as P  # noqa: E402
+from helpers.data import loaders, preprocess as pp
+from helpers.models import privacy as P  # noqa: E402
 
 EPSILONS = [None, 8.0, 3.0, 1.0]
 
@@ -85,7 +84,7 @@ def main() -> None:
     sw = pp.clean_shopworld(write=False)
     run("ShopWorld", sw["events"][sw["events"]["event_type"] != "view"],
         sw["catalogue"]["item_id"])
-    ml = data.load_movielens()
+    ml = loaders.load_movielens()
     run("MovieLens-100K", ml["ratings"], ml["items"]["item_id"])
 
 

@@ -14,10 +14,10 @@
    greedy, up to 40 new tokens: batch sizes 8/32/64, with and without the KV cache, float32 and
    bfloat16, plain and constrained decoding; then ``realise_fast`` (the loop written out, output
    layer cut to the closed vocabulary, finished rows leaving the batch) greedy in float32, with
-   int8 MLPs (``R.quantize_mlp``) and int8 everywhere (dynamic quantisation), and sampled at
+   int8 MLPs (``decoding.quantize_mlp``) and int8 everywhere (dynamic quantisation), and sampled at
    temperature 1, with the share of sentences that
    say exactly their plan; and the whole warm split as the chapter serves it
-   (``nlg.realiser.serve``: one sample per pair, the guard, greedy for the rejected), with its
+   (``realiser.serve``: one sample per pair, the guard, greedy for the rejected), with its
    unique-sentence ratio. reasons/s counts
    sentences produced; tokens/s the new tokens; peak memory is the process's max RSS on a CPU
    (torch's allocator on CUDA).
@@ -45,8 +45,21 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from helpers import config, models, nlg  # noqa: E402
-from helpers.nlg import realiser as R  # noqa: E402
+from helpers.core import config
+from helpers.models import pretrained
+from helpers.reasons import (
+    adapter,
+    claims,
+    decoding,
+    explainers,
+    guard as G,
+    lm as LM,
+    plan_prompt,
+    planner as PL,
+    realiser as R,
+    vocabulary,
+    world,
+)
 
 warnings.filterwarnings("ignore")
 
@@ -59,12 +72,12 @@ def bank_mixture(w, plans, items, mixture: dict, seed: int = 0) -> list[str]:
     that repeats another copy of the same prompt's is drawn once more (as ``realise_varied``)."""
     import random
 
-    from helpers.nlg import phrasing
+    from helpers.reasons import phrasing
 
     rng, out, said = random.Random(seed), [], {}
     for p, i in zip(plans, items):
         f = w.facts[int(i)]
-        prompt = R.realiser_prompt(p, f)
+        prompt = plan_prompt.realiser_prompt(p, f)
         kind = phrasing.kind_of(p)
         exact, mirrored = mixture[kind]
         for _ in range(2):
@@ -88,7 +101,7 @@ def main() -> None:
     device = config.get_device()
     if device.type == "cpu":
         torch.set_num_threads(2)
-    w = nlg.reason_world()
+    w = world.reason_world()
 
     # 1. scoring 10k reasons
     rng = np.random.default_rng(0)
@@ -96,19 +109,19 @@ def main() -> None:
     pairs = allr.iloc[rng.integers(0, len(allr), 10_000)].reset_index(drop=True)
     shuffled = pairs["reason"].sample(frac=1.0, random_state=1).tolist()
     t0 = time.perf_counter()
-    nlg.score_reasons(shuffled, pairs, w.lex, w.items_truth, w.facts)
+    claims.score_reasons(shuffled, pairs, w.lex, w.items_truth, w.facts)
     print(f"| scoring 10,000 reasons, every metric | {time.perf_counter() - t0:.1f} s |")
 
     rows = []
     # 2. the old chat-prompt path (peer)
-    prof = nlg.profile_map(w.profile)
+    prof = explainers.profile_map(w.profile)
     test = w.warm.head(16)
-    chat = [nlg.build_prompt(prof.get(int(u), []), w.facts[int(i)],
+    chat = [LM.build_prompt(prof.get(int(u), []), w.facts[int(i)],
                              w.train_reviews.loc[w.train_reviews["item_id"] == i, "sentence"]
                              .head(1).tolist()) for u, i in zip(test["user_id"], test["item_id"])]
-    tok, lm = models.language_model(device=device)
-    nlg.generate(tok, lm, chat[:2], max_new_tokens=4, progress=False)     # warm-up
-    _, st = nlg.generate(tok, lm, chat, batch_size=8, max_new_tokens=32, progress=False)
+    tok, lm = pretrained.language_model(device=device)
+    LM.generate(tok, lm, chat[:2], max_new_tokens=4, progress=False)     # warm-up
+    _, st = LM.generate(tok, lm, chat, batch_size=8, max_new_tokens=32, progress=False)
     rows.append({"path": "chat prompt + review (old)", "batch": 8, "KV cache": True,
                  "dtype": "float32", "decoding": "plain", "prompts": len(chat),
                  "reasons/s": st["reasons_per_s"], "tokens/s": st["tokens_per_s"],
@@ -116,20 +129,20 @@ def main() -> None:
     del lm
 
     # 3. the realiser
-    planner = nlg.fit_planner(w, progress=False)
+    planner = PL.fit_planner(w, progress=False)
     d = w.warm
     plans = planner.plans(d["user_id"], d["item_id"], progress=False)
     prompts, masks, seen = [], [], set()
     for p, i in zip(plans, d["item_id"]):
-        pr = R.realiser_prompt(p, w.facts[int(i)])
+        pr = plan_prompt.realiser_prompt(p, w.facts[int(i)])
         if pr not in seen:
             seen.add(pr)
             prompts.append(pr)
-            masks.append(R.allowed_tokens(tok, p, w.facts[int(i)]["category"], w.lex,
+            masks.append(vocabulary.allowed_tokens(tok, p, w.facts[int(i)]["category"], w.lex,
                                           brand=w.facts[int(i)]["brand"]))
     prompts, masks = prompts[:args.n_prompts], masks[:args.n_prompts]
-    tok_r, model, meta = R.load_realiser(device=device)
-    R.realise(tok_r, model, prompts[:4], progress=False)                   # warm-up
+    tok_r, model, meta = adapter.load_realiser(device=device)
+    decoding.realise(tok_r, model, prompts[:4], progress=False)                   # warm-up
     settings = [(8, True, torch.float32, False), (32, True, torch.float32, False),
                 (64, True, torch.float32, False), (32, False, torch.float32, False),
                 (64, True, torch.bfloat16, False), (64, True, torch.float32, True)]
@@ -138,7 +151,7 @@ def main() -> None:
         # weights rounded to bfloat16 (the run of 2026-11-30 did; its speeds are unaffected)
         m = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
         m.generation_config.use_cache = cache
-        _, st = R.realise(tok_r, m, prompts, batch_size=bs, progress=False,
+        _, st = decoding.realise(tok_r, m, prompts, batch_size=bs, progress=False,
                           allowed=masks if constrained else None)
         rows.append({"path": "plan prompt, LoRA realiser", "batch": bs, "KV cache": cache,
                      "dtype": str(dtype).replace("torch.", ""),
@@ -150,25 +163,25 @@ def main() -> None:
     # the written-out loop with the output layer cut to the closed vocabulary (finished rows
     # leave the batch), greedy in float32 and int8 (dynamic quantisation of every Linear), and
     # sampled at temperature 1; "plan exact" = the sentence says exactly its plan (naming the
-    # product's brand allowed: R.says_plan), the quality a faster path must not lose
-    vocab = R.closed_vocabulary(tok_r, w.lex)
+    # product's brand allowed: plan_prompt.says_plan), the quality a faster path must not lose
+    vocab = vocabulary.closed_vocabulary(tok_r, w.lex)
     plan_of = {}
     for p, i in zip(plans, d["item_id"]):
-        plan_of.setdefault(R.realiser_prompt(p, w.facts[int(i)]), (p, w.facts[int(i)]))
-    exact = lambda outs: float(np.mean([R.says_plan(o, *plan_of[p], w.lex)
+        plan_of.setdefault(plan_prompt.realiser_prompt(p, w.facts[int(i)]), (p, w.facts[int(i)]))
+    exact = lambda outs: float(np.mean([plan_prompt.says_plan(o, *plan_of[p], w.lex)
                                         for o, p in zip(outs, prompts)]))
-    hf_out, _ = R.realise(tok_r, model, prompts, batch_size=64, progress=False)
+    hf_out, _ = decoding.realise(tok_r, model, prompts, batch_size=64, progress=False)
     next(r for r in rows if r["batch"] == 64 and r["dtype"] == "float32" and r["KV cache"]
          and r["decoding"] == "plain" and r["path"].startswith("plan"))["plan exact"] = exact(hf_out)
     quant = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    mlp8 = R.quantize_mlp(model)
+    mlp8 = decoding.quantize_mlp(model)
     for label, m, bs, temp in [("fast loop, closed vocabulary", model, 64, None),
                                ("fast loop, closed vocabulary", model, 128, None),
                                ("fast loop, closed vocabulary", model, 256, None),
                                ("fast loop, closed vocabulary, sampled T=1", model, 256, 1.0),
                                ("fast loop, closed vocabulary, int8 MLPs", mlp8, 128, None),
                                ("fast loop, closed vocabulary, int8 everywhere", quant, 128, None)]:
-        outs, st = R.realise_fast(tok_r, m, prompts, vocab, batch_size=bs, temperature=temp)
+        outs, st = decoding.realise_fast(tok_r, m, prompts, vocab, batch_size=bs, temperature=temp)
         rows.append({"path": label, "batch": bs, "KV cache": True,
                      "dtype": "int8" if m is quant else "int8 MLP" if m is mlp8 else "float32",
                      "decoding": "closed vocab",
@@ -178,11 +191,11 @@ def main() -> None:
     # the whole warm split as the chapter serves it (float32, batch 256): one sample per pair at
     # temperature 1 (drawn again where another copy of its prompt got the same sentence), the
     # guard, the greedy sentence for the samples it rejects
-    full = [R.realiser_prompt(p, w.facts[int(i)]) for p, i in zip(plans, d["item_id"])]
-    wanted = {(int(u), int(i)): {nlg.planner.driver_of(c) for c in p}
+    full = [plan_prompt.realiser_prompt(p, w.facts[int(i)]) for p, i in zip(plans, d["item_id"])]
+    wanted = {(int(u), int(i)): {claims.driver_of(c) for c in p}
               for u, i, p in zip(d["user_id"], d["item_id"], plans)}
-    guard = nlg.ClosedWorldGuard(w.facts, w.lex, personal=lambda u, i: wanted[(u, i)],
-                                 fallback=nlg.TemplateExplainer(w.facts, w.profile))
+    guard = G.ClosedWorldGuard(w.facts, w.lex, personal=lambda u, i: wanted[(u, i)],
+                                 fallback=explainers.TemplateExplainer(w.facts, w.profile))
     said, st = R.serve(tok_r, model, vocab, guard, d["user_id"], d["item_id"], plans,
                        temperature=1.0, seed=0)
     usr = len(set(said)) / len(said)
@@ -202,15 +215,15 @@ def main() -> None:
     # of pairs said in the references' exact wording (template 0 of each kind)
     import random
 
-    from helpers.nlg import phrasing
+    from helpers.reasons import phrasing
 
     keep = ["BLEU-4", "USR", "FMR", "faithful"]
     score = lambda outs: {k: float(v) for k, v in
-                          nlg.score_reasons(outs, d, w.lex, w.items_truth, w.facts).items()
+                          claims.score_reasons(outs, d, w.lex, w.items_truth, w.facts).items()
                           if k in keep}
     trade = {"LM served (T=1, guard)": score(said)}
     for label, temp in (("LM greedy", None), ("LM T=0.7", 0.7)):
-        outs, _ = R.realise_fast(tok_r, model, full, vocab, batch_size=256, temperature=temp,
+        outs, _ = decoding.realise_fast(tok_r, model, full, vocab, batch_size=256, temperature=temp,
                                  seed=0)
         trade[label] = score(outs)
     for share in (0.0, 0.25, 0.5, 1.0):
@@ -228,7 +241,7 @@ def main() -> None:
     # the last 15 % of the training period, plans = the references' own claims (no test pair)
     tr = w.train.sort_values("timestamp", kind="stable")
     val = tr.iloc[int(len(tr) * 0.85):]
-    vplans = [R.plan_from_reason(r, w.lex) for r in val["reason"]]
+    vplans = [plan_prompt.plan_from_reason(r, w.lex) for r in val["reason"]]
     val, vplans = val[[bool(p) for p in vplans]], [p for p in vplans if p]
     every = lambda shares: {k: shares for k in R.MIXTURE}
     aspects = lambda shares: dict(simple=(0.05, 0.45), aspect=shares, two_aspects=shares)
@@ -240,7 +253,7 @@ def main() -> None:
             aspects((ex_share, mirrored))
     assert R.MIXTURE in grid.values(), "the shipped mixture should be one of the grid's rows"
     for label, mixture in grid.items():
-        s = nlg.score_reasons(bank_mixture(w, vplans, val["item_id"], mixture), val, w.lex,
+        s = claims.score_reasons(bank_mixture(w, vplans, val["item_id"], mixture), val, w.lex,
                               w.items_truth, w.facts)
         grid[label] = {"BLEU-4": float(s["BLEU-4"]), "USR": float(s["USR"]),
                        "shipped": "yes" if mixture == R.MIXTURE else ""}
@@ -251,14 +264,14 @@ def main() -> None:
 
     # 5. LoRA fine-tuning speed
     if args.steps:
-        tok2, base = models.language_model(device=device)
+        tok2, base = pretrained.language_model(device=device)
         ex, *_ = R.training_examples(w, tok2)
-        lora = R.add_lora(base, seed=0)
+        lora = adapter.add_lora(base, seed=0)
         t0 = time.perf_counter()
-        nlg.finetune_lm(lora, ex, steps=args.steps, batch_size=16, lr=1e-3,
+        LM.finetune_lm(lora, ex, steps=args.steps, batch_size=16, lr=1e-3,
                         pad_id=tok2.pad_token_id, progress=False)
         per_step = (time.perf_counter() - t0) / args.steps
-        shipped = json.loads(R.ADAPTER.with_suffix(".json").read_text())["training"]
+        shipped = json.loads(adapter.ADAPTER.with_suffix(".json").read_text())["training"]
         print(f"\nLoRA fine-tuning: {per_step:.2f} s/step (batch 16, {len(ex)} examples); the "
               f"shipped recipe's {shipped['steps']} steps would take "
               f"~{shipped['steps'] * per_step / 60:.0f} min here (it took "

@@ -31,10 +31,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers import cf, data  # noqa: E402
-from helpers import interest as I  # noqa: E402
-from helpers import preprocess as pp  # noqa: E402
-from helpers import rerank as R  # noqa: E402
+from helpers.data import loaders, preprocess as pp
+from helpers.models import cf, interest as I
+from helpers.serving import rerank as R  # noqa: E402
 
 
 def frontier(name, inter, items, vectors, category):
@@ -63,7 +62,7 @@ def main() -> None:
     emb = pd.DataFrame(I.encode_items(texts).numpy(), index=texts.index)
     frontier("ShopWorld", events[events["event_type"] != "view"], catalogue["item_id"], emb,
              catalogue.set_index("item_id")["category"])
-    ml = data.load_movielens()
+    ml = loaders.load_movielens()
     genres = ml["items"].set_index("item_id")["genres"]
     onehot = genres.str.get_dummies("|").astype(float)
     onehot = onehot.loc[onehot.sum(axis=1) > 0]

@@ -32,7 +32,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers import scale  # noqa: E402
+from helpers.serving import scale  # noqa: E402
 
 KEY = ["user_id", "rank", "item_id", "reason", "fallback"]
 

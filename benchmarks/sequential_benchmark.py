@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import cf, data, preprocess as pp  # noqa: E402
-from helpers.sequential import SASRecRecommender  # noqa: E402
+from helpers.data import loaders, preprocess as pp
+from helpers.models import cf
+from helpers.models.sequential import SASRecRecommender  # noqa: E402
 
 warnings.filterwarnings("ignore")
 torch.set_num_threads(2)
@@ -53,7 +54,7 @@ def table(title, df, max_len):
 
 
 def main():
-    ml = data.load_movielens()["ratings"]
+    ml = loaders.load_movielens()["ratings"]
     table("MovieLens-100K, leave-last-out, full ranking", ml, 50)
     events = pp.clean_shopworld(write=False)["events"]
     table("ShopWorld, leave-last-out, full ranking", events[events["event_type"] != "view"], 20)

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import config  # noqa: E402
-from helpers import shopworld as sw  # noqa: E402
+from helpers.core import config  # noqa: E402
+from helpers.data import shopworld as sw  # noqa: E402
 
 
 def run(users: int, items: int) -> dict:

@@ -11,9 +11,9 @@ def tiny_lm():
     fixed initial weights (seconds to train on a CPU)."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from helpers import models
+    from helpers.models import pretrained
 
-    tok = AutoTokenizer.from_pretrained(models.converted_lm_dir())
+    tok = AutoTokenizer.from_pretrained(pretrained.converted_lm_dir())
     tok.padding_side = "left"
 
     def make():

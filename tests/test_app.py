@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import app as A
-from helpers import evaluation as E
-from helpers import rerank as R
-from helpers.data import DataError
+from helpers.core.checks import DataError, ParameterError
+from helpers.evaluation import offline as E
+from helpers.serving import app as A, rerank as R
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +90,7 @@ def test_the_diversity_knob_varies_the_list(shop):
     assert set(plain["item_id"]) != set(varied["item_id"])
     ild = lambda items: E.intra_list_diversity(items.assign(user_id=user), shop.unit).mean()  # noqa
     assert ild(varied) > ild(plain)
-    with pytest.raises(DataError, match="lam"):
+    with pytest.raises(ParameterError, match="lam"):
         shop.set_diversity(1.5)
 
 
@@ -109,16 +108,16 @@ def test_a_posted_review_never_reaches_a_reason(shop):
     assert not again.items["reason"].str.contains("gold|waterproof|2026|Ignore").any()
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda s: s.act(s.users()[0], 10**9, "purchase"), "unknown item"),
-    (lambda s: s.act(s.users()[0], 1, "steal"), "action"),
-    (lambda s: s.page("alice"), "integer ID"),
-    (lambda s: s.page(True), "integer ID"),
-    (lambda s: s.post_review(s.users()[0], 1, "   "), "non-empty"),
-    (lambda s: s.set_diversity(float("nan")), "finite"),
+@pytest.mark.parametrize("call,err,match", [
+    (lambda s: s.act(s.users()[0], 10**9, "purchase"), DataError, "unknown item"),
+    (lambda s: s.act(s.users()[0], 1, "steal"), DataError, "action"),
+    (lambda s: s.page("alice"), DataError, "integer ID"),
+    (lambda s: s.page(True), DataError, "integer ID"),
+    (lambda s: s.post_review(s.users()[0], 1, "   "), DataError, "non-empty"),
+    (lambda s: s.set_diversity(float("nan")), ParameterError, "finite"),
 ])
-def test_bad_input_is_refused(shop, call, match):
-    with pytest.raises(DataError, match=match):
+def test_bad_input_is_refused(shop, call, err, match):
+    with pytest.raises(err, match=match):
         call(shop)
 
 

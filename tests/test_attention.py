@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from helpers import attention as A
+from helpers.models import attention as A
 
 
 def _qkv(b=2, h=3, t=5, d=8, seed=0):

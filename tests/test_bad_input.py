@@ -3,6 +3,7 @@ it: NaN/inf, strings where numbers belong, non-integer k/steps, duplicates, unkn
 out-of-range ids, wrong tensor dtypes and shapes, None, empty input. Each case below was a silent
 wrong result or an obscure internal error before (issue 11), or guards a public entry point of
 the same kind."""
+import functools
 import re
 import warnings
 
@@ -11,17 +12,32 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import attention as A
-from helpers import cf, config, data, interest as I, nlg, sequential
-from helpers import metrics as M
-from helpers import preprocess as pp
-from helpers import similarity as S
-from helpers.data import DataError
+from helpers.core import config
+from helpers.core.checks import DataError, ParameterError
+from helpers.data import loaders, preprocess as pp
+from helpers.metrics import ranking as M, text as text_metrics
+from helpers.models import attention as A, cf, interest as I, sequential, similarity as S
+from helpers.reasons import claims, explainers, lm, untrusted
 
 ev = pd.DataFrame({"user_id": [1, 1, 2, 2, 3], "item_id": [10, 11, 10, 12, 11],
                    "timestamp": [1, 2, 3, 4, 5], "rating": [4., 5., 3., 2., 4.],
                    "event_type": ["purchase"] * 5})
 cat = pd.DataFrame({"item_id": [10, 11, 12], "launch_ts": [0, 0, 0]})
+
+
+@functools.cache
+def _raw_catalogue() -> pd.DataFrame:
+    return loaders.load_shopworld("raw_catalogue")
+
+
+def raw_catalogue(**first_category) -> pd.DataFrame:
+    """ShopWorld's raw catalogue with columns replaced in every row of its first category."""
+    raw = _raw_catalogue().copy()
+    category = pp.normalise_category(raw["category"])      # however each row spells it
+    rows = category == category.iloc[0]
+    for k, v in first_category.items():
+        raw.loc[rows, k] = v
+    return raw
 
 
 def mk(**changes):
@@ -45,13 +61,13 @@ CASES = [
      lambda: M.rmse(["a"],[1])),
     ('mae 2d', DataError, 'y_true\\ and\\ y_pred\\ must\\ be\\ 1\\-D\\ and\\ the\\ same\\ lengt',
      lambda: M.mae([[1]],[[1]])),
-    ('ndcg k float', DataError, 'k\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ float\\ 2\\.0;\\ e\\.g',
+    ('ndcg k float', ParameterError, 'k\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ float\\ 2\\.0;\\ e\\.g',
      lambda: M.ndcg_at_k(np.array([[1,2]]),[{1}],2.0)),
     ('ndcg relevant not sets', DataError, 'relevant\\ must\\ hold\\ one\\ collection\\ \\(a\\ set\\)\\ of\\ rel',
      lambda: M.ndcg_at_k(np.array([[1,2]]),[1],2)),
     ('hits top 1d', DataError, 'top\\ must\\ be\\ 2\\-D\\ \\(users\\ x\\ ranks\\),\\ got\\ shape\\ \\(2,\\)',
      lambda: M.hits_at_k(np.array([1,2]),[{1}],2)),
-    ('coverage n_items 0', DataError, 'n_items\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ int\\ 0;\\ e',
+    ('coverage n_items 0', ParameterError, 'n_items\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ int\\ 0;\\ e',
      lambda: M.catalogue_coverage(np.array([[1]]),0)),
     ('rank nan', DataError, '1\\ scores\\ are\\ NaN\\ \\(e\\.g\\.\\ row\\ 0\\):\\ a\\ model\\ produced\\ ',
      lambda: M.rank_from_scores(np.array([[np.nan,1.0]]),1)),
@@ -63,30 +79,30 @@ CASES = [
      lambda: M.sampled_metrics(np.array([[np.nan]+[1.0]*200]),[0],10)),
     ('sampled test float', DataError, 'test_items\\ must\\ be\\ integer\\ item\\ indices\\ in\\ \\[0,\\ 1',
      lambda: M.sampled_metrics(np.ones((1,200)),[0.5],10)),
-    ('sampled neg 0', DataError, 'n_negatives\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ int\\ ',
+    ('sampled neg 0', ParameterError, 'n_negatives\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ int\\ ',
      lambda: M.sampled_metrics(np.ones((1,200)),[0],10,n_negatives=0)),
     ('eval_ranking dup', DataError, '1\\ recommendations\\ repeat\\ an\\ item\\ for\\ the\\ same\\ us',
      lambda: M.evaluate_ranking(pd.DataFrame({"user_id":[1,1],"item_id":[5,5],"rank":[1,2]}), pd.DataFrame({"user_id":[1],"item_id":[5]}),2)),
-    ('eval_ranking k 0', DataError, 'k\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ int\\ 0;\\ e\\.g\\.\\ k=',
+    ('eval_ranking k 0', ParameterError, 'k\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ int\\ 0;\\ e\\.g\\.\\ k=',
      lambda: M.evaluate_ranking(pd.DataFrame({"user_id":[1],"item_id":[5],"rank":[1]}), pd.DataFrame({"user_id":[1],"item_id":[5]}),0)),
     ('bleu none', DataError, 'generated\\ text\\ 0\\ is\\ a\\ NoneType,\\ not\\ a\\ string\\ \\(a\\ ',
-     lambda: M.bleu([None],["a"])),
+     lambda: text_metrics.bleu([None],["a"])),
     ('bleu len', DataError, '1\\ generated\\ texts\\ but\\ 2\\ references;\\ each\\ reason\\ ',
-     lambda: M.bleu(["a"],["a","b"])),
+     lambda: text_metrics.bleu(["a"],["a","b"])),
     ('bleu max_order 0', ValueError, 'max_order\\ must\\ be\\ >=\\ 1,\\ got\\ 0',
-     lambda: M.bleu(["a"],["a"],max_order=0)),
+     lambda: text_metrics.bleu(["a"],["a"],max_order=0)),
     ('rouge empty', DataError, 'no\\ generated\\ texts\\ to\\ score',
-     lambda: M.rouge([],[])),
+     lambda: text_metrics.rouge([],[])),
     ('usr str', DataError, 'pass\\ lists\\ of\\ texts,\\ not\\ one\\ string\\ \\(a\\ string\\ wo',
-     lambda: M.unique_sentence_ratio("abc")),
-    ('fcr n 0', DataError, 'n_features\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ int\\ 0',
-     lambda: M.feature_coverage_ratio([{"a"}],0)),
-    ('fcr n float', DataError, 'n_features\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ float',
-     lambda: M.feature_coverage_ratio([{"a"}],2.5)),
+     lambda: text_metrics.unique_sentence_ratio("abc")),
+    ('fcr n 0', ParameterError, 'n_features\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ int\\ 0',
+     lambda: text_metrics.feature_coverage_ratio([{"a"}],0)),
+    ('fcr n float', ParameterError, 'n_features\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ float',
+     lambda: text_metrics.feature_coverage_ratio([{"a"}],2.5)),
     ('fmr str', DataError, 'generated_features\\ must\\ be\\ a\\ list\\ of\\ feature\\ col',
-     lambda: M.feature_matching_ratio("ab","ab")),
+     lambda: text_metrics.feature_matching_ratio("ab","ab")),
     ('faith empty', DataError, 'no\\ judged\\ reasons',
-     lambda: M.faithfulness([])),
+     lambda: text_metrics.faithfulness([])),
     ('cos list', TypeError, 'a\\ must\\ be\\ a\\ torch\\.Tensor,\\ got\\ list;\\ use\\ torch\\.as',
      lambda: S.cosine_similarity([[1.0]],torch.ones(1,1))),
     ('cos nan', ValueError, 'a\\ contains\\ NaN\\ or\\ inf;\\ check\\ the\\ encoder\\ that\\ pr',
@@ -119,21 +135,21 @@ CASES = [
      lambda: A.AttentionConfig(d_model=10,n_head=3)),
     ('cfg dropout 1.5', ValueError, 'AttentionConfig\\.dropout\\ must\\ be\\ in\\ \\[0,\\ 1\\),\\ got\\ 1',
      lambda: A.AttentionConfig(dropout=1.5)),
-    ('causal 0', ValueError, 't\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ 0',
+    ('causal 0', ParameterError, 't\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ int\\ 0',
      lambda: A.causal_mask(0)),
-    ('causal float', ValueError, 't\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ 2\\.5',
+    ('causal float', ParameterError, 't\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ float\\ 2\\.5',
      lambda: A.causal_mask(2.5)),
     ('padding mask int', ValueError, 'is_real\\ must\\ be\\ a\\ \\(batch,\\ time\\)\\ bool\\ tensor',
      lambda: A.padding_mask(torch.ones(2,3))),
     ('sinus odd', ValueError, 'd\\ must\\ be\\ even,\\ got\\ 3',
      lambda: A.sinusoidal_positions(4,3)),
-    ('sasrec id beyond', ValueError, 'seq\\ holds\\ ids\\ outside\\ 0\\.\\.5\\ \\(0\\ pads,\\ items\\ are\\ 1\\.',
-     lambda: A.SASRec(5, max_len=4)(torch.tensor([[0,1,9]]))),
+    ('sasrec rec unknown history item', DataError, 'Unknown\\ history\\ item',
+     lambda: sequential.SASRecRecommender(n_epochs=1).fit(ev).use_history(mk(item_id=[10, 11, 99, 10, 11]))),
     ('sasrec float seq', TypeError, 'seq\\ must\\ hold\\ integer\\ item\\ ids\\ \\(int64\\),\\ got\\ torc',
      lambda: A.SASRec(5, max_len=4)(torch.ones(1,3))),
     ('sasrec long seq', ValueError, 'seq\\ must\\ be\\ a\\ \\(batch,\\ t\\ <=\\ 4\\)\\ tensor,\\ got\\ \\(1,\\ 6\\)',
      lambda: A.SASRec(5, max_len=4)(torch.ones(1,6,dtype=torch.long))),
-    ('sasrec n_items 0', ValueError, 'SASRec\\ n_items\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ 0',
+    ('sasrec n_items 0', ParameterError, 'SASRec\\ n_items\\ must\\ be\\ a\\ positive\\ integer,\\ got\\ int\\ 0',
      lambda: A.SASRec(0)),
     ('mha wrong width', ValueError, 'x\\ must\\ be\\ \\(batch,\\ time,\\ 16\\),\\ got\\ \\(1,\\ 3,\\ 8\\)',
      lambda: A.MultiHeadAttention(A.AttentionConfig(16,4))(torch.ones(1,3,8))),
@@ -145,7 +161,7 @@ CASES = [
      lambda: config.seed_everything(1.5)),
     ('device bad', ValueError, "Unknown\\ device\\ 'tpu':\\ use\\ 'cpu',\\ 'cuda',\\ 'cuda:N",
      lambda: config.get_device("tpu")),
-    ('leave_last_out n_test 1.5', DataError, 'n_test\\ must\\ be\\ an\\ integer,\\ got\\ float\\ 1\\.5\\.\\ Pass\\ a',
+    ('leave_last_out n_test 1.5', ParameterError, 'n_test\\ must\\ be\\ an\\ integer,\\ got\\ float\\ 1\\.5\\.\\ Pass\\ a',
      lambda: pp.leave_last_out(ev, n_test=1.5)),
     ('leave_last_out str ts', DataError, 'timestamp\\ in\\ the\\ interactions\\ must\\ be\\ numeric\\ \\(e',
      lambda: pp.leave_last_out(mk(timestamp=["1","2","10","9","3"]))),
@@ -163,7 +179,7 @@ CASES = [
      lambda: pp.temporal_split(ev,[3,2])),
     ('random_split ratios', DataError, 'ratios\\ must\\ be\\ non\\-negative\\ and\\ sum\\ to\\ 1,\\ got\\ \\(0',
      lambda: pp.random_split(ev,(0.5,0.6))),
-    ('random_split seed str', DataError, "seed\\ must\\ be\\ an\\ integer,\\ got\\ str\\ 'a'\\.\\ Pass\\ a\\ who",
+    ('random_split seed str', ParameterError, "seed\\ must\\ be\\ an\\ integer,\\ got\\ str\\ 'a'\\.\\ Pass\\ a\\ who",
      lambda: pp.random_split(ev,seed="a")),
     ('random_split nan ratio', DataError, 'ratios\\ must\\ be\\ finite\\ numbers\\ such\\ as\\ \\(0\\.8,\\ 0\\.1,',
      lambda: pp.random_split(ev,(np.nan,1.0))),
@@ -207,23 +223,23 @@ CASES = [
      lambda: cf.BiasedMF(4).fit(mk(rating=[np.inf,5,3,2,4]))),
     ('mf str rating', DataError, 'rating\\ in\\ the\\ training\\ data\\ must\\ be\\ numeric,\\ got',
      lambda: cf.BiasedMF(4).fit(mk(rating=["4","5","3","2","4"]))),
-    ('mf n_factors 0', DataError, 'n_factors\\ must\\ be\\ >=\\ 1,\\ got\\ 0\\.',
+    ('mf n_factors 0', ParameterError, 'n_factors\\ must\\ be\\ >=\\ 1,\\ got\\ 0\\.',
      lambda: cf.BiasedMF(0).fit(ev)),
-    ('mf solver', DataError, "solver\\ must\\ be\\ 'adam'\\ or\\ 'als',\\ got\\ 'sgd'",
+    ('mf solver', ParameterError, "solver\\ must\\ be\\ one\\ of\\ \\['adam',\\ 'als'\\],\\ got\\ 'sgd'",
      lambda: cf.BiasedMF(4, solver="sgd").fit(ev)),
-    ('mf epochs float', DataError, 'n_epochs\\ must\\ be\\ an\\ integer,\\ got\\ float\\ 2\\.5\\.\\ Pass',
+    ('mf epochs float', ParameterError, 'n_epochs\\ must\\ be\\ an\\ integer,\\ got\\ float\\ 2\\.5\\.\\ Pass',
      lambda: cf.BiasedMF(4, n_epochs=2.5).fit(ev)),
     ('knn explicit dup', DataError, '5\\ \\(user,\\ item\\)\\ pairs\\ are\\ rated\\ more\\ than\\ once\\ \\(e',
      lambda: cf.KNN(explicit=True,similarity="cosine").fit(pd.concat([ev,ev.assign(rating=5.0)]))),
-    ('knn k 0', DataError, 'k\\ \\(neighbours\\)\\ must\\ be\\ >=\\ 1,\\ got\\ 0\\.',
-     lambda: cf.KNN(k=0)),
-    ('knn shrink neg', DataError, 'shrink\\ must\\ be\\ a\\ finite\\ number\\ >=\\ 0,\\ got\\ \\-1',
-     lambda: cf.KNN(shrink=-1)),
-    ('bpr epochs 0', DataError, 'n_epochs\\ must\\ be\\ >=\\ 1,\\ got\\ 0\\.',
+    ('knn k 0', ParameterError, 'k\\ \\(neighbours\\)\\ must\\ be\\ >=\\ 1,\\ got\\ 0\\.',
+     lambda: cf.KNN(k=0).fit(ev)),
+    ('knn shrink neg', ParameterError, 'shrink\\ must\\ be\\ >=\\ 0,\\ got\\ \\-1',
+     lambda: cf.KNN(shrink=-1).fit(ev)),
+    ('bpr epochs 0', ParameterError, 'n_epochs\\ must\\ be\\ >=\\ 1,\\ got\\ 0\\.',
      lambda: cf.BPR(4,n_epochs=0).fit(ev)),
-    ('bpr lr nan', DataError, 'lr\\ must\\ be\\ finite,\\ got\\ nan\\.',
+    ('bpr lr nan', ParameterError, 'lr\\ must\\ be\\ finite,\\ got\\ nan\\.',
      lambda: cf.BPR(4,lr=float("nan")).fit(ev)),
-    ('recommend k 2.5', DataError, 'k\\ must\\ be\\ an\\ integer,\\ got\\ float\\ 2\\.5\\.\\ Pass\\ a\\ whol',
+    ('recommend k 2.5', ParameterError, 'k\\ must\\ be\\ an\\ integer,\\ got\\ float\\ 2\\.5\\.\\ Pass\\ a\\ whol',
      lambda: cf.MostPopular().fit(ev).recommend([1],k=2.5)),
     ('recommend unfitted', DataError, 'MostPopular\\ is\\ not\\ fitted\\ yet:\\ call\\ \\.fit\\(train\\)\\ ',
      lambda: cf.MostPopular().recommend([1])),
@@ -235,7 +251,7 @@ CASES = [
      lambda: cf.Biases().fit(ev).predict([1,2],[10])),
     ('fit float ids', DataError, '1\\ values\\ of\\ user_id\\ in\\ the\\ training\\ data\\ are\\ not',
      lambda: cf.MostPopular().fit(mk(user_id=[1.5,1,2,2,3]))),
-    ('biases reg neg', DataError, 'reg_user\\ must\\ be\\ >=\\ 0,\\ got\\ \\-1\\.',
+    ('biases reg neg', ParameterError, 'reg_user\\ must\\ be\\ >=\\ 0,\\ got\\ \\-1\\.',
      lambda: cf.Biases(reg_user=-1).fit(ev)),
     ('ibs temperature 0', ValueError, 'temperature\\ must\\ be\\ a\\ finite\\ number\\ >\\ 0\\ \\(e\\.g\\.\\ 0\\.',
      lambda: I.in_batch_softmax_loss(torch.ones(2,3),torch.ones(2,3),temperature=0)),
@@ -249,49 +265,49 @@ CASES = [
      lambda: I.attention_pool(torch.ones(5,3),torch.tensor([[1,2]]),torch.ones(1,3),temperature=0)),
     ('mask_items prob 2', ValueError, 'mask_prob\\ must\\ be\\ in\\ \\(0,\\ 1\\),\\ got\\ 2\\.0',
      lambda: I.mask_items(torch.tensor([[1,2]]),2.0,9)),
-    ('aspect_precision top 0', DataError, 'top\\ must\\ be\\ >=\\ 1,\\ got\\ 0\\.',
+    ('aspect_precision top 0', ParameterError, 'top\\ must\\ be\\ >=\\ 1,\\ got\\ 0\\.',
      lambda: I.aspect_precision(pd.DataFrame({"user_id":[1]}),pd.DataFrame({"user_id":[1]}),top=0)),
     ('item_texts missing', DataError, "the\\ catalogue\\ is\\ missing\\ column\\(s\\)\\ \\['title',\\ 'de",
      lambda: I.item_texts(cat)),
     ('build_prompt str', ValueError, 'profile_aspects\\ must\\ be\\ a\\ list\\ of\\ aspect\\ names\\ s',
-     lambda: nlg.build_prompt("comfort",{"title":"x"})),
+     lambda: lm.build_prompt("comfort",{"title":"x"})),
     ('build_prompt reviews str', ValueError, 'reviews\\ must\\ be\\ a\\ list\\ of\\ strings\\ \\(or\\ None\\),\\ got',
-     lambda: nlg.build_prompt(["comfort"],{"title":"x"},"great")),
+     lambda: lm.build_prompt(["comfort"],{"title":"x"},"great")),
     ('explainer float ids', ValueError, 'users\\ must\\ be\\ whole\\-number\\ IDs;\\ got\\ \\[1\\.5\\]\\ \\(NaN,\\ ',
-     lambda: nlg.TemplateExplainer({}, None).explain([1.5],[2])),
+     lambda: explainers.TemplateExplainer({}, None).explain([1.5],[2])),
     ('explainer str ids', ValueError, 'users\\ must\\ be\\ integer\\ IDs,\\ got\\ dtype\\ <U1\\ \\(e\\.g\\.\\ \\[',
-     lambda: nlg.TemplateExplainer({}, None).explain(["a"],[2])),
+     lambda: explainers.TemplateExplainer({}, None).explain(["a"],[2])),
     ('collate short labels', ValueError, 'example\\ 0:\\ input_ids\\ \\(3\\)\\ and\\ labels\\ \\(2\\)\\ must\\ be\\ ',
-     lambda: nlg._collate([{"input_ids":[1,2,3],"labels":[-100,2]}],0)),
+     lambda: lm.collate([{"input_ids":[1,2,3],"labels":[-100,2]}],0)),
     ('top_k_filter 0', ValueError, 'k\\ must\\ be\\ >=\\ 1,\\ got\\ 0',
-     lambda: nlg.top_k_filter(torch.ones(1,3),0)),
+     lambda: lm.top_k_filter(torch.ones(1,3),0)),
     ('top_p 0', ValueError, 'p\\ must\\ be\\ in\\ \\(0,\\ 1\\],\\ got\\ 0',
-     lambda: nlg.top_p_filter(torch.ones(1,3),0)),
+     lambda: lm.top_p_filter(torch.ones(1,3),0)),
     ('clean_untrusted none', TypeError, 'expected\\ text,\\ got\\ NoneType',
-     lambda: nlg.clean_untrusted(None)),
+     lambda: untrusted.clean_untrusted(None)),
     ('extract_claims none', TypeError, 'a\\ reason\\ must\\ be\\ a\\ string,\\ got\\ NoneType',
-     lambda: nlg.extract_claims(None, nlg.lexicon())),
+     lambda: claims.extract_claims(None, claims.lexicon())),
     ('peter_mask 0', ValueError, 'n_words\\ must\\ be\\ >=\\ 1,\\ got\\ 0',
-     lambda: nlg.peter_mask(0)),
+     lambda: explainers.peter_mask(0)),
     ('load_shopworld unknown', DataError, "Unknown\\ ShopWorld\\ table\\ 'nope';\\ choose\\ from\\ \\['ca",
-     lambda: data.load_shopworld("nope")),
+     lambda: loaders.load_shopworld("nope")),
     ('load_image unknown', DataError, 'No\\ image\\ for\\ item_id=999999;\\ ShopWorld\\ item\\ IDs\\ ',
-     lambda: data.load_image(999999)),
+     lambda: loaders.load_image(999999)),
     ('load_image float', DataError, 'No\\ image\\ for\\ item_id=1\\.5;\\ ShopWorld\\ item\\ IDs\\ run',
-     lambda: data.load_image(1.5)),
+     lambda: loaders.load_image(1.5)),
     ('load_movielens src', DataError, "source\\ must\\ be\\ 'auto',\\ 'recbole'\\ or\\ 'grouplens',",
-     lambda: data.load_movielens("kaggle")),
+     lambda: loaders.load_movielens("kaggle")),
     ('hf_dataset unknown', DataError, "Unknown\\ ShopWorld\\ table\\ 'nope';\\ choose\\ from\\ \\['ca",
-     lambda: data.hf_dataset("nope")),
+     lambda: loaders.hf_dataset("nope")),
     ('read_peter missing', DataError, 'nonexistent\\.pickle does not exist',
-     lambda: data.read_peter("/nonexistent.pickle")),
-    ('user_sequences', DataError, 'max_len\\ must\\ be\\ >=\\ 1,\\ got\\ 0\\.',
+     lambda: loaders.read_peter("/nonexistent.pickle")),
+    ('user_sequences', ParameterError, 'max_len\\ must\\ be\\ >=\\ 1,\\ got\\ 0\\.',
      lambda: sequential.user_sequences(ev, np.array([0,0,1,1,2]), np.array([0,1,0,2,1]), 3, max_len=0)),
-    ('sasrec rec epochs 0', DataError, 'n_epochs\\ must\\ be\\ >=\\ 1,\\ got\\ 0\\.',
+    ('sasrec rec epochs 0', ParameterError, 'n_epochs\\ must\\ be\\ >=\\ 1,\\ got\\ 0\\.',
      lambda: sequential.SASRecRecommender(n_epochs=0).fit(ev)),
     ('sasrec rec max_len float', ValueError, 'max_len must be an integer, got float 2\\.5',
      lambda: sequential.SASRecRecommender(max_len=2.5).fit(ev)),
-    ('twotower batch 0', DataError, 'batch_size\\ must\\ be\\ >=\\ 1,\\ got\\ 0\\.',
+    ('twotower batch 0', ParameterError, 'batch_size\\ must\\ be\\ >=\\ 1,\\ got\\ 0\\.',
      lambda: I.TwoTowerRecommender(torch.ones(3,4), [10,11,12], batch_size=0).fit(ev)),
     ('textinterest emb ids mismatch', ValueError, '3\\ item\\ IDs\\ for\\ 2\\ embeddings;\\ pass\\ the\\ index\\ of\\ t',
      lambda: I.TextInterestRecommender(torch.ones(2,4), [10,11,12]).fit(ev)),
@@ -301,6 +317,22 @@ CASES = [
      lambda: I.TextInterestRecommender(torch.full((3,4),float("nan")), [10,11,12]).fit(ev)),
     ('bert4rec mask_prob', ValueError, 'mask_prob must be <= 0\\.999, got 1\\.5',
      lambda: I.BERT4RecRecommender(mask_prob=1.5).fit(ev)),
+    # the classes of bad input the architecture review found still getting through
+    ('catalogue inf price', DataError, 'values\\ of\\ price\\ in\\ the\\ catalogue\\ are\\ infinite',
+     lambda: pp.clean_catalogue(raw_catalogue(price=np.inf))),
+    ('catalogue category with no price', DataError, 'no\\ median\\ to\\ impute',
+     lambda: pp.clean_catalogue(raw_catalogue(price=np.nan))),
+    ('sasrec text times', DataError, "timestamp\\ in\\ the\\ interactions\\ must\\ be\\ numeric",
+     lambda: sequential.SASRecRecommender(n_epochs=1).fit(mk(timestamp=["10", "9", "3", "4", "5"]))),
+    ('user_sequences text times', DataError, "text\\ timestamps\\ sort\\ as\\ text",
+     lambda: sequential.user_sequences(mk(timestamp=["10", "9", "3", "4", "5"]), np.array([0, 0, 1, 1, 2]),
+                                       np.array([0, 1, 0, 2, 1]), 3, max_len=4)),
+    ('id map mixed kinds', DataError, "IDs\\ mix\\ kinds\\ \\['number',\\ 'str'\\]",
+     lambda: pp.build_id_map([1, "1", 2])),
+    ('fit mixed-kind ids', DataError, "IDs\\ mix\\ kinds",
+     lambda: cf.MostPopular().fit(mk(user_id=[1, "1", 2, 2, 3]))),
+    ('aspects a string', DataError, 'aspects\\ must\\ be\\ a\\ non\\-empty\\ list',
+     lambda: I.marketed_aspects(cat.assign(description=["a", "b", "c"]), "comfort")),
 ]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.config import ROOT
+from helpers.core.config import ROOT
 
 TAR = ROOT / "build" / "bundle" / "reasonrec-bundle.tar"
 needs_bundle = pytest.mark.skipif(not TAR.exists(),
@@ -59,8 +59,9 @@ def test_the_bundle_installs_offline_into_a_fresh_venv(unpacked, tmp_path):
     # the installed course works from its own venv: a pretrained encoder loads and encodes
     check = subprocess.run(
         [str(course / ".venv" / "bin" / "python"), "-c",
-         "from helpers import models, config; print(config.cache_dir());"
-         "tok, m = models.text_encoder(); v = models.encode(['a warm coat'], tok, m);"
+         "from helpers.core import config; from helpers.models import pretrained;"
+         "print(config.cache_dir());"
+         "tok, m = pretrained.text_encoder(); v = pretrained.encode(['a warm coat'], tok, m);"
          "print(tuple(v.shape))"],
         cwd=course, env=env, capture_output=True, text=True, timeout=600)
     assert check.returncode == 0, check.stderr[-3000:]

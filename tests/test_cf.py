@@ -8,9 +8,9 @@ import torch
 from sklearn.linear_model import Ridge
 from sklearn.metrics.pairwise import cosine_similarity
 
-from helpers import cf
-from helpers.data import DataError
-from helpers.preprocess import build_id_map
+from helpers.core.checks import DataError, ParameterError
+from helpers.data.preprocess import build_id_map
+from helpers.models import cf
 
 
 def _additive(n_u=12, n_i=9, seed=0):
@@ -112,7 +112,7 @@ def test_recommend_excludes_seen_falls_back_for_unknown_users_and_checks_k():
     with pytest.warns(UserWarning, match="not seen in training"):
         cold = m.recommend([99], k=2)
     assert cold["item_id"].tolist() == [10, 11]
-    with pytest.raises(DataError, match="k must be"):
+    with pytest.raises(ParameterError, match="k must be"):
         m.recommend([1], k=0)
     with pytest.warns(UserWarning, match="larger than the catalogue"):
         assert len(m.recommend([2], k=50, exclude_seen=False)) == 3
@@ -135,12 +135,12 @@ def test_mismatched_id_maps_are_an_error():
 
 
 def test_bad_model_options():
-    with pytest.raises(DataError, match="kind"):
-        cf.KNN(kind="both")
-    with pytest.raises(DataError, match="explicit=True"):
-        cf.KNN(similarity="pearson")
-    with pytest.raises(DataError, match="solver"):
-        cf.BiasedMF(solver="sgd-magic")
+    with pytest.raises(ParameterError, match="kind"):
+        cf.KNN(kind="both").check_params()
+    with pytest.raises(ParameterError, match="explicit=True"):
+        cf.KNN(similarity="pearson").check_params()
+    with pytest.raises(ParameterError, match="solver"):
+        cf.BiasedMF(solver="sgd-magic").check_params()
     m = cf.MostPopular().fit(pd.DataFrame({"user_id": [1], "item_id": [1]}))
     with pytest.raises(TypeError, match="does not predict ratings"):
         m.predict([1], [1])
@@ -154,7 +154,7 @@ def test_repeated_events_count_once():
 
 
 def test_evaluate_matches_the_metrics_module_by_hand():
-    from helpers import metrics
+    from helpers.metrics import ranking
 
     train = pd.DataFrame({"user_id": [1, 1, 2, 3, 3], "item_id": [10, 11, 10, 11, 12]})
     test = pd.DataFrame({"user_id": [1, 2, 2], "item_id": [12, 12, 13]})
@@ -163,7 +163,7 @@ def test_evaluate_matches_the_metrics_module_by_hand():
     out = m.evaluate(test, k=2)
     # popularity 10:2, 11:2, 12:1, 13:0; user 1 (saw 10, 11) -> [12, 13]; user 2 (saw 10) -> [11, 12]
     top = np.array([[2, 3], [1, 2]])
-    assert out == metrics.ranking_metrics(top, [{2}, {2, 3}], 2, n_items=4)
+    assert out == ranking.ranking_metrics(top, [{2}, {2, 3}], 2, n_items=4)
     with pytest.raises(DataError, match=r"Unknown user\(s\) \[9\]"):
         m.evaluate(pd.DataFrame({"user_id": [9], "item_id": [10]}))
 
@@ -192,8 +192,8 @@ def test_ease_columns_are_sklearn_ridge_without_the_item_itself():
     broken = np.linalg.solve(gram + 3.0 * np.eye(len(gram)), gram)
     assert np.abs(broken[:, 7] - m.B[:, 7]).max() > 0.1
     np.testing.assert_allclose(m.scores(np.arange(3)), x[:3] @ m.B, atol=1e-5)
-    with pytest.raises(DataError, match="reg"):
-        cf.EASE(reg=0)
+    with pytest.raises(ParameterError, match="reg"):
+        cf.EASE(reg=0).check_params()
 
 
 def test_implicit_als_half_step_is_the_weighted_ridge_over_every_cell():
@@ -220,8 +220,8 @@ def test_implicit_als_half_step_is_the_weighted_ridge_over_every_cell():
     other = np.array([s[u, (1 - u % 2) * 20:(1 - u % 2) * 20 + 20].mean() for u in range(60)])
     assert (own > other).all()
     for bad in (dict(n_factors=0), dict(reg=-1.0), dict(alpha=float("nan")), dict(n_iter=1.5)):
-        with pytest.raises(DataError):
-            cf.ImplicitALS(**bad)
+        with pytest.raises(ParameterError):
+            cf.ImplicitALS(**bad).check_params()
 
 
 def test_bpr_stops_early_on_validation_and_keeps_its_best_epoch():
@@ -244,13 +244,13 @@ def test_bpr_trains_on_the_device_it_is_given_and_refuses_a_missing_one():
     assert m.P.device.type == "cpu" and m.scores(np.arange(3)).shape == (3, 40)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
-            cf.BPR(device="cuda")
-    with pytest.raises(ValueError, match="Unknown device"):
-        cf.BPR(device="tpu")
+            cf.BPR(device="cuda").fit(df)
+    with pytest.raises(ParameterError, match="Unknown device"):
+        cf.BPR(device="tpu").fit(df)
     mf = cf.BiasedMF(4, n_epochs=3, device="cpu").fit(_additive())
     assert mf.P.device.type == "cpu" and mf.P.dtype == torch.float64
-    with pytest.raises(ValueError, match="Unknown device"):
-        cf.BiasedMF(device="tpu")
+    with pytest.raises(ParameterError, match="Unknown device"):
+        cf.BiasedMF(device="tpu").check_params()
 
 
 def test_bayesian_mf_draws_each_user_from_its_exact_gaussian_conditional():
@@ -307,8 +307,8 @@ def test_bayesian_mf_learns_a_low_rank_matrix_and_averages_its_samples():
     assert m.predict([999], [7])[0] == pytest.approx(m.mu)      # unknown user: global mean
     for bad in (dict(n_factors=0), dict(alpha=float("nan")), dict(n_samples=0),
                 dict(burn_in=-1)):
-        with pytest.raises(DataError):
-            cf.BayesianMF(**bad)
+        with pytest.raises(ParameterError):
+            cf.BayesianMF(**bad).check_params()
 
 
 def test_evaluate_per_user_gives_each_users_ndcg_in_user_order():

@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import checkpoint as C
-from helpers import nlg
+from helpers.core import checkpoint as C
+from helpers.reasons import lm
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_lm):
     tok, make = tiny_lm
-    msgs = lambda a: nlg.build_prompt([a], {"title": "Shoe", "aspects": {a: "high"}})
-    examples = [nlg.encode_example(tok, msgs(a), f"Its superb {a} suits you.")
+    msgs = lambda a: lm.build_prompt([a], {"title": "Shoe", "aspects": {a: "high"}})
+    examples = [lm.encode_example(tok, msgs(a), f"Its superb {a} suits you.")
                 for a in ["comfort", "grip", "fit", "warmth", "display"] * 2]
     kw = dict(batch_size=4, lr=1e-2, pad_id=tok.pad_token_id, seed=3, progress=False)
     straight = make()
-    losses = nlg.finetune_lm(straight, examples, steps=6, **kw)
+    losses = lm.finetune_lm(straight, examples, steps=6, **kw)
     return {"make": make, "examples": examples, "kw": kw, "losses": losses,
             "weights": {n: p.detach().clone() for n, p in straight.named_parameters()}}
 
@@ -28,10 +28,10 @@ def tiny(tiny_lm):
 def test_resume_from_a_shorter_run_equals_the_uninterrupted_run(tiny, tmp_path):
     make, examples, kw = tiny["make"], tiny["examples"], tiny["kw"]
     assert tiny["losses"][-1] < tiny["losses"][0]
-    nlg.finetune_lm(make(), examples, steps=3, checkpoint_dir=tmp_path, checkpoint_every=2, **kw)
+    lm.finetune_lm(make(), examples, steps=3, checkpoint_dir=tmp_path, checkpoint_every=2, **kw)
     assert C.latest(tmp_path).name == "step-00000003"
     fresh = make()                      # a new process: fresh weights, then resume from disk
-    l_resumed = nlg.finetune_lm(fresh, examples, steps=6, checkpoint_dir=tmp_path, **kw)
+    l_resumed = lm.finetune_lm(fresh, examples, steps=6, checkpoint_dir=tmp_path, **kw)
     assert l_resumed == pytest.approx(tiny["losses"], rel=1e-5)
     for n, p in fresh.named_parameters():
         assert torch.allclose(p, tiny["weights"][n], atol=1e-6), n
@@ -39,13 +39,13 @@ def test_resume_from_a_shorter_run_equals_the_uninterrupted_run(tiny, tmp_path):
 
 def test_train_layers_freezes_the_lower_layers_and_is_bounded(tiny):
     top = tiny["make"]()
-    nlg.finetune_lm(top, tiny["examples"], steps=1, train_layers=1, **tiny["kw"])
+    lm.finetune_lm(top, tiny["examples"], steps=1, train_layers=1, **tiny["kw"])
     assert [p.requires_grad for p in top.model.layers[0].parameters()] == [False] * len(
         list(top.model.layers[0].parameters()))
     with pytest.raises(ValueError, match="train_layers"):
-        nlg.finetune_lm(tiny["make"](), tiny["examples"], steps=1, train_layers=5, **tiny["kw"])
+        lm.finetune_lm(tiny["make"](), tiny["examples"], steps=1, train_layers=5, **tiny["kw"])
     with pytest.raises(ValueError, match="no training examples"):
-        nlg.finetune_lm(tiny["make"](), [], steps=1)
+        lm.finetune_lm(tiny["make"](), [], steps=1)
 
 
 class Killed(BaseException):
@@ -82,7 +82,7 @@ def test_killed_while_writing_keeps_the_previous_checkpoint_and_resumes_exactly(
     with monkeypatch.context() as m:
         _kill_on_call(m, *target)
         with pytest.raises(Killed):
-            nlg.finetune_lm(tiny["make"](), tiny["examples"], steps=6, checkpoint_dir=tmp_path,
+            lm.finetune_lm(tiny["make"](), tiny["examples"], steps=6, checkpoint_dir=tmp_path,
                             checkpoint_every=2, **tiny["kw"])
     # a real kill leaves a half-written temporary folder behind; simulate one too
     (tmp_path / ".tmp-00000004-deadbeef").mkdir(exist_ok=True)
@@ -90,7 +90,7 @@ def test_killed_while_writing_keeps_the_previous_checkpoint_and_resumes_exactly(
     assert C.latest(tmp_path).name == "step-00000002"          # the previous one, complete
     assert not list(tmp_path.glob(".tmp-*")), "leftovers of the killed write are removed"
     fresh = tiny["make"]()                                      # a new process
-    losses = nlg.finetune_lm(fresh, tiny["examples"], steps=6, checkpoint_dir=tmp_path,
+    losses = lm.finetune_lm(fresh, tiny["examples"], steps=6, checkpoint_dir=tmp_path,
                              checkpoint_every=2, **tiny["kw"])
     _assert_same_as_uninterrupted(tiny, fresh, losses)
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["step-00000006"]
@@ -100,11 +100,11 @@ def test_killed_after_the_rename_resumes_from_the_new_checkpoint(tiny, tmp_path,
     with monkeypatch.context() as m:
         _kill_on_call(m, shutil, "rmtree", n=1)  # step 4 removes step 2: die there
         with pytest.raises(Killed):
-            nlg.finetune_lm(tiny["make"](), tiny["examples"], steps=6, checkpoint_dir=tmp_path,
+            lm.finetune_lm(tiny["make"](), tiny["examples"], steps=6, checkpoint_dir=tmp_path,
                             checkpoint_every=2, **tiny["kw"])
     assert C.latest(tmp_path).name == "step-00000004"
     fresh = tiny["make"]()
-    losses = nlg.finetune_lm(fresh, tiny["examples"], steps=6, checkpoint_dir=tmp_path,
+    losses = lm.finetune_lm(fresh, tiny["examples"], steps=6, checkpoint_dir=tmp_path,
                              checkpoint_every=2, **tiny["kw"])
     _assert_same_as_uninterrupted(tiny, fresh, losses)
 
@@ -122,27 +122,27 @@ def test_killed_between_checkpoints_loses_only_the_steps_since_the_last(tiny, tm
 
     model.forward = dies_at_step_5
     with pytest.raises(Killed):
-        nlg.finetune_lm(model, tiny["examples"], steps=6, checkpoint_dir=tmp_path,
+        lm.finetune_lm(model, tiny["examples"], steps=6, checkpoint_dir=tmp_path,
                         checkpoint_every=2, **tiny["kw"])
     assert C.latest(tmp_path).name == "step-00000004"
     fresh = tiny["make"]()
-    _assert_same_as_uninterrupted(tiny, fresh, nlg.finetune_lm(
+    _assert_same_as_uninterrupted(tiny, fresh, lm.finetune_lm(
         fresh, tiny["examples"], steps=6, checkpoint_dir=tmp_path, **tiny["kw"]))
 
 
 @pytest.mark.parametrize("change", [{"lr": 1e-3}, {"batch_size": 2}, {"seed": 4},
                                     {"examples": "fewer"}, {"train_layers": 1}])
 def test_resuming_with_other_settings_is_refused_unless_asked(tiny, tmp_path, change):
-    nlg.finetune_lm(tiny["make"](), tiny["examples"], steps=2, checkpoint_dir=tmp_path,
+    lm.finetune_lm(tiny["make"](), tiny["examples"], steps=2, checkpoint_dir=tmp_path,
                     **tiny["kw"])
     kw = {**tiny["kw"], **{k: v for k, v in change.items() if k != "examples"}}
     examples = tiny["examples"][:6] if "examples" in change else tiny["examples"]
     name = next(iter(change))
     with pytest.raises(C.CheckpointError, match=rf"other settings \(.*{name}.*\).*delete the "
                                                 r"checkpoint.*allow_changed_settings=True"):
-        nlg.finetune_lm(tiny["make"](), examples, steps=4, checkpoint_dir=tmp_path, **kw)
+        lm.finetune_lm(tiny["make"](), examples, steps=4, checkpoint_dir=tmp_path, **kw)
     if name != "train_layers":  # other trainable parameters cannot be loaded at all
-        losses = nlg.finetune_lm(tiny["make"](), examples, steps=4, checkpoint_dir=tmp_path,
+        losses = lm.finetune_lm(tiny["make"](), examples, steps=4, checkpoint_dir=tmp_path,
                                  allow_changed_settings=True, **kw)
         assert len(losses) == 4
 
@@ -158,13 +158,13 @@ def test_a_failure_restores_train_mode_and_frozen_parameters(tiny):
 
     model.forward = boom
     with pytest.raises(RuntimeError, match="simulated"):
-        nlg.finetune_lm(model, tiny["examples"], steps=2, train_layers=1, **tiny["kw"])
+        lm.finetune_lm(model, tiny["examples"], steps=2, train_layers=1, **tiny["kw"])
     assert not model.training
     assert all(p.requires_grad for p in model.parameters()), "train_layers' freezing undone"
 
 
 def test_a_diverging_loss_stops_with_advice_and_keeps_the_checkpoint(tiny, tmp_path):
-    nlg.finetune_lm(tiny["make"](), tiny["examples"], steps=2, checkpoint_dir=tmp_path,
+    lm.finetune_lm(tiny["make"](), tiny["examples"], steps=2, checkpoint_dir=tmp_path,
                     **tiny["kw"])
     model = tiny["make"]()
     real = model.forward
@@ -176,16 +176,16 @@ def test_a_diverging_loss_stops_with_advice_and_keeps_the_checkpoint(tiny, tmp_p
 
     model.forward = nan_loss
     with pytest.raises(FloatingPointError, match="lower lr"):
-        nlg.finetune_lm(model, tiny["examples"], steps=4, checkpoint_dir=tmp_path, **tiny["kw"])
+        lm.finetune_lm(model, tiny["examples"], steps=4, checkpoint_dir=tmp_path, **tiny["kw"])
     assert C.latest(tmp_path).name == "step-00000002"
 
 
 def test_a_damaged_checkpoint_says_how_to_recover(tiny, tmp_path):
-    nlg.finetune_lm(tiny["make"](), tiny["examples"], steps=2, checkpoint_dir=tmp_path,
+    lm.finetune_lm(tiny["make"](), tiny["examples"], steps=2, checkpoint_dir=tmp_path,
                     **tiny["kw"])
     (C.latest(tmp_path) / "state.pt").write_bytes(b"not a torch file")
     with pytest.raises(C.CheckpointError, match="cannot be read.*Delete that folder"):
-        nlg.finetune_lm(tiny["make"](), tiny["examples"], steps=4, checkpoint_dir=tmp_path,
+        lm.finetune_lm(tiny["make"](), tiny["examples"], steps=4, checkpoint_dir=tmp_path,
                         **tiny["kw"])
 
 
@@ -207,7 +207,7 @@ def test_rng_state_round_trips_every_generator():
 ])
 def test_finetune_rejects_bad_settings(tiny, kw, msg):
     with pytest.raises(ValueError, match=msg):
-        nlg.finetune_lm(tiny["make"](), tiny["examples"], progress=False, **kw)
+        lm.finetune_lm(tiny["make"](), tiny["examples"], progress=False, **kw)
 
 
 @pytest.mark.parametrize("examples,msg", [
@@ -218,7 +218,7 @@ def test_finetune_rejects_bad_settings(tiny, kw, msg):
 ])
 def test_finetune_rejects_malformed_examples(tiny, examples, msg):
     with pytest.raises(ValueError, match=msg):
-        nlg.finetune_lm(tiny["make"](), examples, steps=1, progress=False)
+        lm.finetune_lm(tiny["make"](), examples, steps=1, progress=False)
 
 
 def test_save_rejects_bad_arguments(tmp_path):

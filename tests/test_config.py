@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import config
-from helpers.config import ROOT
+from helpers.core import config
+from helpers.core.config import ROOT
 
 
 def test_profiles_resolve_from_argument_and_environment(monkeypatch):
@@ -100,10 +100,10 @@ def test_relative_course_paths_are_taken_from_the_course_folder(monkeypatch, tmp
     monkeypatch.setenv("COURSE_ARTIFACTS", "build/test-artifacts")
     assert config.artifacts_dir() == config.ROOT / "build" / "test-artifacts"
     assert config.course_path(tmp_path) == tmp_path
-    from helpers import data
+    from helpers.data import loaders
 
     monkeypatch.setenv("COURSE_SHOPWORLD", "datasets/shopworld")
-    assert data.shopworld_path() == config.ROOT / "datasets" / "shopworld"
+    assert loaders.shopworld_path() == config.ROOT / "datasets" / "shopworld"
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux's /proc only")

@@ -4,18 +4,19 @@ import shutil
 import pandas as pd
 import pytest
 
-from helpers import data
+from helpers.core import checks
+from helpers.data import loaders
 
 
 def test_unknown_table_lists_the_known_ones():
-    with pytest.raises(data.DataError, match="Unknown ShopWorld table 'orders'.*catalogue"):
-        data.load_shopworld("orders")
+    with pytest.raises(checks.DataError, match="Unknown ShopWorld table 'orders'.*catalogue"):
+        loaders.load_shopworld("orders")
 
 
 @pytest.fixture
 def world_copy(tmp_path):
     dst = tmp_path / "world"
-    shutil.copytree(data.SHOPWORLD_DIR, dst)
+    shutil.copytree(loaders.SHOPWORLD_DIR, dst)
     return dst
 
 
@@ -24,29 +25,29 @@ def test_edited_file_fails_its_checksum_with_repair_advice(world_copy):
     blob = bytearray(path.read_bytes())
     blob[100] ^= 0xFF
     path.write_bytes(bytes(blob))
-    with pytest.raises(data.DataError, match=r"checksum.*git checkout"):
-        data.load_shopworld("users", root=world_copy)
-    assert len(data.load_shopworld("catalogue", root=world_copy)) == 2000  # others still load
+    with pytest.raises(checks.DataError, match=r"checksum.*git checkout"):
+        loaders.load_shopworld("users", root=world_copy)
+    assert len(loaders.load_shopworld("catalogue", root=world_copy)) == 2000  # others still load
 
 
 def test_missing_file_and_missing_manifest(world_copy):
     (world_copy / "reviews.parquet").unlink()
-    with pytest.raises(data.DataError, match="is missing"):
-        data.load_shopworld("reviews", root=world_copy)
+    with pytest.raises(checks.DataError, match="is missing"):
+        loaders.load_shopworld("reviews", root=world_copy)
     (world_copy / "MANIFEST.sha256").unlink()
-    with pytest.raises(data.DataError, match="No MANIFEST"):
-        data.load_shopworld("events", root=world_copy)
+    with pytest.raises(checks.DataError, match="No MANIFEST"):
+        loaders.load_shopworld("events", root=world_copy)
 
 
 def test_require_columns_names_what_is_missing():
-    with pytest.raises(data.DataError, match=r"missing column\(s\) \['rating'\].*has \['user_id'\]"):
-        data.require_columns(pd.DataFrame({"user_id": [1]}), ["user_id", "rating"])
-    with pytest.raises(data.DataError, match="DataFrame"):
-        data.require_columns([1, 2], ["x"])
+    with pytest.raises(checks.DataError, match=r"missing column\(s\) \['rating'\].*has \['user_id'\]"):
+        checks.require_columns(pd.DataFrame({"user_id": [1]}), ["user_id", "rating"])
+    with pytest.raises(checks.DataError, match="DataFrame"):
+        checks.require_columns([1, 2], ["x"])
 
 
 def test_movielens_has_the_published_shape_and_schema():
-    ml = data.load_movielens("recbole")
+    ml = loaders.load_movielens("recbole")
     r, items, users = ml["ratings"], ml["items"], ml["users"]
     assert (len(r), len(items), len(users)) == (100_000, 1682, 943)
     assert r["user_id"].nunique() == 943 and r["item_id"].nunique() == 1682
@@ -59,23 +60,23 @@ def test_movielens_has_the_published_shape_and_schema():
 
 def test_movielens_online_source_needs_opt_in(monkeypatch):
     monkeypatch.delenv("COURSE_ONLINE", raising=False)
-    with pytest.raises(data.DataError, match="COURSE_ONLINE=1"):
-        data.load_movielens("grouplens")
-    with pytest.raises(data.DataError, match="source must be"):
-        data.load_movielens("kaggle")
+    with pytest.raises(checks.DataError, match="COURSE_ONLINE=1"):
+        loaders.load_movielens("grouplens")
+    with pytest.raises(checks.DataError, match="source must be"):
+        loaders.load_movielens("kaggle")
 
 
 def test_movielens_content_checksum_is_enforced(monkeypatch):
-    monkeypatch.setattr(data, "ML100K_RATINGS_SHA256", "0" * 64)
-    with pytest.raises(data.DataError, match="not the published data set"):
-        data.load_movielens("recbole")
+    monkeypatch.setattr(loaders, "ML100K_RATINGS_SHA256", "0" * 64)
+    with pytest.raises(checks.DataError, match="not the published data set"):
+        loaders.load_movielens("recbole")
 
 
 def test_hf_views():
-    reviews = data.hf_dataset("reviews")
-    assert len(reviews) == len(data.load_shopworld("reviews"))
+    reviews = loaders.hf_dataset("reviews")
+    assert len(reviews) == len(loaders.load_shopworld("reviews"))
     assert {"sentence", "aspect", "polarity"} <= set(reviews.column_names)
-    images = data.hf_dataset("images")
+    images = loaders.hf_dataset("images")
     assert images[0]["image"].size == (64, 64)
 
 
@@ -86,17 +87,17 @@ def test_hf_views_say_when_the_datasets_package_is_missing(monkeypatch):
     import types
 
     folder = types.ModuleType("datasets")
-    folder.__path__ = [str(data.config.ROOT / "datasets")]        # what a namespace package looks like
+    folder.__path__ = [str(loaders.config.ROOT / "datasets")]        # what a namespace package looks like
     monkeypatch.setitem(sys.modules, "datasets", folder)
     with pytest.raises(ImportError, match="Hugging Face `datasets` package.*datasets"):
-        data.hf_dataset("reviews")
+        loaders.hf_dataset("reviews")
 
 
 def test_peter_export_round_trip_and_index_partition(tmp_path):
-    out = data.export_peter(tmp_path / "peter")
+    out = loaders.export_peter(tmp_path / "peter")
     with pytest.warns(UserWarning, match="trusted source"):
-        df = data.read_peter(out / "reviews.pickle")
-    first = data.load_shopworld("reviews").query("sentence_idx == 0")
+        df = loaders.read_peter(out / "reviews.pickle")
+    first = loaders.load_shopworld("reviews").query("sentence_idx == 0")
     assert len(df) == len(first)
     assert df["sentence"].str.islower().all() and df["sentence"].str.endswith(".").all()
     idx = {name: [int(x) for x in (out / "1" / f"{name}.index").read_text().split(" ")]
@@ -104,8 +105,8 @@ def test_peter_export_round_trip_and_index_partition(tmp_path):
     together = sorted(sum(idx.values(), []))
     assert together == list(range(len(df)))
     assert abs(len(idx["train"]) / len(df) - 0.8) < 0.01
-    with pytest.raises(data.DataError, match="ratios"):
-        data.export_peter(tmp_path / "bad", ratios=(0.5, 0.5, 0.5))
+    with pytest.raises(checks.DataError, match="ratios"):
+        loaders.export_peter(tmp_path / "bad", ratios=(0.5, 0.5, 0.5))
 
 
 class _Payload:
@@ -118,8 +119,8 @@ def test_read_peter_refuses_code_in_a_pickle(tmp_path):
     path = tmp_path / "evil.pickle"
     path.write_bytes(pickle.dumps([{"user": "u", "item": "i", "rating": 5,
                                     "template": ("a", "b", "c", 1), "x": _Payload()}]))
-    with pytest.warns(UserWarning), pytest.raises(data.DataError, match="not plain data"):
-        data.read_peter(path)
+    with pytest.warns(UserWarning), pytest.raises(checks.DataError, match="not plain data"):
+        loaders.read_peter(path)
     import os
     assert not os.path.exists("/tmp/reasonrec_pwned")
 
@@ -127,14 +128,14 @@ def test_read_peter_refuses_code_in_a_pickle(tmp_path):
 def test_read_peter_rejects_wrong_shape(tmp_path):
     path = tmp_path / "odd.pickle"
     path.write_bytes(pickle.dumps([{"user": "u", "item": "i"}]))
-    with pytest.warns(UserWarning), pytest.raises(data.DataError, match="record 0"):
-        data.read_peter(path)
+    with pytest.warns(UserWarning), pytest.raises(checks.DataError, match="record 0"):
+        loaders.read_peter(path)
 
 
 def test_load_image():
-    assert data.load_image(1).size == (64, 64)
-    with pytest.raises(data.DataError, match="No image for item_id=99999"):
-        data.load_image(99999)
+    assert loaders.load_image(1).size == (64, 64)
+    with pytest.raises(checks.DataError, match="No image for item_id=99999"):
+        loaders.load_image(99999)
 
 
 @pytest.mark.parametrize("line,msg", [
@@ -145,8 +146,8 @@ def test_load_image():
 ])
 def test_malformed_or_escaping_manifest_lines_are_refused(world_copy, line, msg):
     (world_copy / "MANIFEST.sha256").write_text(line + "\n")
-    with pytest.raises(data.DataError, match=msg):
-        data.load_shopworld("users", root=world_copy)
+    with pytest.raises(checks.DataError, match=msg):
+        loaders.load_shopworld("users", root=world_copy)
 
 
 def _grouplens_zip(path, ratings):
@@ -166,7 +167,7 @@ def _grouplens_zip(path, ratings):
 
 @pytest.fixture
 def online_cache(tmp_path, monkeypatch):
-    ratings = data.load_movielens("recbole")["ratings"].astype({"rating": int})  # real cache
+    ratings = loaders.load_movielens("recbole")["ratings"].astype({"rating": int})  # real cache
     monkeypatch.setenv("COURSE_ONLINE", "1")
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache", ratings
@@ -176,7 +177,7 @@ def _serve(monkeypatch, writer):
     import urllib.request
 
     def fake_urlretrieve(url, filename):  # no network: "download" by writing the file
-        assert url == data.ML100K_URL
+        assert url == loaders.ML100K_URL
         writer(filename)
         return filename, None
 
@@ -186,7 +187,7 @@ def _serve(monkeypatch, writer):
 def test_movielens_download_is_kept_only_after_its_checksum_passes(online_cache, monkeypatch):
     cache, ratings = online_cache
     _serve(monkeypatch, lambda f: _grouplens_zip(f, ratings))
-    ml = data.load_movielens("grouplens")
+    ml = loaders.load_movielens("grouplens")
     assert len(ml["ratings"]) == 100_000 and (cache / "ml-100k.zip").exists()
     assert not list(cache.glob(".ml-100k-*")), "no temporary file left behind"
 
@@ -202,8 +203,8 @@ def test_a_bad_movielens_download_is_not_kept_and_says_how_to_repair(online_cach
         altered = ratings.assign(rating=ratings["rating"].where(ratings.index != 0, 1))
         _serve(monkeypatch, lambda f: _grouplens_zip(f, altered))
         msg = r"ratings checksum.*it was not kept.*source='recbole'"
-    with pytest.raises(data.DataError, match=msg):
-        data.load_movielens("grouplens")
+    with pytest.raises(checks.DataError, match=msg):
+        loaders.load_movielens("grouplens")
     assert not (cache / "ml-100k.zip").exists() and not list(cache.glob(".ml-100k-*"))
 
 
@@ -211,5 +212,5 @@ def test_a_damaged_cached_movielens_zip_says_how_to_repair(online_cache):
     cache, _ = online_cache
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "ml-100k.zip").write_bytes(b"not a zip")
-    with pytest.raises(data.DataError, match=r"not a readable.*Delete .*ml-100k.zip"):
-        data.load_movielens("grouplens")
+    with pytest.raises(checks.DataError, match=r"not a readable.*Delete .*ml-100k.zip"):
+        loaders.load_movielens("grouplens")

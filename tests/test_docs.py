@@ -3,7 +3,7 @@ import re
 
 import nbformat
 
-from helpers.config import ROOT
+from helpers.core.config import ROOT
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 

@@ -4,7 +4,7 @@ import tomllib
 
 import yaml
 
-from helpers.config import ROOT
+from helpers.core.config import ROOT
 
 
 def _pins(lines):

@@ -1,5 +1,5 @@
 """Chapter 07's evaluation helpers, each against an established implementation (scipy,
-scikit-learn, helpers.metrics' own ranking metrics) or a brute-force reference, with a broken
+scikit-learn, helpers.metrics.ranking' own ranking metrics) or a brute-force reference, with a broken
 version shown to fail the same check."""
 import itertools
 
@@ -9,9 +9,9 @@ import pytest
 from scipy import stats
 from sklearn.metrics.pairwise import cosine_distances
 
-from helpers import evaluation as E
-from helpers import metrics
-from helpers.data import DataError
+from helpers.core.checks import DataError, ParameterError
+from helpers.evaluation import offline as E
+from helpers.metrics import ranking, stats as ST
 
 
 def _recs(rng, n_users=30, n_items=40, k=10):
@@ -26,7 +26,7 @@ def test_per_user_metrics_match_the_library_means_and_a_hand_example():
     test = pd.DataFrame({"user_id": np.repeat(np.arange(30), 2), "item_id": rng.integers(0, 40, 60)})
     test = test.drop_duplicates()
     per = E.per_user_metrics(recs, test, k=10)
-    ref = metrics.evaluate_ranking(recs, test, 10)
+    ref = ranking.evaluate_ranking(recs, test, 10)
     for m in ("hr@10", "ndcg@10", "mrr@10", "recall@10", "precision@10"):
         assert per[m].mean() == pytest.approx(ref[m], abs=1e-12)
     one = pd.DataFrame({"user_id": [1, 1, 1], "item_id": [7, 8, 9], "rank": [1, 2, 3]})
@@ -41,7 +41,7 @@ def test_per_user_metrics_reject_bad_lists():
     with pytest.raises(DataError, match="repeat an item"):
         E.per_user_metrics(recs, pd.DataFrame({"user_id": [1], "item_id": [3]}), k=2)
     ok = pd.DataFrame({"user_id": [1], "item_id": [3], "rank": [1]})
-    with pytest.raises(DataError, match="positive integer"):
+    with pytest.raises(ParameterError, match="positive integer"):
         E.per_user_metrics(ok, pd.DataFrame({"user_id": [1], "item_id": [3]}), k=0)
     with pytest.raises(DataError, match="empty"):
         E.per_user_metrics(ok, pd.DataFrame({"user_id": [], "item_id": []}), k=1)
@@ -51,14 +51,14 @@ def test_paired_bootstrap_matches_scipy_and_beats_the_unpaired_interval():
     rng = np.random.default_rng(1)
     user = rng.exponential(size=300)                   # some users are easy for both models
     a, b = user + rng.normal(0.05, 0.1, 300), user
-    got = E.paired_bootstrap(a, b, n_boot=4000)
+    got = ST.paired_bootstrap(a, b, n_boot=4000)
     ref = stats.bootstrap((a - b,), np.mean, n_resamples=4000, method="percentile",
                           random_state=0).confidence_interval
     assert got["lo"] == pytest.approx(ref.low, abs=0.004)
     assert got["hi"] == pytest.approx(ref.high, abs=0.004)
     # the broken version: resample the two models separately (ignores the pairing)
-    lo_a, hi_a = metrics.bootstrap_ci(a)
-    lo_b, hi_b = metrics.bootstrap_ci(b)
+    lo_a, hi_a = ST.bootstrap_ci(a)
+    lo_b, hi_b = ST.bootstrap_ci(b)
     assert got["hi"] - got["lo"] < 0.25 * ((hi_a - lo_a) + (hi_b - lo_b))
     assert got["lo"] > 0 and lo_a < hi_b            # paired: sure; overlapping intervals: not
 
@@ -69,21 +69,21 @@ def test_permutation_test_matches_exact_enumeration_and_scipy():
     b = rng.normal(size=11)
     exact = np.mean([abs((np.array(s) * d).mean()) >= abs(d.mean()) - 1e-12
                      for s in itertools.product((-1, 1), repeat=11)])
-    assert E.permutation_test(b + d, b, n_perm=20_000) == pytest.approx(exact, abs=0.01)
+    assert ST.permutation_test(b + d, b, n_perm=20_000) == pytest.approx(exact, abs=0.01)
     a, c = rng.normal(0.2, 1, 40), rng.normal(0, 1, 40)
     ref = stats.permutation_test((a, c), lambda x, y: np.mean(x - y), permutation_type="samples",
                                  n_resamples=20_000, random_state=0).pvalue
-    assert E.permutation_test(a, c, n_perm=20_000) == pytest.approx(ref, abs=0.015)
-    assert E.permutation_test(a, c, alternative="greater") < E.permutation_test(a, c)
+    assert ST.permutation_test(a, c, n_perm=20_000) == pytest.approx(ref, abs=0.015)
+    assert ST.permutation_test(a, c, alternative="greater") < ST.permutation_test(a, c)
     same = rng.normal(size=30)
-    assert E.permutation_test(same, same) == 1.0
+    assert ST.permutation_test(same, same) == 1.0
 
 
 def test_holm_matches_its_step_down_definition():
     rng = np.random.default_rng(3)
     for _ in range(20):
         p = rng.uniform(0, 0.2, 7)
-        adj = E.holm(p)
+        adj = ST.holm(p)
         for alpha in (0.01, 0.05, 0.1):
             # Holm's procedure: reject the sorted p_(j) while p_(j) <= alpha / (m - j + 1)
             rejected = set()
@@ -92,7 +92,7 @@ def test_holm_matches_its_step_down_definition():
                     break
                 rejected.add(i)
             assert {i for i in range(len(p)) if adj[i] <= alpha} == rejected
-    assert (E.holm(p) >= p).all() and E.holm([0.5]) == pytest.approx([0.5])
+    assert (ST.holm(p) >= p).all() and ST.holm([0.5]) == pytest.approx([0.5])
 
 
 def test_compare_builds_the_table():
@@ -117,33 +117,33 @@ def test_compare_builds_the_table():
                                        ([[1.0, 2.0]], "1-D")])
 def test_uncertainty_helpers_reject_bad_values(bad, match):
     with pytest.raises(DataError, match=match):
-        E.permutation_test(bad, bad)
+        ST.permutation_test(bad, bad)
 
 
 def test_paired_tests_reject_mismatched_lengths():
     with pytest.raises(DataError, match="same order"):
-        E.paired_bootstrap([1.0, 2.0], [1.0])
-    with pytest.raises(DataError, match="probability"):
-        E.paired_bootstrap([1.0, 2.0], [1.0, 2.0], level=95)
+        ST.paired_bootstrap([1.0, 2.0], [1.0])
+    with pytest.raises(ParameterError, match="probability"):
+        ST.paired_bootstrap([1.0, 2.0], [1.0, 2.0], level=95)
 
 
 def test_ratios_pool_and_test_correctly():
     num, den = np.array([1, 0, 2, 1]), np.array([2, 1, 2, 1])
-    r, lo, hi = E.ratio_ci(num, den)
+    r, lo, hi = ST.ratio_ci(num, den)
     assert r == pytest.approx(4 / 6) and lo <= r <= hi
     with pytest.raises(DataError, match="positive sum"):
-        E.ratio_ci([0, 0], [0, 0])
+        ST.ratio_ci([0, 0], [0, 0])
     rng = np.random.default_rng(5)
     n = rng.integers(1, 4, 200)
     a = rng.binomial(n, 0.7)
-    same = E.paired_ratio_diff(a, n, a, n)
+    same = ST.paired_ratio_diff(a, n, a, n)
     assert same["diff"] == 0 and same["p"] == 1.0
     b = rng.binomial(n, 0.4)
-    t = E.paired_ratio_diff(a, n, b, n)
+    t = ST.paired_ratio_diff(a, n, b, n)
     assert t["diff"] == pytest.approx(a.sum() / n.sum() - b.sum() / n.sum())
     assert t["p"] < 0.01 and t["lo"] > 0
     with pytest.raises(DataError, match="same units"):
-        E.paired_ratio_diff(a, n, b[:-1], n[:-1])
+        ST.paired_ratio_diff(a, n, b[:-1], n[:-1])
 
 
 def test_intra_list_diversity_equals_sklearn_cosine_distances():
@@ -199,8 +199,8 @@ def test_vectorised_calibration_equals_the_per_user_formula():
 
 
 def test_driver_scores_and_the_seed_table():
-    from helpers import nlg
-    lex = nlg.claims.lexicon()
+    from helpers.reasons import claims
+    lex = claims.lexicon()
     reasons = ["You care about warmth; this has outstanding warmth and solid fit.",
                "It is popular with shoppers who like what you like.", "Nothing to say."]
     s = E.driver_scores(reasons, ["warmth;price", "popularity", "comfort"], lex)

@@ -7,13 +7,13 @@ import nbformat
 import pytest
 import torch
 
-import helpers.exercises as ex_pkg
-from helpers.exercises import Exercise, Incorrect
-from helpers.exercises.quiz import Choice, Numeric, Quiz
-from helpers.config import ROOT
-from helpers.notebooks import BEGIN
+from helpers.core.config import ROOT
+from helpers.course import exercises as ex_pkg
+from helpers.course.exercises import Exercise, Incorrect
+from helpers.course.exercises.quiz import Choice, Numeric, Quiz
+from helpers.course.notebooks import BEGIN
 
-CHAPTER_MODULES = [importlib.import_module(f"helpers.exercises.{m.name}")
+CHAPTER_MODULES = [importlib.import_module(f"helpers.course.exercises.{m.name}")
                    for m in pkgutil.iter_modules(ex_pkg.__path__) if m.name.startswith("ch")]
 ALL = [(mod.__name__.rsplit(".", 1)[1], name, obj) for mod in CHAPTER_MODULES
        for name, obj in vars(mod).items() if isinstance(obj, Exercise)]
@@ -61,7 +61,7 @@ def test_unfinished_or_crashing_answers_fail_kindly(chapter, name, exercise, cap
 
 
 def test_ch00_wrong_answers_are_explained():
-    from helpers.exercises import ch00
+    from helpers.course.exercises import ch00
 
     unnormalised = ch00.q1.check(lambda a, b: a @ b.T)
     assert not unnormalised and "lengths" in unnormalised.message
@@ -74,8 +74,8 @@ def test_ch00_wrong_answers_are_explained():
 
 def test_check_finds_the_answer_in_the_callers_globals():
     global cosine_similarity
-    from helpers.exercises import ch00
-    from helpers.similarity import cosine_similarity as reference
+    from helpers.course.exercises import ch00
+    from helpers.models.similarity import cosine_similarity as reference
 
     cosine_similarity = reference
     try:
@@ -85,7 +85,7 @@ def test_check_finds_the_answer_in_the_callers_globals():
 
 
 def test_hint_and_solution_print_outside_jupyter(capsys):
-    from helpers.exercises import ch00
+    from helpers.course.exercises import ch00
 
     ch00.q1.hint()
     ch00.q1.hint(2)
@@ -104,7 +104,7 @@ def test_incorrect_is_an_assertion_error():
 
 def test_ch01_wrong_answers_are_explained():
 
-    from helpers.exercises import ch01
+    from helpers.course.exercises import ch01
 
     no_strip = ch01.q1.check(lambda s: s.str.lower().str.replace(" ", "_"))
     assert not no_strip and "should become" in no_strip.message
@@ -124,7 +124,7 @@ def test_ch06_wrong_answers_are_explained():
 
     from torch.nn import functional as F
 
-    from helpers.exercises import ch06
+    from helpers.course.exercises import ch06
 
     no_padding = ch06.q1.check(lambda n, k, s=1, p=0: (n - k) // s + 1)
     assert not no_padding and "in torch, you said 62" in no_padding.message
@@ -147,7 +147,7 @@ def test_ch06_wrong_answers_are_explained():
 def test_ch07_wrong_answers_are_explained():
     import numpy as np
 
-    from helpers.exercises import ch07
+    from helpers.course.exercises import ch07
 
     def normal(x, n_boot=2000, level=0.95, seed=0):
         x = np.asarray(x)
@@ -183,8 +183,9 @@ def test_ch07_wrong_answers_are_explained():
 def test_ch08_wrong_answers_are_explained():
     import numpy as np
 
-    from helpers import privacy, rerank
-    from helpers.exercises import ch08
+    from helpers.course.exercises import ch08
+    from helpers.models import privacy
+    from helpers.serving import rerank
 
     def unscaled(r, s, k, lam=0.7):              # MMR on raw scores
         r = np.asarray(r, float)
@@ -253,8 +254,8 @@ def test_ch08_wrong_answers_are_explained():
 def test_ch10_wrong_answers_are_explained():
     import numpy as np
 
-    from helpers.exercises import ch10
-    from helpers.metrics import rank_from_scores
+    from helpers.course.exercises import ch10
+    from helpers.metrics.ranking import rank_from_scores
 
     def reference(scores, seen, k):                 # the course's ranking, a mask per row
         mask = np.zeros(scores.shape, dtype=bool)
@@ -308,7 +309,7 @@ def test_ch10_wrong_answers_are_explained():
 @pytest.mark.parametrize("chapter,name,exercise", ALL, ids=[f"{c}.{n}" for c, n, _ in ALL])
 def test_the_call_a_failing_check_suggests_works_where_the_notebook_imported_it(
         chapter, name, exercise, capsys):
-    """A notebook imports only its chapter's module (`from helpers.exercises import ch03`): the
+    """A notebook imports only its chapter's module (`from helpers.course.exercises import ch03`): the
     hint a failed check names must run there, not raise NameError."""
     import re
 
@@ -318,7 +319,7 @@ def test_the_call_a_failing_check_suggests_works_where_the_notebook_imported_it(
     verdict = exercise.check(crashes)
     call = re.search(r"Try (\S+\.hint\(\))", verdict.message).group(1)
     namespace = {}
-    exec(f"from helpers.exercises import {chapter}", namespace)
+    exec(f"from helpers.course.exercises import {chapter}", namespace)
     exec(call, namespace)
     assert exercise.nudge in capsys.readouterr().out
 
@@ -331,7 +332,7 @@ def test_two_hint_levels_the_first_in_words(chapter, name, exercise):
 
 
 def test_progress_summarises_a_chapter_in_reading_order(capsys):
-    from helpers.exercises import ch07
+    from helpers.course.exercises import ch07
 
     ns = {"ch07": ch07}
     exec("def sign_flip_p(*a, **k):\n    raise NotImplementedError", ns)
@@ -350,7 +351,7 @@ def test_progress_summarises_a_chapter_in_reading_order(capsys):
 def test_feedback_prints_numbers_as_numbers():
     import numpy as np
 
-    from helpers.exercises import ch02, ch05, fmt
+    from helpers.course.exercises import ch02, ch05, fmt
 
     assert fmt((np.int64(4), np.int64(7))) == "(4, 7)" and fmt(np.float64(0.6759999990463257)) == "0.676"
     verdict = ch02.q3.check(lambda ranked, relevant, k: np.float64(0.6759999990463257))
@@ -396,7 +397,7 @@ def test_every_wrong_answer_gets_its_own_explanation(chapter, name, quiz):
 
 
 def test_questionnaire_answers_are_checked_kindly(capsys):
-    from helpers.exercises import ch02
+    from helpers.course.exercises import ch02
 
     quiz = ch02.quiz
     verdict = quiz.check(["b", "a"])

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_sequential import _cycles   # every user walks a cycle of items
+from test_sequential import _cycles  # every user walks a cycle of items
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -28,8 +28,8 @@ def _same_weights_same_scores(cpu_model, gpu_model, net_attr, users):
 
 @pytest.mark.parametrize("name", ["SASRec", "BERT4Rec"])
 def test_sequence_models_train_on_cuda_and_agree_with_the_cpu(name):
-    from helpers.interest import BERT4RecRecommender
-    from helpers.sequential import SASRecRecommender
+    from helpers.models.interest import BERT4RecRecommender
+    from helpers.models.sequential import SASRecRecommender
 
     cls = {"SASRec": SASRecRecommender, "BERT4Rec": BERT4RecRecommender}[name]
     df = _cycles(80, 15, 10)
@@ -42,7 +42,7 @@ def test_sequence_models_train_on_cuda_and_agree_with_the_cpu(name):
 
 
 def test_bpr_trains_on_cuda():
-    from helpers import cf
+    from helpers.models import cf
 
     df = _cycles(80, 15, 10)
     m = cf.BPR(16, n_epochs=3, device="cuda").fit(df)
@@ -52,7 +52,7 @@ def test_bpr_trains_on_cuda():
 
 def test_two_tower_fine_tunes_its_encoder_on_cuda():
     """Chapter 04's fine-tuned tower: the encoder and its cached lower layers on the GPU."""
-    from helpers import interest as I
+    from helpers.models import interest as I
 
     texts = pd.Series([f"item number {k} in the shop" for k in range(15)], index=range(15))
     emb = I.encode_items(texts, cache=False)
@@ -64,25 +64,26 @@ def test_two_tower_fine_tunes_its_encoder_on_cuda():
 
 
 def test_text_encoder_on_cuda_matches_the_cpu():
-    from helpers import models
+    from helpers.models import pretrained
 
     texts = ["a red trail shoe", "a quiet kettle with a steel body", "Toy Story (1995)"]
-    tok, enc = models.text_encoder(device="cpu")
-    cpu = models.encode(texts, tok, enc, progress=False)
-    tok, enc = models.text_encoder(device="cuda")
-    gpu = models.encode(texts, tok, enc, progress=False)
+    tok, enc = pretrained.text_encoder(device="cpu")
+    cpu = pretrained.encode(texts, tok, enc, progress=False)
+    tok, enc = pretrained.text_encoder(device="cuda")
+    gpu = pretrained.encode(texts, tok, enc, progress=False)
     assert gpu.device.type == "cpu" and gpu.dtype == torch.float32   # the documented contract
     assert float((gpu * cpu).sum(1).min()) > 0.9999
 
 
 def test_language_model_defaults_to_bfloat16_on_cuda_and_generates():
-    from helpers import models, nlg
+    from helpers.models import pretrained
+    from helpers.reasons import lm as LM
 
-    tok, lm = models.language_model(device="cuda")
+    tok, lm = pretrained.language_model(device="cuda")
     assert lm.dtype == torch.bfloat16 and lm.device.type == "cuda"
     prompts = [[{"role": "user", "content": "Say hello."}],
                [{"role": "user", "content": "Name a colour."}]]
-    out, stats = nlg.generate(tok, lm, prompts, max_new_tokens=8, progress=False)
+    out, stats = LM.generate(tok, lm, prompts, max_new_tokens=8, progress=False)
     assert len(out) == 2 and all(isinstance(o, str) and o for o in out)
     assert stats["reasons_per_s"] > 0
 
@@ -90,8 +91,9 @@ def test_language_model_defaults_to_bfloat16_on_cuda_and_generates():
 def test_chapter_06_models_train_on_cuda():
     """Chapter 06's trainable pieces on the GPU: the CNN, the shared space, the conditional GAN,
     attention fusion and VBPR; weights on CUDA, finite losses, outputs back on the CPU."""
-    from helpers import multimodal as M
     from test_multimodal import _tiny_interactions, _two_colour_icons, _two_taste_world
+
+    from helpers.models import multimodal as M
 
     x, labels, red, _ = _two_colour_icons(32)
     cnn, hist = M.fit_image_classifier(_icons_64(x), labels, tasks=("colour",), epochs=2,
@@ -128,16 +130,16 @@ def test_chapter_07_text_scores_on_cuda_match_the_cpu():
     """BERTScore, the LM likelihood and the judge read their device off the model: on CUDA
     (MiniLM in float32, SmolLM2 in bfloat16 as the course loads it) they agree with the CPU to
     the precision of the dtype."""
-    from helpers import models
-    from helpers import textscore as TS
+    from helpers.evaluation import textscore as TS
+    from helpers.models import pretrained
 
     cands, refs = ["A bright lamp, good value.", "Warm and light."], ["Bright lamp.", "It is warm."]
-    tok, enc = models.text_encoder()
+    tok, enc = pretrained.text_encoder()
     cpu = TS.bert_score(cands, refs, tok, enc, layer=4)[2]
     gpu = TS.bert_score(cands, refs, tok, enc.to("cuda"), layer=4)[2]
     np.testing.assert_allclose(gpu, cpu, atol=1e-4)
-    tok_l, lm_cpu = models.language_model(device="cpu")
-    _, lm_gpu = models.language_model(device="cuda")
+    tok_l, lm_cpu = pretrained.language_model(device="cpu")
+    _, lm_gpu = pretrained.language_model(device="cuda")
     prompts, texts = ["Why this lamp?", "Why this jacket?"], ["It is bright.", "It is warm."]
     np.testing.assert_allclose(TS.lm_nll(tok_l, lm_gpu, prompts, texts),
                                TS.lm_nll(tok_l, lm_cpu, prompts, texts), atol=0.1)
@@ -148,7 +150,7 @@ def test_chapter_07_text_scores_on_cuda_match_the_cpu():
 def test_chapter_08c_dp_sgd_trains_on_cuda_and_scores_match_the_cpu():
     import copy
 
-    from helpers import privacy as P
+    from helpers.models import privacy as P
     rng = np.random.default_rng(0)
     x = torch.zeros(120, 40)
     x[np.repeat(np.arange(120), 5), rng.integers(0, 40, 600)] = 1.0

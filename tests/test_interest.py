@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from helpers import interest as I
-from helpers.data import DataError
-from helpers.exercises import ch04
-from helpers.preprocess import build_id_map
-from helpers.sequential import training_windows
+from helpers.core.checks import DataError, ParameterError
+from helpers.course.exercises import ch04
+from helpers.data.preprocess import build_id_map
+from helpers.models import interest as I
+from helpers.models.sequential import training_windows
 
 
 def test_training_windows_cover_every_target_once():
@@ -97,8 +97,8 @@ def test_text_interest_recommends_the_users_cluster_and_falls_back():
     assert list(why.columns) == ["item_id", "weight", "similarity"] and why.item_id.lt(6).all()
     with pytest.raises(DataError, match="no embedding"):
         I.TextInterestRecommender(emb[:6], ids[:6]).fit(df)
-    with pytest.raises(ValueError, match="pooling"):
-        I.TextInterestRecommender(emb, ids, pooling="max")
+    with pytest.raises(ParameterError, match="pooling"):
+        I.TextInterestRecommender(emb, ids, pooling="max").check_params()
     # a user with no history in the training data (known to the map) gets popular items
     um = build_id_map(list(range(40)) + [99])
     m = I.TextInterestRecommender(emb, ids).fit(df, um, build_id_map(range(12)))
@@ -119,14 +119,14 @@ def test_two_tower_and_bert4rec_learn_the_toy_clusters():
     top = b4r.recommend([0, 1], k=3, exclude_seen=False)
     assert top[top.user_id == 0].item_id.lt(6).mean() > 0.6
     assert b4r.history[-1] < b4r.history[0]
-    with pytest.raises(ValueError, match="texts"):
-        I.TwoTowerRecommender(emb, ids, finetune_layers=1)
-    assert tt.device.type == "cpu" and tt.user_vecs.device.type == "cpu"
+    with pytest.raises(ParameterError, match="texts"):
+        I.TwoTowerRecommender(emb, ids, finetune_layers=1).check_params()
+    assert tt.device_.type == "cpu" and tt.user_vecs.device.type == "cpu"
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
-            I.TwoTowerRecommender(emb, ids, device="cuda")
-    with pytest.raises(ValueError, match="Unknown device"):
-        I.TwoTowerRecommender(emb, ids, device="tpu")
+            I.TwoTowerRecommender(emb, ids, device="cuda").check_params()
+    with pytest.raises(ParameterError, match="Unknown device"):
+        I.TwoTowerRecommender(emb, ids, device="tpu").check_params()
 
 
 def test_finetune_top_layer_starts_from_the_frozen_embeddings():
@@ -179,7 +179,7 @@ def test_aspect_profile_recovers_planted_preferences():
 
 
 def test_evaluate_with_candidates():
-    from helpers import cf
+    from helpers.models import cf
     df = pd.DataFrame({"user_id": [1, 1, 2, 2, 3], "item_id": [1, 2, 1, 3, 1]})
     m = cf.MostPopular().fit(df, build_id_map([1, 2, 3]), build_id_map([1, 2, 3, 4, 5]))
     test = pd.DataFrame({"user_id": [3], "item_id": [5]})

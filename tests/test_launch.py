@@ -1,4 +1,4 @@
-"""Launch anywhere (helpers/launch.py): every student notebook starts with a launch cell that does
+"""Launch anywhere (helpers/course/launch.py): every student notebook starts with a launch cell that does
 nothing in a checkout and, opened on its own as on Colab, clones the course, installs it and its
 models, and moves the kernel into the clone's chapters/. The last test does that for real: chapter
 00 alone in an empty folder, run by a Python that has the packages but not the course."""
@@ -11,8 +11,8 @@ import types
 
 import pytest
 
-from helpers import launch, notebooks
-from helpers.config import ROOT
+from helpers.core.config import ROOT
+from helpers.course import launch, notebooks
 
 
 def _pyproject(tmp_path, table: str):
@@ -116,7 +116,7 @@ def test_prepare_installs_once_with_the_right_index_and_extra_then_skips(tmp_pat
     assert packages[packages.index("--extra-index-url") + 1] == launch.CPU_TORCH_INDEX
     assert str(home / "requirements-scale.txt") in packages  # chapter 10's extra: Ray
     assert course[-2:] == ["-e", str(home)] and "--no-deps" in course
-    assert models == [sys.executable, "-m", "helpers.models", "prepare"]
+    assert models == [sys.executable, "-m", "helpers.models.pretrained", "prepare"]
     assert os.getcwd() == str(home / "chapters") and sys.path[0] == str(home)
     calls.clear()
     launch.prepare(home, "10_scale_out.ipynb", has_gpu=False, quiet=True)
@@ -173,7 +173,7 @@ def test_a_colab_style_run_of_chapter_00_from_a_clean_folder(tmp_path, monkeypat
     content.mkdir()
     name = "00_setup_and_tour.ipynb"
     (content / name).write_bytes((ROOT / "chapters" / name).read_bytes())
-    from helpers import config
+    from helpers.core import config
 
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("REASONREC_SOURCE", f"file://{ROOT}")
@@ -209,8 +209,9 @@ BINDER = ROOT / "binder"
 
 
 def test_binder_uses_a_python_the_course_accepts_and_the_course_pins_with_cpu_torch():
-    from packaging.specifiers import SpecifierSet
     import tomllib
+
+    from packaging.specifiers import SpecifierSet
 
     runtime = (BINDER / "runtime.txt").read_text().strip()
     assert runtime.startswith("python-")
@@ -238,10 +239,10 @@ def test_binder_scripts_are_executable_valid_bash_and_match_the_makefile():
         assert mode and mode[0] == "100755", f"binder/{name} must be committed executable"
         assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
     post = (BINDER / "postBuild").read_text()
-    assert "-m helpers.models prepare" in post and "--no-deps" in post and "-e ." in post
+    assert "-m helpers.models.pretrained prepare" in post and "--no-deps" in post and "-e ." in post
     start = (BINDER / "start").read_text()
     makefile = (ROOT / "Makefile").read_text()
-    assert "helpers.models prepare" in makefile
+    assert "helpers.models.pretrained prepare" in makefile
     for setting in ("OMP_WAIT_POLICY=PASSIVE", "TOKENIZERS_PARALLELISM=false",
                     "PYTHONHASHSEED=0"):
         name, value = setting.split("=")

@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import config, multimodal as M, shopworld
-from helpers import shopworld_vocab as V
-from helpers.data import DataError
+from helpers.core import config
+from helpers.core.checks import DataError, ParameterError
+from helpers.data import shopworld, vocab as V
+from helpers.models import efficientnet, multimodal as M
 
 
 def _png(img: Image.Image) -> bytes:
@@ -123,9 +124,9 @@ def test_fit_image_classifier_refuses_mismatched_labels():
 
 @pytest.fixture(scope="module")
 def lite0():
-    from helpers import models
+    from helpers.models import pretrained
 
-    return models.image_encoder(device="cpu")
+    return pretrained.image_encoder(device="cpu")
 
 
 def test_efficientnet_lite0_equals_the_published_port_on_the_same_weights(lite0):
@@ -136,20 +137,20 @@ def test_efficientnet_lite0_equals_the_published_port_on_the_same_weights(lite0)
     from efficientnet_lite_pytorch import EfficientNet
     from safetensors.torch import load_file
 
-    from helpers import models
+    from helpers.models import pretrained
 
     ref = EfficientNet.from_name("efficientnet-lite0")
-    ref.load_state_dict(load_file(str(models._image_encoder_file())), strict=True)
+    ref.load_state_dict(load_file(str(pretrained._image_encoder_file())), strict=True)
     ref.eval()
     x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = ref(lite0.scale_input(x))
         got = lite0(x)
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
-        broken = M.EfficientNetLite0()
+        broken = efficientnet.EfficientNetLite0()
         broken.load_state_dict(lite0.state_dict())
         for m in broken.modules():
-            if isinstance(m, M.SameConv2d):
+            if isinstance(m, efficientnet.SameConv2d):
                 m.forward = (lambda conv: lambda z: torch.nn.functional.conv2d(
                     z, conv.weight, None, conv.stride, conv.kernel_size[0] // 2, 1,
                     conv.groups))(m)
@@ -157,9 +158,10 @@ def test_efficientnet_lite0_equals_the_published_port_on_the_same_weights(lite0)
 
 
 def test_image_encoder_weights_are_the_verified_conversion(lite0):
-    from helpers import assets, models
+    from helpers.core import assets
+    from helpers.models import pretrained
 
-    path = models._image_encoder_file(convert=False)
+    path = pretrained._image_encoder_file(convert=False)
     spec = assets.manifest()["efficientnet-lite0"]["converted"]["model.safetensors"]
     assert assets.sha256_file(path) == spec["sha256"]
     assert sum(p.numel() for p in lite0.parameters()) == 4_652_008
@@ -317,7 +319,7 @@ def _tiny_interactions(n_users=40, n_items=30, seed=0):
 
 
 def test_attention_fusion_two_tower_trains_and_refuses_bad_splits_or_masks():
-    from helpers import interest as I
+    from helpers.models import interest as I
 
     df = _tiny_interactions()
     ids = np.arange(1, 31)
@@ -335,15 +337,15 @@ def test_attention_fusion_two_tower_trains_and_refuses_bad_splits_or_masks():
     # the base class's item tower is unchanged by the hook (a plain two-tower still trains)
     plain = I.TwoTowerRecommender(emb, ids, n_epochs=1, batch_size=32, seed=0).fit(df)
     assert isinstance(plain.item_proj, torch.nn.Linear)
-    with pytest.raises(ValueError, match="add up"):
-        M.AttentionFusionTwoTower(emb, ids, splits=(6, 3))
-    with pytest.raises(ValueError, match="present"):
-        M.AttentionFusionTwoTower(emb, ids, splits=(6, 4), present=torch.ones(30, 3).bool())
+    with pytest.raises(DataError, match="add up"):
+        M.AttentionFusionTwoTower(emb, ids, splits=(6, 3)).check_params()
+    with pytest.raises(DataError, match="present"):
+        M.AttentionFusionTwoTower(emb, ids, splits=(6, 4),
+                                  present=torch.ones(30, 3).bool()).check_params()
 
 
 def test_late_fusion_averages_per_user_z_scores():
-    from helpers import cf
-    from helpers import interest as I
+    from helpers.models import cf, interest as I
 
     df = _tiny_interactions()
     ids = np.arange(1, 31)
@@ -357,12 +359,12 @@ def test_late_fusion_averages_per_user_z_scores():
     assert np.allclose(late.scores(users), want)
     assert a.item_map is late.item_map          # the members share the fusion's maps
     for bad in ([1], [1, -1], [0, 0], [np.nan, 1]):
-        with pytest.raises(ValueError, match="weights"):
-            M.LateFusion([a, b], weights=bad)
-    with pytest.raises(ValueError, match="two or more"):
-        M.LateFusion([a])
-    with pytest.raises(ValueError, match="two or more"):
-        M.LateFusion([a, "not a model"])
+        with pytest.raises(ParameterError, match="weights"):
+            M.LateFusion([a, b], weights=bad).check_params()
+    with pytest.raises(ParameterError, match="two or more"):
+        M.LateFusion([a]).check_params()
+    with pytest.raises(ParameterError, match="two or more"):
+        M.LateFusion([a, "not a model"]).check_params()
     assert isinstance(late, cf.Recommender)
 
 
@@ -541,8 +543,8 @@ def _two_taste_world(seed=0):
 
 
 def test_vbpr_ranks_a_brand_new_item_by_its_content_where_id_only_bpr_cannot():
-    from helpers import cf
-    from helpers.preprocess import build_id_map
+    from helpers.data.preprocess import build_id_map
+    from helpers.models import cf
 
     df, feats, ids = _two_taste_world()
     um, im = build_id_map(df["user_id"]), build_id_map(ids)      # every item, new ones too
@@ -561,15 +563,15 @@ def test_vbpr_ranks_a_brand_new_item_by_its_content_where_id_only_bpr_cannot():
 
 
 def test_vbpr_refuses_bad_features():
-    from helpers.preprocess import build_id_map
+    from helpers.data.preprocess import build_id_map
 
     df, feats, ids = _two_taste_world()
-    with pytest.raises(ValueError, match="NaN"):
-        M.VBPR(torch.full((30, 4), float("nan")), ids)
-    with pytest.raises(ValueError, match="once"):
-        M.VBPR(feats, ids[:-1])
+    with pytest.raises(DataError, match="NaN"):
+        M.VBPR(torch.full((30, 4), float("nan")), ids).check_params()
+    with pytest.raises(DataError, match="once"):
+        M.VBPR(feats, ids[:-1]).check_params()
     with pytest.raises(TypeError, match="float tensor"):
-        M.VBPR(feats.numpy(), ids)
+        M.VBPR(feats.numpy(), ids).check_params()
     m = M.VBPR(feats[:20], ids[:20], n_epochs=1)
     with pytest.raises(DataError, match="no feature"):
         m.fit(df, build_id_map(df["user_id"]), build_id_map(ids))
@@ -581,8 +583,8 @@ def test_vbpr_beside_cornacs_on_the_same_toy_data():
     implementation is held to at least its level on this task."""
     import sys
 
-    from helpers.config import ROOT
-    from helpers.preprocess import build_id_map
+    from helpers.core.config import ROOT
+    from helpers.data.preprocess import build_id_map
 
     site = ROOT / "build" / "cornac-site"
     if site.exists():

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from helpers.config import ROOT
+from helpers.core.config import ROOT
 
 GUARD = ROOT / "tools" / "netguard"
 

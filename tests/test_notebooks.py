@@ -3,8 +3,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from helpers import notebooks as nbt
-from helpers.config import ROOT
+from helpers.core.config import ROOT
+from helpers.course import notebooks as nbt
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
@@ -172,11 +172,16 @@ def test_a_chapter_whose_extra_is_missing_is_skipped_and_said(tmp_path, monkeypa
 def _device_taking_classes() -> set[str]:
     """Names of the course's model classes whose constructor takes ``device``, and of chapter
     06's training functions that do (``fit_image_classifier``, ``fit_shared_space``, ...)."""
+    import importlib
     import inspect
+    import pkgutil
 
-    from helpers import cf, interest, multimodal, nlg, sequential
+    import helpers.reasons
+    from helpers.models import cf, interest, multimodal, sequential
 
-    classes = {name for mod in (cf, interest, multimodal, nlg, sequential)
+    reasons = [importlib.import_module(f"helpers.reasons.{m.name}")
+               for m in pkgutil.iter_modules(helpers.reasons.__path__)]
+    classes = {name for mod in (cf, interest, multimodal, sequential, *reasons)
                for name, obj in vars(mod).items()
                if inspect.isclass(obj) and obj.__module__.startswith("helpers")
                and "device" in inspect.signature(obj.__init__).parameters}
@@ -224,18 +229,18 @@ def test_every_model_in_the_chapters_runs_on_the_runs_device():
 
 # ----------------------------------------------------------------------------- make check
 def _toy_course(root):
-    """helpers/{a,b,c}.py (a imports b), helpers/nlg/{__init__,x}.py, two chapters."""
-    (root / "helpers" / "nlg").mkdir(parents=True)
+    """helpers/{a,b,c}.py (a imports b), helpers/reasons/{__init__,x}.py, two chapters."""
+    (root / "helpers" / "reasons").mkdir(parents=True)
     (root / "helpers" / "__init__.py").write_text("from . import c  # noqa\n")
     (root / "helpers" / "a.py").write_text("def f():\n    from .b import g\n    return g()\n")
     (root / "helpers" / "b.py").write_text("import numpy\n")
     (root / "helpers" / "c.py").write_text("")
     (root / "helpers" / "table.json").write_text("{}")
-    (root / "helpers" / "nlg" / "__init__.py").write_text("from .x import y\n")
-    (root / "helpers" / "nlg" / "x.py").write_text("from .. import a\ny = 1\n")
+    (root / "helpers" / "reasons" / "__init__.py").write_text("from .x import y\n")
+    (root / "helpers" / "reasons" / "x.py").write_text("from .. import a\ny = 1\n")
     (root / "chapters").mkdir()
     for name, src in [("01_one.ipynb", "%matplotlib inline\nfrom helpers import a"),
-                      ("02_two.ipynb", "import helpers.nlg as nlg\n!echo magic"),
+                      ("02_two.ipynb", "import helpers.reasons as nlg\n!echo magic"),
                       ("03_three.ipynb", "import numpy as np")]:
         nb = new_notebook(cells=[new_code_cell(src)])
         nbformat.write(nb, root / "chapters" / name)
@@ -243,7 +248,7 @@ def _toy_course(root):
 
 @pytest.mark.parametrize("changed,expected", [
     (["helpers/b.py"], ["01_one.ipynb", "02_two.ipynb"]),      # a imports b inside a function
-    (["helpers/nlg/x.py"], ["02_two.ipynb"]),
+    (["helpers/reasons/x.py"], ["02_two.ipynb"]),
     (["helpers/c.py"], ["01_one.ipynb", "02_two.ipynb"]),      # the package imports c
     (["helpers/table.json"], ["01_one.ipynb", "02_two.ipynb"]),  # data of the package
     (["solutions/03_three.ipynb"], ["03_three.ipynb"]),
@@ -259,13 +264,13 @@ def test_affected_notebooks_follow_imports_through_the_library(tmp_path, changed
 
 def test_affected_notebooks_refuses_a_string_for_a_list():
     with pytest.raises(TypeError, match="list of paths"):
-        nbt.affected_notebooks("helpers/cf.py")
+        nbt.affected_notebooks("helpers/models/cf.py")
 
 
 @pytest.mark.slow
 def test_the_real_course_maps_a_chapter_to_its_exercise_module_only():
-    assert nbt.affected_notebooks(["helpers/exercises/ch03.py"]) == ["03_self_attention.ipynb"]
-    assert "helpers.cf" in nbt.notebook_modules(ROOT / "solutions" / "02_collaborative_filtering.ipynb")
+    assert nbt.affected_notebooks(["helpers/course/exercises/ch03.py"]) == ["03_self_attention.ipynb"]
+    assert "helpers.models.cf" in nbt.notebook_modules(ROOT / "solutions" / "02_collaborative_filtering.ipynb")
 
 
 def test_changed_files_lists_uncommitted_and_untracked_work(tmp_path):

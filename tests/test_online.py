@@ -1,4 +1,4 @@
-"""helpers.online.FoldIn: a folded-in user's factors equal the closed-form solve written out
+"""helpers.serving.online.FoldIn: a folded-in user's factors equal the closed-form solve written out
 densely (C_u as a full diagonal), new events move recommendations, new users get rows, cold
 items are counted (never dropped silently) and an out-of-order batch is refused."""
 import warnings
@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import cf, online
-from helpers.data import DataError
+from helpers.core.checks import DataError, ParameterError
+from helpers.models import cf
+from helpers.serving import online
 
 
 def _log(seed=0, n_users=40, n_items=30, n=400):
@@ -115,7 +116,7 @@ def test_place_items_by_content():
 
     df = _log(3)
     train = df[df["item_id"] <= 25]                       # items 26..30 never met: cold
-    from helpers import preprocess as pp
+    from helpers.data import preprocess as pp
     model = cf.ImplicitALS(8, n_iter=5).fit(train, pp.build_id_map(train["user_id"]),
                                             pp.build_id_map(pd.Series(range(1, 31))))
     rng = np.random.default_rng(0)
@@ -149,5 +150,5 @@ def test_place_items_by_content():
         live.place_items(feats, [])
     with pytest.raises(DataError, match="NaN"):
         live.place_items(feats.assign(**{"0": np.nan}).rename(columns=str), [26])
-    with pytest.raises(DataError, match="reg"):
+    with pytest.raises(ParameterError, match="reg"):
         live.place_items(feats, [26], reg=0)

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import data, preprocess as pp
-from helpers.data import DataError
+from helpers.core.checks import DataError, ParameterError
+from helpers.data import loaders, preprocess as pp
 
 
 def test_normalisers():
@@ -19,15 +19,15 @@ def test_normalisers():
 
 @pytest.fixture(scope="module")
 def cleaned():
-    cat, crep = pp.clean_catalogue(data.load_shopworld("raw_catalogue"))
-    ev, erep = pp.clean_events(data.load_shopworld("raw_events"), cat)
+    cat, crep = pp.clean_catalogue(loaders.load_shopworld("raw_catalogue"))
+    ev, erep = pp.clean_events(loaders.load_shopworld("raw_events"), cat)
     return cat, crep, ev, erep
 
 
 def test_cleaning_recovers_the_clean_log_exactly(cleaned):
     _, _, ev, erep = cleaned
-    pd.testing.assert_frame_equal(ev, data.load_shopworld("events"))
-    d = data.dirt_truth()
+    pd.testing.assert_frame_equal(ev, loaders.load_shopworld("events"))
+    d = loaders.dirt_truth()
     assert erep["bot_users"] == d["bot_user_ids"]
     assert erep["orphan_item_ids"] == d["orphan_item_ids"]
     assert erep["duplicates_dropped"] == d["duplicate_events"]
@@ -38,8 +38,8 @@ def test_cleaning_recovers_the_clean_log_exactly(cleaned):
 
 def test_cleaning_recovers_the_catalogue_up_to_imputed_cells(cleaned):
     cat, crep, _, _ = cleaned
-    truth = data.load_shopworld("catalogue").set_index("item_id")
-    d = data.dirt_truth()
+    truth = loaders.load_shopworld("catalogue").set_index("item_id")
+    d = loaders.dirt_truth()
     assert sorted(crep["price_imputed"]) == sorted(d["missing_price_items"])
     assert sorted(crep["price_in_cents_fixed"]) == sorted(d["price_in_cents_items"])
     assert sorted(crep["description_filled"]) == sorted(d["missing_description_items"])
@@ -152,7 +152,7 @@ def test_leave_last_out_matches_a_plain_loop_and_never_leaks():
 
 
 def test_random_split_leaks_time_and_the_check_says_so():
-    ev = data.load_shopworld("events")
+    ev = loaders.load_shopworld("events")
     buys = ev[ev["event_type"] != "view"]
     train, valid, test = pp.random_split(buys, (0.8, 0.1, 0.1), seed=0)
     assert len(train) + len(valid) + len(test) == len(buys)
@@ -171,7 +171,7 @@ def test_temporal_split_boundaries():
 
 
 def test_cold_start_split_has_no_training_data_for_cold_items():
-    ev, cat = data.load_shopworld("events"), data.load_shopworld("catalogue")
+    ev, cat = loaders.load_shopworld("events"), loaders.load_shopworld("catalogue")
     cutoff = int(np.quantile(ev["timestamp"], 0.8))
     train, warm, cold = pp.cold_start_split(ev, cat, cutoff)
     assert len(train) + len(warm) + len(cold) == len(ev)
@@ -183,8 +183,8 @@ def test_cold_start_split_has_no_training_data_for_cold_items():
 
 def test_dirt_profile_measures_injected_dirt_and_zero_after_cleaning(cleaned):
     cat, _, ev, _ = cleaned
-    raw_ev, raw_cat = data.load_shopworld("raw_events"), data.load_shopworld("raw_catalogue")
-    d = data.dirt_truth()
+    raw_ev, raw_cat = loaders.load_shopworld("raw_events"), loaders.load_shopworld("raw_catalogue")
+    d = loaders.dirt_truth()
     before = pp.dirt_profile(raw_ev, raw_cat)
     assert before["duplicate events"] == d["duplicate_events"]
     assert before["orphan events"] == d["orphan_events"]
@@ -208,7 +208,7 @@ def test_per_user_split_counts_follow_recboles_rounding(n, want):
 
 
 def test_per_user_split_keeps_every_row_once_and_every_user_in_training():
-    ml = data.load_movielens()["ratings"]
+    ml = loaders.load_movielens()["ratings"]
     train, valid, test = pp.per_user_split(ml, seed=0)
     assert len(train) + len(valid) + len(test) == len(ml)
     assert pd.concat([train, valid, test]).sort_index().equals(ml)
@@ -263,9 +263,10 @@ def test_first_users_keeps_whole_users_in_order_and_none_keeps_the_frame():
     assert pp.first_users(other, 1, col_user="shopper")["shopper"].unique().tolist() == [5]
 
 
-@pytest.mark.parametrize("n,err,match", [(0, pp.DataError, ">= 1"), (1.5, pp.DataError, "integer"),
-                                         ("3", pp.DataError, "integer"),
-                                         (True, pp.DataError, "integer")])
+@pytest.mark.parametrize("n,err,match", [(0, ParameterError, ">= 1"),
+                                         (1.5, ParameterError, "integer"),
+                                         ("3", ParameterError, "integer"),
+                                         (True, ParameterError, "integer")])
 def test_first_users_refuses_bad_counts(n, err, match):
     df = pd.DataFrame({"user_id": [1, 2], "item_id": [1, 2]})
     with pytest.raises(err, match=match):
@@ -275,5 +276,5 @@ def test_first_users_refuses_bad_counts(n, err, match):
 def test_first_users_refuses_what_is_not_a_log():
     with pytest.raises(TypeError, match="DataFrame"):
         pp.first_users([1, 2], 1)
-    with pytest.raises(pp.DataError, match="user_id"):
+    with pytest.raises(DataError, match="user_id"):
         pp.first_users(pd.DataFrame({"item_id": [1]}), 1)

@@ -1,4 +1,4 @@
-"""helpers.privacy against established references: one DP-SGD aggregation equals Opacus's
+"""helpers.models.privacy against established references: one DP-SGD aggregation equals Opacus's
 DPOptimizer, ghost clipping trains exactly what per-user gradient hooks train, the accountant
 reaches the requested epsilon, ranking metrics equal a brute-force argsort, federated averaging
 is the size-weighted mean of the clients' local models, and the leak check finds what it
@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import privacy as P
-from helpers import preprocess as pp
-from helpers.data import DataError
-from helpers.exercises.ch08 import _opacus_noiseless_grad
+from helpers.core.checks import DataError, ParameterError
+from helpers.course.exercises.ch08 import _opacus_noiseless_grad
+from helpers.data import preprocess as pp
+from helpers.models import privacy as P
 
 
 def _data(n_users=120, n_items=40, seed=0):
@@ -77,16 +77,18 @@ def test_ghost_clipping_trains_what_per_user_hooks_train_and_epsilon_is_met():
     assert plain.steps == rep.steps                             # the same schedule
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"epsilon": 0.0}, "epsilon"), ({"epsilon": -1.0}, "epsilon"),
-    ({"epsilon": float("inf")}, "epsilon=None"), ({"epsilon": 1.0, "delta": 1.0}, "delta"),
-    ({"epsilon": 1.0, "delta": 0.05}, "1/n"), ({"epsilon": None, "epochs": 0}, "epochs"),
-    ({"epsilon": 1.0, "grad_sample_mode": "ew"}, "grad_sample_mode"),
+@pytest.mark.parametrize("kwargs,err,match", [
+    ({"epsilon": 0.0}, ParameterError, "epsilon"), ({"epsilon": -1.0}, ParameterError, "epsilon"),
+    ({"epsilon": float("inf")}, DataError, "epsilon=None"),
+    ({"epsilon": 1.0, "delta": 1.0}, ParameterError, "delta"),
+    ({"epsilon": 1.0, "delta": 0.05}, DataError, "1/n"),
+    ({"epsilon": None, "epochs": 0}, ParameterError, "epochs"),
+    ({"epsilon": 1.0, "grad_sample_mode": "ew"}, DataError, "grad_sample_mode"),
 ])
-def test_bad_privacy_settings_are_refused(kwargs, match):
+def test_bad_privacy_settings_are_refused(kwargs, err, match):
     df, im = _data()
     x = P.histories(df, range(120), im)
-    with pytest.raises(DataError, match=match):
+    with pytest.raises(err, match=match):
         P.train(P.HistoryModel(40, 4), x, progress=False, **kwargs)
 
 
@@ -168,16 +170,16 @@ def test_leaks_finds_other_users_ids_and_words_but_not_ones_own():
 
 @pytest.fixture(scope="module")
 def world():
-    from helpers import nlg
-    return nlg.reason_world()
+    from helpers.reasons import world as W
+    return W.reason_world()
 
 
 def test_template_reasons_never_leak_and_retrieval_quotes_are_caught(world):
-    from helpers import nlg
+    from helpers.reasons import explainers
 
     pairs = pd.concat([world.warm, world.cold], ignore_index=True)
-    template = nlg.TemplateExplainer(world.facts, world.profile)
-    retrieval = nlg.RetrievalExplainer(world.train_reviews, world.profile, fallback=template)
+    template = explainers.TemplateExplainer(world.facts, world.profile)
+    retrieval = explainers.RetrievalExplainer(world.train_reviews, world.profile, fallback=template)
     t = P.leaks(template.explain(pairs["user_id"], pairs["item_id"]), pairs["user_id"],
                 world.train_reviews)
     assert not t["leak"].any()
@@ -194,7 +196,7 @@ def test_membership_auc_interval_brackets_the_auc():
     r = P.membership_auc_ci(m, x[::2], x[1::2], n_boot=300, seed=0)
     assert r["auc"] == P.membership_auc(m, x[::2], x[1::2])
     assert r["lo"] < r["auc"] < r["hi"] and r["hi"] - r["lo"] < 0.5
-    with pytest.raises(DataError, match="n_boot"):
+    with pytest.raises(ParameterError, match="n_boot"):
         P.membership_auc_ci(m, x[::2], x[1::2], n_boot=0)
 
 

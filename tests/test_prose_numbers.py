@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from helpers.config import ROOT
+from helpers.core.config import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
 from prose_numbers import unshown_numbers  # noqa: E402

@@ -1,14 +1,14 @@
-"""helpers.rerank against brute-force references: each greedy step recomputed from its
+"""helpers.serving.rerank against brute-force references: each greedy step recomputed from its
 definition (MMR's marginal relevance, the DPP kernel's log-determinant via numpy.linalg.slogdet,
 Steck's objective via evaluation.calibration_kl), and the knobs' end points."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import cf
-from helpers import evaluation as E
-from helpers import rerank as R
-from helpers.data import DataError
+from helpers.core.checks import DataError, ParameterError
+from helpers.evaluation import offline as E
+from helpers.models import cf
+from helpers.serving import rerank as R
 
 
 def _data(seed=0, n=30, d=6):
@@ -81,20 +81,20 @@ def test_calibrated_equals_steck_objective_greedily(lam):
     assert E.calibration_kl(p, q) <= E.calibration_kl(p, q0)
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: R.mmr([1.0, 2.0], np.eye(2), 1, lam=1.5), "lam"),
-    (lambda: R.mmr([1.0, 2.0], np.eye(2), 0), "positive integer"),
-    (lambda: R.mmr([], np.eye(0), 1), "non-empty"),
-    (lambda: R.mmr([1.0, 2.0], np.eye(2), 3), "only 2 candidates"),
-    (lambda: R.mmr([1.0, np.nan], np.eye(2), 1), "NaN"),
-    (lambda: R.mmr([1.0, 2.0], np.eye(3), 1), r"\(2, 2\)"),
-    (lambda: R.dpp_greedy([1.0, 2.0], np.eye(2), 1, theta=1.0), "theta"),
-    (lambda: R.dpp_greedy([1.0, 2.0], np.zeros((2, 2)), 1), "all zero"),
-    (lambda: R.calibrated([1.0, 2.0], [0, 5], [0.5, 0.5], 1), "categories"),
-    (lambda: R.calibrated([1.0, 2.0], [0, 1], [0.5, 0.6], 1), "distribution"),
+@pytest.mark.parametrize("call,err,match", [
+    (lambda: R.mmr([1.0, 2.0], np.eye(2), 1, lam=1.5), ParameterError, "lam"),
+    (lambda: R.mmr([1.0, 2.0], np.eye(2), 0), DataError, "positive integer"),
+    (lambda: R.mmr([], np.eye(0), 1), DataError, "non-empty"),
+    (lambda: R.mmr([1.0, 2.0], np.eye(2), 3), DataError, "only 2 candidates"),
+    (lambda: R.mmr([1.0, np.nan], np.eye(2), 1), DataError, "NaN"),
+    (lambda: R.mmr([1.0, 2.0], np.eye(3), 1), DataError, r"\(2, 2\)"),
+    (lambda: R.dpp_greedy([1.0, 2.0], np.eye(2), 1, theta=1.0), ParameterError, "theta"),
+    (lambda: R.dpp_greedy([1.0, 2.0], np.zeros((2, 2)), 1), DataError, "all zero"),
+    (lambda: R.calibrated([1.0, 2.0], [0, 5], [0.5, 0.5], 1), DataError, "categories"),
+    (lambda: R.calibrated([1.0, 2.0], [0, 1], [0.5, 0.6], 1), DataError, "distribution"),
 ])
-def test_bad_input_is_refused(call, match):
-    with pytest.raises(DataError, match=match):
+def test_bad_input_is_refused(call, err, match):
+    with pytest.raises(err, match=match):
         call()
 
 
@@ -123,7 +123,7 @@ def test_rerank_wraps_a_model():
 
 def _frontier_world():
     """60 users with a clear favourite of three categories over 60 items, leave-last-out, EASE."""
-    from helpers import preprocess as pp
+    from helpers.data import preprocess as pp
 
     rng = np.random.default_rng(5)
     cat = pd.Series(np.repeat(list("abc"), 20), index=range(60))
@@ -188,18 +188,18 @@ def test_frontier_refuses_bad_input(change, match):
 
 @pytest.fixture(scope="module")
 def world():
-    from helpers import nlg
-    return nlg.reason_world()
+    from helpers.reasons import world as W
+    return W.reason_world()
 
 
 def test_diversified_slot_reason_is_honest_and_passes_the_guard(world):
-    from helpers import nlg
+    from helpers.reasons import explainers, guard
     facts, lex = world.facts, world.lex
     category = pd.Series({i: f["category"] for i, f in facts.items()})
     history = world.train_reviews[["user_id", "item_id"]]
     mix = E.category_mixes(history, category)
-    template = nlg.TemplateExplainer(facts, world.profile)
-    dg = R.DiversityGuard(nlg.ClosedWorldGuard(facts, lex), mix, category, usual=0.1)
+    template = explainers.TemplateExplainer(facts, world.profile)
+    dg = R.DiversityGuard(guard.ClosedWorldGuard(facts, lex), mix, category, usual=0.1)
     u = int(mix.index[0])
     top = mix.loc[u].idxmax()
     usual_item = int(category.index[category == top][0])
@@ -214,12 +214,12 @@ def test_diversified_slot_reason_is_honest_and_passes_the_guard(world):
     assert out["reason"].iloc[1] == R.DIFFERENT + template.explain_one(u, odd_item)
     assert all(dg.passes(r, u, i) for r, i in zip(out["reason"], out["item_id"]))
     # the base guard alone rejects the prefix's words: the diversity guard is what checks them
-    assert not nlg.ClosedWorldGuard(facts, lex).passes(out["reason"].iloc[1], u, odd_item)
+    assert not guard.ClosedWorldGuard(facts, lex).passes(out["reason"].iloc[1], u, odd_item)
     # a false "different" (a usual category) is named, and so is a false claim after the prefix
     lie = R.DIFFERENT + template.explain_one(u, usual_item)
     assert any("different from your usual" in p for p in dg.problems(lie, u, usual_item))
     assert dg.problems(R.DIFFERENT + "Recommended for its gold plating.", u, odd_item)
     with pytest.raises(DataError, match="no history"):
         dg.problems(lie, -1, usual_item)
-    with pytest.raises(DataError, match="usual"):
+    with pytest.raises(ParameterError, match="usual"):
         R.DiversityGuard(dg.guard, mix, category, usual=0.0)

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import cf, config, data
-from helpers import preprocess as pp
-from helpers.results import (EXPECTATIONS_DIR, Recorder, ResultMismatch, load_expectations)
+from helpers.core import config
+from helpers.course.results import EXPECTATIONS_DIR, Recorder, ResultMismatch, load_expectations
+from helpers.data import loaders, preprocess as pp
+from helpers.models import cf
 
 SOLUTIONS = sorted((config.ROOT / "solutions").glob("*.ipynb"))
 FILES = sorted(EXPECTATIONS_DIR.glob("*.toml"))
@@ -208,7 +209,7 @@ def test_a_random_rating_model_fails_the_chapter_02_rmse_expectation():
     spec = load_expectations("02_collaborative_filtering")
     if not spec["results"]:
         pytest.skip("no expectations committed yet")
-    ratings = data.load_movielens()["ratings"]
+    ratings = loaders.load_movielens()["ratings"]
     rng = np.random.default_rng(0)
     test = ratings.sample(20_000, random_state=0)
     pred = rng.uniform(1, 5, len(test))
@@ -238,8 +239,7 @@ def test_chapter_06_checks_pass_the_real_text_model_and_fail_random_scores_and_a
     training, so it is the same here) passes its expectation; random scores on the same new
     items fail it, and so does every fused row. A generator that ignores its colour (chance:
     0.1 of samples read as the asked colour) and a classifier at chance fail theirs."""
-    from helpers import interest as I
-    from helpers import multimodal as M
+    from helpers.models import interest as I, multimodal as M
 
     spec = load_expectations("06_multimodal_fusion")
     if not spec["results"]:
@@ -272,7 +272,7 @@ def test_chapter_07_checks_pass_the_real_harness_and_fail_broken_ones():
     scores fail every model's NDCG row, and a harness that forgets to exclude the items a user
     already met in training (it wastes slots on them) fails EASE's; a judge that answers "Yes"
     to everything fails the judge's Yes-share."""
-    from helpers import evaluation as E
+    from helpers.evaluation import offline as E
 
     spec = load_expectations("07_evaluation")
     if not spec["results"]:
@@ -297,8 +297,8 @@ def test_chapter_08_checks_pass_rebuilt_results_and_fail_broken_ones():
     """08a: EASE's own list rebuilt here passes its frontier row, random scores fail it. 08c: a
     DP-SGD model retrained here at epsilon 8 passes its rows; an untrained model fails the
     accuracy rows of every privacy level and the non-private attack's AUC."""
-    from helpers import evaluation as E
-    from helpers import privacy as P
+    from helpers.evaluation import offline as E
+    from helpers.models import privacy as P
 
     a, c = load_expectations("08a_diversity"), load_expectations("08c_privacy")
     if not a["results"] or not c["results"]:

@@ -8,13 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import cf, data, nlg, scale
-from helpers.data import DataError
+from helpers.core.checks import DataError, ParameterError
+from helpers.data import loaders
+from helpers.models import cf
+from helpers.reasons import explainers, guard as G
+from helpers.serving import scale
 
 
 @pytest.fixture(scope="module")
 def fitted():
-    return scale.Snapshot.fit(data.shopworld_path(), n_factors=16, n_iter=4)
+    return scale.Snapshot.fit(loaders.shopworld_path(), n_factors=16, n_iter=4)
 
 
 def test_top_ten_is_implicit_als_recommend_and_reasons_are_the_guarded_template(fitted):
@@ -27,8 +30,8 @@ def test_top_ten_is_implicit_als_recommend_and_reasons_are_the_guarded_template(
     np.testing.assert_array_equal(out["item_id"], ref["item_id"])
     np.testing.assert_array_equal(out["rank"], ref["rank"])
     np.testing.assert_allclose(out["score"], ref["score"], rtol=0, atol=1e-12)
-    template = nlg.TemplateExplainer(snap.facts, snap.profile)
-    guard = nlg.ClosedWorldGuard(snap.facts, snap.lex, fallback=template)
+    template = explainers.TemplateExplainer(snap.facts, snap.profile)
+    guard = G.ClosedWorldGuard(snap.facts, snap.lex, fallback=template)
     for u, i, reason, fb in out[["user_id", "item_id", "reason", "fallback"]].head(300).itertuples(
             index=False):
         assert (reason, fb) == guard.choose([template.explain_one(u, i)], u, i)
@@ -104,8 +107,8 @@ def test_snapshot_of_an_unfitted_model_is_refused():
 def test_big_world_is_made_once_and_remade_when_damaged(tmp_path):
     root = tmp_path / "w"
     path = scale.big_world(60, seed=3, progress=False, root=root)
-    assert path == root and data.verify_shopworld(root)
-    users = data.load_shopworld("users", root)
+    assert path == root and loaders.verify_shopworld(root)
+    users = loaders.load_shopworld("users", root)
     assert len(users) == 60
     stamp = (root / "events.parquet").stat().st_mtime_ns
     assert scale.big_world(60, seed=3, progress=False, root=root) == root
@@ -113,7 +116,7 @@ def test_big_world_is_made_once_and_remade_when_damaged(tmp_path):
     with open(root / "events.parquet", "ab") as f:                         # damaged
         f.write(b"x")
     scale.big_world(60, seed=3, progress=False, root=root)
-    assert data.verify_shopworld(root)                                     # made again
+    assert loaders.verify_shopworld(root)                                     # made again
     assert not (tmp_path / "w.partial").exists()
     with pytest.raises(ValueError, match="n_users"):
         scale.big_world(0, root=tmp_path / "none")
@@ -123,7 +126,7 @@ def test_serial_share_inverts_amdahls_law_and_refuses_what_is_not_a_speed_up():
     # Karp & Flatt (1990) on their own example: a speed-up of 1.6 on 2 processors is s = 0.25
     # (the quiz's trap, 1 - 1.6 / 2 = 0.2, is the efficiency lost)
     assert scale.serial_share(1.6, 2) == pytest.approx(0.25)
-    from helpers.exercises.ch10 import _amdahl  # the questionnaire's reference Amdahl
+    from helpers.course.exercises.ch10 import _amdahl  # the questionnaire's reference Amdahl
 
     for s in (0.0, 0.05, 0.2, 0.5, 1.0):
         for n in (2, 3, 8, 64):
@@ -132,7 +135,7 @@ def test_serial_share_inverts_amdahls_law_and_refuses_what_is_not_a_speed_up():
     for speedup, workers, match in ((0.0, 2, "speedup"), (float("nan"), 2, "finite"),
                                     ("1.6", 2, "number"), (1.6, 1, "workers must be >= 2"),
                                     (1.6, 2.0, "integer")):
-        with pytest.raises(DataError, match=match):
+        with pytest.raises(ParameterError, match=match):
             scale.serial_share(speedup, workers)
 
 

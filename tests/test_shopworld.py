@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers import data, shopworld as sw, shopworld_vocab as V
+from helpers.core import checks
+from helpers.data import loaders, shopworld as sw, vocab as V
 
 SMALL = dict(n_users=150, n_items=100)
 
@@ -23,9 +24,9 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
 @pytest.mark.slow
 def test_committed_world_is_exactly_what_the_generator_makes(tmp_path):
     made = sw.write_world(sw.generate(sw.WorldConfig(), progress=False), tmp_path / "w")
-    committed = data.verify_shopworld()
+    committed = loaders.verify_shopworld()
     assert made == committed, ("datasets/shopworld differs from a fresh generation: run "
-                               "`python -m helpers.shopworld --out datasets/shopworld` and commit")
+                               "`python -m helpers.data.shopworld --out datasets/shopworld` and commit")
 
 
 @pytest.mark.parametrize("kwargs,msg", [({"n_users": 0}, "n_users"), ({"n_items": 10}, "32"),
@@ -65,17 +66,17 @@ def test_favourite_colour_share_counts_by_hand_and_refuses_bad_tables():
     events = pd.DataFrame({"user_id": [7, 8, 8, 7], "item_id": [1, 2, 1, 2],
                            "event_type": ["purchase", "purchase", "purchase", "view"]})
     assert sw.favourite_colour_share(events, items, users) == pytest.approx(2 / 3)
-    with pytest.raises(data.DataError, match="no purchase"):
+    with pytest.raises(checks.DataError, match="no purchase"):
         sw.favourite_colour_share(events[events["event_type"] == "view"], items, users)
-    with pytest.raises(data.DataError, match="user the truth table does not know"):
+    with pytest.raises(checks.DataError, match="user the truth table does not know"):
         sw.favourite_colour_share(events.assign(user_id=[7, 9, 8, 7]), items, users)
-    with pytest.raises(data.DataError, match="fav_colour"):
+    with pytest.raises(checks.DataError, match="fav_colour"):
         sw.favourite_colour_share(events, items, users.drop(columns="fav_colour"))
 
 
 @pytest.fixture(scope="module")
 def world():
-    return {t: data.load_shopworld(t) for t in
+    return {t: loaders.load_shopworld(t) for t in
             ["catalogue", "events", "item_truth", "user_truth", "reviews", "reasons", "images"]}
 
 
@@ -179,8 +180,8 @@ def test_images_show_category_colour_and_pattern(world):
 
 
 def test_dirt_accounting_is_exact():
-    d = data.dirt_truth()
-    raw_ev, raw_cat = data.load_shopworld("raw_events"), data.load_shopworld("raw_catalogue")
+    d = loaders.dirt_truth()
+    raw_ev, raw_cat = loaders.load_shopworld("raw_events"), loaders.load_shopworld("raw_catalogue")
     assert len(raw_ev) == (d["clean_rows"]["events"] + d["duplicate_events"] + d["orphan_events"]
                            + d["bot_events"])
     assert len(raw_cat) == d["clean_rows"]["catalogue"] + len(d["duplicated_items"])

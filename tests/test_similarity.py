@@ -3,7 +3,7 @@ import pytest
 import torch
 from sklearn.metrics.pairwise import cosine_similarity as sk_cosine
 
-from helpers.similarity import cosine_similarity, top_k
+from helpers.models.similarity import cosine_similarity, top_k
 
 
 @pytest.mark.parametrize("n,m,d", [(1, 1, 3), (5, 7, 16), (3, 2, 384)])

@@ -1,19 +1,19 @@
-"""helpers.simulate: the utility is ShopWorld's own (purchases score above random pairs; a
+"""helpers.evaluation.simulate: the utility is ShopWorld's own (purchases score above random pairs; a
 favourite colour adds exactly the user's taste), the reader and funnel follow their stated
 formulas, the A/B analysis recovers a known effect, and the sample size gives its power."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import data
-from helpers import simulate as S
-from helpers.data import DataError
+from helpers.core.checks import DataError
+from helpers.data import loaders
+from helpers.evaluation import simulate as S
 
 
 @pytest.fixture(scope="module")
 def truth():
-    return (data.load_shopworld("user_truth"), data.load_shopworld("item_truth"),
-            data.load_shopworld("catalogue"), data.load_shopworld("events"))
+    return (loaders.load_shopworld("user_truth"), loaders.load_shopworld("item_truth"),
+            loaders.load_shopworld("catalogue"), loaders.load_shopworld("events"))
 
 
 def test_true_utility_is_shopworlds(truth):
@@ -60,8 +60,8 @@ def test_reader_follows_its_formula():
 
 
 def test_read_reasons_judges_claims_against_the_truth():
-    from helpers import nlg
-    world = nlg.reason_world()
+    from helpers.reasons import world as W
+    world = W.reason_world()
     row = world.warm.iloc[0]
     u, i = int(row["user_id"]), int(row["item_id"])
     truth_colour = world.items_truth[i]["colour"]

@@ -1,13 +1,14 @@
-"""helpers.textscore against the reference implementations: the bert-score package on the same
+"""helpers.evaluation.textscore against the reference implementations: the bert-score package on the same
 offline MiniLM and layer, transformers' own causal-LM loss, and the judge's two-token softmax
 read off the full logits."""
 import numpy as np
 import pytest
 import torch
 
-from helpers import assets, models
-from helpers import textscore as TS
-from helpers.data import DataError
+from helpers.core import assets
+from helpers.core.checks import DataError
+from helpers.evaluation import textscore as TS
+from helpers.models import pretrained
 
 CANDS = ["Recommended for its great warmth, which you care about.", "This lamp is bright and cheap.",
          "It comes in pink, a colour you often choose."]
@@ -16,12 +17,12 @@ REFS = ["I bought it for the warmth.", "A bright lamp, good value.", "Pink is my
 
 @pytest.fixture(scope="module")
 def encoder():
-    return models.text_encoder()
+    return pretrained.text_encoder()
 
 
 @pytest.fixture(scope="module")
 def lm():
-    return models.language_model()
+    return pretrained.language_model()
 
 
 @pytest.mark.parametrize("layer", [4, 6])

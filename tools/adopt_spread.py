@@ -17,7 +17,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from helpers.results import load_expectations  # noqa: E402
+from helpers.course.results import load_expectations  # noqa: E402
 
 
 def main(stems: list[str]) -> None:

@@ -44,13 +44,13 @@ def _cell_edit(path: Path, cell_id: str, append: str) -> None:
 
 
 def _regenerate(tree: Path) -> None:
-    _run([str(PY), "-m", "helpers.notebooks", "chapters"], tree)
+    _run([str(PY), "-m", "helpers.course.notebooks", "chapters"], tree)
 
 
 # each fault: what it breaks, how, and the narrowed parts that must catch it
 def broken_metric(tree):
-    """helpers.metrics' NDCG discounts rank r by log2(r + 1) instead of log2(r + 2)."""
-    _edit(tree / "helpers" / "metrics.py", "np.log2(np.arange(2, hits.shape[1] + 2))",
+    """helpers.metrics.ranking's NDCG discounts rank r by log2(r + 1) instead of log2(r + 2)."""
+    _edit(tree / "helpers" / "metrics" / "ranking.py", "np.log2(np.arange(2, hits.shape[1] + 2))",
           "np.log2(np.arange(1, hits.shape[1] + 1) + 0.5)")
 
 

@@ -116,7 +116,7 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     for chapter, base in runs["default"].items():
         lines = [f"# Expected key results of solutions/{chapter}.ipynb (quick profile, seed 0),",
-                 "# checked as the notebook records them (helpers.results). Written by",
+                 "# checked as the notebook records them (helpers.course.results). Written by",
                  "# tools/spread.py from runs under three settings on a 2-core x86-64 machine:",
                  "# " + ", ".join(SETTINGS) + ". Tolerance = max(4 x spread measured across",
                  "# them, a floor by kind of number from machine-to-machine shifts; see",

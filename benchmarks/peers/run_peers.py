@@ -15,7 +15,7 @@ SASRec and BERT4Rec also run beside numpy 2 with pandas 2.2.3 (``numpy2_shim``),
 machine, where they gave the committed ``SASRec/LS`` and ``BERT4Rec/LS`` entries (their split
 checked identical to the one stored here, user by user). The data is
 RecBole's own copy of MovieLens-100K, shipped inside its wheel (``recbole/dataset_example``),
-the same file the course loads (``helpers.data.load_movielens``).
+the same file the course loads (``helpers.data.loaders.load_movielens``).
 
 * **RecBole** (Pop, BPR, SASRec, BERT4Rec), each with the toolkit's defaults for the model
   (``recbole/properties/model/*.yaml``), seed 2020, on both protocols:
@@ -24,8 +24,13 @@ the same file the course loads (``helpers.data.load_movielens``).
     default: ``split: {RS: [0.8, 0.1, 0.1]}, order: RO, group_by: user``);
   - ``LS``: leave-one-out by time (``split: {LS: valid_and_test}, order: TO``);
 
-  full ranking over every item (``mode: full``) with the user's training and validation items
-  masked at test time; early stopping on validation MRR@10 (10 evaluations without gain), at
+  full ranking over every item (``mode: full``); for the general models (Pop, BPR, EASE) the
+  user's training items are masked at validation and training + validation items at test, but
+  for SASRec and BERT4Rec RecBole 1.2.1 masks only the padding column (its
+  ``FullSortEvalDataLoader`` passes no history for sequential models), so they rank the held-out
+  item against the user's history too (``seq_protocol_recbole.py`` scores them both ways);
+  early stopping on validation MRR@10 (an equal score counts as a gain; stop after 11
+  evaluations without one: ``recbole.utils.early_stopping`` with ``stopping_step`` 10), at
   most 300 epochs (``--max-epochs`` caps it, and the cap is recorded); every rating counts as
   an interaction (no threshold). SASRec and BERT4Rec run on ``LS`` only (sequences need time
   order). For each protocol the per-user sizes of
@@ -103,12 +108,11 @@ def recbole_config(model: str, protocol: str, max_epochs: int = 300) -> dict:
 def split_sizes(protocol: str) -> tuple[dict[str, list[int]], dict[str, str]]:
     """Per user (MovieLens user id): sizes of RecBole's train, valid and test parts, and the
     test item where the user has exactly one (leave-one-out). Also writes the split itself
-    into ``datasets/movielens_recbole_splits.json.gz`` (``helpers.data.recbole_split`` reads
+    into ``datasets/movielens_recbole_splits.json.gz`` (``helpers.data.loaders.recbole_split`` reads
     it), so the course's models can be trained and tested on RecBole's very split: one digit
     per rating (0 train, 1 valid, 2 test), the ratings in (user_id, item_id) order. Only the
     part labels are stored, never the ratings (MovieLens may not be redistributed)."""
     import pandas as pd
-
     from recbole.config import Config
     from recbole.data import create_dataset
 
@@ -256,8 +260,9 @@ def run_implicit(results: dict) -> None:
     """``implicit``'s exact ALS (Hu, Koren & Volinsky; ``use_cg=False``) on RecBole's own splits
     (``datasets/movielens_recbole_splits.json.gz``), with the course's settings (64 factors,
     regularisation 5, alpha 1, 15 iterations): the library peer of ``cf.ImplicitALS``. Ranked
-    with the course's own metrics (``helpers.metrics``: full ranking; training items masked, and
-    validation items at test time, as RecBole does): NDCG@10, HR@10, MRR@10."""
+    with the course's own metrics (``helpers.metrics.ranking``: full ranking; training items masked, and
+    validation items at test time, as RecBole does for general models): NDCG@10, HR@10,
+    MRR@10."""
     import numpy as np
     import pandas as pd
     import recbole
@@ -274,7 +279,10 @@ def run_implicit(results: dict) -> None:
     splits = json.loads(gzip.decompress(SPLITS.read_bytes()))
 
     sys.path.insert(0, str(ROOT))
-    from helpers.metrics import rank_from_scores, ranking_metrics   # the course's own metrics
+    from helpers.metrics.ranking import (  # the course's own metrics
+        rank_from_scores,
+        ranking_metrics,
+    )
 
     def metrics(scores, relevant, masked):
         got = ranking_metrics(rank_from_scores(scores, 10, exclude=masked),

@@ -2,7 +2,7 @@
 # Packs what a GPU session (tools/gpu/session.sh) carries to an offline CUDA machine whose
 # transfers are limited to 64 MiB a call: the Python wheels it lacks (.whl: transformers, peft
 # and gguf at the course's versions; pandas 2.2.3 and RecBole's small dependencies for RecBole)
-# and the course's three offline asset wheels, verified again there by helpers.assets (.gpu/c1-c4).
+# and the course's three offline asset wheels, verified again there by helpers.core.assets (.gpu/c1-c4).
 # Both folders are in .gitignore.
 set -eu
 cd "$(dirname "$0")/../.."

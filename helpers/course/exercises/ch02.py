@@ -1,0 +1,164 @@
+"""Exercises of chapter 02 (collaborative filtering), each checked against an independent
+reference: a plain loop, torch autograd, scikit-learn."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from helpers.course.exercises import Exercise, Incorrect, fmt, progress_of
+
+_NB = "02_collaborative_filtering.ipynb"
+
+
+def _check_knn_scores(fn) -> str:
+    rng = np.random.default_rng(3)
+    X = (rng.random((6, 9)) < 0.4).astype(float)
+    S = rng.random((9, 9)) * (rng.random((9, 9)) < 0.5)
+    np.fill_diagonal(S, 0)
+    got = np.asarray(fn(X, S))
+    want = np.zeros((6, 9))
+    for u in range(6):
+        for i in range(9):
+            want[u, i] = sum(S[i, j] * X[u, j] for j in range(9))
+    if got.shape != want.shape:
+        raise Incorrect(f"scores should have shape {want.shape} (users x items), got {got.shape}.")
+    if not np.allclose(got, want):
+        u, i = np.unravel_index(np.abs(got - want).argmax(), want.shape)
+        raise Incorrect(f"score[{u}, {i}] should be Σ_j S[{i}, j]·X[{u}, j] = {want[u, i]:.4f}, "
+                        f"got {got[u, i]:.4f}. Check which side S is transposed on.")
+    return "It equals the double loop Σ_j S[i, j]·X[u, j]."
+
+
+def _check_sgd_step(fn) -> str:
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(3):
+        p, q = torch.randn(5, generator=gen), torch.randn(5, generator=gen)
+        bu, bi = torch.randn((), generator=gen), torch.randn((), generator=gen)
+        r, mu, lr, reg = 4.0, 3.5, 0.05, 0.1
+        got = fn(p.clone(), q.clone(), bu.clone(), bi.clone(), r, mu, lr, reg)
+        if not (isinstance(got, tuple) and len(got) == 4):
+            raise Incorrect("return the four updated values (p, q, bu, bi) as a tuple.")
+        # reference: one gradient step of ½e² + ½λ(‖p‖² + ‖q‖² + bu² + bi²) by autograd
+        params = [t.clone().requires_grad_(True) for t in (p, q, bu, bi)]
+        e = r - (mu + params[2] + params[3] + params[0] @ params[1])
+        loss = 0.5 * e ** 2 + 0.5 * reg * sum((t ** 2).sum() for t in params)
+        grads = torch.autograd.grad(loss, params)
+        want = [t.detach() - lr * g for t, g in zip(params, grads)]
+        for name, g, w in zip(("p", "q", "bu", "bi"), got, want):
+            if not torch.allclose(torch.as_tensor(g, dtype=w.dtype), w, atol=1e-6):
+                raise Incorrect(f"the updated {name} differs from a gradient step "
+                                f"(expected {w.numpy().round(4)}, got "
+                                f"{np.asarray(g).round(4)}). Use the OLD p when updating q.")
+    return "It equals one autograd gradient step on the regularised squared error."
+
+
+def _check_ndcg(fn) -> str:
+    from sklearn.metrics import ndcg_score
+
+    rng = np.random.default_rng(8)
+    for case in range(20):
+        n_items, k = 15, [1, 3, 5, 10][case % 4]
+        scores = rng.permutation(n_items).astype(float)
+        relevant = set(rng.choice(n_items, size=rng.integers(1, 6), replace=False).tolist())
+        ranked = list(np.argsort(-scores))
+        truth = np.zeros(n_items)
+        truth[list(relevant)] = 1
+        want = ndcg_score(truth[None, :], scores[None, :], k=k)
+        got = fn(ranked, relevant, k)
+        if not np.isclose(got, want):
+            raise Incorrect(f"for ranked={ranked[:k]}, relevant={sorted(relevant)}, k={k}: "
+                            f"NDCG should be {want:.4f} (scikit-learn), got {fmt(got)}. The ideal "
+                            "list has min(|relevant|, k) hits at the top.")
+    return "It matches sklearn.metrics.ndcg_score on 20 random lists."
+
+
+q1 = Exercise(name="ch02.q1", title="Write item_knn_scores(X, S): score every item for every user",
+              var="item_knn_scores", checker=_check_knn_scores, notebook=_NB,
+              hint_text="score[u, i] = Σ_j S[i, j] X[u, j] is a matrix product: `X @ S.T`.",
+              nudge=("An item scores high for a user when it is similar to many items the user "
+                     "already has. That weighted sum, written for all users and items at once, is "
+                     "one matrix product."))
+q2 = Exercise(name="ch02.q2", title="Write sgd_step(...): one SGD update of biased MF",
+              var="sgd_step", checker=_check_sgd_step, notebook=_NB,
+              hint_text="e = r − (μ + b_u + b_i + p·q); then b_u += lr(e − λb_u), "
+                        "b_i += lr(e − λb_i), p += lr(e q − λp), q += lr(e p_old − λq).",
+              nudge=("Measure the error of the current prediction on this one rating, then move "
+                     "each parameter a small step in the direction that reduces it, minus a little "
+                     "pull towards zero for each."))
+q3 = Exercise(name="ch02.q3", title="Write ndcg_at_k(ranked, relevant, k) for one user",
+              var="ndcg_at_k", checker=_check_ndcg, notebook=_NB,
+              hint_text="DCG = Σ_{r=1..k} [ranked[r-1] ∈ relevant] / log2(r + 1); the ideal DCG "
+                        "puts min(len(relevant), k) hits first; NDCG = DCG / ideal.",
+              nudge=("Each hit earns less the lower it sits (divide by the log of its position "
+                     "plus one); divide the list's total by the best total any list could have "
+                     "earned for this user."))
+
+from helpers.course.exercises.quiz import Choice, Numeric, Quiz  # noqa: E402
+
+quiz = Quiz("ch02.quiz", _NB, where=(
+    "Q1: section 2 (baselines); Q2: section 5 (implicit feedback and BPR); Q3 and Q4: section 6 "
+    "and exercise 3; Q5: section 6's sampled metrics; Q6: section 7; Q7: section 9."),
+    questions=[
+    Choice("Biases alone (global mean plus a user and an item bias) take MovieLens RMSE from about "
+           "1.13 to about 0.94. What should you compare a new rating model with?",
+           {"a": "The global mean (1.13): it is the simplest predictor.",
+            "b": "The biased baseline (0.94): a model that cannot beat two numbers per user and "
+                 "item has learned nothing about taste.",
+            "c": "A published deep model's number, whatever its split."},
+           "b",
+           {"a": "Beating 1.13 proves only that users and items differ on average.",
+            "b": "Right: every model in the chapter must beat 0.94, not 1.13.",
+            "c": "A number is comparable only under the same protocol (section 7)."}),
+    Choice("On a shop you see clicks and purchases but no dislikes. Why does BPR learn from pairs "
+           "(a met item should score above an unmet one) instead of treating unmet items as 0s?",
+           {"a": "An unmet item may be unknown to the user, not disliked; a pair only says the met "
+                 "item is preferred, which the data supports.",
+            "b": "Pairs are faster to train on than single items.",
+            "c": "Because ratings are needed to fit a factorisation."},
+           "a",
+           {"a": "Right: implicit feedback has no negatives, only preferences between items.",
+            "b": "Speed is not the reason; sampling pairs costs about the same as sampling items.",
+            "c": "BPR needs no ratings at all; it is built for implicit data."}),
+    Numeric("A user has one held-out item. Your model ranks it second. What is NDCG@10? (three "
+            "decimals)",
+            0.631, "Right: a hit at rank r counts 1 / log2(r + 1), so DCG = 1 / log2(3) = 0.631; "
+                   "the perfect list has it first, IDCG = 1 / log2(2) = 1.", tol=0.002,
+            traps={0.5: "1 / 2 is the reciprocal rank (MRR); NDCG discounts by log2(rank + 1).",
+                   0.1: "1 / 10 is precision@10.",
+                   1.0: "1 would need the item at rank 1."}),
+    Numeric("Your top 10 contains 2 of a user's 4 held-out items. What is their recall@10?",
+            0.5, "Right: recall@k = hits / |held-out| = 2 / 4.", tol=1e-6,
+            traps={0.2: "2 / 10 is precision@10; recall divides by the user's held-out items."}),
+    Choice("Many papers rank the held-out item against 100 sampled negatives. What did the chapter "
+           "find with the same models and test items?",
+           {"a": "The sampled numbers are a cheap, unbiased estimate of the full-ranking ones.",
+            "b": "Every model looks several times better and the gaps between models change; a "
+                 "sampled number is not an estimate of the full one, and it can reorder models.",
+            "c": "Sampling makes no difference on MovieLens-100K."},
+           "b",
+           {"a": "They are biased upwards, by different amounts per model (Krichene and Rendle).",
+            "b": "Right: the course reports full-ranking metrics, and chapter 07 shows a reordering.",
+            "c": "The chapter's own table shows hit rates several times higher when sampled."}),
+    Choice("RecBole's most-popular baseline scored far below the course's on the identical split. "
+           "Why?",
+           {"a": "Popularity is a bad baseline on MovieLens.",
+            "b": "Its counter adds one per training batch an item appears in, not one per "
+                 "interaction, so large batches flatten popularity: a baseline from a toolkit is "
+                 "code too, and code can be wrong.",
+            "c": "RecBole uses a different dataset version."},
+           "b",
+           {"a": "The course's own popularity baseline does well on the same split.",
+            "b": "Right (RecBole issue #2198).",
+            "c": "Both were run on RecBole's own split of the same data."}),
+    Choice("Why does every CF model score near zero on items launched after the training cutoff?",
+           {"a": "The models were not trained long enough.",
+            "b": "CF knows an item only through the people who interacted with it; a new item has "
+                 "no interactions, so nothing says who will like it.",
+            "c": "New items are filtered out of the ranking."},
+           "b",
+           {"a": "More epochs cannot learn from interactions that do not exist.",
+            "b": "Right: chapter 04 reads the items' text and recommends new items too.",
+            "c": "They are ranked like every other item; they just get no signal."}),
+])
+
+progress = progress_of(__name__)
