@@ -249,7 +249,7 @@ CASES = [
      lambda: cf.MostPopular().fit(ev).evaluate(pd.DataFrame({"user_id":[1],"item_id":[np.nan]}))),
     ('predict len', DataError, 'users\\ and\\ items\\ must\\ pair\\ up,\\ got\\ \\(2,\\)\\ and\\ \\(1,\\)',
      lambda: cf.Biases().fit(ev).predict([1,2],[10])),
-    ('fit float ids', DataError, '1\\ values\\ of\\ user_id\\ in\\ the\\ training\\ data\\ are\\ not',
+    ('fit float ids', DataError, '1\\ of\\ the\\ user_id\\ values\\ of\\ the\\ training\\ data\\ are\\ not',
      lambda: cf.MostPopular().fit(mk(user_id=[1.5,1,2,2,3]))),
     ('biases reg neg', ParameterError, 'reg_user\\ must\\ be\\ >=\\ 0,\\ got\\ \\-1\\.',
      lambda: cf.Biases(reg_user=-1).fit(ev)),
@@ -329,7 +329,7 @@ CASES = [
                                        np.array([0, 1, 0, 2, 1]), 3, max_len=4)),
     ('id map mixed kinds', DataError, "IDs\\ mix\\ kinds\\ \\['number',\\ 'str'\\]",
      lambda: pp.build_id_map([1, "1", 2])),
-    ('fit mixed-kind ids', DataError, "IDs\\ mix\\ kinds",
+    ('fit mixed-kind ids', DataError, "user_id\\ values\\ of\\ the\\ training\\ data\\ mix\\ kinds",
      lambda: cf.MostPopular().fit(mk(user_id=[1, "1", 2, 2, 3]))),
     ('aspects a string', DataError, 'aspects\\ must\\ be\\ a\\ non\\-empty\\ list',
      lambda: I.marketed_aspects(cat.assign(description=["a", "b", "c"]), "comfort")),
@@ -384,3 +384,94 @@ def test_explicit_knn_refuses_repeated_ratings_instead_of_summing_them():
     twice = pd.concat([ev, ev.assign(rating=5.0)])
     with pytest.raises(DataError, match="rated more than once"):
         cf.KNN("item", explicit=True).fit(twice)
+
+
+# ---------------------------------------------------------------- the sweep (issue 39, item 7)
+# Every entry point that takes a table of interactions, fed each class of bad value in each
+# column it reads: infinite, missing or text-typed numbers, text-typed or missing times, IDs that
+# mix kinds, are missing, fractional or True/False, and an empty table. Each must be refused with
+# a DataError that says how to fix it; a column an entry point does not read may hold anything.
+def _sweep_log() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    d = pd.DataFrame({"user_id": rng.integers(1, 8, 60), "item_id": rng.integers(100, 120, 60),
+                      "timestamp": np.arange(60), "rating": rng.integers(1, 6, 60).astype(float)})
+    return d.drop_duplicates(["user_id", "item_id"]).reset_index(drop=True)
+
+
+def _spoil(d: pd.DataFrame, col: str, how: str) -> pd.DataFrame:
+    d = d.copy()
+    if how == "empty":
+        return d.iloc[:0]
+    if how == "text":
+        d[col] = d[col].astype(str)
+    elif how == "bool":
+        d[col] = d[col] > d[col].median()
+    else:
+        d[col] = d[col].astype(object if how == "mixed" else float)
+        d.loc[0, col] = {"inf": np.inf, "nan": np.nan, "mixed": "u1", "fraction": 3.5}[how]
+    return d
+
+
+SPOILS = {"rating": ["inf", "nan", "text"], "timestamp": ["text", "nan", "inf"],
+          "user_id": ["mixed", "nan", "fraction", "bool"],
+          "item_id": ["mixed", "nan", "fraction", "bool"]}
+SMALL = dict(n_epochs=1, device="cpu")
+# (entry point, the columns it reads, the call)
+ENTRY_POINTS = [
+    ("GlobalMean.fit", {"user_id", "item_id", "rating"}, lambda d: cf.GlobalMean().fit(d)),
+    ("Biases.fit", {"user_id", "item_id", "rating"}, lambda d: cf.Biases().fit(d)),
+    ("BiasedMF.fit", {"user_id", "item_id", "rating"}, lambda d: cf.BiasedMF(4, **SMALL).fit(d)),
+    ("BayesianMF.fit", {"user_id", "item_id", "rating"},
+     lambda d: cf.BayesianMF(4, n_samples=2, burn_in=1).fit(d)),
+    ("KNN explicit.fit", {"user_id", "item_id", "rating"},
+     lambda d: cf.KNN("user", 5, explicit=True).fit(d)),
+    ("KNN.fit", {"user_id", "item_id"}, lambda d: cf.KNN("item", 5).fit(d)),
+    ("MostPopular.fit", {"user_id", "item_id"}, lambda d: cf.MostPopular().fit(d)),
+    ("BPR.fit", {"user_id", "item_id"}, lambda d: cf.BPR(4, **SMALL).fit(d)),
+    ("EASE.fit", {"user_id", "item_id"}, lambda d: cf.EASE().fit(d)),
+    ("ImplicitALS.fit", {"user_id", "item_id"}, lambda d: cf.ImplicitALS(4, n_iter=1).fit(d)),
+    ("SASRecRecommender.fit", {"user_id", "item_id", "timestamp"},
+     lambda d: sequential.SASRecRecommender(max_len=5, **SMALL).fit(d)),
+    ("BERT4RecRecommender.fit", {"user_id", "item_id", "timestamp"},
+     lambda d: I.BERT4RecRecommender(max_len=5, **SMALL).fit(d)),
+    ("leave_last_out", {"user_id", "item_id", "timestamp"}, lambda d: pp.leave_last_out(d)),
+    ("per_user_split", {"user_id", "item_id"}, lambda d: pp.per_user_split(d)),
+    ("temporal_split", {"timestamp"}, lambda d: pp.temporal_split(d, [20, 40])),
+    ("first_users", {"user_id"}, lambda d: pp.first_users(d, 3)),
+    ("build_id_map", {"user_id"}, lambda d: pp.build_id_map(d["user_id"])),
+    ("interaction_matrix explicit", {"user_id", "item_id", "rating"},
+     lambda d: pp.interaction_matrix(d, pp.build_id_map(_sweep_log()["user_id"]),
+                                     pp.build_id_map(_sweep_log()["item_id"]), kind="explicit")),
+]
+SWEEP = [(name, col, how, call) for name, reads, call in ENTRY_POINTS
+         for col in sorted(reads) for how in SPOILS[col]] + \
+        [(name, "*", "empty", call) for name, _, call in ENTRY_POINTS]
+
+
+@pytest.mark.parametrize("name,reads,call", ENTRY_POINTS, ids=[e[0] for e in ENTRY_POINTS])
+def test_the_sweep_entry_points_take_a_clean_log(name, reads, call):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        call(_sweep_log())                  # no false alarm: the spoiled copies below are the test
+
+
+@pytest.mark.parametrize("name,col,how,call", SWEEP,
+                         ids=[f"{n}-{c}-{h}" for n, c, h, _ in SWEEP])
+def test_every_entry_point_refuses_each_class_of_bad_value(name, col, how, call):
+    d = _sweep_log()
+    spoiled = _spoil(d, col, how)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DataError) as err:
+            call(spoiled)
+    assert ADVICE.search(str(err.value)), f"{name}: the message says no fix: {err.value}"
+    pd.testing.assert_frame_equal(d, _sweep_log())        # the caller's frame is untouched
+
+
+def test_the_sweep_can_fail():
+    """An entry point that reads a column without checking it is caught."""
+    def unchecked(d):
+        return d["rating"].to_numpy(float).mean()
+    with pytest.raises(BaseException):  # noqa: B017 - pytest.raises(DataError) itself fails
+        with pytest.raises(DataError):
+            unchecked(_spoil(_sweep_log(), "rating", "inf"))

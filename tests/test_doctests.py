@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import inspect
 import pkgutil
+import re
 
 import pytest
 
@@ -37,3 +39,47 @@ def test_a_wrong_example_fails():
     probe = type(importlib)("probe")
     probe.__doc__ = ">>> 1 + 1\n3\n"
     assert doctest.testmod(probe, report=False).failed == 1
+
+
+def _public_objects():
+    """Every public function, class and method the library defines (not what it imports)."""
+    for name in MODULES:
+        module = importlib.import_module(name)
+        yield name, module
+        for attr, obj in vars(module).items():
+            if attr.startswith("_") or getattr(obj, "__module__", None) != name:
+                continue
+            if inspect.isfunction(obj) or inspect.isclass(obj):
+                yield f"{name}.{attr}", obj
+            if inspect.isclass(obj):
+                for meth, fn in vars(obj).items():
+                    if not meth.startswith("_") and inspect.isfunction(fn):
+                        yield f"{name}.{attr}.{meth}", getattr(obj, meth)
+
+
+def test_every_public_name_says_what_it_does():
+    """A docstring on every public module, function, class and method; a method that overrides
+    a documented one inherits its contract (``inspect.getdoc``, as help() shows it)."""
+    bare = [qual for qual, obj in _public_objects()
+            if not (inspect.getdoc(obj) or "").strip()
+            and not qual.startswith("helpers.course.exercises.")]
+    assert not bare, f"{len(bare)} public names have no docstring: {bare[:20]}"
+
+
+# A measurement (a time, a speed, a share of runs) in a docstring goes stale when the code or
+# the machine changes: the docstring points to the results file that records it instead.
+MEASURED = re.compile(r"\d(\.\d+)?\s?(ms|µs|s/epoch|reasons/s|texts/s|minutes|seconds)\b"
+                      r"|\d\.\d+ (to|-) \d\.\d+ of the time|median of \d\.\d+")
+
+
+def test_docstrings_point_to_the_results_instead_of_quoting_measurements():
+    stale = []
+    for qual, obj in _public_objects():
+        doc = inspect.getdoc(obj) or ""
+        prose = [line for line in doc.splitlines() if not line.lstrip().startswith(">>>")]
+        for line in prose:
+            if MEASURED.search(line) and "benchmarks/results/" not in doc:
+                stale.append(f"{qual}: {line.strip()}")
+    assert not stale, "measured figures in docstrings (cite benchmarks/results/ instead):\n" + \
+        "\n".join(stale)
+    assert MEASURED.search("0.15 ms a user on 2 cores")       # the pattern catches the old case

@@ -119,6 +119,27 @@ def test_ch01_wrong_answers_are_explained():
     assert not ch01.q3.check(lambda df: df)  # not a (train, test) tuple
 
 
+def test_ch03_wrong_answers_are_explained():
+    import math
+
+    from helpers.course.exercises import ch03
+
+    def scores(q, k, mask):
+        s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        return s if mask is None else s.masked_fill(~mask, float("-inf"))
+
+    output_only = ch03.q1.check(lambda q, k, v, mask=None: torch.softmax(scores(q, k, mask), -1) @ v)
+    assert not output_only and "(output, weights)" in output_only.message
+    unscaled = ch03.q1.check(lambda q, k, v, mask=None: (torch.softmax(q @ k.transpose(-2, -1), -1)
+                                                         @ v, torch.softmax(q @ k.mT, -1)))
+    assert not unscaled and "sqrt(d_k)" in unscaled.message
+    def nan_rows(q, k, v, mask=None):
+        w = torch.softmax(scores(q, k, mask), -1)
+        return w @ v, w
+    verdict = ch03.q1.check(nan_rows)
+    assert not verdict and "nan_to_num" in verdict.message
+
+
 def test_ch06_wrong_answers_are_explained():
     import math
 

@@ -243,6 +243,9 @@ def asset_path(name: str, deep: bool = True) -> Path:
 
 # ----------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
+    """The command line (``python -m helpers.core.assets fetch|verify|list|record [names]``);
+    returns the exit status.
+    """
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m helpers.core.assets", description=__doc__,

@@ -36,6 +36,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 __all__ = ["DataError", "ParameterError", "require_columns", "require_int", "require_count", "require_choice", "require_number", "require_ids",
+           "require_id_values",
            "require_finite", "require_times", "require_values", "require_level", "require_int_ids", "require_id",
            "require_id_pairs"]
 
@@ -108,21 +109,41 @@ def require_number(name: str, value: object, *, low: float | None = None, low_op
     return float(value)
 
 
+def require_id_values(s: pd.Series, what: str) -> None:
+    """IDs (none missing: check that first) of one kind, all numbers or all text, never
+    True/False, and numbers whole and finite. The number 1 and the text '1' would be two
+    different users, a bool column is a mask passed by mistake, and a float 3.7 would be
+    truncated into another ID."""
+    if pd.api.types.is_bool_dtype(s) or any(isinstance(v, (bool, np.bool_)) for v in
+                                            s.head(1000)):
+        raise DataError(f"{what} are True/False, not IDs: was a mask or a flag column passed "
+                        "instead of the ID column? Pass the IDs themselves.")
+    if s.dtype == object:
+        kinds = s.map(lambda v: "number" if isinstance(v, (int, float, np.integer, np.floating))
+                      else type(v).__name__).unique()
+        if len(kinds) > 1:
+            raise DataError(f"{what} mix kinds {sorted(kinds)} (e.g. the number 1 and the text "
+                            "'1' would be two different users); convert the column to one kind "
+                            "first, e.g. df['user_id'].astype(int) or .astype(str).")
+    if pd.api.types.is_float_dtype(s):
+        v = s.to_numpy(np.float64)
+        bad = ~np.isfinite(v) | (v != np.round(v))
+        if bad.any():
+            raise DataError(f"{int(bad.sum())} of {what} are not whole numbers (e.g. "
+                            f"{list(s[bad][:3])}); IDs must be integers or strings. Fix the "
+                            "source; they would otherwise be truncated into other IDs.")
+
+
 def require_ids(df: pd.DataFrame, col: str, what: str) -> None:
-    """IDs must be present and, when numeric, finite whole numbers (a float 3.7 is not an ID)."""
+    """IDs must be present and pass :func:`require_id_values` (one kind, no True/False, whole
+    numbers)."""
     s = df[col]
     missing = s.isna()
     if missing.any():
         raise DataError(f"{int(missing.sum())} rows of {what} have no {col} (NaN/None), e.g. rows "
                         f"{_examples(missing, df.index)}. Drop or repair those rows first; "
                         "nothing is dropped silently.")
-    if pd.api.types.is_float_dtype(s):
-        v = s.to_numpy(np.float64)
-        bad = ~np.isfinite(v) | (v != np.round(v))
-        if bad.any():
-            raise DataError(f"{int(bad.sum())} values of {col} in {what} are not whole numbers "
-                            f"(e.g. {list(s[bad][:3])}); IDs must be integers or strings. Fix "
-                            "the source; they would otherwise be truncated into other IDs.")
+    require_id_values(s, f"the {col} values of {what}")
 
 
 def require_finite(df: pd.DataFrame, col: str, what: str, *, allow_missing: bool = False) -> None:

@@ -466,6 +466,9 @@ def changed_files(base: str = "main", root: Path | None = None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (``python -m helpers.course.notebooks chapters|run ...``); returns the exit
+    status.
+    """
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m helpers.course.notebooks")

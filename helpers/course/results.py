@@ -57,6 +57,7 @@ class Expectation:
         return max(self.abs, self.rel * abs(self.value))
 
     def accepts(self, value: float) -> bool:
+        """Whether ``value`` lies within this expectation's tolerance of its stored value."""
         return abs(value - self.value) <= self.tolerance + 1e-12
 
 

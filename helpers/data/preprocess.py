@@ -21,6 +21,7 @@ from helpers.core.checks import (
     DataError,
     require_columns,
     require_finite,
+    require_id_values,
     require_ids,
     require_int,
     require_times,
@@ -278,12 +279,7 @@ def build_id_map(values) -> IdMap:
                         "first.")
     if len(s) == 0:
         raise DataError("Cannot build an ID map from no IDs.")
-    kinds = s.map(lambda v: "number" if isinstance(v, (int, float, np.integer, np.floating))
-                  and not isinstance(v, bool) else type(v).__name__).unique()
-    if len(kinds) > 1:
-        raise DataError(f"IDs mix kinds {sorted(kinds)} (e.g. the number 1 and the text '1' would "
-                        "be two different users); convert the column to one kind first, e.g. "
-                        "df['user_id'].astype(int) or .astype(str).")
+    require_id_values(s, "IDs")
     return IdMap(np.sort(s.unique()))
 
 
@@ -318,6 +314,7 @@ def interaction_matrix(df: pd.DataFrame, user_map: IdMap, item_map: IdMap, *,
         if df[col_value].isna().any():
             raise DataError(f"{int(df[col_value].isna().sum())} rows have no {col_value}: keep "
                             "only rated interactions (e.g. purchases) for an explicit matrix.")
+        require_finite(df, col_value, "the interactions")
         pairs = pd.DataFrame({"r": rows, "c": cols, "v": df[col_value].to_numpy(np.float32)})
         if pairs.duplicated(["r", "c"]).any():
             raise DataError("Some (user, item) pairs are rated more than once; keep the latest "
@@ -457,6 +454,7 @@ def temporal_split(df: pd.DataFrame, boundaries, *, col_time: str = "timestamp")
     """Cut by global time: ``boundaries`` ``[b1, b2, ...]`` (strictly increasing) give parts
     ``t < b1``, ``b1 <= t < b2``, ..., ``t >= b_last``."""
     require_columns(df, [col_time], "the data")
+    _nonempty(df, "the data")
     require_times(df, col_time, "the data")
     if isinstance(boundaries, (str, bytes)) or not hasattr(boundaries, "__iter__"):
         raise DataError(f"boundaries must be a list of times, got {boundaries!r}; e.g. [t1, t2].")
@@ -539,6 +537,8 @@ def first_users(df: pd.DataFrame, n: int | None, *, col_user: str = "user_id") -
     if n is None:
         return df
     n = require_int("n", n, 1)
+    _nonempty(df, "df")
+    require_ids(df, col_user, "df")
     keep = df[col_user].drop_duplicates().iloc[:n]
     return df[df[col_user].isin(keep)]
 

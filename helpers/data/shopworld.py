@@ -110,6 +110,8 @@ def aspect_vocabulary() -> list[str]:
 
 
 def quality_column(aspect: str) -> str:
+    """The catalogue column holding an aspect's quality: ``'battery life'`` -> ``'q_battery_life'``.
+    """
     return "q_" + aspect.replace(" ", "_")
 
 
@@ -295,6 +297,9 @@ def utility_parts(users: pd.DataFrame, weights: np.ndarray, items: pd.DataFrame,
 
 
 def utility(parts: dict) -> np.ndarray:
+    """A shopper's total utility for each item: the sum of the parts :func:`utility_parts` returns
+    (aspects, colour, pattern, brand, price, popularity).
+    """
     return (parts["aspects"].sum(-1) + parts["colour"] + parts["pattern"] + parts["brand"]
             + parts["price"] + parts["popularity"])
 
@@ -854,6 +859,9 @@ def _datacard(world: World) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (``python -m helpers.data.shopworld --users N --items M --seed S OUT``);
+    returns the exit status.
+    """
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m helpers.data.shopworld",

@@ -216,11 +216,21 @@ def category_mix(items, item_category: pd.Series, categories, weights=None) -> n
     return mix / mix.sum()
 
 
+def _calibration_kl(p, q, alpha=0.01):
+    """Chapter 07's exercise 3, line for line (tests/test_mirror.py keeps them the same)."""
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    q_t = (1 - alpha) * q + alpha * p
+    on = p > 0
+    return float(np.sum(p[on] * np.log(p[on] / q_t[on])))
+
+
 def calibration_kl(p, q, alpha: float = 0.01) -> float:
     """Miscalibration of a list (Steck, 2018): ``KL(p || q~) = sum_c p(c) log(p(c) / q~(c))``
     with ``q~ = (1 - alpha) q + alpha p``, where p is the user's category mix (history) and q
     the list's. The small ``alpha`` keeps the KL finite when the list misses a category the user
-    buys. 0 = the list mirrors the user's tastes in proportion."""
+    buys. Returns a float >= 0; 0 = the list mirrors the user's tastes in proportion. A
+    :class:`DataError` when p or q is not a distribution over the same categories, or when
+    ``alpha = 0`` leaves the KL infinite."""
     p, q = require_values(p, "p"), require_values(q, "q")
     if p.shape != q.shape:
         raise DataError(f"p and q must cover the same categories, got {len(p)} and {len(q)}.")
@@ -230,12 +240,10 @@ def calibration_kl(p, q, alpha: float = 0.01) -> float:
                             f"{x.sum():.4f}. Use category_mix(...).")
     if not 0 <= alpha < 1:
         raise DataError(f"alpha must be in [0, 1), got {alpha!r}.")
-    q_t = (1 - alpha) * q + alpha * p
-    on = p > 0
-    if (q_t[on] == 0).any():
+    if alpha == 0 and (q[p > 0] == 0).any():
         raise DataError("the list misses a category the user has (KL is infinite): use "
                         "alpha > 0.")
-    return float(np.sum(p[on] * np.log(p[on] / q_t[on])))
+    return _calibration_kl(p, q, alpha)
 
 
 # ----------------------------------------------------------------------------- reasons

@@ -62,24 +62,34 @@ def _check_qkv(q, k, v, mask):
                             "causal_mask(t) and/or padding_mask(is_real).") from None
 
 
+def _attention(q, k, v, mask=None):
+    """Chapter 03's exercise 1, line for line (tests/test_mirror.py keeps them the same)."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.nan_to_num(torch.softmax(scores, dim=-1))   # nothing to attend to: 0, not NaN
+    return weights @ v, weights
+
+
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                                  mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``softmax(q kᵀ / √d_k) v``, returning ``(output, weights)``.
+    """``softmax(q kᵀ / √d_k) v``, returning ``(output, weights)``: chapter 03's exercise 1
+    with its inputs checked.
 
     Args:
-        q: ``(..., t_q, d_k)``; k: ``(..., t_k, d_k)``; v: ``(..., t_k, d_v)``.
+        q: ``(..., t_q, d_k)``; k: ``(..., t_k, d_k)``; v: ``(..., t_k, d_v)``, one float dtype,
+            one device.
         mask: bool, broadcastable to ``(..., t_q, t_k)``; ``False`` entries get no weight.
             A query row with nothing to attend to gets all-zero weights (not NaN).
     Returns:
-        output ``(..., t_q, d_v)`` and weights ``(..., t_q, t_k)`` (rows sum to 1).
+        output ``(..., t_q, d_v)`` and weights ``(..., t_q, t_k)`` (rows sum to 1, or to 0 where
+        the mask leaves nothing).
+    Raises:
+        TypeError: a non-tensor, a non-float tensor, mixed dtypes, a non-bool mask.
+        DataError: shapes that do not fit together, tensors on different devices.
     """
     _check_qkv(q, k, v, mask)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])     # (..., t_q, t_k)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)
-    weights = torch.nan_to_num(weights, nan=0.0)                   # fully masked rows
-    return weights @ v, weights
+    return _attention(q, k, v, mask)
 
 
 def causal_mask(t: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -144,10 +154,16 @@ class MultiHeadAttention(nn.Module):
         self.last_weights = None
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:     # (b, t, d) -> (b, h, t, d_head)
+        """``(batch, time, d_model)`` -> ``(batch, n_head, time, d_head)``: head h holds features
+        ``h*d_head`` to ``(h+1)*d_head - 1`` (chapter 03's exercise 3).
+        """
         b, t, _ = x.shape
         return x.view(b, t, self.n_head, self.d_head).transpose(1, 2)
 
     def merge_heads(self, x: torch.Tensor) -> torch.Tensor:     # (b, h, t, d_head) -> (b, t, d)
+        """The inverse of :meth:`split_heads`: ``(batch, n_head, time, d_head)`` -> ``(batch, time,
+        d_model)``.
+        """
         b, h, t, dh = x.shape
         return x.transpose(1, 2).reshape(b, t, h * dh)
 

@@ -116,6 +116,17 @@ class Recommender(Estimator):
     # -- interface -------------------------------------------------------------------------
     def fit(self, df: pd.DataFrame, user_map: IdMap | None = None,
             item_map: IdMap | None = None) -> Self:
+        """Learn from interactions and return ``self``.
+
+        Args:
+            df: one row per interaction, ``user_id`` and ``item_id`` (and ``rating`` for
+                explicit models).
+            user_map, item_map: :class:`~helpers.data.preprocess.IdMap` s to share with other
+                models (built from ``df`` when omitted).
+        Raises:
+            ParameterError: a setting given to ``__init__`` is out of range (checked here).
+            DataError: ``df`` lacks a column, is empty, or holds IDs the maps do not know.
+        """
         raise NotImplementedError
 
     def scores(self, user_idx: np.ndarray) -> np.ndarray:
@@ -293,6 +304,9 @@ class Biases(Recommender):
         return self
 
     def baseline(self, u_idx: np.ndarray, i_idx: np.ndarray) -> np.ndarray:
+        """``mu + b_u + b_i`` for index arrays ``u_idx``, ``i_idx`` of one length; an index of -1
+        (unknown user or item) contributes no bias.
+        """
         bu = np.where(u_idx >= 0, self.bu[np.maximum(u_idx, 0)], 0.0)
         bi = np.where(i_idx >= 0, self.bi[np.maximum(i_idx, 0)], 0.0)
         return self.mu + bu + bi

@@ -89,6 +89,9 @@ class EfficientNetLite0(nn.Module):
         self._fc = nn.Linear(1280, n_classes)
 
     def scale_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardise images in [0, 1] with the mean and scale the pretrained weights were trained
+        with.
+        """
         mean, std = LITE0_INPUT
         return (x - mean) / std
 

@@ -225,6 +225,9 @@ class SmallCNN(nn.Module):
         self.dim = chans[-1]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, 3, H, W)`` images -> ``(batch, channels)``: the convolutional body, averaged
+        over space.
+        """
         return self.body(x).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -406,9 +409,11 @@ class SharedSpace(nn.Module):
         return 1 / self.log_inv_t.clamp(max=math.log(100)).exp()
 
     def embed_images(self, f: torch.Tensor) -> torch.Tensor:
+        """Image features -> unit vectors in the shared space, ``(batch, d)``."""
         return F.normalize(self.image(f), dim=-1)
 
     def embed_texts(self, f: torch.Tensor) -> torch.Tensor:
+        """Text features -> unit vectors in the shared space, ``(batch, d)``."""
         return F.normalize(self.text(f), dim=-1)
 
 
@@ -586,6 +591,9 @@ class AttentionFusion(nn.Module):
         self.query = nn.Parameter(torch.zeros(d))
 
     def tokens(self, base: torch.Tensor) -> torch.Tensor:
+        """``(batch, sum of modality widths)`` -> ``(batch, n_modalities, d)``: each modality's
+        slice mapped to one token.
+        """
         parts = torch.split(base, self.splits, dim=-1)
         return torch.stack([m(p) for m, p in zip(self.maps, parts)], dim=-2)
 
@@ -817,8 +825,8 @@ def fit_cgan(x: torch.Tensor, labels: pd.DataFrame,
     ``aux_weight`` weighs the auxiliary classifier's loss (AC-GAN): the critic also learns to
     name each condition of the *real* images (cross-entropy), and the generator is also trained
     to have its images named as asked. The projection term alone teaches the condition slowly
-    and unevenly (chapter 06's quick GAN read as asked 0.49 to 0.88 of the time over six seeds,
-    benchmark section 10); 0 turns the classifier off. Returns ``(generator, critic, history)``,
+    and unevenly (how far chapter 06's quick GAN moves over six seeds:
+    benchmarks/results/14_multimodal_cpu.md, section 10); 0 turns the classifier off. Returns ``(generator, critic, history)``,
     the history holding the critic's and the generator's loss per step (each including its
     classifier term)."""
     from tqdm.auto import tqdm

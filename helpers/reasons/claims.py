@@ -207,6 +207,9 @@ VALUE_SHARE = 0.35
 
 
 def category_aspects(category) -> set[str]:
+    """The aspects a category's items can be rated on (its own and the shared ones); an empty set
+    for an unknown category.
+    """
     c = V.CATEGORIES.get(category) if isinstance(category, str) else None
     return set(c["aspects"]) | set(V.SHARED_ASPECTS) if c else set()
 
@@ -269,7 +272,7 @@ def item_facts(catalogue: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
 def user_truth_facts(user_truth: pd.DataFrame, price_threshold: float = 0.5) -> dict[int, dict]:
     """ShopWorld's hidden truth about each user, for *scoring* only: the three aspects they
     weigh, favourite colour/pattern/brand, and whether price matters (sensitivity >=
-    ``price_threshold``; the users whose purchases were price-driven have a median of 0.87)."""
+    ``price_threshold``)."""
     require_columns(user_truth, ["user_id", "aspect_1", "aspect_2", "aspect_3", "fav_colour",
                                  "fav_pattern", "fav_brand", "price_sensitivity"], "user_truth")
     out = {}
@@ -387,6 +390,9 @@ def stated_problem(c: Claim, f: dict) -> str | None:
 
 
 def is_stated(c: Claim, f: dict) -> bool:
+    """Whether ``f`` (one item's :func:`item_facts`) supports the claim ``c``;
+    :func:`stated_problem` says why not.
+    """
     return stated_problem(c, f) is None
 
 

@@ -49,6 +49,9 @@ class TemplateExplainer:
         self.facts, self.profile = facts, profile_map(profile)
 
     def explain_one(self, user: int, item: int) -> str:
+        """One reason for ``(user, item)``: the item's high-rated aspects the user weighs, else a
+        marked fallback.
+        """
         user, item = require_id(user, "user"), require_id(item, "item")
         f = self.facts.get(item)
         if f is None:
@@ -66,6 +69,7 @@ class TemplateExplainer:
         return "It is popular with shoppers who like what you like."
 
     def explain(self, users, items) -> list[str]:
+        """One reason per ``(users[k], items[k])`` pair, in order; the two must have one length."""
         users, items = require_id_pairs(users, items)
         return [self.explain_one(u, i) for u, i in zip(users, items)]
 
@@ -88,6 +92,9 @@ class RetrievalExplainer:
                         for i, g in reviews.groupby("item_id")}
 
     def explain_one(self, user: int, item: int) -> str:
+        """The review sentence about ``item`` whose aspect the user weighs most (ties: the reviewer
+        most like the user); the fallback's reason when the item has no review.
+        """
         rows = self.by_item.get(require_id(item, "item"))
         if rows is None:
             return self.fallback.fallback_for(user, item)
@@ -102,6 +109,7 @@ class RetrievalExplainer:
         return best
 
     def explain(self, users, items) -> list[str]:
+        """One reason per ``(users[k], items[k])`` pair, in order; the two must have one length."""
         users, items = require_id_pairs(users, items)
         return [self.explain_one(u, i) for u, i in zip(users, items)]
 
@@ -124,9 +132,11 @@ class WordVocab:
         return len(self.itos)
 
     def encode(self, text: str, max_words: int) -> list[int]:
+        """Word ids of the first ``max_words`` words of ``text``; unknown words get ``UNK``."""
         return [self.stoi.get(w, self.UNK) for w in tokenize(text)[:max_words]]
 
     def decode(self, ids) -> str:
+        """Words for ``ids`` up to the first ``EOS``, padding and ``BOS`` skipped."""
         words = []
         for i in ids:
             i = int(i)
@@ -217,6 +227,9 @@ class PETERExplainer(Estimator):
         self.device_ = torch.device(self.device or "cpu")
 
     def fit(self, rows: pd.DataFrame) -> "PETERExplainer":
+        """Train on ``rows`` (``user_id``, ``item_id``, ``rating``, ``reason``) and return
+        ``self``. A :class:`ParameterError` for a setting out of range, a :class:`DataError` for
+        a missing column or a NaN rating."""
         self.check_params()
         require_columns(rows, ["user_id", "item_id", "rating", "reason"], "PETER's training rows")
         if rows["rating"].isna().any():

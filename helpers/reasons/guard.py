@@ -124,6 +124,7 @@ class ClosedWorldGuard:
         return out
 
     def passes(self, reason: str, user: int, item: int) -> bool:
+        """Whether :meth:`problems` finds nothing wrong with ``reason`` for this pair."""
         return not self.problems(reason, user, item)
 
     def choose(self, candidates: list[str], user: int, item: int) -> tuple[str, bool]:

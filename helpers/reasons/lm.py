@@ -92,6 +92,9 @@ def _check_examples(examples) -> None:
 
 
 def collate(examples, pad_id):
+    """Right-pad a batch of :func:`encode_example` dicts into ``input_ids``, ``labels`` (-100 on the
+    prompt and padding) and ``attention_mask`` tensors of shape ``(batch, longest)``.
+    """
     _check_examples(examples)
     n = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), n), pad_id, dtype=torch.long)
@@ -219,16 +222,22 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     return logits.masked_fill(logits < kth, float("-inf"))
 
 
-def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Nucleus filter: keep the smallest set of most likely tokens whose probabilities sum to
-    at least p (always at least one token); the rest get -inf."""
-    if not 0 < p <= 1:
-        raise ParameterError(f"p must be in (0, 1], got {p}")
+def _top_p(logits, p):
+    """Chapter 05's ``top_p`` exercise, line for line (tests/test_mirror.py keeps them the same)."""
     sorted_logits, order = logits.sort(dim=-1, descending=True)
-    cum = sorted_logits.softmax(-1).cumsum(-1)
-    drop = cum - sorted_logits.softmax(-1) >= p          # mass before this token already >= p
+    probs = sorted_logits.softmax(-1)
+    drop = probs.cumsum(-1) - probs >= p
     drop[..., 0] = False
     return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filter: keep the smallest set of most likely tokens whose probabilities sum to
+    at least p (always at least one token); the rest get -inf. Same shape as ``logits``;
+    a :class:`ParameterError` for p outside (0, 1]."""
+    if not 0 < p <= 1:
+        raise ParameterError(f"p must be in (0, 1], got {p}")
+    return _top_p(logits, p)
 
 
 def generate(tok, model, prompts: list[list[dict]], *, batch_size: int = 16, max_new_tokens: int = 32,

@@ -2,8 +2,9 @@
 
 ShopWorld's reference reasons come from a handful of templates: one sentence for every
 popularity purchase, one for every value-for-money purchase. A realiser trained only on them
-says the same sentence to hundreds of shoppers (a unique-sentence ratio, USR, of 0.10 on the
-warm test pairs; the references themselves reach 0.41). Variety has two honest sources:
+says the same sentence to hundreds of shoppers (its unique-sentence ratio, USR, on the warm test
+pairs beside the references' own: benchmarks/results/05_reason_benchmark_cpu.md). Variety has two
+honest sources:
 
 * **the product itself** — its brand and its own noun (*these Stride trail shoes*, *this Kaffa
   espresso machine*), taken from the shop's closed lists (the category's nouns; a brand only

@@ -47,6 +47,9 @@ class TemplateRealiser:
     the baseline every language-model realiser has to beat on variety."""
 
     def say(self, plan: list[Claim], pick: int = 0) -> str:
+        """The fixed sentence for the plan's first claim (``pick`` chooses among a claim's
+        wordings); a :class:`DataError` for an empty plan.
+        """
         if not plan:
             raise DataError("the plan is empty")
         c = plan[0]

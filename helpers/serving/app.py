@@ -287,6 +287,7 @@ class ShopApp:
         self.refresh()
 
     def show(self):
+        """Display the page in the notebook."""
         from IPython.display import display
 
         display(self.widget)
@@ -316,22 +317,30 @@ class ShopApp:
             self.guard_out.value = ""
 
     def refresh(self) -> None:
+        """Render the chosen shopper's page again."""
         self._render(self.shop.page(self.user_box.value, self.show_guard.value))
 
     def on_action(self, row: dict, action: str) -> None:
+        """A click on a row's button (an action :meth:`Shop.act` takes): record it and render
+        the next page."""
         self._render(self.shop.act(self.user_box.value, row["item"], action,
                                    self.show_guard.value))
 
     def on_new_user(self) -> None:
+        """Add a shopper with no history and show their page."""
         u = self.shop.new_user()
         self.user_box.options = [u] + list(self.user_box.options)
         self.user_box.value = u                    # triggers refresh
 
     def on_diversity(self) -> None:
+        """Apply the diversity slider's value and render again."""
         self.shop.set_diversity(self.diversity.value)
         self.refresh()
 
     def on_review(self) -> None:
+        """Post the text box's review for the first item on the page (through the guard) and render
+        again.
+        """
         if self.page is None or not self.review_text.value.strip():
             return
         self.shop.post_review(self.user_box.value, int(self.page.items["item_id"].iloc[0]),

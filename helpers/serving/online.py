@@ -113,8 +113,8 @@ class FoldIn:
         """The closed-form factors of the users at ``rows`` (indices into the model's user
         map) given their seen items: ``(YᵀY + reg·I + alpha·Y_uᵀY_u)⁻¹ (1 + alpha) Σ_{i seen}
         y_i`` — the model's own half-step (``ImplicitALS._solve``) for a few users, touching
-        only their items (0.15 ms a user on 2 cores, against 11 ms for the half-step's full
-        setup: benchmarks/online_benchmark.py)."""
+        only their items (the cost per user against the half-step's full setup:
+        benchmarks/results/16_online_cpu.md). Chapter 08b's ``fold_in``, one user at a time."""
         m = self.model
         out = np.empty((len(rows), m.Y.shape[1]))
         for j, r in enumerate(np.asarray(rows)):

@@ -361,6 +361,7 @@ class DiversityGuard:
         return out + self.guard.problems(rest, user, item)
 
     def passes(self, reason: str, user, item) -> bool:
+        """Whether :meth:`problems` finds nothing wrong with ``reason`` for this pair."""
         return not self.problems(reason, user, item)
 
     def explain(self, explainer, lists: pd.DataFrame, col_user: str = "user_id",

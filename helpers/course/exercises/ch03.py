@@ -19,17 +19,38 @@ def _check_attention(fn) -> str:
                 shape[-2], dtype=torch.bool)
         got = fn(q, k, v, mask)
         want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+        if not isinstance(got, tuple) or len(got) != 2:
+            raise Incorrect(f"return two things, (output, weights); got {shape_of(got)}.")
+        out, weights = got
+        if not isinstance(out, torch.Tensor) or out.shape != want.shape:
             raise Incorrect(f"for q, k, v of shape {tuple(shape)} the output should have shape "
-                            f"{tuple(want.shape)}, got "
-                            f"{shape_of(got)}.")
-        if not torch.allclose(got, want, atol=1e-5):
+                            f"{tuple(want.shape)}, got {shape_of(out)}.")
+        w_shape = shape[:-1] + (shape[-2],)
+        if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != w_shape:
+            raise Incorrect(f"for q, k, v of shape {tuple(shape)} the weights should have shape "
+                            f"{w_shape} (one row per query, one column per key), got "
+                            f"{shape_of(weights)}.")
+        if not torch.allclose(out, want, atol=1e-5):
             hint = ("Masked positions must get -inf before the softmax." if masked else
                      "Did you divide the scores by sqrt(d_k) and take the softmax over the last dim?")
             raise Incorrect(f"with{'' if masked else 'out'} a mask the output differs from "
                             f"torch's scaled_dot_product_attention (max gap "
-                            f"{(got - want).abs().max():.3g}). {hint}")
-    return "It equals torch.nn.functional.scaled_dot_product_attention, masks included."
+                            f"{(out - want).abs().max():.3g}). {hint}")
+        if not torch.allclose(weights @ v, out, atol=1e-5):
+            raise Incorrect("the output should be weights @ v: return the weights the softmax "
+                            "gave, not the scores.")
+    q = k = v = torch.randn(1, 3, 4, generator=gen)
+    nothing = torch.tensor([[False, False, False], [True, True, False], [True, True, True]])
+    out, weights = fn(q, k, v, nothing)
+    if torch.isnan(out).any() or torch.isnan(weights).any():
+        raise Incorrect("a query whose keys are all masked gets NaN: its softmax is 0/0. Wrap the "
+                        "softmax in torch.nan_to_num so that row's weights are 0.")
+    if weights[0, 0].abs().sum() != 0 or not torch.allclose(weights[0, 1:].sum(-1),
+                                                            torch.ones(2)):
+        raise Incorrect("a query whose keys are all masked must get all-zero weights, and every "
+                        "other row's weights must sum to 1.")
+    return ("It equals torch.nn.functional.scaled_dot_product_attention, masks included, and a "
+            "query with nothing to attend to gets zero weights, not NaN.")
 
 
 def _check_causal(fn) -> str:
@@ -63,11 +84,11 @@ def _check_split_heads(fn) -> str:
     return "Head h holds features h·d_head … (h+1)·d_head − 1 of every position."
 
 
-q1 = Exercise(name="ch03.q1", title="Write attention(q, k, v, mask): scaled dot-product attention",
+q1 = Exercise(name="ch03.q1", title="Write attention(q, k, v, mask): scaled dot-product attention and its weights",
               var="attention", checker=_check_attention, notebook=_NB,
               hint_text="scores = q @ k.transpose(-2, -1) / sqrt(d_k); if mask is given, "
-                        "`scores.masked_fill(~mask, float('-inf'))`; then softmax over dim=-1 and "
-                        "multiply by v.",
+                        "`scores.masked_fill(~mask, float('-inf'))`; weights = "
+                        "torch.nan_to_num(softmax over dim=-1); return weights @ v, weights.",
               nudge=("Each query compares itself with every key (a dot product, scaled so large "
                      "dimensions do not saturate the softmax), turns the scores into weights that "
                      "sum to 1, and averages the values with them. Masked positions must get zero "
