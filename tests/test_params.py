@@ -99,3 +99,13 @@ def test_parameter_and_data_errors_are_distinct_value_errors():
                                                      "rating": [5.0], "reason": ["good"]}))
     with pytest.raises(DataError):
         cf.EASE().fit(pd.DataFrame({"user_id": [1, np.nan], "item_id": [1, 2]}))
+
+
+@pytest.mark.parametrize("cls", _estimators(), ids=lambda c: c.__name__)
+def test_check_params_leaves_the_settings_as_given(cls):
+    """Checking may derive working forms (a normalised weight vector, a config), never rewrite
+    a setting the user passed."""
+    model = _make(cls)
+    before = model.get_params()
+    model.check_params()
+    assert all(model.get_params()[k] is v for k, v in before.items())

@@ -75,12 +75,13 @@ def require_int(name: str, value: object, minimum: int | None = None) -> int:
 
 
 def require_count(name: str, value: object) -> int:
-    """A positive integer such as ``k``, ``n_boot`` or ``n_items``: rejects bools, floats (even
-    10.0), strings, None and values below 1."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ParameterError(f"{name} must be a positive integer, got {type(value).__name__} {value!r}; "
-                        f"e.g. {name}=10.")
-    return int(value)
+    """A positive integer such as ``k``, ``n_boot`` or ``n_items``: :func:`require_int` with a
+    minimum of 1, said the way a count is."""
+    try:
+        return require_int(name, value, 1)
+    except ParameterError:
+        raise ParameterError(f"{name} must be a positive integer, got {type(value).__name__} "
+                             f"{value!r}; e.g. {name}=10.") from None
 
 
 def require_choice(name: str, value: object, choices: Iterable[object]) -> object:

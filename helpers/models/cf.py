@@ -75,6 +75,8 @@ class Recommender(Estimator):
     # -- data ----------------------------------------------------------------------------
     def _prepare(self, df: pd.DataFrame, user_map: IdMap | None, item_map: IdMap | None):
         self.check_params()
+        if hasattr(self, "device"):                 # the torch models: where fit will train
+            self.device_ = get_device(self.device)
         cols = [self.col_user, self.col_item] + ([self.col_rating] if self.explicit else [])
         require_columns(df, cols, "the training data")
         if len(df) == 0:
@@ -457,7 +459,7 @@ class BiasedMF(Recommender):
         super().check_params()
         require_choice('solver', self.solver, ['adam', 'als'])
         _check_factor_model(self.n_factors, self.reg, self.n_epochs, self.lr, self.seed)
-        self.device_ = get_device(self.device)      # a device this machine lacks is an error
+        get_device(self.device)                     # a device this machine lacks is an error
 
     def fit(self, df: pd.DataFrame, user_map: IdMap | None = None, item_map: IdMap | None = None,
             valid: pd.DataFrame | None = None) -> Self:
@@ -699,7 +701,7 @@ class TorchRecommender(Recommender):
         require_number('lr', self.lr, low=0, low_open=True)
         require_int('batch_size', self.batch_size, 1)
         require_int('seed', self.seed, 0)
-        self.device_ = get_device(self.device)      # a device this machine lacks is an error
+        get_device(self.device)                     # a device this machine lacks is an error
 
     def _validation(self, valid: pd.DataFrame | None):
         """What early stopping ranks each epoch: validation rows, relevant sets, the mask."""

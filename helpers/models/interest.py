@@ -392,7 +392,7 @@ class TwoTowerRecommender(_TextItems):
         require_number('temperature', self.temperature, low=0, low_open=True)
         if self.max_steps is not None:
             require_int("max_steps", self.max_steps, 1)
-        self.device_ = config.get_device(self.device)      # a device this machine lacks is an error
+        config.get_device(self.device)              # a device this machine lacks is an error
 
     # item tower ----------------------------------------------------------------------------
     def _make_item_tower(self, d_in: int) -> nn.Module:

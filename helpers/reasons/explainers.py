@@ -224,13 +224,14 @@ class PETERExplainer(Estimator):
         require_number("lr", self.lr, low=0, low_open=True)
         require_number("context_weight", self.context_weight, low=0)
         require_number("rating_weight", self.rating_weight, low=0)
-        self.device_ = torch.device(self.device or "cpu")
+        torch.device(self.device or "cpu")          # a malformed device name is an error
 
     def fit(self, rows: pd.DataFrame) -> "PETERExplainer":
         """Train on ``rows`` (``user_id``, ``item_id``, ``rating``, ``reason``) and return
         ``self``. A :class:`ParameterError` for a setting out of range, a :class:`DataError` for
         a missing column or a NaN rating."""
         self.check_params()
+        self.device_ = torch.device(self.device or "cpu")
         require_columns(rows, ["user_id", "item_id", "rating", "reason"], "PETER's training rows")
         if rows["rating"].isna().any():
             raise DataError("some training rows have a NaN rating; PETER's rating head needs one")
