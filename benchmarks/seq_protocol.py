@@ -39,16 +39,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks/peers"))
-# The library's public API, in one place (module paths may move; update them here).
-import protocol_common as pc  # noqa: E402
+import protocol_common as pc
 
-from helpers.data import (
-    loaders,
-    preprocess as pp,  # noqa: E402
-)
+from helpers.data import loaders, preprocess as pp
 from helpers.models import cf
-from helpers.models.interest import BERT4RecRecommender  # noqa: E402
-from helpers.models.sequential import SASRecRecommender  # noqa: E402
+from helpers.models.interest import BERT4RecRecommender
+from helpers.models.sequential import SASRecRecommender
 
 warnings.filterwarnings("ignore")
 MAX_EPOCHS = 300
