@@ -16,7 +16,7 @@ import torch
 
 from helpers.core.config import ROOT
 from helpers.evaluation import offline
-from helpers.metrics import ranking
+from helpers.metrics import ranking, text
 from helpers.models import attention, cf, privacy
 from helpers.reasons import lm
 from helpers.serving import rerank
@@ -25,6 +25,7 @@ from helpers.serving import rerank
 MIRRORS = [
     ("03_self_attention.ipynb", "attention", attention._attention),
     ("05_reason_generation.ipynb", "top_p", lm._top_p),
+    ("05_reason_generation.ipynb", "clipped", text._clipped),
     ("07_evaluation.ipynb", "calibration_kl", offline._calibration_kl),
     ("08a_diversity.ipynb", "mmr", rerank._mmr),
     ("08c_privacy.ipynb", "clip_and_noise", privacy._clip_and_noise),

@@ -10,7 +10,7 @@ that was interrupted goes on from its ``.ckpt`` (saved after every epoch). Stop 
 ``kill <pid of this driver>`` and then the pid of the run in flight (``ps``); start it again the
 same way. Order (cheap and most informative first):
 
-1. the course: SASRec, BERT4Rec and BPR, both grid points (``protocol_common.CONFIGS``),
+1. the course: SASRec, BPR and BERT4Rec, both grid points (``protocol_common.CONFIGS``),
    seeds 0, 1, 2; then ``benchmarks/seq_protocol_hr_probe.py`` (``probe-HR-toolkit-s0.json``);
 2. RecBole: BPR, both grid points, seeds 0, 1, 2;
 3. RecBole's SASRec: seed 0 at its own defaults, then at the course's settings (the grid, on
@@ -57,7 +57,7 @@ def chosen(runs: Path, library: str, model: str):
 
 
 def plan(runs: Path) -> list[tuple[str, str, str, int]]:
-    steps = [("course", m, c, s) for m in ("SASRec", "BERT4Rec", "BPR")
+    steps = [("course", m, c, s) for m in ("SASRec", "BPR", "BERT4Rec")
              for c in ("course", "recbole") for s in SEEDS]
     steps += [("probe", "HR", "toolkit", 0)]    # benchmarks/seq_protocol_hr_probe.py
     steps += [("RecBole", "BPR", c, s) for c in ("course", "recbole") for s in SEEDS]
