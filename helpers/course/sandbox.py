@@ -278,7 +278,7 @@ def _build_root(jail: dict, new: str) -> None:
     # a /proc of this pid namespace only; its kernel settings read-only
     _make_target(new + "/proc", True)
     _mount("proc", new + "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
-    for sub in ("sys", "sysrq-trigger", "irq", "bus", "fs"):
+    for sub in ("sysrq-trigger", "irq", "bus", "fs"):
         path = f"{new}/proc/{sub}"
         if os.path.exists(path):
             _mount(path, path, None, _MS_BIND | _MS_REC)
@@ -328,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         # no nested user namespace: it would hand the program capabilities again
         with open("/proc/sys/user/max_user_namespaces", "w") as fh:
             fh.write("0")
+        _mount("/proc/sys", "/proc/sys", None, _MS_BIND | _MS_REC)
         _remount_readonly("/proc/sys")
         if _lib().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
             raise OSError("prctl(PR_SET_DUMPABLE, 0) failed")
@@ -342,13 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     child = os.fork()
     if child == 0:
         try:
-            os.closerange(3, max(keep) + 1) if False else None
-            for fd in range(3, 1024):
-                if fd not in keep:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
+            low = 3
+            for fd in sorted(keep - {0, 1, 2}) + [65536]:
+                os.closerange(low, fd)
+                low = fd + 1
             os.chdir(jail["scratch"])
             os.execve(setpriv, [setpriv, "--no-new-privs", "--inh-caps=-all",
                                 "--ambient-caps=-all", "--bounding-set=-all", "--",
