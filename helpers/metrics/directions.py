@@ -1,0 +1,155 @@
+"""Which way is better, for every metric the course reports: the one definition that a sentence
+saying "higher", "best" or "ahead" takes its direction from (chapter 07; issue 37).
+
+A sentence in a chapter that ranks models must not retype the direction: ``DIV`` is *lower is
+more diverse*, ``RMSE`` lower is better, ``NDCG@10`` higher. :func:`higher_is_better` reads it
+from :data:`DIRECTIONS`, whatever the spelling of the metric's name in a table (``"ndcg@10"``,
+``"NDCG@10"``, ``"ROUGE-L F1"``, ``"hr@10 (masked)"``).
+
+>>> higher_is_better("NDCG@10"), higher_is_better("div"), higher_is_better("RMSE")
+(True, False, False)
+>>> best({"BPR": 0.039, "SASRec": 0.053, "most popular": 0.030}, "ndcg@10")
+'SASRec'
+>>> best({"template": 0.41, "LM": 0.20}, "DIV")          # lower DIV: more diverse
+'LM'
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from helpers.core.checks import DataError
+
+__all__ = ["Direction", "DIRECTIONS", "higher_is_better", "better", "best", "ordered",
+           "metric_key"]
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One metric's direction: ``higher_is_better`` and, in words, what the metric measures."""
+    higher_is_better: bool
+    means: str
+
+
+# The metric's key (see metric_key) -> its direction. One place; chapters, results files and
+# tests read it from here.
+DIRECTIONS: dict[str, Direction] = {
+    # ranking (chapters 02-04, 07)
+    "hr": Direction(True, "share of users whose held-out item is in the top k"),
+    "hit rate": Direction(True, "share of users whose held-out item is in the top k"),
+    "ndcg": Direction(True, "rank-discounted hits, 1 = every relevant item first"),
+    "mrr": Direction(True, "mean reciprocal rank of the first relevant item"),
+    "precision": Direction(True, "share of the top k that is relevant"),
+    "p": Direction(True, "share of the top k that is relevant"),
+    "recall": Direction(True, "share of the relevant items found in the top k"),
+    "r": Direction(True, "share of the relevant items found in the top k"),
+    "auc": Direction(True, "probability a relevant item outranks an irrelevant one"),
+    "coverage": Direction(True, "share of the catalogue recommended to anyone"),
+    "rmse": Direction(False, "root mean squared rating error"),
+    "mae": Direction(False, "mean absolute rating error"),
+    # beyond accuracy (chapters 07, 08a)
+    "ild": Direction(True, "intra-list diversity (mean pairwise distance)"),
+    "novelty": Direction(True, "mean self-information of recommended items"),
+    "gini": Direction(False, "concentration of recommendations on few items"),
+    "calibration kl": Direction(False, "divergence of a list's category mix from the user's"),
+    "kl": Direction(False, "divergence of a list's category mix from the user's"),
+    "popularity bias": Direction(False, "mean popularity of recommended items"),
+    # reasons (chapters 05, 07)
+    "bleu": Direction(True, "n-gram precision against the reference"),
+    "rouge": Direction(True, "n-gram overlap F-score against the reference"),
+    "bertscore": Direction(True, "embedding similarity to the reference"),
+    "usr": Direction(True, "share of distinct sentences"),
+    "fmr": Direction(True, "share of reasons naming a feature of the reference"),
+    "fcr": Direction(True, "share of all features ever named"),
+    "div": Direction(False, "features two reasons share on average (lower is more diverse)"),
+    "truthful": Direction(True, "share of reasons whose every claim is true"),
+    "grounded": Direction(True, "share of reasons whose every claim the shop states"),
+    "personal": Direction(True, "share of reasons naming a true driver"),
+    "faithful": Direction(True, "share of reasons truthful and personal"),
+    "hallucination": Direction(False, "share of reasons saying something false"),
+    "nll": Direction(False, "negative log-likelihood per token"),
+    "perplexity": Direction(False, "exp of the negative log-likelihood per token"),
+    "loss": Direction(False, "training or validation loss"),
+    # cost
+    "seconds": Direction(False, "wall-clock time"),
+    "ms": Direction(False, "wall-clock time"),
+    "latency": Direction(False, "wall-clock time"),
+    "throughput": Direction(True, "work done per second"),
+}
+
+_SUFFIX = re.compile(r"\s*(@\s*\d+|\(.*?\)|\[.*?\])\s*")
+_VARIANT = re.compile(r"[-_ ]?(\d+|l|lsum|f|f1|f_beta|fbeta)$")
+
+
+def metric_key(name: str) -> str:
+    """The key of ``name`` in :data:`DIRECTIONS`: lower case, cut-offs (``@10``), bracketed
+    notes and variant suffixes (``-4``, ``-L``, `` F1``) removed.
+
+    >>> [metric_key(m) for m in ("NDCG@10", "hr@10 (masked)", "ROUGE-L F1", "BLEU-4", "P@10")]
+    ['ndcg', 'hr', 'rouge', 'bleu', 'p']
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise DataError(f"a metric name must be a non-empty string, got {name!r}")
+    key = original = _SUFFIX.sub(" ", name.strip().lower()).strip()
+    for _ in range(3):                         # "rouge-l f1" -> "rouge-l" -> "rouge"
+        if key in DIRECTIONS:
+            return key
+        stripped = _VARIANT.sub("", key).strip()
+        if stripped == key:
+            break
+        key = stripped
+    return key if key in DIRECTIONS else original
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a higher value of ``metric`` is better; a :class:`DataError` naming the known
+    metrics when the name is not one of them (add it to :data:`DIRECTIONS`, never guess)."""
+    key = metric_key(metric)
+    if key not in DIRECTIONS:
+        raise DataError(f"no direction is defined for the metric {metric!r} (read as {key!r}); "
+                        f"add it to helpers.metrics.directions.DIRECTIONS. Known: "
+                        f"{sorted(DIRECTIONS)}")
+    return DIRECTIONS[key].higher_is_better
+
+
+def _values(values: Mapping[str, float]) -> dict[str, float]:
+    if not isinstance(values, Mapping) or not values:
+        raise DataError("pass the values as a non-empty mapping, name -> value (a dict or a "
+                        "pandas Series)")
+    out = {}
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__float__"):
+            raise DataError(f"the value of {name!r} must be a number, got {type(v).__name__}")
+        v = float(v)
+        if not math.isfinite(v):
+            raise DataError(f"the value of {name!r} is {v}: a ranking of NaN or inf says nothing; "
+                            "drop that row first, and say so")
+        out[name] = v
+    return out
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """Whether ``a`` is strictly better than ``b`` by ``metric``'s direction."""
+    v = _values({"a": a, "b": b})
+    return v["a"] > v["b"] if higher_is_better(metric) else v["a"] < v["b"]
+
+
+def ordered(values: Mapping[str, float], metric: str) -> list[str]:
+    """The names, best first by ``metric``'s direction; equal values keep the input's order."""
+    v = _values(values)
+    sign = -1.0 if higher_is_better(metric) else 1.0
+    return sorted(v, key=lambda name: sign * v[name])
+
+
+def best(values: Mapping[str, float], metric: str) -> str:
+    """The best name by ``metric``'s direction; a :class:`DataError` when the best value is
+    shared (a tie is not a winner: say "tie" instead)."""
+    v = _values(values)
+    first = ordered(v, metric)
+    if len(first) > 1 and v[first[0]] == v[first[1]]:
+        tied = [n for n in first if v[n] == v[first[0]]]
+        raise DataError(f"{tied} tie on {metric} at {v[first[0]]}: there is no single best; "
+                        "say they tie")
+    return first[0]

@@ -1,0 +1,83 @@
+"""Stated results are computed, not typed (issue 37): the sentence-writing helpers take each
+metric's direction from one definition, and a reversed value or a reversed direction makes them
+say the opposite."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from helpers.core.checks import DataError, ParameterError
+from helpers.course import statements as S
+from helpers.metrics import directions as D
+
+TABLE = {"most popular": 0.030, "item-kNN": 0.032, "BPR": 0.039, "SASRec": 0.053}
+
+
+def test_every_metric_a_chapter_table_names_has_one_direction():
+    for name, higher in [("NDCG@10", True), ("hr@10", True), ("mrr@10", True), ("RMSE", False),
+                         ("MAE", False), ("DIV", False), ("USR", True), ("FMR (token)", True),
+                         ("ROUGE-L F1", True), ("BLEU-4", True), ("calibration KL", False),
+                         ("Gini", False), ("ILD", True), ("coverage", True), ("NLL", False),
+                         ("faithful", True), ("hallucination", False), ("recall@10", True)]:
+        assert D.higher_is_better(name) is higher, name
+
+
+def test_an_unknown_metric_is_refused_not_guessed():
+    with pytest.raises(DataError, match="no direction is defined .* add it"):
+        D.higher_is_better("wow@10")
+
+
+def test_sentences_follow_the_values_and_the_direction():
+    assert S.ranking(TABLE, "NDCG@10").startswith("By NDCG@10 (higher is better), SASRec comes "
+                                                  "first (0.053), then BPR (0.039)")
+    assert S.ranking({"LM": 0.199, "template": 0.412}, "DIV").startswith(
+        "By DIV (lower is better), LM comes first")
+    assert "share first place (0.953)" in S.ranking({"a": 0.953, "b": 0.953, "c": 0.9}, "USR")
+    assert "higher than BPR's (0.053 against 0.039): better" in \
+        S.compare("NDCG@10", "SASRec", 0.053, "BPR", 0.039)
+    assert "lower than the template's (0.199 against 0.412): better, since lower is better" in \
+        S.compare("DIV", "the LM", 0.199, "the template", 0.412)
+    assert "same to 3 decimals" in S.compare("NDCG@10", "a", 0.0501, "b", 0.0499)
+    assert S.verdict("NDCG@10", "EASE", "BPR", 0.01, 0.004, 0.02).startswith("EASE is ahead of BPR")
+    assert S.verdict("RMSE", "MF", "Biases", -0.02, -0.03, -0.01).startswith("MF is ahead")
+    assert S.verdict("NDCG@10", "A", "B", 0.001, -0.002, 0.004).startswith("A and B are level")
+
+
+def test_a_reversed_value_says_the_opposite():
+    swapped = {**TABLE, "SASRec": TABLE["BPR"] - 0.02}
+    assert "SASRec comes first" in S.ranking(TABLE, "ndcg@10")
+    assert "BPR comes first" in S.ranking(swapped, "ndcg@10")
+    assert "worse" in S.compare("NDCG@10", "SASRec", 0.019, "BPR", 0.039)
+    assert "behind" in S.verdict("NDCG@10", "EASE", "BPR", -0.01, -0.02, -0.004)
+
+
+def test_a_reversed_direction_says_the_opposite(monkeypatch):
+    """Chapter 07's old mistake (DIV read as higher-is-better) cannot survive: flip the one
+    definition and every sentence flips with it."""
+    before = S.ranking({"LM": 0.199, "template": 0.412}, "DIV")
+    monkeypatch.setitem(D.DIRECTIONS, "div", D.Direction(True, "flipped for the test"))
+    after = S.ranking({"LM": 0.199, "template": 0.412}, "DIV")
+    assert "LM comes first" in before and "template comes first" in after
+    assert D.best({"LM": 0.199, "template": 0.412}, "DIV") == "template"
+    assert "worse" in S.compare("DIV", "the LM", 0.199, "the template", 0.412)
+
+
+def test_a_tie_is_not_a_winner():
+    with pytest.raises(DataError, match="tie"):
+        D.best({"a": 0.953, "b": 0.953}, "USR")
+
+
+@pytest.mark.parametrize("call", [
+    lambda: S.ranking({}, "NDCG@10"),
+    lambda: S.ranking({"a": math.nan, "b": 0.1}, "NDCG@10"),
+    lambda: S.ranking({"a": "0.3"}, "NDCG@10"),
+    lambda: S.compare("NDCG@10", "a", math.inf, "b", 0.1),
+    lambda: S.verdict("NDCG@10", "a", "b", 0.5, 0.0, 0.1),       # point outside its interval
+    lambda: S.say(""),
+    lambda: D.metric_key(""),
+    lambda: S.number(0.1, decimals=-1),
+])
+def test_bad_input_is_refused(call):
+    with pytest.raises((DataError, ParameterError)):
+        call()
