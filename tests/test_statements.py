@@ -81,3 +81,46 @@ def test_a_tie_is_not_a_winner():
 def test_bad_input_is_refused(call):
     with pytest.raises((DataError, ParameterError)):
         call()
+
+
+def _chapter_cell(notebook: str, cell_id: str) -> str:
+    import nbformat
+
+    from helpers.core.config import ROOT
+    nb = nbformat.read(ROOT / "solutions" / notebook, as_version=4)
+    return next(c.source for c in nb.cells if c.get("id") == cell_id)
+
+
+def _run_ch07_offline_vs_online(capsys, nll_lm=2.1):
+    """Chapter 07's 'offline metric that disagrees with the online outcome' cell, run on a
+    table shaped like its own (the values are the chapter's quick-profile ones)."""
+    import pandas as pd
+    arms = ["template", "plan + LM + guard", "LM, no guard"]
+    quality = pd.DataFrame({"LM NLL": [5.35, 4.44, nll_lm], "USR": [0.359, 0.953, 0.953],
+                            "DIV": [0.101, 0.087, 0.199]}, index=arms)
+    ab = pd.DataFrame({"return rate": [0.05, 0.04, 0.30], "kept / 100 sessions": [3.0, 4.0, 2.5],
+                       "stars": [4.1, 4.3, 2.9], "kept / 100 sessions diff": [0.5, 1.0, -0.2]},
+                      index=arms)
+    namespace = {"pd": pd, "quality": quality, "ab": ab, "statements": S, "directions": D}
+    exec(_chapter_cell("07_evaluation.ipynb", "0ab7df46"), namespace)
+    return capsys.readouterr().out
+
+
+def test_chapter_07_says_what_its_table_says_and_fails_when_a_value_is_reversed(capsys,
+                                                                                 monkeypatch):
+    out = _run_ch07_offline_vs_online(capsys)
+    assert "By DIV (lower is better), plan + LM + guard comes first (0.087)" in out
+    assert "By LM NLL (lower is better), LM, no guard comes first" in out
+    monkeypatch.setitem(D.DIRECTIONS, "div", D.Direction(True, "reversed for the test"))
+    assert "By DIV (higher is better), LM, no guard comes first" in \
+        _run_ch07_offline_vs_online(capsys)                  # the old misreading, now visible
+    monkeypatch.undo()
+    with pytest.raises(AssertionError):                      # a reversed value fails the cell
+        _run_ch07_offline_vs_online(capsys, nll_lm=9.0)
+
+
+def test_a_series_with_repeated_names_is_refused():
+    import pandas as pd
+    with pytest.raises(DataError, match="names repeat"):
+        S.ranking(pd.Series([0.1, 0.2], index=["a", "a"]), "NDCG@10")
+    assert "b comes first" in S.ranking(pd.Series([0.1, 0.2], index=["a", "b"]), "NDCG@10")

@@ -70,8 +70,14 @@ DIRECTIONS: dict[str, Direction] = {
     "faithful": Direction(True, "share of reasons truthful and personal"),
     "hallucination": Direction(False, "share of reasons saying something false"),
     "nll": Direction(False, "negative log-likelihood per token"),
+    "lm nll": Direction(False, "a language model's negative log-likelihood per token of the text"),
     "perplexity": Direction(False, "exp of the negative log-likelihood per token"),
     "loss": Direction(False, "training or validation loss"),
+    # online outcomes (chapter 07's simulated A/B test)
+    "ctr": Direction(True, "clicks per shown recommendation"),
+    "return rate": Direction(False, "share of purchases returned"),
+    "kept / 100 sessions": Direction(True, "purchases kept per 100 sessions"),
+    "stars": Direction(True, "mean star rating after the purchase"),
     # cost
     "seconds": Direction(False, "wall-clock time"),
     "ms": Direction(False, "wall-clock time"),
@@ -115,6 +121,12 @@ def higher_is_better(metric: str) -> bool:
 
 
 def _values(values: Mapping[str, float]) -> dict[str, float]:
+    index = getattr(values, "index", None)                 # a pandas Series: name -> value
+    if index is not None and hasattr(values, "to_dict"):
+        if index.has_duplicates:
+            raise DataError(f"the names repeat ({list(index[index.duplicated()])[:3]}): one value "
+                            "per name, or the ranking would drop some silently")
+        values = values.to_dict()
     if not isinstance(values, Mapping) or not values:
         raise DataError("pass the values as a non-empty mapping, name -> value (a dict or a "
                         "pandas Series)")
