@@ -11,6 +11,7 @@
 #   make peers     the field's toolkits on their own protocols, in their own env (hours)
 #   make peers-protocol  course vs RecBole on one protocol, 3 seeds, paired intervals (days; resumable)
 #   make gpu-check on a CUDA machine: the GPU tests and the heavy jobs timed -> build/gpu_profile/report.md
+#   make grade SUBMISSIONS=dir  grade a class's notebooks in a sandbox -> build/grades (INSTRUCTORS.md)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
@@ -25,9 +26,9 @@ export TOKENIZERS_PARALLELISM := false
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYTHONHASHSEED := 0
 
-.PHONY: venv assets course test check lab app scale bundle chapters clean help peers peers-venv peers-protocol gpu-check
+.PHONY: venv assets course test check lab app scale bundle chapters clean help peers peers-venv peers-protocol gpu-check grade
 help:
-	@sed -n '2,13p' Makefile
+	@sed -n '2,14p' Makefile
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v in ((3, 11), (3, 12)) else \
@@ -92,6 +93,18 @@ bundle: assets
 
 chapters: $(STAMP)
 	$(PY) -m helpers.course.notebooks chapters
+
+# Grade a class (INSTRUCTORS.md, "Grading a class"): SUBMISSIONS holds one folder per student with
+# their chapter notebooks; each runs in a sandbox (no network, limits, nothing else to read or
+# write), quick profile -> $(GRADES)/gradebook.csv, summary.md, feedback/<student>.html.
+# GRADE_ARGS adds options, e.g. GRADE_ARGS="--cell-timeout 300" (python -m helpers.course.grade -h).
+SUBMISSIONS ?=
+GRADES ?= build/grades
+JOBS ?= 2
+GRADE_ARGS ?=
+grade: assets
+	@test -n "$(SUBMISSIONS)" || { echo "make grade needs SUBMISSIONS=<folder with one folder per student>"; exit 2; }
+	$(PY) -m helpers.grade "$(SUBMISSIONS)" --out "$(GRADES)" --jobs $(JOBS) $(GRADE_ARGS)
 
 # The field's toolkits (RecBole, Surprise) in their own environment, on their own protocols:
 # benchmarks/results/peers_ml100k.json. Hours on a CPU (RecBole's SASRec and BERT4Rec); the

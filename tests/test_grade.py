@@ -1,0 +1,502 @@
+"""Grading a class (helpers/course/grade.py): a class of synthetic submissions, built here from
+chapter 00's student notebook and its solution, each graded as it should be, in the sandbox:
+right and wrong answers, a blank notebook, loops, crashes, the network, reading other students'
+work or solutions/, writing outside the scratch folder, patching the checker, printing or
+forging a verdict, flooding the output. Two deliberately broken graders (one that believes
+printed verdicts, one without the sandbox) fail the same checks.
+
+The submissions keep chapter 00's launch, parameters and setup cells, its exercise, check and
+questionnaire cells, and drop the cells that load the language model (a student may delete
+cells; the grader runs what is there): every notebook then runs in seconds in the smoke profile.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from helpers.core.checks import DataError, ParameterError
+from helpers.core.config import ROOT
+from helpers.course import grade, sandbox
+
+CH = "00_setup_and_tour.ipynb"
+# short limits: every cell of these notebooks takes a few seconds, the loops are the point
+LIMITS = {"cell_s": 30, "notebook_s": 150, "check_s": 5, "memory_mib": 4096, "output_mib": 1}
+UNKILLABLE_LIMITS = {**LIMITS, "notebook_s": 25}
+
+slow = pytest.mark.slow       # the class is graded once per module, about two minutes on 2 cores
+
+COSINE = '''def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a_n = a / a.norm(dim=1, keepdim=True)
+    b_n = b / b.norm(dim=1, keepdim=True)
+    return a_n @ b_n.T
+'''
+TOP_K = '''def top_k_items(query_emb: torch.Tensor, item_embs: torch.Tensor, k: int) -> torch.Tensor:
+    items = item_embs / item_embs.norm(dim=1, keepdim=True)
+    return torch.topk(items @ (query_emb / query_emb.norm()), k).indices
+'''
+QUIZ_RIGHT = "quiz_answers = {1: 'b', 2: 0.96, 3: 'a', 4: 'b', 5: 'b'}\n"
+
+
+# ----------------------------------------------------------------------------- building them
+def _student_notebook() -> dict:
+    """chapters/00 without the cells that load models: launch, parameters, setup, exercises,
+    checks, the questionnaire."""
+    nb = json.loads((ROOT / "chapters" / CH).read_text())
+    keep, after_params = [], False
+    for cell in nb["cells"]:
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell["cell_type"] != "code":
+            continue
+        setup = after_params and "config.setup(" in src
+        if {"launch", "parameters", "exercise"} & set(tags) or setup or ".check(" in src \
+                or "quiz.show()" in src:
+            keep.append(cell)
+        after_params = after_params or "parameters" in tags
+    nb["cells"] = keep
+    return nb
+
+
+def _src(cell) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _fill(nb: dict, var: str, code: str) -> dict:
+    """Put ``code`` in the exercise cell of ``var`` (its stub names it)."""
+    for cell in nb["cells"]:
+        if "exercise" in cell.get("metadata", {}).get("tags", []) and f"`{var}`" in _src(cell):
+            cell["source"] = code
+            return nb
+    raise AssertionError(f"no exercise cell for {var}")
+
+
+def _insert(nb: dict, code: str, after: str | None = None, before: str | None = None) -> dict:
+    """Insert a code cell after (or before) the first cell whose text contains the marker."""
+    new = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+           "source": code, "id": f"added-{len(nb['cells'])}"}
+    for i, cell in enumerate(nb["cells"]):
+        if (after and after in _src(cell)) or (before and before in _src(cell)):
+            nb["cells"].insert(i + 1 if after else i, new)
+            return nb
+    raise AssertionError(f"no cell with {after or before!r}")
+
+
+def _answered(q1: str = COSINE, q2: str = TOP_K, quiz: str = QUIZ_RIGHT) -> dict:
+    nb = _student_notebook()
+    _fill(nb, "cosine_similarity", q1)
+    _fill(nb, "top_k_items", q2)
+    return _fill(nb, "quiz_answers", quiz)
+
+
+def _copy_attempt(path: Path) -> str:
+    """An exercise cell that takes the answer from someone else's notebook at ``path``."""
+    return f'''import json
+try:
+    cells = json.load(open({str(path)!r}))["cells"]
+    code = next("".join(c["source"]) for c in cells if "def cosine_similarity" in "".join(c["source"]))
+    exec(code)
+    print("COPIED from", {str(path)!r})
+except OSError as err:
+    print("could not read it:", err)
+    def cosine_similarity(a, b):
+        raise NotImplementedError
+'''
+
+
+def _class(root: Path, outside: Path) -> dict[str, dict]:
+    """name -> notebook, for every synthetic student of the main class."""
+    submissions = root / "submissions"
+    victim = outside / "victim"
+    s = {}
+    s["correct"] = _answered()
+    s["unnormalised"] = _answered(q1="def cosine_similarity(a, b):\n    return a @ b.T\n")
+    s["wrong_kinds"] = _answered(
+        q1="def cosine_similarity(a, b):\n    return (a @ b.T).sum(0)\n",
+        q2="def top_k_items(q, items, k):\n    return torch.topk(items @ q, k, largest=False).indices\n",
+        quiz="quiz_answers = {1: 'b', 2: 24.0, 3: 'a', 4: '<script>alert(1)</script>', 5: 'b'}\n")
+    _insert(s["wrong_kinds"], "raise ValueError('<img src=x onerror=alert(1)>')", after="quiz.show()")
+    s["blank"] = _student_notebook()
+    s["loop_in_answer"] = _answered(q1="def cosine_similarity(a, b):\n    while True:\n        pass\n")
+    s["network"] = _insert(_answered(), "import socket, urllib.request\n"
+                           "try:\n    urllib.request.urlopen('http://example.com/', timeout=5)\n"
+                           "except OSError as err:\n    print('no web:', err)\n"
+                           "socket.create_connection(('93.184.215.14', 80), timeout=5)\n",
+                           after="ch00.q1.check()")
+    s["reads_other"] = _answered(q1=_copy_attempt(submissions / "correct" / CH))
+    s["reads_solutions"] = _answered(q1=_copy_attempt(ROOT / "solutions" / CH))
+    s["writes_outside"] = _insert(_answered(), f'''import os, shutil
+for attempt in (lambda: open({str(outside / "marker")!r}, "w").write("escaped"),
+                lambda: shutil.rmtree({str(victim)!r}),
+                lambda: os.remove({str(submissions / "correct" / CH)!r}),
+                lambda: open({str(ROOT / "helpers" / ".grade-probe")!r}, "x"),
+                lambda: open("/etc/reasonrec-grade-probe", "w")):
+    try:
+        attempt()
+        print("WROTE")
+    except OSError as err:
+        print("refused:", err)
+open("mine.txt", "w").write("the scratch folder is writable")
+''', after="ch00.q1.check()")
+    s["patch_checker"] = _insert(_answered(q1="def cosine_similarity(a, b):\n    return a @ b.T\n"),
+                                 "ch00.q1.checker = lambda f: None", before="ch00.q1.check()")
+    s["patch_torch"] = _insert(_answered(q1="def cosine_similarity(a, b):\n    return a @ b.T\n"),
+                               "import numpy\ntorch.allclose = lambda *a, **k: True\n"
+                               "numpy.allclose = lambda *a, **k: True", after="config.setup(")
+    s["prints_verdict"] = _insert(_student_notebook(),
+                                  "print('✅ ch00.q1 correct.')\nprint('ch00.q1: correct.')\n"
+                                  "from IPython.display import Markdown, display\n"
+                                  "display(Markdown('✅ **ch00.q1 correct.**'))",
+                                  after="ch00.q1.check()")
+    s["forges_channel"] = _insert(_student_notebook(), '''import json, os, sys
+fd = int(sys.argv[sys.argv.index("--result-fd") + 1])
+for seq, item in enumerate(["ch00.q1", "ch00.q2", "ch00.quiz"]):
+    body = json.dumps({"item": item, "state": "passed", "score": 1.0, "message": "", "seq": seq})
+    os.write(fd, (json.dumps({"t": "result", "body": body, "mac": "0" * 64}) + "\\n").encode())
+''', after="ch00.q1.check()")
+    s["flood"] = _insert(_answered(), "import os\nfor _ in range(40):\n"
+                         "    os.write(1, b'y' * 2**20)\nwhile True:\n    print('x' * 1000)",
+                         after="ch00.q1.check()")
+    s["abort"] = _insert(_answered(), "import os\nos.abort()", after="config.setup(")
+    s["segfault"] = _insert(_answered(), "import ctypes\nctypes.string_at(0)", after="config.setup(")
+    s["exits"] = _insert(_answered(), "import os\nos._exit(0)", after="config.setup(")
+    odd = _answered(q1="from helpers.models.similarity import cosine_similarity\n")
+    odd["cells"] = [c for c in odd["cells"] if "ch00.q2.check()" not in _src(c)]
+    s["odd"] = _insert(odd, "hog = bytearray(8 * 2**30)", after="config.setup(")
+    return s
+
+
+def _write_class(folder: Path, notebooks: dict[str, dict]) -> Path:
+    for student, nb in notebooks.items():
+        (folder / student).mkdir(parents=True, exist_ok=True)
+        (folder / student / CH).write_text(json.dumps(nb))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """The main class graded once in the sandbox (two at a time); beside it, one notebook whose
+    loop swallows every time limit, graded with a short notebook limit."""
+    if sandbox.available() is not None:
+        pytest.skip(f"no sandbox here: {sandbox.available()}")
+    root = tmp_path_factory.mktemp("grading")
+    outside = root / "outside"
+    (outside / "victim").mkdir(parents=True)
+    (outside / "victim" / "keep.txt").write_text("keep me")
+    _write_class(root / "submissions", _class(root, outside))
+    (root / "submissions" / "notes.txt").write_text("not a student")
+    (root / "submissions" / "correct" / "draft.ipynb").write_text("{}")
+    unkillable = _insert(_answered(), "import time\nwhile True:\n    try:\n        time.sleep(1000)\n"
+                         "    except BaseException:\n        pass", after="ch00.q1.check()")
+    _write_class(root / "unkillable", {"sleeper": unkillable})
+    side = {}
+    thread = threading.Thread(target=lambda: side.update(book=grade.grade(
+        root / "unkillable", root / "out-unkillable", profile="smoke", limits=UNKILLABLE_LIMITS,
+        progress=False)))
+    thread.start()
+    book = grade.grade(root / "submissions", root / "out", profile="smoke", jobs=2,
+                       limits=LIMITS, progress=False)
+    thread.join()
+    return {"book": book, "root": root, "outside": outside, "out": root / "out",
+            "unkillable": side["book"]}
+
+
+def _items(book, student: str) -> dict[str, dict]:
+    return {it["item"]: it for it in book.result(student, CH).items}
+
+
+def _states(book, student: str) -> dict[str, str]:
+    return {name: it["state"] for name, it in _items(book, student).items()}
+
+
+# ----------------------------------------------------------------------------- the checks
+def check_copy_failed(book, student: str) -> None:
+    """A notebook that took its answer from a file it must not see did not pass with it."""
+    it = _items(book, student)["ch00.q1"]
+    assert it["state"] == "not attempted", (student, it)
+    assert "COPIED" not in book.result(student, CH).output
+
+
+def check_forged_verdict_ignored(states: dict[str, str]) -> None:
+    """A notebook that only printed a verdict did not pass."""
+    assert states["ch00.q1"] == "not attempted", states
+
+
+@slow
+def test_a_correct_notebook_gets_full_marks(graded):
+    book = graded["book"]
+    assert _states(book, "correct") == {"ch00.q1": "passed", "ch00.q2": "passed",
+                                        "ch00.quiz": "passed"}
+    assert book.points("correct") == {"ch00.q1": 1, "ch00.q2": 1, "ch00.quiz": 1}
+    assert "matches torch.nn.functional.cosine_similarity" in _items(book, "correct")["ch00.q1"]["message"]
+    assert book.result("correct", CH).cells == []
+
+
+@slow
+def test_each_kind_of_wrong_answer_fails_with_the_checkers_message(graded):
+    book = graded["book"]
+    unnormalised = _items(book, "unnormalised")["ch00.q1"]
+    assert unnormalised["state"] == "failed" and "lengths" in unnormalised["message"]
+    wrong = _items(book, "wrong_kinds")
+    assert wrong["ch00.q1"]["state"] == "failed" and "shape" in wrong["ch00.q1"]["message"]
+    assert wrong["ch00.q2"]["state"] == "failed" and "best first" in wrong["ch00.q2"]["message"]
+    quiz = wrong["ch00.quiz"]                  # 3 of 5 right: 0.6 of its point
+    assert quiz["state"] == "failed" and quiz["detail"] == ["right", "wrong", "right", "wrong", "right"]
+    assert book.points("wrong_kinds")["ch00.quiz"] == pytest.approx(0.6)
+    assert "24 is the dot product" in quiz["message"]
+
+
+@slow
+def test_an_untouched_notebook_is_not_attempted(graded):
+    book = graded["book"]
+    assert set(_states(book, "blank").values()) == {"not attempted"}
+    assert sum(book.points("blank").values()) == 0
+    assert "NotImplementedError" in _items(book, "blank")["ch00.q1"]["message"]
+
+
+@slow
+def test_an_endless_loop_times_out_and_grading_goes_on(graded):
+    book = graded["book"]
+    items = _items(book, "loop_in_answer")
+    assert items["ch00.q1"]["state"] == "errored" and items["ch00.q1"]["reason"] == "timed out"
+    assert items["ch00.q2"]["state"] == "passed" and items["ch00.quiz"]["state"] == "passed"
+    cells = book.result("loop_in_answer", CH).cells
+    assert [c["status"] for c in cells] == ["timed out"]          # the notebook's own check cell
+    assert "ch00.q1.check()" in cells[0]["first_line"]
+
+
+@slow
+def test_a_loop_that_swallows_the_time_limits_is_stopped(graded):
+    result = graded["unkillable"].result("sleeper", CH)
+    assert {it["reason"] for it in result.items} == {"timed out"}
+    assert "ran past its limit" in result.items[0]["message"]
+    budget = UNKILLABLE_LIMITS["notebook_s"] + 3 * UNKILLABLE_LIMITS["check_s"] + grade.GRACE_S
+    assert budget - 5 < result.seconds < budget + 20
+
+
+@pytest.mark.parametrize("student,signal_name", [("abort", "SIGABRT"), ("segfault", "SIGSEGV"),
+                                                 ("exits", "exit code 0")])
+@slow
+def test_a_crashed_kernel_is_recorded(graded, student, signal_name):
+    items = _items(graded["book"], student)
+    assert {it["reason"] for it in items.values()} == {"crashed"}
+    message = items["ch00.q1"]["message"]
+    assert signal_name in message and "in cell" in message, message
+
+
+@slow
+def test_the_network_is_unreachable_and_the_attempt_is_recorded(graded):
+    book = graded["book"]
+    result = book.result("network", CH)
+    assert _states(book, "network")["ch00.q1"] == "passed"       # graded on its merits
+    assert any("unreachable" in c["error"].lower() for c in result.cells), result.cells
+    assert any("93.184.215.14" in line for line in result.network), result.network
+
+
+@slow
+def test_other_students_work_and_the_solutions_are_invisible(graded):
+    for student in ("reads_other", "reads_solutions"):
+        check_copy_failed(graded["book"], student)
+        assert "could not read it" in graded["book"].result(student, CH).output
+
+
+@slow
+def test_nothing_outside_the_scratch_folder_can_be_written_or_deleted(graded):
+    book, outside = graded["book"], graded["outside"]
+    output = book.result("writes_outside", CH).output
+    assert "WROTE" not in output and output.count("refused:") == 5
+    assert not (outside / "marker").exists() and not (ROOT / "helpers" / ".grade-probe").exists()
+    assert (outside / "victim" / "keep.txt").read_text() == "keep me"
+    assert (graded["root"] / "submissions" / "correct" / CH).exists()
+    assert _states(book, "writes_outside")["ch00.q1"] == "passed"
+
+
+@pytest.mark.parametrize("student,changed", [("patch_checker", "ch00.q1.checker"),
+                                             ("patch_torch", "torch.allclose")])
+@slow
+def test_patching_the_checking_code_voids_the_notebook(graded, student, changed):
+    items = _items(graded["book"], student)
+    assert {it["reason"] for it in items.values()} == {"tampering"}
+    assert changed in items["ch00.q1"]["message"]
+    assert sum(graded["book"].points(student).values()) == 0
+
+
+@slow
+def test_a_printed_verdict_is_not_a_result(graded):
+    book = graded["book"]
+    assert "✅ ch00.q1 correct." in book.result("prints_verdict", CH).output
+    check_forged_verdict_ignored(_states(book, "prints_verdict"))
+
+
+@slow
+def test_lines_forged_on_the_result_channel_void_the_notebook(graded):
+    items = _items(graded["book"], "forges_channel")
+    assert {it["state"] for it in items.values()} == {"errored"}
+    assert "result channel" in items["ch00.q1"]["message"]
+
+
+@slow
+def test_an_output_flood_is_stopped_and_grading_goes_on(graded):
+    result = graded["book"].result("flood", CH)
+    assert [c["status"] for c in result.cells] == ["output flood"]
+    assert _states(graded["book"], "flood") == {"ch00.q1": "passed", "ch00.q2": "passed",
+                                                "ch00.quiz": "passed"}
+    assert len(result.output) < 300_000 and "bytes not kept" in result.output
+
+
+@slow
+def test_memory_a_library_answer_and_a_deleted_check_cell(graded):
+    book = graded["book"]
+    items = _items(book, "odd")
+    assert items["ch00.q1"]["state"] == "failed" and "library's own" in items["ch00.q1"]["message"]
+    assert items["ch00.q2"]["reason"] == "check cell missing"
+    assert items["ch00.quiz"]["state"] == "passed"
+    assert [c["status"] for c in book.result("odd", CH).cells] == ["memory"]
+
+
+@slow
+def test_the_gradebook_summary_and_feedback(graded):
+    book, out = graded["book"], graded["out"]
+    with open(out / "gradebook.csv") as fh:
+        rows = {r["student"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == set(book.students) and len(rows) == 18
+    assert rows["correct"]["total"] == "3" and rows["correct"]["max"] == "3"
+    assert rows["wrong_kinds"]["ch00.quiz"] == "0.6"
+    summary = (out / "summary.md").read_text()
+    assert "| `ch00.q1` |" in summary and "lengths" in summary
+    assert "notes.txt" in summary and "draft.ipynb" in summary      # ignored, and said so
+    page = (out / "feedback" / "wrong_kinds.html").read_text()
+    assert "<script>" not in page and "<img" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x" in page
+    assert "Content-Security-Policy" in page
+    assert (out / "logs" / "flood" / "00_setup_and_tour.log").stat().st_size < 300_000
+
+
+# ----------------------------------------------------------------------------- broken graders
+def _printed_verdicts(output: str) -> dict[str, str]:
+    """A broken grader: believes the verdicts the notebook printed."""
+    states = {"ch00.q1": "not attempted", "ch00.q2": "not attempted", "ch00.quiz": "not attempted"}
+    for name in states:
+        if re.search(rf"✅ \**{re.escape(name)} correct", output):
+            states[name] = "passed"
+    return states
+
+
+@slow
+def test_a_grader_that_believes_printed_verdicts_fails_the_check(graded):
+    output = graded["book"].result("prints_verdict", CH).output
+    with pytest.raises(AssertionError):
+        check_forged_verdict_ignored(_printed_verdicts(output))
+
+
+@slow
+@slow
+def test_a_grader_without_the_sandbox_fails_the_check(graded, tmp_path):
+    """The same two notebooks, graded with no sandbox (what --no-sandbox does): they copy."""
+    src = graded["root"] / "submissions"
+    folder = tmp_path / "class"
+    for student in ("reads_other", "reads_solutions"):
+        (folder / student).mkdir(parents=True)
+        (folder / student / CH).write_bytes((src / student / CH).read_bytes())
+    book = grade.grade(folder, tmp_path / "out", profile="smoke", jobs=2, limits=LIMITS,
+                       sandboxed=False, progress=False)
+    for student in ("reads_other", "reads_solutions"):
+        assert _states(book, student)["ch00.q1"] == "passed"
+        with pytest.raises(AssertionError):
+            check_copy_failed(book, student)
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_the_submissions_folder_is_checked(tmp_path):
+    with pytest.raises(ParameterError, match="does not exist"):
+        grade.find_submissions(tmp_path / "missing")
+    with pytest.raises(ParameterError, match="holds no student folder"):
+        grade.find_submissions(tmp_path)
+    (tmp_path / "bad name").mkdir()
+    with pytest.raises(DataError, match="Unsafe student folder"):
+        grade.find_submissions(tmp_path)
+    (tmp_path / "bad name").rmdir()
+    (tmp_path / "Ann").mkdir()
+    (tmp_path / "ann").mkdir()
+    with pytest.raises(DataError, match="differ only in case"):
+        grade.find_submissions(tmp_path)
+    (tmp_path / "Ann").rmdir()
+    (tmp_path / "ann" / "03_self_attention (1).ipynb").write_text("{}")
+    (tmp_path / "ann" / "notes.pdf").write_text("")
+    (tmp_path / "ann" / CH).symlink_to(ROOT / "solutions" / CH)
+    (tmp_path / "link").symlink_to(tmp_path / "ann")
+    subs, ignored = grade.find_submissions(tmp_path)
+    assert [s.student for s in subs] == ["ann"] and subs[0].notebooks == {}
+    why = dict(subs[0].ignored)
+    assert "rename it 03_self_attention.ipynb" in why["ann/03_self_attention (1).ipynb"]
+    assert "symbolic link" in why[f"ann/{CH}"] and "not a notebook" in why["ann/notes.pdf"]
+    assert dict(ignored)["link"].startswith("a symbolic link")
+
+
+def test_a_bad_file_is_an_errored_notebook_not_a_crash(tmp_path):
+    cfg = grade.load_config(limits={"max_notebook_mib": 0.001})
+    cases = {"garbage.ipynb": b"{not json", "old.ipynb": b'{"nbformat": 3, "cells": []}',
+             "big.ipynb": json.dumps(_student_notebook()).encode()}
+    expected = {"garbage.ipynb": "not JSON", "old.ipynb": "format 4", "big.ipynb": "over the"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        small = cfg if name == "big.ipynb" else grade.load_config()
+        result = grade.grade_notebook(tmp_path / name, CH, small, sandboxed=False)
+        assert {it["reason"] for it in result.items} == {"invalid notebook"}
+        assert expected[name] in result.items[0]["message"]
+
+
+def test_the_config_is_checked(tmp_path):
+    bad = tmp_path / "g.toml"
+    bad.write_text('[points.items]\n"ch00.q9" = 2\n')
+    with pytest.raises(ParameterError, match="did you mean 'ch00.q"):
+        grade.load_config(bad)
+    bad.write_text("[points]\nexercise = -1\n")
+    with pytest.raises(ParameterError, match=">= 0"):
+        grade.load_config(bad)
+    with pytest.raises(ParameterError, match="unknown limit 'cells'"):
+        grade.load_config(limits={"cells": 3})
+    cfg = grade.load_config()
+    assert cfg.points("ch00.quiz", is_quiz=True) == 1 and cfg.limits["check_s"] > 0
+    with pytest.raises(ParameterError, match="profile"):
+        grade.grade(tmp_path, profile="full")
+
+
+def test_without_a_sandbox_grading_refuses_unless_told(tmp_path, monkeypatch):
+    _write_class(tmp_path / "class", {"ann": _student_notebook()})
+    monkeypatch.setattr(sandbox, "available", lambda: "no namespaces on this test machine.")
+    with pytest.raises(RuntimeError, match="--no-sandbox"):
+        grade.grade(tmp_path / "class", tmp_path / "out", profile="smoke", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_output_folder_is_checked(tmp_path):
+    _write_class(tmp_path / "class", {"ann": _student_notebook()})
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("")
+    with pytest.raises(ParameterError, match="not a grades folder"):
+        grade.grade(tmp_path / "class", tmp_path / "mine", profile="smoke", progress=False)
+    with pytest.raises(ParameterError, match="inside the submissions folder"):
+        grade.grade(tmp_path / "class", tmp_path / "class" / "out", progress=False)
+    with pytest.raises(ParameterError, match="shows to every notebook"):
+        grade.grade(tmp_path / "class", ROOT / "helpers" / "grades-out", progress=False)
+
+
+def test_csv_fields_never_become_formulas():
+    assert grade._cell("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
+    assert grade._cell("3 of 5 right.") == "3 of 5 right."
+
+
+def test_a_plan_captures_each_answer_before_its_check_cell():
+    nb = grade.read_notebook(ROOT / "chapters" / CH)
+    plan = grade.notebook_plan(copy.deepcopy(nb), CH, grade.load_config().limits)
+    cells = plan["cells"]
+    for item in plan["items"]:
+        assert f"{item['name']}.check()" in cells[item["capture"]]["source"]
+    injected = [c for c in cells if c["index"] == 0]
+    assert len(injected) == 1 and "PROFILE = None" in injected[0]["source"]
