@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks/peers"))
 # The library's public API, in one place (module paths may move; update them here).
 import protocol_common as pc  # noqa: E402
 
+from helpers.course import statements  # noqa: E402
 from helpers.metrics.stats import paired_bootstrap  # noqa: E402
 
 RESULTS = ROOT / "benchmarks/results"
@@ -141,8 +142,8 @@ def build(df: pd.DataFrame) -> dict:
                 if not x.index.equals(y.index):
                     raise SystemExit(f"{model}: the two sides' test users differ")
                 d = paired_bootstrap(x.to_numpy(), y.to_numpy(), n_boot=N_BOOT, seed=0)
-                verdict = ("course ahead" if d["lo"] > 0 else "course behind" if d["hi"] < 0
-                           else "level")
+                where = statements.standing("ndcg@10", d["lo"], d["hi"])
+                verdict = "level" if where == "level" else f"course {where}"
                 if min(len(a), len(b)) < MIN_SEEDS:
                     verdict += f" (provisional: {len(a)} vs {len(b)} seeds)"
                 out["comparisons"].append({

@@ -124,3 +124,24 @@ def test_a_series_with_repeated_names_is_refused():
     with pytest.raises(DataError, match="names repeat"):
         S.ranking(pd.Series([0.1, 0.2], index=["a", "a"]), "NDCG@10")
     assert "b comes first" in S.ranking(pd.Series([0.1, 0.2], index=["a", "b"]), "NDCG@10")
+
+
+def test_another_spelling_is_the_same_metric_not_a_second_definition():
+    for alias, key in D.ALIASES.items():
+        assert key in D.DIRECTIONS and alias not in D.DIRECTIONS, alias
+        assert D.metric_key(alias) == key
+    assert D.metric_key("Hit rate@10") == "hr" and D.metric_key("latency (p95)") == "seconds"
+
+
+def test_standing_is_the_one_rule_for_ahead_and_it_follows_the_direction(monkeypatch):
+    assert [S.standing("NDCG@10", lo, hi) for lo, hi in ((0.01, 0.02), (-0.02, -0.01),
+                                                         (-0.01, 0.01))] == \
+        ["ahead", "behind", "level"]
+    assert S.standing("RMSE", -0.03, -0.01) == "ahead"
+    monkeypatch.setitem(D.DIRECTIONS, "ndcg", D.Direction(False, "reversed for the test"))
+    assert S.standing("NDCG@10", 0.01, 0.02) == "behind"
+    assert S.verdict("NDCG@10", "A", "B", 0.015, 0.01, 0.02).startswith("A is behind B")
+    with pytest.raises(DataError, match="upside down"):
+        S.standing("NDCG@10", 0.02, 0.01)
+    with pytest.raises(DataError, match="NaN or inf"):
+        S.standing("NDCG@10", math.nan, 0.01)

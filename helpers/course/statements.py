@@ -16,27 +16,19 @@ opposite (``tests/test_statements.py``).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 from helpers.core.checks import DataError, ParameterError, require_int
 from helpers.course.exercises import show_markdown
-from helpers.metrics.directions import higher_is_better, ordered
+from helpers.metrics.directions import higher_is_better, ordered, stated_value
 
-__all__ = ["number", "ranking", "compare", "verdict", "say"]
+__all__ = ["number", "ranking", "compare", "standing", "verdict", "say"]
 
 
 def number(value: float, decimals: int = 3) -> str:
     """``value`` with ``decimals`` decimals, the way every sentence here prints numbers."""
     require_int("decimals", decimals, 0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and \
-            not hasattr(value, "__float__"):
-        raise DataError(f"a stated value must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise DataError(f"a stated value is {value}: a sentence cannot state NaN or inf; drop "
-                        "that row first, and say so")
-    return f"{value:.{decimals}f}"
+    return f"{stated_value(value):.{decimals}f}"
 
 
 def _way(metric: str) -> str:
@@ -86,10 +78,27 @@ def compare(metric: str, name_a: str, a: float, name_b: str, b: float, *,
             f"{'better' if good else 'worse'}, since {_way(metric)}.")
 
 
+def standing(metric: str, lo: float, hi: float) -> str:
+    """``"ahead"``, ``"behind"`` or ``"level"``: where A stands against B by ``metric``, from the
+    paired interval ``[lo, hi]`` of A − B and the metric's direction. The one rule every
+    "ahead" in the course is decided by (:func:`verdict`, ``benchmarks/seq_protocol_report.py``).
+
+    >>> standing("NDCG@10", 0.004, 0.020), standing("DIV", 0.004, 0.020), standing("RMSE", -0.1, 0.2)
+    ('ahead', 'behind', 'level')
+    """
+    lo, hi = stated_value(lo, "lo"), stated_value(hi, "hi")
+    if lo > hi:
+        raise DataError(f"the interval [{lo}, {hi}] is upside down: pass lo before hi")
+    if lo > 0 or hi < 0:
+        return "ahead" if (lo > 0) == higher_is_better(metric) else "behind"
+    return "level"
+
+
 def verdict(metric: str, name_a: str, name_b: str, diff: float, lo: float, hi: float, *,
             level: float = 0.95, decimals: int = 3) -> str:
-    """Ahead, behind or level, decided by the paired interval ``[lo, hi]`` of ``diff`` =
-    A − B (e.g. from :func:`helpers.metrics.stats.paired_bootstrap`), never by the point."""
+    """Ahead, behind or level (:func:`standing`), decided by the paired interval ``[lo, hi]`` of
+    ``diff`` = A − B (e.g. from :func:`helpers.metrics.stats.paired_bootstrap`), never by the
+    point."""
     d, l, h = (number(x, decimals) for x in (diff, lo, hi))
     if not float(lo) <= float(diff) <= float(hi):
         raise DataError(f"the difference {d} lies outside its interval [{l}, {h}]: pass diff, "
@@ -97,10 +106,10 @@ def verdict(metric: str, name_a: str, name_b: str, diff: float, lo: float, hi: f
     if not 0 < level < 1:
         raise ParameterError(f"level must be in (0, 1), e.g. 0.95; got {level!r}")
     pct = f"{100 * level:g} %"
-    if float(lo) > 0 or float(hi) < 0:
-        a_better = (float(lo) > 0) == higher_is_better(metric)
-        return (f"{name_a} is {'ahead of' if a_better else 'behind'} {name_b} by {metric}: the "
-                f"difference, {d}, has a {pct} interval [{l}, {h}] clear of 0.")
+    where = standing(metric, lo, hi)
+    if where != "level":
+        return (f"{name_a} is {'ahead of' if where == 'ahead' else 'behind'} {name_b} by "
+                f"{metric}: the difference, {d}, has a {pct} interval [{l}, {h}] clear of 0.")
     return (f"{name_a} and {name_b} are level by {metric}: the difference, {d}, has a {pct} "
             f"interval [{l}, {h}] that contains 0.")
 

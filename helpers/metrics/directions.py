@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from helpers.core.checks import DataError
 
-__all__ = ["Direction", "DIRECTIONS", "higher_is_better", "better", "best", "ordered",
-           "metric_key"]
+__all__ = ["Direction", "DIRECTIONS", "ALIASES", "higher_is_better", "better", "best", "ordered",
+           "metric_key", "stated_value"]
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,10 @@ class Direction:
 DIRECTIONS: dict[str, Direction] = {
     # ranking (chapters 02-04, 07)
     "hr": Direction(True, "share of users whose held-out item is in the top k"),
-    "hit rate": Direction(True, "share of users whose held-out item is in the top k"),
     "ndcg": Direction(True, "rank-discounted hits, 1 = every relevant item first"),
     "mrr": Direction(True, "mean reciprocal rank of the first relevant item"),
     "precision": Direction(True, "share of the top k that is relevant"),
-    "p": Direction(True, "share of the top k that is relevant"),
     "recall": Direction(True, "share of the relevant items found in the top k"),
-    "r": Direction(True, "share of the relevant items found in the top k"),
     "auc": Direction(True, "probability a relevant item outranks an irrelevant one"),
     "coverage": Direction(True, "share of the catalogue recommended to anyone"),
     "rmse": Direction(False, "root mean squared rating error"),
@@ -54,7 +51,6 @@ DIRECTIONS: dict[str, Direction] = {
     "novelty": Direction(True, "mean self-information of recommended items"),
     "gini": Direction(False, "concentration of recommendations on few items"),
     "calibration kl": Direction(False, "divergence of a list's category mix from the user's"),
-    "kl": Direction(False, "divergence of a list's category mix from the user's"),
     "popularity bias": Direction(False, "mean popularity of recommended items"),
     # reasons (chapters 05, 07)
     "bleu": Direction(True, "n-gram precision against the reference"),
@@ -80,9 +76,14 @@ DIRECTIONS: dict[str, Direction] = {
     "stars": Direction(True, "mean star rating after the purchase"),
     # cost
     "seconds": Direction(False, "wall-clock time"),
-    "ms": Direction(False, "wall-clock time"),
-    "latency": Direction(False, "wall-clock time"),
     "throughput": Direction(True, "work done per second"),
+}
+
+# Other spellings of a metric in the chapters' tables -> its key in DIRECTIONS (one direction
+# per metric, however it is spelled).
+ALIASES: dict[str, str] = {
+    "hit rate": "hr", "p": "precision", "r": "recall", "kl": "calibration kl",
+    "ms": "seconds", "latency": "seconds",
 }
 
 _SUFFIX = re.compile(r"\s*(@\s*\d+|\(.*?\)|\[.*?\])\s*")
@@ -91,15 +92,17 @@ _VARIANT = re.compile(r"[-_ ]?(\d+|l|lsum|f|f1|f_beta|fbeta)$")
 
 def metric_key(name: str) -> str:
     """The key of ``name`` in :data:`DIRECTIONS`: lower case, cut-offs (``@10``), bracketed
-    notes and variant suffixes (``-4``, ``-L``, `` F1``) removed.
+    notes and variant suffixes (``-4``, ``-L``, `` F1``) removed, another spelling
+    (:data:`ALIASES`) read as its metric.
 
     >>> [metric_key(m) for m in ("NDCG@10", "hr@10 (masked)", "ROUGE-L F1", "BLEU-4", "P@10")]
-    ['ndcg', 'hr', 'rouge', 'bleu', 'p']
+    ['ndcg', 'hr', 'rouge', 'bleu', 'precision']
     """
     if not isinstance(name, str) or not name.strip():
         raise DataError(f"a metric name must be a non-empty string, got {name!r}")
     key = original = _SUFFIX.sub(" ", name.strip().lower()).strip()
     for _ in range(3):                         # "rouge-l f1" -> "rouge-l" -> "rouge"
+        key = ALIASES.get(key, key)
         if key in DIRECTIONS:
             return key
         stripped = _VARIANT.sub("", key).strip()
@@ -130,16 +133,21 @@ def _values(values: Mapping[str, float]) -> dict[str, float]:
     if not isinstance(values, Mapping) or not values:
         raise DataError("pass the values as a non-empty mapping, name -> value (a dict or a "
                         "pandas Series)")
-    out = {}
-    for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__float__"):
-            raise DataError(f"the value of {name!r} must be a number, got {type(v).__name__}")
-        v = float(v)
-        if not math.isfinite(v):
-            raise DataError(f"the value of {name!r} is {v}: a ranking of NaN or inf says nothing; "
-                            "drop that row first, and say so")
-        out[name] = v
-    return out
+    return {name: stated_value(v, f"the value of {name!r}") for name, v in values.items()}
+
+
+def stated_value(value: object, what: str = "a stated value") -> float:
+    """``value`` as a float, or a :class:`DataError` when a sentence could not state it: not a
+    number (a bool, text, None) or not finite (NaN, inf). One check for every ranking here and
+    every number :mod:`helpers.course.statements` writes."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and \
+            not hasattr(value, "__float__"):
+        raise DataError(f"{what} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise DataError(f"{what} is {value}: a sentence cannot state NaN or inf, nor rank by it; "
+                        "drop that row first, and say so")
+    return value
 
 
 def better(metric: str, a: float, b: float) -> bool:
