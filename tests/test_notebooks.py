@@ -99,6 +99,41 @@ def test_committed_chapters_are_exactly_what_the_generator_makes():
                        "result (solutions/ is the only place to edit).")
 
 
+def _with_a_progress_widget(nb):
+    bar = nbformat.v4.new_output(
+        "display_data", data={nbt.WIDGET_VIEW: {"model_id": "abc", "version_major": 2,
+                                                 "version_minor": 0},
+                              "text/plain": "  0%|          | 0/3 [00:00<?, ?it/s]"})
+    printed = nbformat.v4.new_output("stream", name="stdout", text="loss 0.5\n")
+    nb.cells[1].outputs = [bar, printed]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    return nb
+
+
+def test_widget_outputs_leave_the_solutions_and_nothing_else_does(tmp_path):
+    """Static view (issue 37): a tqdm.auto bar is an ipywidget that a static page draws as an
+    empty bar; ``make chapters`` removes it from the executed solutions, keeping every other
+    output as it was."""
+    nb = _with_a_progress_widget(_toy_notebook())
+    static = nbt.static_view(nb)
+    assert [o["output_type"] for o in static.cells[1].outputs] == ["stream"]
+    assert "widgets" not in static.metadata
+    assert len(nb.cells[1].outputs) == 2 and "widgets" in nb.metadata   # the input untouched
+    assert static.cells[0] == nb.cells[0] and static.cells[2:] == nb.cells[2:]
+    sol = tmp_path / "solutions"
+    sol.mkdir()
+    nbformat.write(nb, sol / "01_toy.ipynb")
+    nbformat.write(_toy_notebook(), sol / "02_plain.ipynb")
+    assert nbt.not_static(sol) == ["01_toy.ipynb"]
+    assert nbt.make_static(sol) == [sol / "01_toy.ipynb"] and nbt.not_static(sol) == []
+
+
+def test_committed_solutions_carry_no_widget_outputs():
+    busy = nbt.not_static()
+    assert not busy, (f"{busy} carry widget outputs (empty progress bars on GitHub): run "
+                      "`make chapters` and commit.")
+
+
 def test_stale_check_cli_says_how_to_fix(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(nbt, "stale_chapters", lambda: ["00_x.ipynb"])
     assert nbt.main(["chapters", "--check"]) == 1

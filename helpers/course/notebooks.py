@@ -188,6 +188,40 @@ def stale_chapters(solutions: Path = SOLUTIONS, chapters: Path = CHAPTERS) -> li
     return stale
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def static_view(nb: dict) -> dict:
+    """``nb`` without widget artefacts: the outputs that only a live kernel can draw (a
+    ``tqdm.auto`` bar is an ipywidget: on GitHub or nbviewer it shows as an empty "0%" bar or a
+    stray ``HBox(...)``) and the widget state they point to. Every other output is kept as it is.
+    """
+    nb = copy.deepcopy(nb)
+    for cell in nb.get("cells", []):
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in cell["outputs"]
+                               if WIDGET_VIEW not in o.get("data", {})]
+    nb.get("metadata", {}).pop("widgets", None)
+    return nb
+
+
+def not_static(solutions: Path = SOLUTIONS) -> list[str]:
+    """Names of solution notebooks whose committed outputs carry widget artefacts."""
+    return [p.name for p in sorted(solutions.glob("*.ipynb"))
+            if _dumps(static_view(_read(p))) != p.read_text()]
+
+
+def make_static(solutions: Path = SOLUTIONS) -> list[Path]:
+    """Rewrite the solutions that carry widget artefacts as :func:`static_view` makes them (what
+    ``make chapters`` does after a solution is re-executed). Returns the paths rewritten."""
+    done = []
+    for name in not_static(solutions):
+        path = solutions / name
+        path.write_text(_dumps(static_view(_read(path))))
+        done.append(path)
+    return done
+
+
 def make_chapters(solutions: Path = SOLUTIONS, chapters: Path = CHAPTERS) -> list[Path]:
     """Write every student notebook; remove ones whose solution is gone. Returns the paths."""
     chapters.mkdir(parents=True, exist_ok=True)
@@ -490,14 +524,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "chapters":
         if args.check:
-            stale = stale_chapters()
+            stale, busy = stale_chapters(), not_static()
+            if busy:
+                print(f"Solutions with widget outputs (empty progress bars in a static view): "
+                      f"{', '.join(busy)}: run `make chapters` and commit.", file=sys.stderr)
             if stale:
                 print(f"Stale student notebooks: {', '.join(stale)}. chapters/ must be exactly "
                       "what the generator makes from solutions/: run `make chapters` and commit.",
                       file=sys.stderr)
+            if stale or busy:
                 return 1
             print("chapters/ is up to date.")
             return 0
+        for path in make_static():
+            print(f"[chapters] {path.relative_to(config.ROOT)}: widget outputs removed")
         for path in make_chapters():
             print(f"[chapters] {path.relative_to(config.ROOT)}")
         return 0
