@@ -7,6 +7,7 @@
 #   make scale     chapter 10: add Ray to .venv, run the nightly job on 100,000 shoppers -> build/scale
 #   make bundle    everything a room with no network needs, in one archive -> build/bundle/
 #   make chapters  regenerate chapters/ from solutions/
+#   make diagrams  redraw the chapters' diagrams, figures/*.svg, from tools/diagrams.py
 #   make assets    fetch + verify the offline models and data (the only network step)
 #   make peers     the field's toolkits on their own protocols, in their own env (hours)
 #   make peers-protocol  course vs RecBole on one protocol, 3 seeds, paired intervals (days; resumable)
@@ -26,9 +27,9 @@ export TOKENIZERS_PARALLELISM := false
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYTHONHASHSEED := 0
 
-.PHONY: venv assets course test check lab app scale bundle chapters clean help peers peers-venv peers-protocol gpu-check grade
+.PHONY: venv assets course test check lab app scale bundle chapters diagrams clean help peers peers-venv peers-protocol gpu-check grade
 help:
-	@sed -n '2,14p' Makefile
+	@sed -n '2,15p' Makefile
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v in ((3, 11), (3, 12)) else \
@@ -94,6 +95,11 @@ bundle: assets
 chapters: $(STAMP)
 	$(PY) -m helpers.course.notebooks chapters
 
+# The chapters' diagrams from their source (tools/diagrams.py), the same bytes on every run;
+# tests/test_diagrams.py fails when a committed SVG is not what the script draws.
+diagrams: $(STAMP)
+	$(PY) tools/diagrams.py
+
 # Grade a class (INSTRUCTORS.md, "Grading a class"): SUBMISSIONS holds one folder per student with
 # their chapter notebooks; each runs in a sandbox (no network, limits, nothing else to read or
 # write), quick profile -> $(GRADES)/gradebook.csv, summary.md, feedback/<student>.html.
@@ -104,7 +110,7 @@ JOBS ?= 2
 GRADE_ARGS ?=
 grade: assets
 	@test -n "$(SUBMISSIONS)" || { echo "make grade needs SUBMISSIONS=<folder with one folder per student>"; exit 2; }
-	$(PY) -m helpers.grade "$(SUBMISSIONS)" --out "$(GRADES)" --jobs $(JOBS) $(GRADE_ARGS)
+	$(PY) -m helpers.course.grade "$(SUBMISSIONS)" --out "$(GRADES)" --jobs $(JOBS) $(GRADE_ARGS)
 
 # The field's toolkits (RecBole, Surprise) in their own environment, on their own protocols:
 # benchmarks/results/peers_ml100k.json. Hours on a CPU (RecBole's SASRec and BERT4Rec); the
