@@ -14,7 +14,10 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -22,7 +25,7 @@ import pytest
 
 from helpers.core.checks import DataError, ParameterError
 from helpers.core.config import ROOT
-from helpers.course import grade, sandbox
+from helpers.course import grade, grade_runner, sandbox
 
 CH = "00_setup_and_tour.ipynb"
 # short limits: every cell of these notebooks takes a few seconds, the loops are the point
@@ -41,6 +44,20 @@ TOP_K = '''def top_k_items(query_emb: torch.Tensor, item_embs: torch.Tensor, k: 
     return torch.topk(items @ (query_emb / query_emb.norm()), k).indices
 '''
 QUIZ_RIGHT = "quiz_answers = {1: 'b', 2: 0.96, 3: 'a', 4: 'b', 5: 'b'}\n"
+HUGE_QUIZ = "quiz_answers = {1: 'b' * 2**21, 2: 10**5000, 3: 'a', 4: 'b', 5: 'b'}\n"
+SNEAKY_PATCHES = (     # each one alone made a wrong cosine_similarity pass before
+    # a replacement of torch.allclose whose code claims to be torch's own wrapper of it
+    "import torch, pandas\nns = {}\n"
+    "exec(compile('def allclose(*a, **k):\\n    return True\\n', torch.__file__, 'exec'), ns)\n"
+    "ns['allclose'].__wrapped__ = torch.allclose\ntorch.allclose = ns['allclose']\n"
+    # a method of a library class
+    "pandas.DataFrame.equals = lambda self, other: True\n"
+    # global torch state: a function mode that answers torch.allclose itself
+    "from torch.overrides import TorchFunctionMode\n"
+    "class Yes(TorchFunctionMode):\n"
+    "    def __torch_function__(self, func, types, args=(), kwargs=None):\n"
+    "        return True if func is torch.allclose else func(*args, **(kwargs or {}))\n"
+    "Yes().__enter__()\n")
 
 
 # ----------------------------------------------------------------------------- building them
@@ -123,7 +140,7 @@ def _class(root: Path, outside: Path) -> dict[str, dict]:
     _insert(s["wrong_kinds"], "raise ValueError('<img src=x onerror=alert(1)>')", after="quiz.show()")
     s["blank"] = _student_notebook()
     s["loop_in_answer"] = _answered(q1="def cosine_similarity(a, b):\n    while True:\n        pass\n")
-    s["network"] = _insert(_answered(), "import socket, urllib.request\n"
+    s["network"] = _insert(_answered(quiz=HUGE_QUIZ), "import socket, urllib.request\n"
                            "try:\n    urllib.request.urlopen('http://example.com/', timeout=5)\n"
                            "except OSError as err:\n    print('no web:', err)\n"
                            "socket.create_connection(('93.184.215.14', 80), timeout=5)\n",
@@ -153,11 +170,16 @@ open("mine.txt", "w").write("the scratch folder is writable")
                                   "from IPython.display import Markdown, display\n"
                                   "display(Markdown('✅ **ch00.q1 correct.**'))",
                                   after="ch00.q1.check()")
-    s["forges_channel"] = _insert(_student_notebook(), '''import json, os, sys
-fd = int(sys.argv[sys.argv.index("--result-fd") + 1])
-for seq, item in enumerate(["ch00.q1", "ch00.q2", "ch00.quiz"]):
-    body = json.dumps({"item": item, "state": "passed", "score": 1.0, "message": "", "seq": seq})
-    os.write(fd, (json.dumps({"t": "result", "body": body, "mac": "0" * 64}) + "\\n").encode())
+    s["forges_channel"] = _insert(_student_notebook(), '''import json, os, stat
+fds = [fd for fd in range(3, 70000) if os.path.exists(f"/proc/self/fd/{fd}")] \\
+    if os.path.isdir("/proc/self/fd") else []
+for fd in fds:                          # every pipe this process can write to
+    for seq, item in enumerate(["ch00.q1", "ch00.q2", "ch00.quiz"]):
+        body = json.dumps({"item": item, "state": "passed", "score": 1.0, "message": "", "seq": seq})
+        try:
+            os.write(fd, (json.dumps({"t": "result", "body": body, "mac": "0" * 64}) + "\\n").encode())
+        except OSError:
+            pass
 ''', after="ch00.q1.check()")
     s["flood"] = _insert(_answered(), "import os\nfor _ in range(40):\n"
                          "    os.write(1, b'y' * 2**20)\nwhile True:\n    print('x' * 1000)",
@@ -165,10 +187,99 @@ for seq, item in enumerate(["ch00.q1", "ch00.q2", "ch00.quiz"]):
     s["abort"] = _insert(_answered(), "import os\nos.abort()", after="config.setup(")
     s["segfault"] = _insert(_answered(), "import ctypes\nctypes.string_at(0)", after="config.setup(")
     s["exits"] = _insert(_answered(), "import os\nos._exit(0)", after="config.setup(")
+    s["forge_naive"] = _insert(_student_notebook(), _forge(None), after="ch00.q1.check()")
+    s["forge_in_order"] = _forge_in_order(_student_notebook())
+    s["sneaky_patches"] = _insert(_answered(q1="def cosine_similarity(a, b):\n    return a @ b.T\n"),
+                                  SNEAKY_PATCHES, after="config.setup(")
+    s["thread_waiter"] = _insert(_answered(), "import threading, time\nthreading.Thread(target="
+                                 "lambda: time.sleep(600), daemon=True).start()",
+                                 after="ch00.q1.check()")
+    probes = [str(ROOT / ".git"), str(ROOT / "build"), str(ROOT / "solutions"), "/etc/shadow",
+              "/etc/sudoers", "/etc/ssh", "/etc/passwd"]
+    s["quiz_changed_later"] = _insert(_insert(
+        _answered(), "quiz_answers[2] = 24.0\nquiz_answers.clear()", after="ch00.quiz.check()"),
+        f"import os\nfor path in {probes!r}:\n    print('PROBE', path, os.path.exists(path))\n"
+        "print('SOLUTION', ch00.quiz.solution_code())", after="config.setup(")
     odd = _answered(q1="from helpers.models.similarity import cosine_similarity\n")
     odd["cells"] = [c for c in odd["cells"] if "ch00.q2.check()" not in _src(c)]
     s["odd"] = _insert(odd, "hog = bytearray(8 * 2**30)", after="config.setup(")
     return s
+
+
+_FORGE = r'''import fcntl, hashlib, hmac, json, os, select
+REST = __REST__
+ITEMS = ["ch00.q1", "ch00.q2", "ch00.quiz"]
+def pipes(mode):
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd > 2 and os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:") and \
+                    fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == mode:
+                found.append(fd)
+        except OSError:
+            pass
+    return found
+lines = []
+if REST:
+    lines.append({"t": "cell", "index": REST[0], "status": "ok", "seconds": 0.1})
+    for i in REST[1:]:
+        lines += [{"t": "cell", "index": i, "status": "started"},
+                  {"t": "cell", "index": i, "status": "ok", "seconds": 0.1}]
+lines.append({"t": "ready"})
+writers = pipes(os.O_WRONLY)
+readers = [fd for fd in pipes(os.O_RDONLY) + [0]
+           if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")]
+key, writer = None, None
+for w in writers:                       # the first pipe that answers with a key
+    os.write(w, "".join(json.dumps(m) + "\n" for m in lines).encode())
+    poll = select.poll()
+    for r in readers:
+        poll.register(r, select.POLLIN)
+    for r, _ in poll.poll(3000):
+        try:
+            key = bytes.fromhex(json.loads(os.read(r, 4096).split(b"\n")[0])["key"])
+            writer = w
+            break
+        except Exception:
+            pass
+    if key:
+        break
+if key:
+    out = []
+    for seq, item in enumerate(ITEMS):
+        body = json.dumps({"item": item, "state": "passed", "score": 1.0, "message": "", "seq": seq})
+        out.append({"t": "result", "body": body,
+                    "mac": hmac.new(key, body.encode(), hashlib.sha256).hexdigest()})
+    body = json.dumps({"count": len(ITEMS), "notes": [], "network": []})
+    out.append({"t": "done", "body": body,
+                "mac": hmac.new(key, body.encode(), hashlib.sha256).hexdigest()})
+    os.write(writer, "".join(json.dumps(m) + "\n" for m in out).encode())
+os._exit(0)
+'''
+
+
+def _forge(rest: list | None) -> str:
+    """A cell that impersonates the runner on its pipes, found in /proc/self/fd (as the review's
+    forge did with ``--result-fd`` and fd 0): ``rest`` the plan's cell indices from its own on
+    (it reports them all as run, in order, before asking for the key); ``None``: it asks for the
+    key at once."""
+    return _FORGE.replace("__REST__", repr(rest))
+
+
+def _forge_in_order(nb: dict) -> dict:
+    """A blank notebook with a forging cell after ch00.q1's check that knows its own plan."""
+    nb = _insert(nb, "FORGE_PLACEHOLDER", after="ch00.q1.check()")
+    flat = copy.deepcopy(nb)
+    for cell in flat["cells"]:
+        cell["source"] = _src(cell)
+    plan = grade.notebook_plan(flat, CH, grade.load_config().limits)
+    pos = next(p for p, c in enumerate(plan["cells"]) if c["source"] == "FORGE_PLACEHOLDER")
+    rest = [c["index"] for c in plan["cells"][pos:]]
+    for cell in nb["cells"]:
+        if _src(cell) == "FORGE_PLACEHOLDER":
+            cell["source"] = _forge(rest)
+    return nb
 
 
 def _write_class(folder: Path, notebooks: dict[str, dict]) -> Path:
@@ -341,6 +452,78 @@ def test_lines_forged_on_the_result_channel_void_the_notebook(graded):
 
 
 @slow
+def test_a_cell_that_asks_for_the_key_voids_the_notebook(graded):
+    """The review's forge (find the result pipe, say "ready", read the key, sign full marks,
+    exit), which gave a blank notebook full marks: the grader sends no key before every planned
+    cell has run."""
+    result = graded["book"].result("forge_naive", CH)
+    assert {it["reason"] for it in result.items} == {"tampering"}, result.items
+    assert "'ready' message where none belongs" in result.items[0]["message"]
+    assert sum(graded["book"].points("forge_naive").values()) == 0
+    assert any("/proc/self/fd" in r for r in result.review)
+
+
+@slow
+def test_a_forger_who_plays_the_runners_part_is_listed_for_review(graded):
+    """What the grader cannot stop (INSTRUCTORS.md says so): a cell that reports every remaining
+    cell as run, in the plan's order, before asking for the key. It is named for review by hand,
+    with the runner's alert, on the summary and the feedback page."""
+    result = graded["book"].result("forge_in_order", CH)
+    assert any(r.startswith("alert from the runner") for r in result.review), result.review
+    assert {"/proc/self (3x)", "hmac (3x)", "_exit (1x)"} <= set(result.review)
+    summary = (graded["out"] / "summary.md").read_text()
+    review = summary.split("## To review by hand", 1)[1].split("\n## ", 1)[0]
+    assert "forge\\_in\\_order" in review and "forge\\_naive" in review
+    assert "correct/" not in review and "blank/" not in review
+    assert "instructor's review" in (graded["out"] / "feedback" / "forge_in_order.html").read_text()
+
+
+@slow
+def test_sneakier_patches_void_the_notebook(graded):
+    """A torch.allclose replacement whose code claims torch's file and wraps the original, a
+    patched method of a library class, a TorchFunctionMode left active: each is named."""
+    message = _items(graded["book"], "sneaky_patches")["ch00.q1"]["message"]
+    for what in ("`torch.allclose` was changed", "`pandas.DataFrame.equals` was added",
+                 "function or dispatch mode"):
+        assert what in message, message
+    assert sum(graded["book"].points("sneaky_patches").values()) == 0
+
+
+@slow
+def test_a_thread_left_running_by_the_notebook_voids_it(graded):
+    items = _items(graded["book"], "thread_waiter")
+    assert {it["reason"] for it in items.values()} == {"tampering"}
+    assert "thread started by the notebook" in items["ch00.q1"]["message"]
+
+
+@slow
+def test_an_answer_is_taken_as_it_was_at_its_check_cell(graded):
+    """A later cell that changes ``quiz_answers`` does not change the grade (a deep copy is taken
+    just before the check cell)."""
+    assert _states(graded["book"], "quiz_changed_later")["ch00.quiz"] == "passed"
+
+
+@slow
+def test_what_the_jail_shows_and_hides(graded):
+    """.git, build/ and solutions/ do not exist in the jail, nor /etc's root-only files (only an
+    allow-list of /etc is shown); the questionnaires' answer keys do (INSTRUCTORS.md: the
+    questionnaire scores are for self-study)."""
+    output = graded["book"].result("quiz_changed_later", CH).output
+    for path in (ROOT / ".git", ROOT / "build", ROOT / "solutions", "/etc/shadow", "/etc/sudoers",
+                 "/etc/ssh"):
+        assert f"PROBE {path} False" in output, output[-3000:]
+    assert "PROBE /etc/passwd True" in output
+    assert "SOLUTION quiz_answers = {1: 'b'" in output
+
+
+@slow
+def test_a_huge_answer_is_judged_not_called_tampering(graded):
+    quiz = _items(graded["book"], "network")["ch00.quiz"]
+    assert quiz["state"] == "failed" and quiz["detail"][:2] == ["wrong", "wrong"], quiz
+    assert len(quiz["message"]) < 6000
+
+
+@slow
 def test_an_output_flood_is_stopped_and_grading_goes_on(graded):
     result = graded["book"].result("flood", CH)
     assert [c["status"] for c in result.cells] == ["output flood"]
@@ -364,7 +547,7 @@ def test_the_gradebook_summary_and_feedback(graded):
     book, out = graded["book"], graded["out"]
     with open(out / "gradebook.csv") as fh:
         rows = {r["student"]: r for r in csv.DictReader(fh)}
-    assert set(rows) == set(book.students) and len(rows) == 18
+    assert set(rows) == set(book.students) and len(rows) == 23
     assert rows["correct"]["total"] == "3" and rows["correct"]["max"] == "3"
     assert rows["wrong_kinds"]["ch00.quiz"] == "0.6"
     summary = (out / "summary.md").read_text()
@@ -388,13 +571,30 @@ def _printed_verdicts(output: str) -> dict[str, str]:
 
 
 @slow
-def test_a_grader_that_believes_printed_verdicts_fails_the_check(graded):
-    output = graded["book"].result("prints_verdict", CH).output
+def test_a_grader_that_believes_printed_verdicts_fails_the_check(graded, monkeypatch):
+    """The grader itself, run on the notebook, with its result taken from what was printed."""
+    printed = {}
+
+    class Believing(grade._Output):
+        def add(self, data):
+            super().add(data)
+            printed["text"] = self.text()
+
+    def believe(session):
+        return [{"item": name, "state": state, "score": float(state == "passed"),
+                 "message": "", "reason": ""}
+                for name, state in _printed_verdicts(printed.get("text", "")).items()]
+    monkeypatch.setattr(grade, "_Output", Believing)
+    monkeypatch.setattr(grade._Session, "items", believe)
+    path = graded["root"] / "submissions" / "prints_verdict" / CH
+    result = grade.grade_notebook(path, CH, grade.load_config(limits=LIMITS), student="x",
+                                  profile="smoke", sandboxed=False)
+    states = {it["item"]: it["state"] for it in result.items}
+    assert states["ch00.q1"] == "passed"                  # the broken grader believed it
     with pytest.raises(AssertionError):
-        check_forged_verdict_ignored(_printed_verdicts(output))
+        check_forged_verdict_ignored(states)
 
 
-@slow
 @slow
 def test_a_grader_without_the_sandbox_fails_the_check(graded, tmp_path):
     """The same two notebooks, graded with no sandbox (what --no-sandbox does): they copy."""
@@ -418,14 +618,19 @@ def test_the_submissions_folder_is_checked(tmp_path):
     with pytest.raises(ParameterError, match="holds no student folder"):
         grade.find_submissions(tmp_path)
     (tmp_path / "bad name").mkdir()
-    with pytest.raises(DataError, match="Unsafe student folder"):
+    with pytest.raises(DataError, match="not safe as file names"):
         grade.find_submissions(tmp_path)
-    (tmp_path / "bad name").rmdir()
     (tmp_path / "Ann").mkdir()
     (tmp_path / "ann").mkdir()
     with pytest.raises(DataError, match="differ only in case"):
         grade.find_submissions(tmp_path)
-    (tmp_path / "Ann").rmdir()
+    (tmp_path / "bob").mkdir()                  # the others are graded, these listed
+    subs, ignored = grade.find_submissions(tmp_path)
+    assert [s.student for s in subs] == ["bob"]
+    why = dict(ignored)
+    assert "not safe" in why["bad name"] and "only in case" in why["Ann"] + why["ann"]
+    for name in ("bad name", "Ann", "bob"):
+        (tmp_path / name).rmdir()
     (tmp_path / "ann" / "03_self_attention (1).ipynb").write_text("{}")
     (tmp_path / "ann" / "notes.pdf").write_text("")
     (tmp_path / "ann" / CH).symlink_to(ROOT / "solutions" / CH)
@@ -487,9 +692,230 @@ def test_the_output_folder_is_checked(tmp_path):
         grade.grade(tmp_path / "class", ROOT / "helpers" / "grades-out", progress=False)
 
 
-def test_csv_fields_never_become_formulas():
-    assert grade._cell("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
+def _book(results: list, students: list, ignored=()) -> grade.Gradebook:
+    return grade.Gradebook(results, students, [CH], list(ignored), grade.load_config(), "smoke",
+                           True)
+
+
+def _result(student: str, **states) -> grade.NotebookResult:
+    items = []
+    for name, _ in grade.chapter_items()[CH]:
+        state, message, detail = states.get(name.split(".")[1], ("passed", "", None))
+        items.append({"item": name, "state": state, "score": float(state == "passed"),
+                      "message": message, "reason": "",
+                      **({"detail": detail} if detail else {})})
+    return grade.NotebookResult(student, CH, items)
+
+
+def test_csv_fields_never_become_formulas(tmp_path):
+    for start in ("=", "+", "-", "@", "\t", "\r"):
+        assert grade._cell(start + "1+2") == "'" + start + "1+2"
     assert grade._cell("3 of 5 right.") == "3 of 5 right."
+    book = _book([_result("ann", q1=("failed", '=HYPERLINK("http://x")', None),
+                          q2=("failed", "-2+3", None), quiz=("failed", "@SUM(A1)", None))], ["ann"])
+    grade.write_outputs(book, tmp_path)
+    raw = (tmp_path / "results.csv").read_text()
+    assert "'=HYPERLINK" in raw and "'-2+3" in raw and "'@SUM" in raw
+    with open(tmp_path / "results.csv") as fh:
+        assert all(v[:1] not in "=+-@\t\r" or not v for row in csv.reader(fh) for v in row)
+
+
+def test_summary_escapes_markdown_and_counts_only_answered_questions():
+    book = _book([_result("ann", quiz=("failed", "", ["right", "unanswered", "wrong", "right", "right"])),
+                  _result("bob", quiz=("failed", "", ["wrong", "unanswered", "unanswered", "right", "right"]))],
+                 ["ann", "bob"], ignored=[("ann/[click](http://evil)", "![x](http://evil/p.png)")])
+    summary = grade.summary_markdown(book)
+    assert "](http" not in summary and "![" not in summary
+    assert "\\[click\\]\\(http://evil\\)" in summary
+    line = next(x for x in summary.splitlines() if "share right per question" in x)
+    assert "Q1 50% of 2" in line and "Q3 0% of 1" in line and "Q2" not in line
+
+
+def test_a_quiz_is_scored_by_the_grader_and_its_messages_are_capped():
+    from helpers.course.exercises import ch00
+    out = grade.score_quiz(ch00.quiz, {"pairs": [[1, "b" * 5000], [2, 0.96], [9, "a"]]})
+    assert out["detail"] == ["wrong", "right", "unanswered", "unanswered", "unanswered"]
+    assert len(out["message"]) < 3000 and "no question 9" in out["message"]
+    assert grade.score_quiz(ch00.quiz, {"type": "list"})["state"] == "failed"
+    assert grade.score_quiz(ch00.quiz, {"pairs": [[1, {"type": "list"}]]})["detail"][0] == "wrong"
+
+
+def _session(cells=(5, 0, 6), key_fd=None):
+    return grade._Session(["ch00.q1", "ch00.q2", "ch00.quiz"], key_fd, list(cells))
+
+
+def _feed(session, *messages):
+    session.feed(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
+
+
+def test_the_key_is_sent_once_and_only_after_every_planned_cell():
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    try:
+        early = _session(key_fd=w)                 # the review's forge: "ready" from a cell
+        _feed(early, {"t": "start"}, {"t": "cell", "index": 5, "status": "started"}, {"t": "ready"})
+        assert early.violation_count == 1 and early.key is None
+        with pytest.raises(BlockingIOError):
+            os.read(r, 100)
+        ok = _session(key_fd=w)
+        cells = [{"t": "cell", "index": i, "status": s} for i in (5, 0, 6) for s in ("started", "ok")]
+        _feed(ok, {"t": "start"}, *cells, {"t": "ready"})
+        assert ok.violation_count == 0 and ok.key is not None
+        assert json.loads(os.read(r, 100))["key"] == ok.key.hex()
+        _feed(ok, {"t": "ready"})                  # a second "ready": no second key
+        assert ok.violation_count == 1
+        with pytest.raises(BlockingIOError):
+            os.read(r, 100)
+        wrong_order = _session(key_fd=w)
+        _feed(wrong_order, {"t": "start"}, *cells[2:4], *cells[:2])
+        assert wrong_order.violation_count > 0
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_flood_of_fake_cell_lines_is_counted_to_the_end():
+    session = _session()
+    fake = [{"t": "cell", "index": 7, "status": "ok"}] * 6000
+    _feed(session, {"t": "start"}, *fake, {"t": "bogus"})
+    assert session.lines == 6002 and session.violation_count == 6001
+    assert len(session.violations) <= 20 and session.items() is None
+
+
+def test_the_runners_fingerprint_sees_lazy_modules_module_data_and_torch_modes():
+    import types
+
+    import pandas
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    from helpers.course.exercises import ch05
+    lazy = types.ModuleType("reasonrec_lazy_probe")
+    lazy.score = lambda: 1
+    sys.modules[lazy.__name__] = lazy
+    try:
+        fp = grade_runner._Fingerprint(None, {}, [], {lazy.__name__: (lazy, ["score"])})
+        assert fp.changes() == []
+        lazy.score = lambda: 2
+        facts = dict(ch05._FACTS)
+        ch05._FACTS["colour"] = "blue"
+        with TorchFunctionMode():
+            changes = "; ".join(fp.changes())
+        assert "reasonrec_lazy_probe.score" in changes and "ch05._FACTS" in changes
+        assert "function or dispatch mode" in changes
+        assert ch05._FACTS == facts                 # put back before judging
+        sys.modules[lazy.__name__] = types.ModuleType(lazy.__name__)
+        assert "sys.modules['reasonrec_lazy_probe']" in "; ".join(fp.changes())
+        assert torch.allclose(torch.ones(1), torch.ones(1))
+        # a library's new method of its own (transformers adds Module.smart_apply) is not a
+        # patch; a method that shadows an inherited one (DataFrame.equals) is
+        fp = grade_runner._Fingerprint(None, {}, [], {})
+        torch.nn.Module.reasonrec_probe = lambda self: 1
+        pandas.DataFrame.equals = lambda self, other: True
+        changes = "; ".join(fp.changes())
+        assert "DataFrame.equals` was added" in changes and "reasonrec_probe" not in changes
+    finally:
+        sys.modules.pop(lazy.__name__, None)
+        for cls, name in ((torch.nn.Module, "reasonrec_probe"), (pandas.DataFrame, "equals")):
+            if name in vars(cls):
+                delattr(cls, name)
+
+
+def test_a_plan_prefers_the_last_plain_check_cell_and_says_so():
+    nb = grade.read_notebook(ROOT / "chapters" / CH)
+    for cell in nb["cells"]:
+        if cell.get("id") and "ch00.q1.check()" in cell["source"]:
+            cell["id"] = "changed-id"
+    pos = next(i for i, c in enumerate(nb["cells"]) if "ch00.q1.check()" in c["source"])
+    draft = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+             "source": "ch00.q1.check()  # a draft, before the answer", "id": "draft"}
+    nb["cells"].insert(pos - 1, draft)
+    plan = grade.notebook_plan(nb, CH, grade.load_config().limits)
+    item = next(i for i in plan["items"] if i["name"] == "ch00.q1")
+    assert plan["cells"][item["capture"]]["source"].strip() == "ch00.q1.check()"
+    assert any("several cells call" in n for n in plan["notes"])
+    assert ["sklearn.metrics", ["ndcg_score"]] in grade.lazy_imports("helpers.course.exercises.ch02")
+
+
+def test_fractional_sizes_and_counts_are_refused():
+    for key in ("scratch_mib", "memory_mib", "tmp_mib", "nproc"):
+        with pytest.raises(ParameterError, match="whole number"):
+            grade.load_config(limits={key: 0.5})
+    assert grade.load_config(limits={"output_mib": 0.5}).limits["output_mib"] == 0.5
+
+
+def test_a_fifo_or_an_odd_folder_name_does_not_stop_the_class(tmp_path):
+    (tmp_path / "ann").mkdir()
+    os.mkfifo(tmp_path / "ann" / CH)
+    (tmp_path / "zoë").mkdir()
+    (tmp_path / "bob").mkdir()
+    (tmp_path / "bob" / CH).write_text("{}")
+    subs, ignored = grade.find_submissions(tmp_path)
+    assert [s.student for s in subs] == ["ann", "bob"] and subs[0].notebooks == {}
+    assert "not a regular file" in dict(subs[0].ignored)[f"ann/{CH}"]
+    assert any("zo" in p and "not safe" in why for p, why in ignored)
+    done = {}
+    reader = threading.Thread(target=lambda: done.update(
+        err=pytest.raises(DataError, grade.read_notebook, tmp_path / "ann" / CH)))
+    reader.start()
+    reader.join(10)
+    assert "err" in done, "read_notebook hung on a FIFO"
+
+
+def test_one_notebook_that_breaks_the_grader_does_not_lose_the_class(tmp_path, monkeypatch):
+    _write_class(tmp_path / "class", {"ann": _student_notebook(), "bob": _student_notebook(),
+                                      "cat": _student_notebook()})
+
+    def fake(path, notebook, cfg, *, student="", **kwargs):
+        if student == "bob":
+            raise RuntimeError("a grader bug")
+        return _result(student)
+    monkeypatch.setattr(grade, "grade_notebook", fake)
+    book = grade.grade(tmp_path / "class", tmp_path / "out", profile="smoke", sandboxed=False,
+                       progress=False)
+    assert {it["reason"] for it in book.result("bob", CH).items} == {"grader"}
+    assert "a grader bug" in book.result("bob", CH).items[0]["message"]
+    assert book.points("ann")["ch00.q1"] == 1
+
+    def interrupted(path, notebook, cfg, *, student="", **kwargs):
+        if student != "ann":
+            raise KeyboardInterrupt
+        return _result(student)
+    monkeypatch.setattr(grade, "grade_notebook", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        grade.grade(tmp_path / "class", tmp_path / "out2", profile="smoke", sandboxed=False,
+                    progress=False)
+    with open(tmp_path / "out2" / "gradebook.csv") as fh:
+        rows = {r["student"]: r for r in csv.DictReader(fh)}
+    assert rows["ann"]["total"] == "3"
+    assert "interrupted" in (tmp_path / "out2" / "summary.md").read_text()
+
+
+def test_mount_points_with_odd_bytes(tmp_path):
+    info = tmp_path / "mountinfo"
+    info.write_bytes(b"36 35 98:0 / /tmp/caf\xc3\xa9\\040x rw,noatime master:1 - ext3 /dev/root rw\n"
+                     b"37 35 98:0 / /tmp/odd\xff rw - tmpfs tmpfs rw\n")
+    assert sandbox._mount_points(str(info)) == ["/tmp/café x", os.fsdecode(b"/tmp/odd\xff")]
+
+
+def test_an_exit_code_of_128_or_more_is_not_read_as_a_signal():
+    if sandbox.available() is not None:
+        pytest.skip(f"no sandbox here: {sandbox.available()}")
+    jail = sandbox.Jail(argv=[sys.executable, "-c", "import os; os._exit(137)"],
+                        readonly=sandbox.default_readonly(ROOT), scratch="/scratch")
+    done = subprocess.run(sandbox.command(jail), capture_output=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
+    assert done.returncode == sandbox.HIGH_EXIT, done.stderr[-500:]
+
+
+def test_make_grade_runs_a_module_that_exists():
+    done = subprocess.run(["make", "-n", "grade", "SUBMISSIONS=x"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    modules = re.findall(r"-m\s+([\w.]+)[^\n]*\bx\b", done.stdout)
+    assert modules, done.stdout[-2000:] + done.stderr[-500:]
+    import importlib.util
+    for name in modules:
+        assert importlib.util.find_spec(name) is not None, name
 
 
 def test_a_plan_captures_each_answer_before_its_check_cell():

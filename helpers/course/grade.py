@@ -20,8 +20,13 @@ of its own and nothing else of the machine to read or write. Each item ends as o
   tampering (it changed the checking code or wrote to the grader's channel), its check cell
   deleted, not a valid notebook...
 
-Results come from the checks the grader runs with its own references, over a pipe, signed with
-a key sent after the notebook's cells have run; nothing the notebook prints is read as a result.
+Results come from the checks the runner makes with references taken before the notebook's code
+ran, over a pipe, signed with a key the grader sends once, on a pipe of its own, after it has
+seen every planned cell run in order; questionnaires are scored here, in the grader's process,
+from the answers the notebook defined. Nothing the notebook prints is read as a result. What
+this does not stop (a student who reads the runner can impersonate it from a cell) is said in
+INSTRUCTORS.md; ``summary.md`` lists the notebooks whose code uses what that needs, for review
+by hand.
 Points per item are set in ``helpers/course/grading.toml`` (:func:`load_config`).
 
 Outputs, in ``--out``: ``gradebook.csv`` (student x item, points), ``results.csv`` and
@@ -33,6 +38,7 @@ copy of what the notebook printed).
 from __future__ import annotations
 
 import argparse
+import ast
 import collections
 import csv
 import difflib
@@ -40,6 +46,7 @@ import hashlib
 import hmac
 import html
 import importlib
+import importlib.util
 import json
 import os
 import pkgutil
@@ -48,6 +55,7 @@ import secrets
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -76,6 +84,7 @@ STATES = ("passed", "failed", "not attempted", "errored")
 """What an item of a submitted notebook can end as (``not submitted`` when the file is absent)."""
 LIMIT_KEYS = ("cell_s", "notebook_s", "check_s", "memory_mib", "output_mib", "scratch_mib",
               "tmp_mib", "nproc", "max_notebook_mib")
+_WHOLE = ("memory_mib", "scratch_mib", "tmp_mib", "nproc")
 PROFILES = ("quick", "smoke")
 GRACE_S = 30
 """Seconds a notebook's process gets beyond its cells' and checks' limits (start-up, signing)
@@ -83,6 +92,7 @@ before the grader kills it."""
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 _LOG_KEEP = 64 * 1024
 _MARKER = ".reasonrec-grades"
+_MARKER_TEXT = "written by helpers.course.grade; feedback/ and logs/ are replaced at each run\n"
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -161,6 +171,10 @@ def load_config(path: str | os.PathLike | None = None, limits: dict | None = Non
                 raise ParameterError(f"{source}: unknown limit {key!r}; the limits are "
                                      f"{', '.join(LIMIT_KEYS)}.")
             merged[key] = _number(value, key, source, positive=True)
+            if key in _WHOLE and (merged[key] != int(merged[key]) or merged[key] < 1):
+                raise ParameterError(f"{source}: {key} must be a whole number >= 1, got "
+                                     f"{value!r} (a fraction would be cut to a size the "
+                                     "sandbox reads as no limit).")
     missing = [k for k in LIMIT_KEYS if k not in merged]
     if missing:
         raise ParameterError(f"{where}: [limits] lacks {missing}; copy them from {CONFIG}.")
@@ -241,10 +255,11 @@ def find_submissions(folder: str | os.PathLike) -> tuple[list[Submission], list[
     """The students of ``folder`` (one sub-folder each) and their chapter notebooks.
 
     Returns ``(submissions, ignored)``: ``ignored`` lists the entries of ``folder`` that are not
-    student folders, and each submission lists its own files that are not chapter notebooks, with
-    why; nothing is skipped silently. Raises :class:`ParameterError` when ``folder`` is missing
-    or holds no student folder, :class:`DataError` when a student folder's name is unsafe as a
-    file name or two differ only in case.
+    gradable student folders (a name unsafe as a file name, two that differ only in case), and
+    each submission lists its own files that are not chapter notebooks (or not regular files),
+    with why; nothing is skipped silently and the others are graded. Raises
+    :class:`ParameterError` when ``folder`` is missing or holds no student folder,
+    :class:`DataError` when no student folder can be graded.
     """
     root = Path(folder)
     if not root.exists():
@@ -267,6 +282,9 @@ def find_submissions(folder: str | os.PathLike) -> tuple[list[Submission], list[
             continue
         if not _SAFE_NAME.match(entry.name):
             unsafe.append(entry.name)
+            ignored.append((ascii(entry.name)[1:-1], "a student folder whose name is not safe as a "
+                            "file name: use letters, digits and . _ @ + - only (64 at most, not "
+                            "starting with a dot or a dash); rename it and grade it again"))
             continue
         seen.setdefault(entry.name.lower(), []).append(entry.name)
         sub = Submission(entry.name, Path(entry.path))
@@ -277,6 +295,8 @@ def find_submissions(folder: str | os.PathLike) -> tuple[list[Submission], list[
             elif f.is_dir(follow_symlinks=False):
                 sub.ignored.append((rel + "/", "a folder: notebooks go directly in the "
                                                 "student's folder"))
+            elif f.name in chapters and not f.is_file(follow_symlinks=False):
+                sub.ignored.append((rel, "not a regular file"))
             elif f.name in chapters:
                 sub.notebooks[f.name] = Path(f.path)
             elif f.name.endswith(".ipynb"):
@@ -286,14 +306,16 @@ def find_submissions(folder: str | os.PathLike) -> tuple[list[Submission], list[
             else:
                 sub.ignored.append((rel, "not a notebook"))
         subs.append(sub)
-    if unsafe:
-        raise DataError(f"Unsafe student folder name(s) {unsafe[:5]}: use letters, digits and "
-                        ". _ @ + - only (64 at most, not starting with a dot or a dash); rename "
-                        "them and grade again.")
-    twins = [names for names in seen.values() if len(names) > 1]
-    if twins:
-        raise DataError(f"Student folders that differ only in case: {twins}; they would share "
-                        "one feedback page. Merge or rename them.")
+    twins = {n for names in seen.values() if len(names) > 1 for n in names}
+    for sub in [s for s in subs if s.student in twins]:
+        subs.remove(sub)
+        ignored.append((sub.student, "another student folder differs from it only in case (they "
+                        "would share one feedback page): merge or rename them and grade them "
+                        "again"))
+    if not subs and (unsafe or twins):
+        raise DataError(f"No student folder can be graded: {len(unsafe)} have names that are not "
+                        f"safe as file names ({[ascii(u) for u in unsafe[:5]]}) and {len(twins)} "
+                        "differ only in case; use letters, digits and . _ @ + - only.")
     if not subs:
         raise ParameterError(f"{root} holds no student folder (found {len(ignored)} other "
                              "entries): put each student's notebooks in a folder of their own, "
@@ -305,10 +327,14 @@ def read_notebook(path: str | os.PathLike, max_mib: float = 50) -> dict:
     """A submitted notebook's JSON, checked to be a notebook (nbformat 4) of at most ``max_mib``;
     a symbolic link is refused. Raises :class:`DataError` saying what is wrong."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as err:
         raise DataError(f"cannot open {Path(path).name}: {err.strerror} (a symbolic link is "
                         "not accepted).") from err
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DataError(f"{Path(path).name} is not a regular file (a pipe, a device...): "
+                        "submit the notebook file itself.")
     with os.fdopen(fd, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         if size > max_mib * 2**20:
@@ -380,18 +406,78 @@ def notebook_plan(nb: dict, notebook: str, limits: dict, cache: str | None = Non
         if "parameters" in _tags(cell):
             cells.append({"index": 0, "source": "PROFILE = None  # the grader's: $COURSE_PROFILE",
                           "id": None, "first_line": "(added by the grader)"})
-    items = []
+    items, notes = [], []
     for name, item in chapter_items()[notebook]:
         by_id = [p for p, c in enumerate(cells) if c["id"] and c["id"] == ref_ids.get(name)
                  and item.check_call in c["source"]]
         by_text = [p for p, c in enumerate(cells) if item.check_call in c["source"]]
-        where = (by_id or by_text or [grade_runner.MISSING_CHECK_CELL])[0]
+        exact = [p for p in by_text if cells[p]["source"].strip() == item.check_call + ")"]
+        if by_id:
+            where = by_id[0]
+        elif by_text:
+            where = (exact or by_text)[-1]          # the last: earlier ones may be drafts
+            if len(by_text) > 1:
+                notes.append(f"several cells call `{item.check_call})` and none is the "
+                             "chapter's own (its cell id changed): the answer was taken just "
+                             f"before the last{' plain' if exact else ''} one, cell "
+                             f"{cells[where]['index']}")
+        else:
+            where = grade_runner.MISSING_CHECK_CELL
         items.append({"attr": item.attr, "name": name, "capture": where})
     module = chapter_items()[notebook][0][1].module
     return {"notebook": notebook, "module": module, "limits": dict(limits), "cache": cache,
             "items": items, "cells": [{"index": c["index"], "source": c["source"]}
                                       for c in cells],
-            "first_lines": {str(c["index"]): c["first_line"] for c in cells}}
+            "preimport": lazy_imports(module),
+            "first_lines": {str(c["index"]): c["first_line"] for c in cells}, "notes": notes}
+
+
+def lazy_imports(module: str) -> list[list]:
+    """``[[module, [names]], ...]``: what the functions of exercise module ``module`` import when
+    they run (``from sklearn.metrics import ndcg_score`` inside a checker). The runner imports
+    them before the student's code and fingerprints them, so a notebook cannot plant a fake.
+
+    >>> ["sklearn.metrics", ["ndcg_score"]] in lazy_imports("helpers.course.exercises.ch02")
+    True
+    """
+    spec = importlib.util.find_spec(module)
+    tree = ast.parse(Path(spec.origin).read_text())
+    found: dict[str, set] = {}
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.setdefault(node.module, set()).update(a.name for a in node.names)
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    found.setdefault(a.name, set())
+    return [[name, sorted(attrs)] for name, attrs in sorted(found.items())]
+
+
+_REVIEW = ("result-fd", "COURSE_GRADE_FDS", "os.read(", "os.write(", "/proc/self", "hmac",
+           "_exit", "TorchFunctionMode", "TorchDispatchMode", "setprofile", "settrace",
+           "threading", "_thread", "addaudithook", "_getframe", "f_back", "f_locals", "tb_frame",
+           "gi_frame", "gc.get_", "ctypes", "__code__", "__closure__", "__wrapped__", "fdopen",
+           "os.dup", "sys.modules", "__import__", "importlib", "builtins", "grade_runner",
+           "__dict__", "setattr(", "__class__", "__eq__")
+
+
+def review_hits(nb: dict, notebook: str) -> list[str]:
+    """What the submitted code cells use, more often than the chapter's own notebook does, of
+    the tools a notebook needs to attack the grader from inside its process (reading its pipes,
+    its frames or memory, patching code, threads): listed for review by hand, not penalised."""
+    def counts(cells) -> collections.Counter:
+        text = "\n".join(c.get("source", "") for c in cells if c.get("cell_type") == "code")
+        return collections.Counter({w: text.count(w) for w in _REVIEW})
+    with _LOCK:
+        if notebook not in _REFERENCE_COUNTS:
+            _REFERENCE_COUNTS[notebook] = counts(read_notebook(notebooks.CHAPTERS / notebook)["cells"])
+    ref, mine = _REFERENCE_COUNTS[notebook], counts(nb["cells"])
+    return [f"{w} ({mine[w]}x)" for w in _REVIEW if mine[w] > ref[w]]
+
+
+_REFERENCE_COUNTS: dict[str, collections.Counter] = {}
 
 
 # ----------------------------------------------------------------------------- running one
@@ -407,6 +493,7 @@ class NotebookResult:
     network: list = field(default_factory=list)
     seconds: float = 0.0
     output: str = ""
+    review: list = field(default_factory=list)    # what its sources use that a forger needs
 
     def item(self, name: str) -> dict:
         """The result of item ``name`` (e.g. ``"ch00.q1"``)."""
@@ -444,32 +531,83 @@ class _Output:
         return (bytes(self.head) + middle + bytes(self.tail)).decode("utf-8", "replace")
 
 
-class _Session:
-    """The grader's side of the result pipe: a strict order of messages, the key, the MACs."""
+_FINISHED = ("ok", "error", "timed out", "output flood", "memory")
 
-    def __init__(self, expected: list[str], ctl_fd: int):
-        self.expected, self.ctl_fd = expected, ctl_fd
-        self.phase, self.key, self.violations = "startup", None, []
+
+class _Session:
+    """The grader's side of the result pipe: a strict order of messages, the key, the MACs.
+
+    The cells' messages (unsigned: they come while the notebook's code runs) must follow the
+    plan: each planned cell once, in order, either ``skipped`` or ``started`` then finished. The
+    key is sent once, on its own pipe, and only on a ``ready`` that follows the last planned
+    cell; after it only signed results and ``done`` may come. Anything else is a violation, and
+    every line is read to the end (a flood of messages is counted, never silently dropped)."""
+
+    def __init__(self, expected: list[str], key_fd: int, cells: list[int] | None = None,
+                 quizzes: dict | None = None):
+        self.expected, self.key_fd = expected, key_fd
+        self.order = list(cells) if cells is not None else None
+        self.quizzes = quizzes or {}
+        self.phase, self.key, self.violations, self.violation_count = "startup", None, [], 0
         self.fatal, self.cells, self.current, self.results = None, {}, None, {}
         self.done, self.buffer, self.started, self.tampered = None, b"", False, None
+        self.next = 0                       # position in the plan of the next cell expected
+        self.lines, self.alerts = 0, []
+
+    def _violation(self, what: str) -> None:
+        self.violation_count += 1
+        if len(self.violations) < 20:
+            self.violations.append(what)
 
     def feed(self, data: bytes) -> None:
-        if len(self.violations) > 20 or len(self.cells) > 5000:
-            return                              # void already; read on, keep nothing
         self.buffer += data
         while b"\n" in self.buffer:
             line, self.buffer = self.buffer.split(b"\n", 1)
+            self.lines += 1
             self._line(line)
         if len(self.buffer) > 2**20:
-            self.violations.append("an over-long line")
+            self._violation("an over-long line")
             self.buffer = b""
+
+    def _cells_done(self) -> bool:
+        return self.current is None and (self.order is None or self.next == len(self.order))
+
+    def _cell(self, msg: dict) -> None:
+        index, status = msg.get("index"), msg.get("status")
+        if not isinstance(index, int) or isinstance(index, bool) or not isinstance(status, str):
+            self._violation("a malformed cell message")
+            return
+        if self.order is not None:
+            if self.current is None and (self.next >= len(self.order)
+                                         or index != self.order[self.next]):
+                self._violation("a cell message out of the plan's order")
+                return
+        if status in ("started", "skipped"):
+            if self.current is not None:
+                self._violation("a cell started before the previous one finished")
+                return
+            if status == "started":
+                self.current = index
+            else:
+                self.next += 1
+                self.cells[index] = {"status": "skipped", "error": "", "seconds": 0.0}
+            return
+        if status not in _FINISHED or self.current != index:
+            self._violation("a cell finished that had not started")
+            return
+        self.current = None
+        self.next += 1
+        if status != "ok":
+            seconds = msg.get("seconds")
+            self.cells[index] = {k: str(msg.get(k, ""))[:2000] for k in ("status", "error")} \
+                | {"seconds": seconds if isinstance(seconds, (int, float)) else None}
 
     def _line(self, line: bytes) -> None:
         try:
             msg = json.loads(line)
             kind = msg["t"]
-        except (ValueError, KeyError, TypeError):
-            self.violations.append("a line that is not a message")
+        except (ValueError, KeyError, TypeError, RecursionError):
+            self._violation("a line that is not a message")
             return
         if self.phase == "startup" and kind in ("start", "fatal"):
             if kind == "fatal":
@@ -477,53 +615,47 @@ class _Session:
             else:
                 self.started, self.phase = True, "cells"
         elif self.phase == "cells" and kind == "cell":
-            index = msg.get("index")
-            if not isinstance(index, int):
-                self.violations.append("a malformed cell message")
-                return
-            if msg.get("status") == "started":
-                self.current = index
-            else:
-                self.current = None
-                if msg.get("status") != "ok":
-                    self.cells[index] = {k: str(msg.get(k, ""))[:2000] for k in
-                                         ("status", "error")} | {"seconds": msg.get("seconds")}
-        elif self.phase == "cells" and kind == "tampered":
+            self._cell(msg)
+        elif self.phase == "cells" and kind == "alert":
+            if len(self.alerts) < 5:
+                self.alerts.append(str(msg.get("what", ""))[:300])
+        elif self.phase == "cells" and kind == "tampered" and self._cells_done():
             self.tampered, self.phase = str(msg.get("what", ""))[:2000], "over"
-        elif self.phase == "cells" and kind == "ready":
+        elif self.phase == "cells" and kind == "ready" and self._cells_done():
             self.key = secrets.token_bytes(32)
             self.phase = "results"
             try:
-                os.write(self.ctl_fd, (json.dumps({"key": self.key.hex()}) + "\n").encode())
+                os.write(self.key_fd, (json.dumps({"key": self.key.hex()}) + "\n").encode())
             except OSError:
-                self.violations.append("the key could not be sent")
+                self._violation("the key could not be sent")
         elif self.phase == "results" and kind in ("result", "done"):
             body, mac = msg.get("body"), msg.get("mac")
             if not isinstance(body, str) or not isinstance(mac, str) or not secrets.compare_digest(
                     hmac.new(self.key, body.encode(), hashlib.sha256).hexdigest(), mac):
-                self.violations.append("a result line with a wrong signature")
+                self._violation("a result line with a wrong signature")
                 return
             try:
                 data = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 data = None
             if not isinstance(data, dict):
-                self.violations.append("a malformed result line")
+                self._violation("a malformed result line")
                 return
             if kind == "done":
                 self.done, self.phase = data, "over"
             else:
                 seq = data.get("seq")
                 if not isinstance(seq, int) or seq in self.results:
-                    self.violations.append("a result sent twice or unnumbered")
+                    self._violation("a result sent twice or unnumbered")
                     return
                 self.results[seq] = data
         else:
-            self.violations.append(f"a {kind!r} message where none belongs")
+            self._violation(f"a {str(kind)[:20]!r} message where none belongs")
 
     def items(self) -> list | None:
-        """The signed results, checked complete and well-formed; ``None`` if they are not."""
-        if self.done is None or self.violations:
+        """The signed results, checked complete and well-formed (a questionnaire's answers
+        scored here); ``None`` if they are not."""
+        if self.done is None or self.violation_count:
             return None
         if sorted(self.results) != list(range(len(self.expected))) or \
                 self.done.get("count") != len(self.expected):
@@ -531,8 +663,12 @@ class _Session:
         out = []
         for seq in range(len(self.expected)):
             r = self.results[seq]
+            if r.get("item") != self.expected[seq]:
+                return None
+            if r.get("state") == "answers" and r["item"] in self.quizzes:
+                r = {**r, **score_quiz(self.quizzes[r["item"]], r.get("answers"))}
             score = r.get("score")
-            if r.get("item") != self.expected[seq] or r.get("state") not in STATES or \
+            if r.get("state") not in STATES or \
                     not isinstance(score, (int, float)) or not 0 <= score <= 1 or \
                     not isinstance(r.get("message"), str):
                 return None
@@ -540,6 +676,68 @@ class _Session:
                         "message": r["message"][:6000], "reason": str(r.get("reason") or ""),
                         **({"detail": r["detail"]} if isinstance(r.get("detail"), list) else {})})
         return out
+
+
+def _short(value, limit: int = 120) -> str:
+    text = exercises_pkg.fmt(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def score_quiz(quiz: Quiz, answers) -> dict:
+    """Score a questionnaire's answers (as the runner captured them: ``{"pairs": [[question,
+    answer], ...]}`` or ``{"type": name}``) with ``quiz``'s questions, in the grader's process:
+    the notebook never sees or runs this. Returns state, score, detail and message.
+
+    >>> from helpers.course.exercises import ch00
+    >>> score_quiz(ch00.quiz, {"pairs": [[1, "b"]]})["detail"][:2]
+    ['right', 'unanswered']
+    """
+    n = len(quiz.questions)
+    if not isinstance(answers, dict) or not isinstance(answers.get("pairs"), list):
+        kind = answers.get("type") if isinstance(answers, dict) else None
+        return {"state": "failed", "score": 0.0, "detail": ["unanswered"] * n,
+                "message": f"`{quiz.var}` must be a dict from question number to your answer, "
+                           f"e.g. {{1: \"b\", 2: 0.5}}; got {str(kind or 'something else')[:60]}."}
+    given = {}
+    for pair in answers["pairs"][:64]:
+        if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], (int, str)) \
+                and not isinstance(pair[0], bool):
+            key, value = pair
+            if isinstance(value, dict):         # not a plain value: neither judge accepts it
+                value = _Unsupported(str(value.get("type", "object"))[:60])
+            given.setdefault(key, value)
+    lines, right, detail = [], 0, []
+    extra = sorted(str(k)[:20] for k in given if k not in range(1, n + 1))
+    for number, question in enumerate(quiz.questions, start=1):
+        if number not in given:
+            lines.append(f"Q{number}: not answered.")
+            detail.append("unanswered")
+            continue
+        try:
+            ok, why = question.judge(given[number])
+        except Exception as err:                            # noqa: BLE001 - a value it cannot judge
+            ok, why = False, f"this answer could not be judged ({type(err).__name__})."
+        ok, why = ok is True, str(why)
+        right += ok
+        detail.append("right" if ok else "wrong")
+        lines.append(f"Q{number}: {'right' if ok else 'not quite'} "
+                     f"({_short(given[number])}). {why if len(why) <= 600 else why[:600] + '...'}")
+    if extra:
+        lines.append(f"There is no question {', '.join(extra[:10])}: the questions are numbered "
+                     f"1 to {n}.")
+    state = "passed" if right == n else ("not attempted" if not given else "failed")
+    return {"state": state, "score": right / n, "detail": detail,
+            "message": (f"{right} of {n} right.\n" + "\n".join(lines))[:6000]}
+
+
+class _Unsupported:
+    """An answer that was not a letter or a number (shown by its type)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"<a {self.kind}>"
 
 
 def _signal_name(number: int) -> str:
@@ -600,32 +798,39 @@ def grade_notebook(path: str | os.PathLike, notebook: str, cfg: GradingConfig, *
         scratch = scratch_host
     plan = notebook_plan(nb, notebook, cfg.limits, cache=str(config.cache_dir().resolve()))
     first_lines = plan.pop("first_lines")
+    result.notes += plan.pop("notes")
+    result.review = review_hits(nb, notebook)
     expected = [i["name"] for i in plan["items"]]
+    quizzes = {name: getattr(importlib.import_module(item.module), item.attr)
+               for name, item in chapter_items()[notebook] if item.is_quiz}
     env = _runner_env(scratch, profile, threads, sandboxed)
-    ctl_r, ctl_w = os.pipe()
-    res_r, res_w = os.pipe()
+    ctl_r, ctl_w = os.pipe()            # the plan, then closed
+    key_r, key_w = os.pipe()            # the key, once, after the last cell
+    res_r, res_w = os.pipe()            # the runner's messages
     out_r, out_w = os.pipe()
-    runner = [sys.executable, "-s", "-B", "-m", "helpers.course.grade_runner",
-              "--result-fd", str(res_w)]
+    env[grade_runner.FDS_ENV] = f"{res_w},{key_r}"
+    runner = [sys.executable, "-s", "-B", "-m", "helpers.course.grade_runner"]
     if sandboxed:
         jail = sandbox.Jail(argv=runner, readonly=_readonly(), scratch=scratch,
                             scratch_mib=int(cfg.limits["scratch_mib"]),
-                            tmp_mib=int(cfg.limits["tmp_mib"]), env=env, pass_fds=[res_w])
+                            tmp_mib=int(cfg.limits["tmp_mib"]), env=env,
+                            pass_fds=[res_w, key_r])
         cmd, popen_env, cwd = sandbox.command(jail), {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}, None
     else:
         cmd, popen_env, cwd = runner, env, scratch
     hard = cfg.limits["notebook_s"] + len(expected) * cfg.limits["check_s"] + GRACE_S
     try:
-        proc = subprocess.Popen(cmd, stdin=ctl_r, stdout=out_w, stderr=out_w, pass_fds=(res_w,),
-                                cwd=cwd, env=popen_env, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdin=ctl_r, stdout=out_w, stderr=out_w,
+                                pass_fds=(res_w, key_r), cwd=cwd, env=popen_env,
+                                start_new_session=True)
     except OSError as err:
-        for fd in (ctl_r, ctl_w, res_r, res_w, out_r, out_w):
+        for fd in (ctl_r, ctl_w, key_r, key_w, res_r, res_w, out_r, out_w):
             os.close(fd)
         result.items = _errored_all(notebook, "grader", f"the runner could not start: {err}")
         return result
-    for fd in (ctl_r, res_w, out_w):
+    for fd in (ctl_r, key_r, res_w, out_w):
         os.close(fd)
-    session = _Session(expected, ctl_w)
+    session = _Session(expected, key_w, [c["index"] for c in plan["cells"]], quizzes)
     output = _Output(_LOG_KEEP)
 
     def send_plan():
@@ -633,6 +838,10 @@ def grade_notebook(path: str | os.PathLike, notebook: str, cfg: GradingConfig, *
         try:
             while data:
                 data = data[os.write(ctl_w, data):]
+        except OSError:
+            pass
+        try:
+            os.close(ctl_w)
         except OSError:
             pass
     writer = threading.Thread(target=send_plan, daemon=True)
@@ -662,18 +871,20 @@ def grade_notebook(path: str | os.PathLike, notebook: str, cfg: GradingConfig, *
             os.killpg(proc.pid, signal.SIGKILL)
         except OSError:
             pass
+    lingered = False
     try:
         code = proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
+        lingered = True                 # it closed its pipes but did not end: a timeout
         os.killpg(proc.pid, signal.SIGKILL)
         code = proc.wait()
     sel.close()
-    for fd in (ctl_w, res_r, out_r):
+    writer.join(timeout=5)
+    for fd in (key_w, res_r, out_r):
         try:
             os.close(fd)
         except OSError:
             pass
-    writer.join(timeout=5)
     if scratch_host:
         shutil.rmtree(scratch_host, ignore_errors=True)
     result.seconds = round(time.monotonic() - t0, 2)
@@ -683,6 +894,7 @@ def grade_notebook(path: str | os.PathLike, notebook: str, cfg: GradingConfig, *
                             f"kept the first and last {_LOG_KEEP // 1024} KiB")
     result.cells = [{"index": i, "first_line": first_lines.get(str(i), ""), **c}
                     for i, c in sorted(session.cells.items())]
+    result.review += [f"alert from the runner: {a}" for a in dict.fromkeys(session.alerts)]
     where = ""
     if session.current is not None:
         where = f" in cell {session.current} (`{first_lines.get(str(session.current), '')}`)"
@@ -692,10 +904,16 @@ def grade_notebook(path: str | os.PathLike, notebook: str, cfg: GradingConfig, *
         result.items = _errored_all(
             notebook, "timed out", f"the notebook ran past its limit of {hard:.0f} s{where} and "
             "was stopped (a loop that ignores the per-cell limit?); nothing could be checked.")
-    elif session.violations:
+    elif lingered and not session.violation_count and items is None:
+        result.items = _errored_all(
+            notebook, "timed out", f"the notebook's processes did not end{where} 30 s after "
+            "closing their output and were stopped; nothing could be checked.")
+    elif session.violation_count:
         result.items = _errored_all(
             notebook, "tampering", "the notebook's code wrote to the grader's result channel ("
-            + "; ".join(sorted(set(session.violations))[:3]) + "): its results are void.")
+            + "; ".join(sorted(set(session.violations))[:3])
+            + (f"; {session.violation_count} lines in all" if session.violation_count > 3 else "")
+            + "): its results are void.")
     elif session.tampered is not None:
         result.items = _errored_all(notebook, "tampering", "the notebook changed the grader's "
                                     f"checking code: {session.tampered}; its results are void.")
@@ -711,15 +929,16 @@ def grade_notebook(path: str | os.PathLike, notebook: str, cfg: GradingConfig, *
                 else f"the grader's runner did not start (exit code {code})")
         result.items = _errored_all(notebook, "sandbox" if "sandbox" in what else "grader",
                                     f"{what}: " + (result.output.strip()[-800:] or "no message"))
-    elif signum:
+    elif signum and not (sandboxed and code == sandbox.HIGH_EXIT):
         name = _signal_name(signum)
         why = (" (killed: most likely out of memory)" if signum == signal.SIGKILL
                else " (the Python process crashed)")
         result.items = _errored_all(notebook, "crashed", f"the notebook's Python process died of "
                                     f"{name}{why}{where}; nothing could be checked.")
     else:
+        shown = "128 or more" if sandboxed and code == sandbox.HIGH_EXIT else code
         result.items = _errored_all(
-            notebook, "crashed", f"the notebook's Python process ended (exit code {code}){where} "
+            notebook, "crashed", f"the notebook's Python process ended (exit code {shown}){where} "
             "before its exercises were checked (os._exit, or a crash); nothing could be checked.")
     return result
 
@@ -832,20 +1051,48 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike | None = None, 
     pairs = [(s, nb) for s in subs for nb in s.notebooks]
     t0 = time.monotonic()
     results = []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(grade_notebook, s.notebooks[nb], nb, cfg, student=s.student,
-                               profile=profile, sandboxed=sandboxed, threads=threads)
-                   for s, nb in pairs]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / _MARKER).write_text(_MARKER_TEXT)
+    partial = out / "results.partial.jsonl"        # one line per notebook as soon as it is graded
+    partial.write_text("")
+
+    def book_of(done: list, interrupted: bool = False) -> Gradebook:
+        order = {nb: i for i, nb in enumerate(chapter_items())}
+        done = sorted(done, key=lambda r: (r.student, order[r.notebook]))
+        graded = sorted({nb for s in subs for nb in s.notebooks}, key=order.get)
+        all_ignored = list(ignored) + [x for s in subs for x in s.ignored]
+        if interrupted:
+            missing = {(s.student, nb) for s, nb in pairs} - {(r.student, r.notebook) for r in done}
+            all_ignored += [(f"{st}/{nb}", "not graded: the grading was interrupted")
+                            for st, nb in sorted(missing)]
+        return Gradebook(done, [s.student for s in subs], graded, all_ignored, cfg, profile,
+                         sandboxed, round(time.monotonic() - t0, 1))
+
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        futures = {pool.submit(grade_notebook, s.notebooks[nb], nb, cfg, student=s.student,
+                               profile=profile, sandboxed=sandboxed, threads=threads): (s, nb)
+                   for s, nb in pairs}
         for fut in tqdm(as_completed(futures), total=len(futures), desc="grading",
                         unit="notebook", disable=not progress):
-            results.append(fut.result())
-    order = {nb: i for i, nb in enumerate(chapter_items())}
-    results.sort(key=lambda r: (r.student, order[r.notebook]))
-    graded = sorted({nb for s in subs for nb in s.notebooks}, key=order.get)
-    all_ignored = list(ignored) + [x for s in subs for x in s.ignored]
-    book = Gradebook(results, [s.student for s in subs], graded, all_ignored, cfg, profile,
-                     sandboxed, round(time.monotonic() - t0, 1))
+            s, nb = futures[fut]
+            try:
+                r = fut.result()
+            except Exception as err:                        # noqa: BLE001 - one notebook's
+                r = NotebookResult(s.student, nb, _errored_all(
+                    nb, "grader", f"the grader failed on this notebook ({type(err).__name__}: "
+                    f"{str(err)[:500]}); grade it again, and report this if it persists."))
+            results.append(r)
+            with open(partial, "a") as fh:
+                fh.write(json.dumps({k: v for k, v in vars(r).items() if k != "output"}) + "\n")
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        write_outputs(book_of(results, interrupted=True), out)
+        raise
+    pool.shutdown()
+    book = book_of(results)
     write_outputs(book, out)
+    partial.unlink()
     return book
 
 
@@ -864,9 +1111,15 @@ def _pattern(message: str) -> str:
     return _NUMBER.sub("#", first)[:240]
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
+
+
 def _md(text: str) -> str:
-    return html.escape(str(text), quote=False).replace("|", "\\|").replace("`", "'") \
-        .replace("\n", " ")
+    """Text from a submission, shown literally in Markdown (never inside a code span): HTML
+    escaped, on one line, and every character Markdown reads as markup ([ ] ( ) ! ` * _ ...)
+    backslash-escaped."""
+    flat = str(text).replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
 
 
 def _state_of(book: Gradebook, student: str, nb: str, name: str) -> dict:
@@ -904,12 +1157,13 @@ def summary_markdown(book: Gradebook) -> str:
                 right = collections.defaultdict(list)
                 for x in states:
                     for q, ok in enumerate(x.get("detail") or [], start=1):
-                        right[q].append(ok == "right")
+                        if ok in ("right", "wrong"):            # unanswered: not counted
+                            right[q].append(ok == "right")
                 if right:
-                    answered = max(len(v) for v in right.values())
-                    details.append(f"- `{name}`, share right per question (of the {answered} "
-                                   "who answered it): " + ", ".join(
-                                       f"Q{q} {sum(v) / len(v):.0%}" for q, v in sorted(right.items())))
+                    details.append(f"- `{name}`, share right per question, of the students who "
+                                   "answered it: " + ", ".join(
+                                       f"Q{q} {sum(v) / len(v):.0%} of {len(v)}"
+                                       for q, v in sorted(right.items())))
             elif failures:
                 details.append(f"- `{name}`, most common failures: " + "; ".join(
                     f"{c}x \"{_md(m)}\"" for m, c in failures.most_common(3)))
@@ -925,8 +1179,17 @@ def summary_markdown(book: Gradebook) -> str:
                 f"{c} {s}" for s, c in problems.most_common()) or "none") +
                 f"; notebooks that tried to reach the network: {network}."]
         lines.append("")
+    review = [r for r in book.results if r.review or any(n.startswith("for review") for n in r.notes)]
+    if review:
+        lines += ["## To review by hand", "",
+                  "These notebooks use, more than the chapter does, tools a notebook needs to "
+                  "attack the grader from inside its process (its pipes, frames, memory, "
+                  "threads). That is not cheating in itself; read their code before trusting a "
+                  "surprising score (INSTRUCTORS.md, Grading a class).", ""]
+        lines += [f"- {_md(r.student)}/{_md(r.notebook)}: " + _md(", ".join(r.review) + "; " + "; ".join(
+            n for n in r.notes if n.startswith("for review"))) for r in review] + [""]
     if book.ignored:
-        lines += ["## Ignored (not graded)", ""] + [f"- `{_md(p)}`: {_md(why)}"
+        lines += ["## Ignored (not graded)", ""] + [f"- {_md(p)}: {_md(why)}"
                                                     for p, why in book.ignored] + [""]
     return "\n".join(lines)
 
@@ -981,6 +1244,9 @@ def feedback_html(book: Gradebook, student: str) -> str:
                          "<pre>" + e("\n".join(r.network)) + "</pre>")
         if r.notes:
             parts.append("<p class=small>" + e("; ".join(r.notes)) + "</p>")
+        if r.review:
+            parts.append("<p class=small>For the instructor's review: the code uses "
+                         + e(", ".join(r.review)) + ".</p>")
     ignored = [(p, why) for p, why in book.ignored if p.split("/", 1)[0] == student]
     if ignored:
         parts.append("<h2>Files not graded</h2><ul>" + "".join(
@@ -994,8 +1260,7 @@ def write_outputs(book: Gradebook, out: str | os.PathLike) -> Path:
     ``feedback/<student>.html`` and ``logs/`` to ``out``; returns ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / _MARKER).write_text("written by helpers.course.grade; feedback/ and logs/ are "
-                               "replaced at each run\n")
+    (out / _MARKER).write_text(_MARKER_TEXT)
     for sub in ("feedback", "logs"):
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir()

@@ -1,39 +1,54 @@
 """Runs one submitted notebook for the grader, inside its jail, and reports each exercise's result.
 
 Started by :mod:`helpers.course.grade` (never by hand) as ``python -m
-helpers.course.grade_runner --result-fd N``, in the jail of :mod:`helpers.course.sandbox`. The
-grader writes the *plan* (the notebook's code cells, which exercises to capture where, the
-limits) as one JSON line on this process's standard input; this process answers with JSON lines
-on the result pipe ``N``. Standard output and error go to the grader, which keeps only a capped
-copy: nothing printed is ever read as a result.
+helpers.course.grade_runner``, in the jail of :mod:`helpers.course.sandbox`. The grader writes
+the *plan* (the notebook's code cells, which exercises to capture where, the limits) as one JSON
+line on this process's standard input; this process answers with JSON lines on a result pipe and
+receives its signing key on a key pipe. Both pipes' numbers come in ``$COURSE_GRADE_FDS``, which
+is removed from the environment; before any student code runs they are moved to random high
+descriptors, standard input is replaced with ``/dev/null`` (the key never travels on it) and
+nothing names them in ``sys.argv``. Standard output and error go to the grader, which keeps only a
+capped copy: nothing printed is ever read as a result.
 
 In order:
 
 1. Before any student code: set the memory and process limits, import the chapter's exercise
-   module and take *references* to each exercise's checker, its questions (copies), the
-   exception classes and the functions the checks rely on; fingerprint the checking machinery
-   (every ``helpers`` module loaded, ``builtins``, torch, numpy, pandas, math..., the exercise
-   classes and objects: the identity of every value, and of every function's code).
+   module and what its checkers import lazily (``sklearn.metrics``, ``opacus``...), and take
+   *references* to each exercise's checker, the exception classes and the functions the checks
+   and the final phase rely on; fingerprint the checking machinery (every ``helpers`` module
+   loaded and the classes defined in them, ``builtins``, torch, numpy, pandas, math..., the
+   classes ``Tensor``, ``Module``, ``DataFrame``..., the exercise objects and questions: the
+   identity of every value, and of every function's code, defaults, closure and attributes);
+   copy the data held by the exercise modules (``ch05._FACTS``); install an audit hook that
+   refuses further audit hooks and counts the introspection a forger needs (``gc.get_referrers``,
+   ``sys._current_frames``, ``ctypes``...).
 2. Run the code cells one by one with IPython's ``InteractiveShell`` (magics and display work, no
    Jupyter kernel), each under an alarm (``cell_s``); a cell that fails, times out or prints more
    than ``output_mib`` is recorded and the next cell runs (as nbgrader does); cells past the
    notebook's time budget are skipped. Just before the cell that checks an exercise (the
    notebook's own ``chNN.qK.check()`` cell) the answer the student defined, e.g. the function
-   ``cosine_similarity``, is captured: the value the notebook itself would check.
-3. After the last cell, judge every captured answer with the references taken in step 1 (each
-   check under its own alarm, ``check_s``), never with what the notebook's namespace holds now;
-   then compare the fingerprint: if the notebook changed any of it (redefined a checker,
-   patched ``numpy.allclose``, ``builtins.isinstance``, an exercise object...), every item of the
-   notebook is reported as errored, naming what changed.
-4. Ask the grader for a fresh key (``{"t": "ready"}``), and only then sign each result line with
-   HMAC-SHA256; exit at once with ``os._exit`` (no ``atexit`` handler or finaliser of the
-   student's runs after the results).
+   ``cosine_similarity``, is captured (data, e.g. ``quiz_answers``, as a deep copy: a later cell
+   cannot change it; a function is judged as it is, and the globals it uses are looked up when it
+   is judged).
+3. After the last cell: compare the fingerprint and the torch / trace / profile state; put back
+   the exercise modules' data; then judge every captured exercise with the references taken in
+   step 1 (each check under its own alarm, ``check_s``). A questionnaire is *not* judged here:
+   the student's answers (plain values, capped) are sent to the grader, which scores them with
+   answer keys of its own process. If the notebook changed any fingerprinted machinery, or a
+   thread started by the notebook's code is still running, nothing is signed: the notebook is
+   reported as tampering, naming what changed.
+4. Ask the grader for the key (``{"t": "ready"}``) and sign each result line with HMAC-SHA256;
+   exit at once with ``os._exit`` (no ``atexit`` handler or finaliser of the student's runs after
+   the results). The grader sends the key once, and only after it has seen, in the plan's order,
+   every planned cell start and finish (or be skipped).
 
 What this does not stop, and cannot in one process: code that deliberately attacks the checks
-from inside the functions the checker calls (they run in this process, with this process's
-memory), e.g. a function that patches a comparison while it is being checked and restores it
-afterwards, or one that returns an object that lies about equality; nor a student who reads
-this file and forges the protocol from a cell. The grader's report says so; see INSTRUCTORS.md.
+from inside the process's memory, e.g. a function that patches a comparison while it is being
+checked and restores it afterwards, an object that lies about equality, a cell that walks the
+interpreter's frames or objects (``sys._getframe``, ``gc``, ``ctypes``) to change the runner's
+state, or one that finds the pipes (``/proc/self/fd``) and impersonates the runner with the
+protocol of this file. The grader lists the sources that use such tools for review by hand; see
+INSTRUCTORS.md.
 """
 from __future__ import annotations
 
@@ -48,7 +63,9 @@ import io
 import json
 import numbers
 import os
+import pickle
 import resource
+import secrets
 import signal
 import sys
 import threading
@@ -56,14 +73,21 @@ import time
 import traceback
 import types
 
-__all__ = ["main", "CellTimeout", "OutputFlood", "MISSING_CHECK_CELL"]
+__all__ = ["main", "CellTimeout", "OutputFlood", "MISSING_CHECK_CELL", "FDS_ENV", "MESSAGE_CAP"]
 
 MISSING_CHECK_CELL = -1
 """A plan's capture position for an exercise whose check cell is not in the notebook."""
+FDS_ENV = "COURSE_GRADE_FDS"
+"""The environment variable that gives the runner its result and key pipes ("res,key")."""
+MESSAGE_CAP = 4000
+"""Characters of a result's message that are signed and sent (a huge answer shown in it is cut)."""
+QUIZ_ANSWERS_CAP = 64
+"""Entries of ``quiz_answers`` sent to the grader (each text cut to 200 characters)."""
 # what the checkers compare with, and what the runner signs with; not the rest of the standard
 # library, which compiled extensions patch on import (Cython wraps inspect.isgenerator)
 _THIRD_PARTY = ("builtins", "torch", "torch.nn", "torch.nn.functional", "torch.testing",
-                "numpy", "numpy.testing", "numpy.linalg", "pandas", "pandas.testing", "math",
+                "numpy", "numpy.testing", "numpy.linalg", "numpy.random", "torch.linalg",
+                "pandas", "pandas.testing", "math", "os", "os.path", "threading", "signal", "gc",
                 "cmath", "numbers", "operator", "json", "hmac", "hashlib")
 _IGNORED_NAMES = {"_", "__", "___", "__builtins__", "__warningregistry__", "__loader__",
                   "__spec__"}
@@ -151,7 +175,8 @@ def _read_line(fd: int, limit: int) -> bytes:
 
 # ----------------------------------------------------------------------------- fingerprints
 def _parts(value) -> tuple:
-    """The value and the parts of it a patch could change while the value stays the same object."""
+    """The value and the parts of it a patch could change while the value stays the same object
+    (compared by identity; the last part, the names of a function's attributes, by equality)."""
     parts = [value, type(value)]
     fn = value
     if isinstance(value, (staticmethod, classmethod)):
@@ -163,6 +188,7 @@ def _parts(value) -> tuple:
     elif isinstance(value, types.MethodType):
         fn = value.__func__
         parts += [fn, value.__self__]
+    names = ()
     if isinstance(fn, types.FunctionType):
         parts += [fn.__code__, fn.__defaults__, fn.__kwdefaults__, fn.__globals__]
         for cell in fn.__closure__ or ():
@@ -170,35 +196,151 @@ def _parts(value) -> tuple:
                 parts.append(cell.cell_contents)
             except ValueError:
                 parts.append(None)
-    return tuple(parts)
+        attrs = getattr(fn, "__dict__", None) or {}
+        names = tuple(sorted(attrs))
+        parts += [attrs[k] for k in names]
+    return (*parts, names)
 
 
-def _own_wrapper(module, new, old) -> bool:
-    """Whether ``new`` is the library's own wrapper of ``old`` (torch wraps ``torch.manual_seed``
-    when ``torch._dynamo`` is first imported): it wraps exactly ``old`` and its code is in the
-    same package's files."""
-    if not isinstance(new, types.FunctionType) or getattr(new, "__wrapped__", None) is not old:
-        return False
-    top = sys.modules.get(module.__name__.split(".")[0])
-    home = os.path.dirname(getattr(top, "__file__", None) or "") if top else ""
-    return bool(home) and os.path.realpath(new.__code__.co_filename).startswith(
-        os.path.realpath(home) + os.sep)
+def _same(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a[:-1], b[:-1])) and a[-1] == b[-1]
+
+
+def _dynamo_wrapper_code():
+    """The code of torch's own wrapper of ``torch.manual_seed`` (``torch._compile``'s
+    ``_disable_dynamo``, applied when ``torch._dynamo`` is first imported), taken before any
+    student code: the one change of a fingerprinted value that is allowed, by identity."""
+    try:
+        from torch._compile import _disable_dynamo
+        return _disable_dynamo(lambda: None).__code__
+    except Exception:                                       # noqa: BLE001 - another torch
+        return None
+
+
+def _library_classes(module_names) -> list:
+    """The classes defined in the helpers modules loaded (and the classes nested in them)."""
+    out, seen = [], set()
+
+    def walk(cls):
+        if id(cls) in seen:
+            return
+        seen.add(id(cls))
+        out.append(cls)
+        for v in list(vars(cls).values()):
+            if isinstance(v, type) and v.__module__ == cls.__module__:
+                walk(v)
+    for name in module_names:
+        mod = sys.modules.get(name)
+        if isinstance(mod, types.ModuleType):
+            for v in list(vars(mod).values()):
+                if isinstance(v, type) and v.__module__ == name:
+                    walk(v)
+    return out
+
+
+def _library_extra_classes() -> list:
+    """Classes of numpy, torch and pandas whose methods the checkers call."""
+    out = []
+    for mod, names in (("torch", ("Tensor",)), ("torch.nn", ("Module", "Parameter")),
+                       ("numpy", ("ndarray", "generic")),
+                       ("pandas", ("DataFrame", "Series", "Index"))):
+        m = sys.modules.get(mod)
+        for n in names:
+            c = getattr(m, n, None)
+            if isinstance(c, type):
+                out.append(c)
+    return out
+
+
+def _digest(value):
+    try:
+        return hashlib.sha256(pickle.dumps(value, protocol=4)).hexdigest()
+    except Exception:                                       # noqa: BLE001 - not picklable
+        return None
+
+
+class _ModuleData:
+    """The data held by the exercise modules (``ch05._FACTS``, ``ch09._WORLD``): copied before
+    the student's code, compared and put back before judging (entries added since, such as a
+    cache a check filled, are dropped; entries there before and changed are reported)."""
+
+    def __init__(self):
+        self.kept = []
+        for name, mod in sorted(sys.modules.items()):
+            if not name.startswith("helpers.course.exercises") or \
+                    not isinstance(mod, types.ModuleType):
+                continue
+            for key, value in list(vars(mod).items()):
+                if type(value) in (dict, list, set, bytearray) and not key.startswith("__"):
+                    try:
+                        snapshot = copy.deepcopy(value)
+                    except Exception:                       # noqa: BLE001
+                        continue
+                    if type(value) is dict:
+                        digests = {k: _digest(v) for k, v in value.items()}
+                    else:
+                        digests = _digest(value)
+                    self.kept.append((f"{name}.{key}", value, snapshot, digests))
+
+    def restore(self) -> list[str]:
+        out = []
+        for qual, obj, snapshot, digests in self.kept:
+            if type(obj) is dict:
+                if any(k not in obj or _digest(obj[k]) != d for k, d in digests.items()):
+                    out.append(f"`{qual}` was changed")
+                obj.clear()
+                obj.update(copy.deepcopy(snapshot))
+            else:
+                if _digest(obj) != digests:
+                    out.append(f"`{qual}` was changed")
+                if type(obj) is set:
+                    obj.clear()
+                    obj.update(copy.deepcopy(snapshot))
+                else:
+                    obj[:] = copy.deepcopy(snapshot)
+        return out
+
+
+def _torch_modes() -> tuple:
+    torch = sys.modules.get("torch")
+    out = []
+    for name in ("_len_torch_function_stack", "_len_torch_dispatch_stack"):
+        fn = getattr(getattr(torch, "_C", None), name, None)
+        try:
+            out.append(fn() if fn is not None else None)
+        except Exception:                                   # noqa: BLE001
+            out.append(None)
+    return tuple(out)
 
 
 class _Fingerprint:
     """Identities of everything the checks rely on, taken before the student's code runs."""
 
-    def __init__(self, module, exercises: dict, classes: list):
+    def __init__(self, module, exercises: dict, classes: list, preimported: dict):
         self.modules = {}
+        self.wrapper_code = _dynamo_wrapper_code()
         names = sorted(n for n in sys.modules if n == "helpers" or n.startswith("helpers."))
+        names = [n for n in names if not n.startswith("helpers.course.grade")]
         for name in [*names, *_THIRD_PARTY]:
             mod = sys.modules.get(name)
-            if isinstance(mod, types.ModuleType) and not name.startswith("helpers.course.grade"):
+            if isinstance(mod, types.ModuleType):
                 self.modules[name] = (mod, {k: _parts(v) for k, v in vars(mod).items()
                                             if k not in _IGNORED_NAMES})
-        self.classes = {f"{c.__module__}.{c.__qualname__}": (c, {k: _parts(v) for k, v
-                                                                  in vars(c).items()})
-                        for c in classes}
+        classes = [*classes, *_library_classes(names), *_library_extra_classes()]
+        self.lazy = {}                      # what the checkers import when they run
+        for name, (mod, attrs) in preimported.items():
+            self.lazy[name] = (mod, {a: _parts(getattr(mod, a)) for a in attrs
+                                     if hasattr(mod, a)})
+            classes += [getattr(mod, a) for a in attrs if isinstance(getattr(mod, a, None), type)]
+        self.classes = {}
+        for c in classes:
+            qual = f"{c.__module__}.{c.__qualname__}"
+            if qual not in self.classes:
+                try:
+                    inherited = frozenset(dir(c))
+                except Exception:                           # noqa: BLE001
+                    inherited = frozenset()
+                self.classes[qual] = (c, {k: _parts(v) for k, v in vars(c).items()}, inherited)
         self.objects = {}
         for name, ex in exercises.items():
             self.objects[name] = (ex, type(ex), dict(vars(ex)))
@@ -207,26 +349,54 @@ class _Fingerprint:
             qs = getattr(ex, "questions", None)
             if isinstance(qs, list):
                 self.questions[name] = (qs, list(qs), [copy.deepcopy(vars(q)) for q in qs])
+        self.modes = _torch_modes()
+        self.module_data = _ModuleData()
+
+    def _allowed(self, module_name: str, key: str, new, old) -> bool:
+        """torch's own wrapper of ``torch.manual_seed``, recognised by the identity of its code
+        (taken before the student's code) and of the function it wraps."""
+        if (module_name, key) != ("torch", "manual_seed") or self.wrapper_code is None:
+            return False
+        if not isinstance(new, types.FunctionType) or new.__code__ is not self.wrapper_code:
+            return False
+        cells = new.__closure__ or ()
+        try:
+            return len(cells) == 2 and cells[0].cell_contents is old \
+                and cells[1].cell_contents is True
+        except ValueError:
+            return False
 
     def changes(self) -> list[str]:
         """What differs now, as readable names (empty: nothing was touched)."""
         out = []
         for name, (mod, before) in self.modules.items():
             now = vars(mod)
+            if sys.modules.get(name) is not mod:
+                out.append(f"`sys.modules[{name!r}]` was replaced")
             for key, parts in before.items():
                 if key not in now:
                     out.append(f"`{name}.{key}` was deleted")
-                elif any(a is not b for a, b in zip(_parts(now[key]), parts)) and \
-                        not _own_wrapper(mod, now[key], parts[0]):
+                elif not _same(_parts(now[key]), parts) and \
+                        not self._allowed(name, key, now[key], parts[0]):
                     out.append(f"`{name}.{key}` was changed")
-        for qual, (cls, before) in self.classes.items():
+        for name, (mod, before) in self.lazy.items():
+            if sys.modules.get(name) is not mod:
+                out.append(f"`sys.modules[{name!r}]` was replaced")
+            for key, parts in before.items():
+                if not hasattr(mod, key) or not _same(_parts(getattr(mod, key)), parts):
+                    out.append(f"`{name}.{key}` was changed")
+        for qual, (cls, before, inherited) in self.classes.items():
             now = vars(cls)
             for key in set(before) | set(now):
                 if key not in now:
                     out.append(f"`{qual}.{key}` was deleted")
                 elif key not in before:
-                    out.append(f"`{qual}.{key}` was added")
-                elif any(a is not b for a, b in zip(_parts(now[key]), before[key])):
+                    # a new name shadowing an inherited one (DataFrame.equals over NDFrame's), or
+                    # a special method; a name of its own (transformers adds Module.smart_apply)
+                    # changes nothing the checks call
+                    if key in inherited or (key.startswith("__") and key.endswith("__")):
+                        out.append(f"`{qual}.{key}` was added")
+                elif not _same(_parts(now[key]), before[key]):
                     out.append(f"`{qual}.{key}` was changed")
         for name, (ex, cls, before) in self.objects.items():
             now = vars(ex)
@@ -246,6 +416,10 @@ class _Fingerprint:
                     same = False
                 if not same:
                     out.append(f"question {n} of `{name}` was changed")
+        if _torch_modes() != self.modes:
+            out.append("a torch function or dispatch mode (TorchFunctionMode, "
+                       "TorchDispatchMode) was left active")
+        out += self.module_data.restore()
         return sorted(set(out))
 
 
@@ -255,39 +429,66 @@ _isfunction, _isclass = inspect.isfunction, inspect.isclass     # taken before a
 
 
 def _plain(value):
-    """The answer to a question as a plain str / int / float (a subclass could lie about
-    equality); anything else as it is (neither judge accepts it)."""
+    """The answer to a question as a plain JSON value: None, bool, str (cut to 200 characters),
+    int or float (a subclass could lie about equality); anything else as ``{"type": name}``
+    (neither judge accepts it)."""
     if value is None or isinstance(value, bool):
-        return value
+        return None if value is None else bool(value)
     if isinstance(value, str):
-        return str.__str__(value)
+        return str.__str__(value)[:200]
     if isinstance(value, numbers.Integral):
-        return int.__int__(int(value))
+        value = int.__int__(int(value))
+        if -2**53 <= value <= 2**53:
+            return value
+        return float("inf") if value > 0 else float("-inf")
     if isinstance(value, numbers.Real):
         return float.__float__(float(value))
-    return value
+    return {"type": type(value).__name__[:60]}
+
+
+def _quiz_capture(answers):
+    """What the grader receives for a questionnaire: ``{"pairs": [[question, answer], ...]}``
+    (plain values, at most QUIZ_ANSWERS_CAP), or ``{"type": name}`` when it is not a dict."""
+    if answers is _MISSING:
+        return _MISSING
+    if not isinstance(answers, dict):
+        return {"type": type(answers).__name__[:60]}
+    pairs = []
+    for key, value in dict.items(answers):
+        if len(pairs) >= QUIZ_ANSWERS_CAP:
+            break
+        pairs.append([_plain(key), _plain(value)])
+    return {"pairs": pairs, "count": dict.__len__(answers)}
+
+
+def _capture(item, value):
+    """The answer as captured before its check cell: a questionnaire's answers as plain values,
+    data (a dict, a list, an array, a tensor) as a deep copy; a function or a class as it is."""
+    if item.is_quiz:
+        return _quiz_capture(value)
+    if value is _MISSING or callable(value) or isinstance(value, types.ModuleType):
+        return value
+    try:
+        return copy.deepcopy(value)
+    except (CellTimeout, MemoryError, OutputFlood):
+        raise
+    except BaseException:                                   # noqa: BLE001 - kept as it is
+        return value
 
 
 class _Item:
     """One exercise as captured before the student's code ran."""
 
-    def __init__(self, attr: str, exercise, capture: int, quiz_cls, judges: dict):
+    def __init__(self, attr: str, exercise, capture: int, quiz_cls):
         self.attr, self.name, self.var = attr, exercise.name, exercise.var
         self.checker = exercise.checker
         self.capture = capture
         self.is_quiz = isinstance(exercise, quiz_cls)
-        self.questions = []
-        if self.is_quiz:
-            for q in exercise.questions:
-                judge = judges.get(type(q))
-                if judge is None:
-                    raise TypeError(f"{self.name}: no judge for {type(q).__name__}")
-                self.questions.append((copy.deepcopy(q), judge))
 
 
 class _Judge:
-    def __init__(self, incorrect, fmt, check_s: float):
-        self.incorrect, self.fmt, self.check_s = incorrect, fmt, check_s
+    def __init__(self, incorrect, check_s: float):
+        self.incorrect, self.check_s = incorrect, check_s
 
     def item(self, item: _Item, answer, where: str) -> dict:
         out = {"item": item.name}
@@ -295,11 +496,11 @@ class _Judge:
             return {**out, "state": "not attempted", "score": 0.0,
                     "message": f"`{item.var}` is not defined when the notebook checks it "
                                f"({where}): write it in its exercise cell and run that cell."}
+        if item.is_quiz:                      # scored by the grader, with its own answer keys
+            return {**out, "state": "answers", "score": 0.0, "message": "", "answers": answer}
         try:
             _arm(self.check_s)
             try:
-                if item.is_quiz:
-                    return {**out, **self._quiz(item, answer)}
                 return {**out, **self._exercise(item, answer)}
             finally:
                 _disarm()
@@ -339,35 +540,6 @@ class _Judge:
             return {"state": "failed", "score": 0.0,
                     "message": f"your `{item.var}` raised {type(err).__name__}: {_text(err)}"}
         return {"state": "passed", "score": 1.0, "message": note if isinstance(note, str) else ""}
-
-    def _quiz(self, item: _Item, answers) -> dict:
-        if not isinstance(answers, dict):
-            return {"state": "failed", "score": 0.0,
-                    "message": f"`{item.var}` must be a dict from question number to your answer, "
-                               f"e.g. {{1: \"b\", 2: 0.5}}; got {type(answers).__name__}."}
-        given = {}
-        for key, value in dict.items(answers):
-            given[_plain(key)] = _plain(value)
-        n = len(item.questions)
-        lines, right, detail = [], 0, []
-        extra = sorted((str(k) for k in given if k not in range(1, n + 1)))
-        for number, (question, judge) in enumerate(item.questions, start=1):
-            if number not in given:
-                lines.append(f"Q{number}: not answered.")
-                detail.append("unanswered")
-                continue
-            ok, why = judge(question, given[number])
-            ok = ok is True
-            right += ok
-            detail.append("right" if ok else "wrong")
-            lines.append(f"Q{number}: {'right' if ok else 'not quite'} "
-                         f"({self.fmt(given[number])}). {why}")
-        if extra:
-            lines.append(f"There is no question {', '.join(extra)}: the questions are numbered "
-                         f"1 to {n}.")
-        state = "passed" if right == n else ("not attempted" if not given else "failed")
-        return {"state": state, "score": right / n, "detail": detail,
-                "message": f"{right} of {n} right.\n" + "\n".join(lines)}
 
 
 def _text(err: BaseException, limit: int = 2000) -> str:
@@ -444,14 +616,32 @@ def _describe(err: BaseException, memory_mib: int) -> tuple[str, str]:
     return "error", text + (f" (line {line} of the cell)" if line else "")
 
 
+def _capture_all(shell, items: list, pos: int, answers: dict, seconds: float) -> None:
+    """Capture the answers whose check cell is at ``pos``, under an alarm (a deep copy may run
+    the student's ``__deepcopy__``)."""
+    due = [item for item in items if item.capture == pos]
+    if not due:
+        return
+    try:
+        _arm(seconds)
+        try:
+            for item in due:
+                answers[item.attr] = _capture(item, shell.user_ns.get(item.var, _MISSING))
+        finally:
+            _disarm()
+    except BaseException:                                   # noqa: BLE001 - kept as they are
+        for item in due:
+            if item.attr not in answers:
+                answers[item.attr] = {"type": "value that could not be read"} if item.is_quiz \
+                    else shell.user_ns.get(item.var, _MISSING)
+
+
 def _run_cells(shell, plan: dict, items: list, channel: _Channel, deadline: float,
-               stdout: _Capped, stderr: _Capped) -> dict:
+               stdout: _Capped, stderr: _Capped, watching: list) -> dict:
     limits = plan["limits"]
     answers = {}
     for pos, cell in enumerate(plan["cells"]):
-        for item in items:
-            if item.capture == pos:
-                answers[item.attr] = shell.user_ns.get(item.var, _MISSING)
+        _capture_all(shell, items, pos, answers, float(limits["check_s"]))
         index = cell["index"]
         left = deadline - time.monotonic()
         if left <= 0:
@@ -465,9 +655,11 @@ def _run_cells(shell, plan: dict, items: list, channel: _Channel, deadline: floa
         timed_by = "cell" if limits["cell_s"] <= left else "notebook"
         try:
             _arm(min(limits["cell_s"], left))
+            watching[0] = True
             try:
                 result = shell.run_cell(cell["source"], store_history=False, silent=False)
             finally:
+                watching[0] = False
                 _disarm()
             err = result.error_before_exec or result.error_in_exec
         except BaseException as caught:                     # noqa: BLE001 - the cell's
@@ -490,9 +682,7 @@ def _run_cells(shell, plan: dict, items: list, channel: _Channel, deadline: floa
         except BaseException:                              # noqa: BLE001
             pass
         channel.send(message)
-    for item in items:
-        if item.capture == len(plan["cells"]):              # a check cell after the last one
-            answers[item.attr] = shell.user_ns.get(item.var, _MISSING)
+    _capture_all(shell, items, len(plan["cells"]), answers, float(limits["check_s"]))
     return answers
 
 
@@ -506,18 +696,101 @@ def _netguard_attempts(path: str | None) -> list[str]:
         return []
 
 
+_WATCHED = ("gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames",
+            "sys.settrace", "sys.setprofile")
+
+
+def _audit_hook(counts: dict, watching: list, channel=None):
+    """An audit hook installed before the student's code: it refuses further audit hooks (one
+    cannot be removed, and it would see everything after the cells) and counts, while a cell
+    runs, the introspection a forger needs; the counts go to the feedback page for review. A cell
+    that lists this process's open files (``/proc/self/fd``, where the pipes are) is reported to
+    the grader at once, as an alert for review (a forger exits before any note is sent)."""
+    watched = frozenset(_WATCHED)
+    fd_dirs = ("/proc/self/fd", "/proc/self/fdinfo", f"/proc/{os.getpid()}/fd",
+               "/proc/thread-self/fd")
+    alerted = set()
+
+    def hook(event, args):
+        if watching[0] and event in ("os.listdir", "os.scandir", "open") and args and \
+                isinstance(args[0], str) and args[0].rstrip("/").startswith(fd_dirs):
+            counts["listing /proc/self/fd"] = counts.get("listing /proc/self/fd", 0) + 1
+            if channel is not None and "fd" not in alerted:
+                alerted.add("fd")
+                channel.send({"t": "alert", "what": "a cell listed the runner's open files "
+                                                    "(/proc/self/fd), where its pipes are"})
+            return
+        if event == "sys.addaudithook":
+            counts[event] = counts.get(event, 0) + 1
+            raise RuntimeError("the grader allows no audit hook")
+        if watching[0] and (event in watched or (event.startswith("ctypes.")
+                                                   and not event.startswith("ctypes.dl"))):
+            counts[event] = counts.get(event, 0) + 1
+    return hook
+
+
+def _hide_fd(fd: int) -> int:
+    """Move ``fd`` to a random free descriptor between 300 and the soft limit (not inherited)."""
+    top = min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 65536)
+    for _ in range(200):
+        new = 300 + secrets.randbelow(max(top - 301, 1))
+        try:
+            os.fstat(new)
+        except OSError:
+            os.dup2(fd, new, inheritable=False)
+            os.close(fd)
+            return new
+    os.set_inheritable(fd, False)
+    return fd
+
+
+def _trusted_roots() -> tuple:
+    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+    roots |= {os.path.join(here, "helpers"), os.path.join(here, "tools")}
+    return tuple(r + os.sep for r in sorted(roots))
+
+
+def _notebook_threads(trusted: tuple, me: int) -> int:
+    """Python threads still running code of the notebook (a frame whose file is not the
+    library's: ``<ipython-input-...>``, ``<string>``, the scratch folder)."""
+    count = 0
+    for ident, frame in sys._current_frames().items():
+        if ident == me:
+            continue
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if name.startswith("<frozen "):
+                pass
+            elif name.startswith("<") or not os.path.realpath(name).startswith(trusted):
+                count += 1
+                break
+            frame = frame.f_back
+    return count
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the plan read from standard input (see the module's docstring); the grader's side."""
     parser = argparse.ArgumentParser(description="helpers.course.grade's runner (not for direct use)")
-    parser.add_argument("--result-fd", type=int, required=True)
-    args = parser.parse_args(argv)
+    parser.parse_args(argv)
     started = time.monotonic()
-    os.set_inheritable(args.result_fd, False)
-    channel = _Channel(args.result_fd)
+    try:
+        res_fd, key_fd = (int(x) for x in os.environ.pop(FDS_ENV).split(","))
+    except (KeyError, ValueError):
+        sys.stderr.write(f"grade_runner: ${FDS_ENV} is missing: it is started by the grader\n")
+        return 3
+    res_fd, key_fd = _hide_fd(res_fd), _hide_fd(key_fd)
+    channel = _Channel(res_fd)
     # references the final phase uses, taken before any student code exists
-    hmac_new, sha256, exit_now = hmac.new, hashlib.sha256, os._exit
+    hmac_new, sha256, exit_now, read, loads, dumps = (hmac.new, hashlib.sha256, os._exit,
+                                                      os.read, json.loads, json.dumps)
+    current_frames, get_ident, enumerate_threads = (sys._current_frames, threading.get_ident,
+                                                    threading.enumerate)
     try:
         plan = json.loads(_read_line(0, 256 * 2**20))
+        null = os.open(os.devnull, os.O_RDONLY)             # nothing more comes on stdin
+        os.dup2(null, 0)
+        os.close(null)
         limits = plan["limits"]
         _apply_limits(limits)
         scratch = os.getcwd()
@@ -530,66 +803,67 @@ def main(argv: list[str] | None = None) -> int:
         exercises_pkg = importlib.import_module("helpers.course.exercises")
         quiz_mod = importlib.import_module("helpers.course.exercises.quiz")
         for name in ("numpy", "torch", "pandas", "torch.nn.functional", "torch.testing",
-                     "numpy.testing", "pandas.testing"):
+                     "numpy.testing", "pandas.testing", "numpy.random", "torch.linalg"):
             importlib.import_module(name)
+        preimported = {}                    # what the checkers import lazily, imported now
+        for name, attrs in plan.get("preimport", []):
+            try:
+                preimported[name] = (importlib.import_module(name), list(attrs))
+            except Exception:                               # noqa: BLE001 - not installed
+                pass
         exercise_cls, quiz_cls = exercises_pkg.Exercise, quiz_mod.Quiz
-        judges = {quiz_mod.Choice: quiz_mod.Choice.judge, quiz_mod.Numeric: quiz_mod.Numeric.judge}
         items, by_name = [], {}
         for spec in plan["items"]:
             ex = getattr(module, spec["attr"], None)
             if not isinstance(ex, exercise_cls):
                 raise ValueError(f"{plan['module']}.{spec['attr']} is not an exercise")
-            items.append(_Item(spec["attr"], ex, int(spec["capture"]), quiz_cls, judges))
+            items.append(_Item(spec["attr"], ex, int(spec["capture"]), quiz_cls))
             by_name[ex.name] = ex
         classes = [c for m in (exercises_pkg, quiz_mod, module) for c in vars(m).values()
                    if isinstance(c, type) and c.__module__ == m.__name__]
-        classes.append(sys.modules["torch"].Tensor)
-        judge = _Judge(exercises_pkg.Incorrect, exercises_pkg.fmt, float(limits["check_s"]))
+        judge = _Judge(exercises_pkg.Incorrect, float(limits["check_s"]))
         shell = _make_shell()
-        fingerprint = _Fingerprint(module, by_name, classes)
+        fingerprint = _Fingerprint(module, by_name, classes, preimported)
         gc_callbacks, trace, profile = list(gc.callbacks), sys.gettrace(), sys.getprofile()
+        thread_hooks = (threading.gettrace(), threading.getprofile())
+        trusted = _trusted_roots()
         out_limit = int(float(limits["output_mib"]) * 2**20)
         stdout, stderr = _Capped(sys.stdout, out_limit), _Capped(sys.stderr, out_limit)
+        counts, watching = {}, [False]
+        sys.addaudithook(_audit_hook(counts, watching, channel))
     except Exception as err:                                # noqa: BLE001 - tell the grader
         channel.send({"t": "fatal", "message": f"{type(err).__name__}: {_text(err, 1000)}"})
         sys.stdout.flush()
         return 3
     channel.send({"t": "start", "seconds": round(time.monotonic() - started, 3)})
     deadline = started + float(limits["notebook_s"])
-    answers = _run_cells(shell, plan, items, channel, deadline, stdout, stderr)
+    answers = _run_cells(shell, plan, items, channel, deadline, stdout, stderr, watching)
 
-    # ------------------------------------------------------------------ judging, after the cells
-    results = []
-    for item in items:
-        if item.capture == MISSING_CHECK_CELL:
-            results.append({"item": item.name, "state": "errored", "reason": "check cell missing",
-                            "score": 0.0,
-                            "message": f"the notebook no longer has the cell that runs "
-                                       f"`{item.name}.check()`; put it back (copy it from the "
-                                       "chapter's notebook) below your answer."})
-            continue
-        where = f"just before its `{item.name}.check()` cell"
-        results.append(judge.item(item, answers.get(item.attr, _MISSING), where))
+    # ------------------------------------------------------------------ after the cells
     signal.setitimer(signal.ITIMER_REAL, 0)
-    attempts = _netguard_attempts(os.environ.get("COURSE_NETGUARD_LOG"))
-    changed = fingerprint.changes()
-    if sys.gettrace() is not trace or sys.getprofile() is not profile:
+    changed = fingerprint.changes()         # before judging: it also puts the modules' data back
+    if sys.gettrace() is not trace or sys.getprofile() is not profile or \
+            (threading.gettrace(), threading.getprofile()) != thread_hooks:
         changed.append("a trace or profile function was installed (sys.settrace / setprofile)")
     if list(gc.callbacks) != gc_callbacks:
         changed.append("gc.callbacks was changed")
-    if changed:                     # no key, no signed results: the grader voids the notebook
-        what = "; ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
-        channel.send({"t": "tampered", "what": what})
-        exit_now(5)
-    notes = []
-    known = {t.ident for t in threading.enumerate()          # tqdm's progress-bar monitor
-             if type(t).__module__.split(".")[0] == "tqdm"}
-    others = [t for t in sys._current_frames() if t != threading.get_ident() and t not in known]
-    if others:
-        notes.append(f"{len(others)} Python thread(s) of the notebook were still running when "
-                     "the results were signed")
+    results = []
+    if not changed:
+        for item in items:
+            if item.capture == MISSING_CHECK_CELL:
+                results.append({"item": item.name, "state": "errored",
+                                "reason": "check cell missing", "score": 0.0,
+                                "message": f"the notebook no longer has the cell that runs "
+                                           f"`{item.name}.check()`; put it back (copy it from "
+                                           "the chapter's notebook) below your answer."})
+                continue
+            where = f"just before its `{item.name}.check()` cell"
+            results.append(judge.item(item, answers.get(item.attr, _MISSING), where))
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        changed = fingerprint.changes()     # judging ran the student's functions again
+    attempts = _netguard_attempts(os.environ.get("COURSE_NETGUARD_LOG"))
 
-    # ------------------------------------------------------------------ the signed results
+    # ------------------------------------------------------------------ nothing of theirs runs
     for sig in signal.valid_signals():
         if sig not in (signal.SIGKILL, signal.SIGSTOP):
             try:
@@ -602,22 +876,56 @@ def main(argv: list[str] | None = None) -> int:
     gc.callbacks.clear()
     sys.settrace(None)
     sys.setprofile(None)
+    threading.settrace(None)
+    threading.setprofile(None)
     try:
         stdout.flush()
         stderr.flush()
     except BaseException:                                   # noqa: BLE001
         pass
+    if sys._current_frames is not current_frames or threading.get_ident is not get_ident:
+        changed.append("`sys._current_frames` or `threading.get_ident` was changed")
+    elif _notebook_threads(trusted, get_ident()):
+        changed.append("a thread started by the notebook's code was still running when the "
+                       "results were to be signed (it could have read the signing key)")
+    if changed:                     # no key, no signed results: the grader voids the notebook
+        what = "; ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+        channel.send({"t": "tampered", "what": what[:MESSAGE_CAP]})
+        exit_now(5)
+    notes = []
+    known = {t.ident for t in enumerate_threads()            # tqdm's progress-bar monitor
+             if type(t).__module__.split(".")[0] == "tqdm"}
+    others = [t for t in current_frames() if t != get_ident() and t not in known]
+    if others:
+        notes.append(f"{len(others)} Python thread(s) of the libraries were still running when "
+                     "the results were signed")
+    if counts:
+        notes.append("for review: while its cells ran the notebook used " + ", ".join(
+            f"{k} ({v}x)" for k, v in sorted(counts.items())))
+
+    # ------------------------------------------------------------------ the signed results
     channel.send({"t": "ready"})
     try:
-        key = bytes.fromhex(json.loads(_read_line(0, 4096))["key"])
+        line, chunk = b"", b"x"
+        while b"\n" not in line and chunk and len(line) < 4096:
+            chunk = read(key_fd, 4096)
+            line += chunk
+        key = bytes.fromhex(loads(line.split(b"\n", 1)[0])["key"])
     except Exception:                                       # noqa: BLE001
         exit_now(4)
     for seq, r in enumerate(results):
-        body = json.dumps({**r, "seq": seq}, sort_keys=True, ensure_ascii=True)
+        r = {**r, "seq": seq}
+        if isinstance(r.get("message"), str) and len(r["message"]) > MESSAGE_CAP:
+            r["message"] = r["message"][:MESSAGE_CAP] + " [...]"
+        try:
+            body = dumps(r, sort_keys=True, ensure_ascii=True)
+        except (TypeError, ValueError):
+            body = dumps({"item": r["item"], "state": "errored", "reason": "grader", "score": 0.0,
+                          "seq": seq, "message": "this result could not be sent"}, sort_keys=True)
         channel.send({"t": "result", "body": body,
                       "mac": hmac_new(key, body.encode(), sha256).hexdigest()})
-    body = json.dumps({"count": len(results), "notes": notes, "network": attempts[:20]},
-                      sort_keys=True, ensure_ascii=True)
+    body = dumps({"count": len(results), "notes": notes, "network": attempts[:20]},
+                 sort_keys=True, ensure_ascii=True)
     channel.send({"t": "done", "body": body, "mac": hmac_new(key, body.encode(), sha256).hexdigest()})
     exit_now(0)
     return 0                                                # pragma: no cover - _exit above

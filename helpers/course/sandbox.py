@@ -11,7 +11,7 @@ This file then runs as process 1 of the new namespaces (the jail's *init*; it ne
 student code) and:
 
 1. builds a new root on a tmpfs holding only read-only binds of the system's programs and
-   libraries (``/usr``, ``/lib``..., ``/etc`` with its password and key files masked), Python's
+   libraries (``/usr``, ``/lib``..., of ``/etc`` only the entries of :data:`ETC_FILES`), Python's
    install, the course's library, data and offline models (:func:`default_readonly`); a private
    ``/proc`` (this jail's processes only; ``/proc/sys`` read-only), a minimal ``/dev``, and
    size-capped tmpfs mounts for ``/tmp``, ``/dev/shm`` and the scratch folder, the only places
@@ -37,6 +37,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -47,16 +48,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 __all__ = ["Jail", "available", "command", "default_readonly", "main", "SCRATCH_MOUNT",
-           "SANDBOX_ERROR_EXIT", "MASKED_FILES"]
+           "SANDBOX_ERROR_EXIT", "HIGH_EXIT", "MASKED_FILES", "ETC_FILES"]
 
 SANDBOX_ERROR_EXIT = 86
 """The jail's exit code when it could not be built (its message goes to the program's fd 2)."""
+HIGH_EXIT = 255
+"""The jail's exit code when the program itself exited with a code of 128 or more (which would
+read as "killed by a signal", 128 + the signal, the jail's code for a program killed)."""
 SCRATCH_MOUNT = "/scratch"
 """Default place of the scratch folder inside the jail (the grader mounts it as ``chapters/``)."""
 MASKED_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
                 "/etc/sudoers", "/etc/ssh", "/etc/ssl/private", "/etc/machine-id")
-"""Files and folders of ``/etc`` shown empty inside the jail."""
-_SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+"""Files and folders of ``/etc`` shown empty inside the jail (none of them is in ETC_FILES)."""
+ETC_FILES = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group",
+             "nsswitch.conf", "hosts", "host.conf", "gai.conf", "protocols", "services",
+             "networks", "localtime", "timezone", "ssl/certs", "ssl/openssl.cnf",
+             "ca-certificates.conf", "mime.types", "os-release", "lsb-release", "debian_version",
+             "fonts", "python3", "python3.11", "python3.12", "locale.alias", "magic", "magic.mime")
+"""The only entries of ``/etc`` shown in the jail (read-only, those that exist): what programs
+and libraries read to start, resolve names and find certificates; nothing else of ``/etc`` (key
+files, root-only files, configuration) exists inside."""
+_SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 # mount(2) flags (linux/mount.h)
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
@@ -130,7 +142,8 @@ def available() -> str | None:
 
 
 def default_readonly(course_root: Path, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """The host paths a chapter needs, shown read-only: system programs and libraries, ``/etc``,
+    """The host paths a chapter needs, shown read-only: system programs and libraries, the
+    entries of ``/etc`` listed in :data:`ETC_FILES`,
     Python's install and environment, and ``extra`` (the course's library, data, models...).
     Paths that do not exist are left out.
 
@@ -138,6 +151,7 @@ def default_readonly(course_root: Path, extra: list[str] | tuple[str, ...] = ())
     True
     """
     paths = [p for p in _SYSTEM if os.path.lexists(p)]
+    paths += [f"/etc/{p}" for p in ETC_FILES if os.path.exists(f"/etc/{p}")]
     for prefix in (sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))):
         paths.append(os.path.realpath(prefix))
     paths += [str(p) for p in extra if os.path.exists(p)]
@@ -206,12 +220,17 @@ def _remount_readonly(path: str) -> None:
         raise OSError(f"{path} is still writable after a read-only remount")
 
 
-def _mount_points() -> list[str]:
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
+def _mount_points(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """The mount points of this mount namespace, as paths (mountinfo escapes a space, a tab, a
+    newline and a backslash as ``\\ooo``; the rest are the path's bytes, whatever their encoding)."""
     points = []
-    with open("/proc/self/mountinfo") as fh:
+    with open(mountinfo, "rb") as fh:
         for line in fh:
-            point = line.split()[4]
-            points.append(point.encode().decode("unicode_escape"))
+            point = _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), line.split(b" ")[4])
+            points.append(os.fsdecode(point))
     return points
 
 
@@ -383,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         if pid == child:
             if os.WIFSIGNALED(status):
                 return 128 + os.WTERMSIG(status)
-            return os.WEXITSTATUS(status)
+            code = os.WEXITSTATUS(status)
+            return HIGH_EXIT if code >= 128 else code
 
 
 if __name__ == "__main__":
