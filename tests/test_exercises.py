@@ -377,7 +377,7 @@ def test_feedback_prints_numbers_as_numbers():
     assert fmt((np.int64(4), np.int64(7))) == "(4, 7)" and fmt(np.float64(0.6759999990463257)) == "0.676"
     verdict = ch02.q3.check(lambda ranked, relevant, k: np.float64(0.6759999990463257))
     assert not verdict and "0.6759999" not in verdict.message
-    verdict = ch05.q3.check(lambda hyp, ref, n: (np.int64(0), np.int64(1)))
+    verdict = ch05.q1.check(lambda hyp, ref, n: (np.int64(0), np.int64(1)))
     assert not verdict and "np.int64" not in verdict.message and "(0, 1)" in verdict.message
 
 

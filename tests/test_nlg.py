@@ -23,7 +23,7 @@ def _corpus(seed, n=60):
     return [sent() for _ in range(n)], [sent() for _ in range(n)]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+pytest.mark.parametrize("seed", [0, 1, 2])
 def test_bleu_equals_sacrebleu(seed):
     sacrebleu = pytest.importorskip("sacrebleu")
     hyp, ref = _corpus(seed)
@@ -91,7 +91,7 @@ def test_text_metrics_reject_bad_input():
         text_metrics.feature_diversity([{"a"}])
 
 
-@pytest.fixture(scope="module")
+pytest.fixture(scope="module")
 def world():
     sw = pp.clean_shopworld(write=False)
     cat = sw["catalogue"]
@@ -211,7 +211,7 @@ def test_decoding_filters_equal_transformers():
         assert torch.equal(torch.isfinite(lm.top_k_filter(logits, k)), torch.isfinite(want))
     with pytest.raises(ValueError):
         lm.top_p_filter(logits, 0)
-    assert ch05.q2.check(lm.top_p_filter)
+    assert ch05.q3.check(lm.top_p_filter)
 
 
 def test_clean_untrusted_removes_injection():
@@ -242,8 +242,8 @@ def test_encode_example_masks_the_prompt(tiny_lm):
         lm.encode_example(tok, msgs, "x", max_length=10)
     with pytest.raises(ValueError, match="empty"):
         lm.encode_example(tok, msgs, "  ")
-    assert ch05.q1.check(lambda p, t: (list(p) + list(t), [-100] * len(p) + list(t)))
-    assert not ch05.q1.check(lambda p, t: (list(p) + list(t), list(p) + list(t)))
+    assert ch05.q2.check(lambda p, t: (list(p) + list(t), [-100] * len(p) + list(t)))
+    assert not ch05.q2.check(lambda p, t: (list(p) + list(t), list(p) + list(t)))
 
 
 def test_batched_left_padded_generation_equals_one_by_one(tiny_lm):
@@ -283,13 +283,13 @@ def test_exercise_checkers_reject_wrong_answers():
         hc = [tuple(h[i:i + n]) for i in range(len(h) - n + 1)]
         return sum(g in set(tuple(r[i:i + n]) for i in range(len(r) - n + 1)) for g in hc), len(hc)
 
-    assert ch05.q3.check(clipped) and not ch05.q3.check(unclipped)
+    assert ch05.q1.check(clipped) and not ch05.q1.check(unclipped)
 
     def top_p_without_crossing(logits, p):
         s, order = logits.sort(dim=-1, descending=True)
         drop = s.softmax(-1).cumsum(-1) > p
         return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    assert not ch05.q2.check(top_p_without_crossing)
+    assert not ch05.q3.check(top_p_without_crossing)
 
     assert ch05.q4.check(G.unsupported)
     assert not ch05.q4.check(lambda claims, facts: [c.name for c in claims

@@ -1,4 +1,6 @@
 """The student-notebook generator, and the rules every committed notebook follows."""
+import re
+
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -153,6 +155,8 @@ def test_solution_notebook_follows_the_course_anatomy(path):
     assert any(nbt.CHECK_MARKER in c.source for c in code), "key results need NBVAL_CHECK_OUTPUT"
     exercises = [c for c in code if nbt.BEGIN in c.source]
     assert len(exercises) >= 2, "each chapter has at least two checked exercises"
+    checked = [int(m) for c in code for m in re.findall(r"\bch\d\d\.q(\d+)\.check\(", c.source)]
+    assert checked == sorted(checked), f"exercises numbered in reading order, found {checked}"
     assert "/work/" not in nbformat.writes(nb) and "/root/" not in nbformat.writes(nb), \
         "no absolute paths in notebooks"
 

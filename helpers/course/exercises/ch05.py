@@ -1,5 +1,5 @@
 """Exercises of chapter 05 (reason generation), each checked against an independent reference:
-hand-built label rows, transformers' own top-p warper, sacrebleu-style counts, and a
+sacrebleu-style counts, hand-built label rows, transformers' own top-p warper, and a
 hand-written table of claims and verdicts."""
 from __future__ import annotations
 
@@ -92,13 +92,19 @@ def _check_unsupported(fn) -> str:
     return "Claims the shop does not state are caught."
 
 
-q1 = Exercise(name="ch05.q1", title="Write mask_labels(prompt_ids, target_ids)",
+q1 = Exercise(name="ch05.q1", title="Write clipped(hyp, ref, n): BLEU's clipped n-gram matches",
+              var="clipped", checker=_check_clipped_precision, notebook=_NB,
+              hint_text="Count n-grams with `collections.Counter(tuple(t[i:i+n]) for i in ...)`; "
+                        "matched = sum over hyp n-grams of min(hyp count, ref count).",
+              nudge=("Count every n-gram of the hypothesis and of the reference; an n-gram can "
+                     "match at most as many times as the reference contains it."))
+q2 = Exercise(name="ch05.q2", title="Write mask_labels(prompt_ids, target_ids)",
               var="mask_labels", checker=_check_mask_labels, notebook=_NB,
               hint_text="`input_ids = prompt_ids + target_ids`; `labels = [-100] * len(prompt_ids) "
                         "+ target_ids`.",
               nudge=("The model should learn to write the reason, not to repeat the prompt: feed "
                      "both, but mark every prompt position as 'ignore' in the labels."))
-q2 = Exercise(name="ch05.q2", title="Write top_p(logits, p): nucleus filtering",
+q3 = Exercise(name="ch05.q3", title="Write top_p(logits, p): nucleus filtering",
               var="top_p", checker=_check_top_p, notebook=_NB,
               hint_text="Sort descending, softmax, cumsum; drop a token when the mass *before* it "
                         "(cumsum minus its own probability) is already >= p; scatter the drop "
@@ -106,12 +112,6 @@ q2 = Exercise(name="ch05.q2", title="Write top_p(logits, p): nucleus filtering",
               nudge=("Keep the smallest set of most likely tokens whose probabilities add up to p; "
                      "a token stays if the mass of the tokens ranked above it is still below p. "
                      "Everything else becomes impossible."))
-q3 = Exercise(name="ch05.q3", title="Write clipped(hyp, ref, n): BLEU's clipped n-gram matches",
-              var="clipped", checker=_check_clipped_precision, notebook=_NB,
-              hint_text="Count n-grams with `collections.Counter(tuple(t[i:i+n]) for i in ...)`; "
-                        "matched = sum over hyp n-grams of min(hyp count, ref count).",
-              nudge=("Count every n-gram of the hypothesis and of the reference; an n-gram can "
-                     "match at most as many times as the reference contains it."))
 q4 = Exercise(name="ch05.q4", title="Write unsupported(claims, facts): the guard's check",
               var="unsupported", checker=_check_unsupported, notebook=_NB,
               hint_text="For an aspect claim look up `facts['aspects'].get(c.name)`: None is "
