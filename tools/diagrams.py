@@ -284,7 +284,7 @@ def peter() -> Diagram:
     d.arrow((4.0, 2.11), (4.0, 2.4))
     d.box(0.9, 2.6, 0.95, 0.4, [("to_rating", "m")], "layer")
     d.box(1.95, 2.6, 1.0, 0.4, [("to_word", "m")], "layer")
-    d.box(4.0, 2.6, 2.3, 0.4, [("to_word at w positions", "m")], "layer")
+    d.box(4.0, 2.6, 2.3, 0.4, [("to_word at <bos>, w₁, …", "m")], "layer")
     d.arrow((0.9, 2.8), (0.9, 2.95))
     d.arrow((1.95, 2.8), (1.95, 2.95))
     d.arrow((4.0, 2.8), (4.0, 2.95))
@@ -311,8 +311,9 @@ def reason_pipeline() -> Diagram:
     d.box(2.55, y, 1.5, 1.0, [("plan", "b"), ("ContentPlanner", "m"), ("a conditional logit", "s"),
                               ("over candidates(facts)", "s"), ("e.g. [comfort high]", "s")], "layer")
     d.box(4.35, y, 1.6, 1.0, [("realise", "b"), ("SmolLM2-135M + LoRA", "s"),
-                              ("prompt: plan | product", "s"),
-                              ("a sample over the closed", "s"), ("vocabulary", "s")], "layer")
+                              ("prompt: plan | brand, kind", "s"),
+                              ("one sample, drawn again if", "s"),
+                              ("another shopper has it", "s")], "layer")
     d.box(6.55, y, 2.0, 1.0, [("guard", "b"), ("ClosedWorldGuard", "m"),
                               ("every word a stated fact of", "s"),
                               ("the item or allowed phrasing;", "s"),
@@ -378,12 +379,12 @@ def serving_path() -> Diagram:
     stages = [
         [("request", "b"), ("Shop.page(user)", "m"), ("Shop.act(user,", "m"), ("item, action)", "m"),
          ("a click is folded in", "s"), ("(online.FoldIn)", "s")],
-        [("candidates", "b"), ("ImplicitALS", "m"), ("top n_candidates", "s"), ("a new shopper:", "s"),
-         ("the most popular", "s")],
+        [("candidates", "b"), ("ImplicitALS", "m"), ("top n_candidates", "s"), ("a new shopper: the", "s"),
+         ("k most popular,", "s"), ("not re-ranked", "s")],
         [("rerank", "b"), ("rerank.mmr", "m"), ("on MiniLM item", "s"), ("vectors, when the", "s"),
          ("knob is below 1", "s"), ("→ top k", "s")],
-        [("reason", "b"), ("planner.plans", "m"), ("→ phrasing.say", "m"), ("a stranger: only", "s"),
-         ("popularity", "s")],
+        [("reason", "b"), ("planner.plans", "m"), ("→ phrasing.say", "m"), ("unknown to the", "s"),
+         ("planner: template", "s"), ("(new: popularity)", "s")],
         [("guard", "b"), ("guard.choose", "m"), ("passes, else the", "s"), ("marked template;", "s"),
          ("DiversityGuard:", "m"), ("\"different\" if true", "s")],
         [("response", "b"), ("Page", "m"), ("interests, k rows:", "s"), ("title, reason,", "s"),
