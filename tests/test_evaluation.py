@@ -213,3 +213,61 @@ def test_driver_scores_and_the_seed_table():
         E.driver_scores(reasons, ["warmth"], lex)
     with pytest.raises(DataError, match="strings"):
         E.driver_scores([None], ["warmth"], lex)
+
+
+# ----------------------------------------------------------------------------- judges (section 7)
+def _raters(rng, n, p_agree):
+    t = rng.random(n) < 0.7
+    v = np.where(rng.random(n) < p_agree, t, ~t)
+    return t, v
+
+
+def test_cohen_kappa_equals_sklearn_and_a_broken_kappa_does_not():
+    from sklearn.metrics import cohen_kappa_score
+
+    from helpers.evaluation import judging as J
+    rng = np.random.default_rng(0)
+    cases = [_raters(rng, n, p) for n, p in [(20, 0.5), (64, 0.8), (128, 0.95), (7, 0.6)]]
+    cases.append((np.array([1, 1, 1, 0, 1]), np.ones(5, dtype=int)))     # a constant judge
+    broken = lambda t, v: float((np.asarray(t) == np.asarray(v)).mean())  # agreement, no chance term
+    for t, v in cases:
+        assert J.cohen_kappa(t, v) == pytest.approx(cohen_kappa_score(t, v), abs=1e-12)
+    assert any(abs(broken(t, v) - cohen_kappa_score(t, v)) > 0.1 for t, v in cases)
+    assert J.cohen_kappa([1, 1, 1, 0, 1], [1] * 5) == 0.0                # however often it agrees
+    assert np.isnan(J.cohen_kappa([1, 1], [1, 1]))                       # 0/0, as in sklearn
+
+
+def test_agreement_intervals_are_the_percentile_bootstrap_over_reasons():
+    from helpers.evaluation import judging as J
+    t, v = _raters(np.random.default_rng(1), 80, 0.8)
+    a = J.agreement(t, v, n_boot=2000, seed=3)
+    assert a["agreement"] == pytest.approx((t == v).mean())
+    assert (a["agreement lo"], a["agreement hi"]) == pytest.approx(
+        ST.bootstrap_ci((t == v).astype(float), n_boot=2000, seed=3))
+    assert a["kappa lo"] < a["kappa"] < a["kappa hi"]
+    assert a["says True"] == pytest.approx(v.mean()) and a["truly True"] == pytest.approx(t.mean())
+    constant = J.agreement(t, np.ones_like(t))
+    assert constant["kappa"] == constant["kappa lo"] == constant["kappa hi"] == 0.0
+
+
+def test_position_flips_counts_a_choice_that_follows_the_order():
+    from helpers.evaluation import judging as J
+    assert J.position_flips([0.9, 0.8], [0.7, 0.6]) == 1.0               # always "A"
+    assert J.position_flips([0.9, 0.2], [0.1, 0.8]) == 0.0               # reads the reasons
+    with pytest.raises(DataError, match="one length"):
+        J.position_flips([0.9], [0.1, 0.2])
+    with pytest.raises(DataError, match="probabilities"):
+        J.position_flips([1.5], [0.1])
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda J, f: J.agreement([0, 1], [0, 1], n_boot=0), ParameterError, "n_boot"),
+    (lambda J, f: J.agreement([0, 1], [0, 1], level=1.5), ParameterError, "level"),
+    (lambda J, f: J.cohen_kappa([0.2, 0.9], [0, 1]), DataError, "threshold"),
+    (lambda J, f: J.agreement([0, 1], [0, 1, 1]), DataError, "one verdict per"),
+    (lambda J, f: J.agreement("yes", "no"), DataError, "string"),
+])
+def test_judging_rejects_bad_input(call, error, match):
+    from helpers.evaluation import judging as J
+    with pytest.raises(error, match=match):
+        call(J, np.random.default_rng(0).normal(size=(10, 4)))

@@ -42,31 +42,13 @@ LOCAL_LABELS = {
 # edited with this check. Each entry is one definition its Markdown still owes the glossary; the
 # check skips exactly these glossary terms in chapter 07 (nowhere else); remove an entry when
 # its cell is fixed. Glossary name -> (cell id, what the cell needs).
-PENDING_07 = {
-    "Coverage": ("c0c0b791", "chapter 02 defines coverage: '- **coverage** — the share ...; "
-                             "**Gini** — ...' -> '- coverage (chapter 02) and **Gini** — ...', "
-                             "i.e. coverage no longer marked as a definition"),
-    "ILD": ("c0c0b791", "'- **intra-list diversity (ILD)** — the mean distance $1-\\cos$ between the "
-                        "items of one list (here on one-hot categories: ...);' -> '- **ILD** — "
-                        "<GLOSSARY.md's ILD text>; here on one-hot categories: ...'"),
-    "Calibration": ("c0c0b791", "'- **calibration** (Steck, 2018) — does the list reflect ...' -> "
-                                "'- **calibration** (Steck, 2018) — <GLOSSARY.md's text>', the "
-                                "question and the KL formula after it as its own sentences"),
-    "Holm": ("e787cce0", "'(Holm's method: with many tests, ...)' -> a marked definition, "
-                         "'**Holm** — <GLOSSARY.md's text>', at the start of a line"),
-    "Welch": ("86777549", "define the unpaired test the next code cell prints: '**Welch** — <text>'"),
-    "NLL": ("59225a73", "'**LM NLL** is SmolLM2's mean negative log-likelihood per token ...' -> "
-                        "'**NLL** — <GLOSSARY.md's text>' and then what the LM NLL column is"),
-    "Power": ("8ee30e3a", "'**First, power.** Before running a test, ...' -> add "
-                          "'**power** — <GLOSSARY.md's text>' at the start of a line"),
-    "CTR": ("8ee30e3a", "mark '**CTR** — <GLOSSARY.md's text>' where the outcomes are introduced"),
-}
+PENDING_07: dict[str, tuple[str, str]] = {}
 
 # Glossary terms whose defining chapter does not mark the definition yet (written before this
 # check). Mark one (the form above) and remove it here; a new glossary term may not join.
 UNMARKED = {
     "A/B test", "Accountant", "Actor", "ALS, implicit", "Amdahl's law", "Attention", "AUC",
-    "BERTScore", "Bootstrap interval", "BPR", "Calibration", "Claim", "Closed-world guard",
+    "BERTScore", "Bootstrap interval", "BPR", "Claim", "Closed-world guard",
     "Cold start", "Dose and response", "DP-SGD", "DPP", "EASE", "Fallback", "FedAvg", "Fold-in",
     "Ghost clipping", "Hallucination", "InfoNCE", "LoRA",
     "Membership inference", "MMR", "Planner, realiser", "Prequential evaluation", "Profile",

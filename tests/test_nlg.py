@@ -23,7 +23,7 @@ def _corpus(seed, n=60):
     return [sent() for _ in range(n)], [sent() for _ in range(n)]
 
 
-pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_bleu_equals_sacrebleu(seed):
     sacrebleu = pytest.importorskip("sacrebleu")
     hyp, ref = _corpus(seed)
@@ -91,7 +91,7 @@ def test_text_metrics_reject_bad_input():
         text_metrics.feature_diversity([{"a"}])
 
 
-pytest.fixture(scope="module")
+@pytest.fixture(scope="module")
 def world():
     sw = pp.clean_shopworld(write=False)
     cat = sw["catalogue"]

@@ -271,7 +271,8 @@ def test_chapter_07_checks_pass_the_real_harness_and_fail_broken_ones():
     """Chapter 07's harness: EASE and item-kNN rebuilt here pass their expectations; random
     scores fail every model's NDCG row, and a harness that forgets to exclude the items a user
     already met in training (it wastes slots on them) fails EASE's; a judge that answers "Yes"
-    to everything fails the judge's Yes-share."""
+    to everything fails the LLM judge's Yes-share, and a claim check that reads the order of a
+    pair fails its position flips."""
     from helpers.evaluation import offline as E
 
     spec = load_expectations("07_evaluation")
@@ -289,7 +290,8 @@ def test_chapter_07_checks_pass_the_real_harness_and_fail_broken_ones():
         assert not r[name].accepts(broken["ndcg@10"].mean()), name
     leaky = E.per_user_metrics(ease.recommend(users, k=10, exclude_seen=False), test, 10)
     assert not r["harness.EASE (ch. 02).ndcg@10"].accepts(leaky["ndcg@10"].mean())
-    assert not r["judge.judge says Yes.value"].accepts(1.0)
+    assert not r["judge.SmolLM2-135M.says True"].accepts(1.0)
+    assert not r["judge.bias.claim check (guard).position flips"].accepts(1.0)
 
 
 @pytest.mark.slow

@@ -69,6 +69,10 @@ DIRECTIONS: dict[str, Direction] = {
     "lm nll": Direction(False, "a language model's negative log-likelihood per token of the text"),
     "perplexity": Direction(False, "exp of the negative log-likelihood per token"),
     "loss": Direction(False, "training or validation loss"),
+    # judges of reasons (chapter 07, section 7)
+    "agreement": Direction(True, "share of verdicts that match the truth"),
+    "kappa": Direction(True, "Cohen's kappa: agreement beyond chance (0 = chance, 1 = perfect)"),
+    "position flips": Direction(False, "share of pairs whose verdict changes with the order"),
     # online outcomes (chapter 07's simulated A/B test)
     "ctr": Direction(True, "clicks per shown recommendation"),
     "return rate": Direction(False, "share of purchases returned"),
@@ -83,7 +87,7 @@ DIRECTIONS: dict[str, Direction] = {
 # per metric, however it is spelled).
 ALIASES: dict[str, str] = {
     "hit rate": "hr", "p": "precision", "r": "recall", "kl": "calibration kl",
-    "ms": "seconds", "latency": "seconds",
+    "ms": "seconds", "latency": "seconds", "κ": "kappa", "cohen's kappa": "kappa",
 }
 
 _SUFFIX = re.compile(r"\s*(@\s*\d+|\(.*?\)|\[.*?\])\s*")

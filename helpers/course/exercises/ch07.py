@@ -167,8 +167,8 @@ quiz = Quiz("ch07.quiz", _NB, where=(
             "c": "Any experiment with a yes/no decision needs one."}),
     Choice("A small LLM judge rates reasons. What must you measure before trusting it?",
            {"a": "Nothing: LLMs understand text.",
-            "b": "Its agreement with the truth (Cohen's kappa beyond chance, AUC) and its biases: "
-                 "position (preferring whichever reason comes first) and length.",
+            "b": "Its agreement with the truth (Cohen's kappa beyond chance, with an interval) and "
+                 "its biases, such as position (preferring whichever reason comes first).",
             "c": "Only its speed."},
            "b",
            {"a": "Here it agreed with the truth no better than chance.",
