@@ -64,7 +64,6 @@ import json
 import numbers
 import os
 import pickle
-import resource
 import secrets
 import signal
 import sys
@@ -552,6 +551,8 @@ def _text(err: BaseException, limit: int = 2000) -> str:
 
 # ----------------------------------------------------------------------------- running cells
 def _apply_limits(limits: dict) -> None:
+    import resource  # POSIX only: the runner runs on Linux
+
     memory = int(limits.get("memory_mib") or 0)
     if memory > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory * 2**20, memory * 2**20))
@@ -731,6 +732,8 @@ def _audit_hook(counts: dict, watching: list, channel=None):
 
 def _hide_fd(fd: int) -> int:
     """Move ``fd`` to a random free descriptor between 300 and the soft limit (not inherited)."""
+    import resource  # POSIX only: the runner runs on Linux
+
     top = min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 65536)
     for _ in range(200):
         new = 300 + secrets.randbelow(max(top - 301, 1))

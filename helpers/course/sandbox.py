@@ -260,6 +260,11 @@ def _build_root(jail: dict, new: str) -> None:
     _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=700")
     os.mkdir(new, 0o755)
     _mount("tmpfs", new, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=16m,mode=755")
+    # the jail's private /tmp first: a course that lives under /tmp (a CI clone) is bound on top
+    # of it, where a /tmp mounted afterwards would hide it
+    size = int(jail["tmp_mib"])
+    _make_target(new + "/tmp", True)
+    _mount("tmpfs", new + "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size}m,mode=1777")
     for path, fd, link in handles:
         target = new + path
         if link is not None:
@@ -285,11 +290,8 @@ def _build_root(jail: dict, new: str) -> None:
     for name, link in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                        ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(link, f"{new}/dev/{name}")
-    size = int(jail["tmp_mib"])
-    for where in ("/dev/shm", "/tmp"):
-        _make_target(new + where, True)
-        _mount("tmpfs", new + where, "tmpfs", _MS_NOSUID | _MS_NODEV,
-               f"size={size}m,mode=1777")
+    _make_target(new + "/dev/shm", True)
+    _mount("tmpfs", new + "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size}m,mode=1777")
     _make_target(new + jail["scratch"], True)
     _mount("tmpfs", new + jail["scratch"], "tmpfs", _MS_NOSUID | _MS_NODEV,
            f"size={int(jail['scratch_mib'])}m,mode=755")

@@ -82,12 +82,13 @@ def decode_png(data: bytes, *, size: int = 64, item: int | None = None) -> torch
 
 
 def load_item_images(item_ids: ArrayLike | None = None, *, root: str | Path | None = None,
-                     size: int = 64) -> tuple[torch.Tensor, pd.Index]:
+                     size: int = 64, progress: bool = True) -> tuple[torch.Tensor, pd.Index]:
     """ShopWorld's item icons as one tensor ``(n, 3, size, size)`` and the item ids of its rows.
 
     ``item_ids`` chooses the items and their order (default: every image, in item-id order); an
     id without an image, an unknown id or a repeated id is an error, never a silently shorter
-    batch.
+    batch. ``progress=False`` hides the bar (shown for 500 images or more), e.g. in a cell whose
+    printed output is checked.
     """
     from tqdm.auto import tqdm
 
@@ -115,7 +116,7 @@ def load_item_images(item_ids: ArrayLike | None = None, *, root: str | Path | No
                             "check the ids (unknown items?) or the images table")
     out = torch.empty((len(ids), 3, size, size))
     for row, i in enumerate(tqdm(ids, desc="decoding images", leave=False,
-                                 disable=len(ids) < 500)):
+                                 disable=not progress or len(ids) < 500)):
         out[row] = decode_png(by_id[i], size=size, item=i)
     return out, ids
 
