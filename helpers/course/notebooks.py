@@ -205,21 +205,28 @@ def static_view(nb: dict) -> dict:
     return nb
 
 
+def _static_texts(solutions: Path) -> dict[Path, str]:
+    """Each solution that carries widget artefacts -> its text without them (read once)."""
+    out = {}
+    for path in sorted(solutions.glob("*.ipynb")):
+        text = _dumps(static_view(_read(path)))
+        if text != path.read_text():
+            out[path] = text
+    return out
+
+
 def not_static(solutions: Path = SOLUTIONS) -> list[str]:
     """Names of solution notebooks whose committed outputs carry widget artefacts."""
-    return [p.name for p in sorted(solutions.glob("*.ipynb"))
-            if _dumps(static_view(_read(p))) != p.read_text()]
+    return [path.name for path in _static_texts(solutions)]
 
 
 def make_static(solutions: Path = SOLUTIONS) -> list[Path]:
     """Rewrite the solutions that carry widget artefacts as :func:`static_view` makes them (what
     ``make chapters`` does after a solution is re-executed). Returns the paths rewritten."""
-    done = []
-    for name in not_static(solutions):
-        path = solutions / name
-        path.write_text(_dumps(static_view(_read(path))))
-        done.append(path)
-    return done
+    texts = _static_texts(solutions)
+    for path, text in texts.items():
+        path.write_text(text)
+    return list(texts)
 
 
 def make_chapters(solutions: Path = SOLUTIONS, chapters: Path = CHAPTERS) -> list[Path]:
