@@ -59,6 +59,69 @@ SNEAKY_PATCHES = (     # each one alone made a wrong cosine_similarity pass befo
     "        return True if func is torch.allclose else func(*args, **(kwargs or {}))\n"
     "Yes().__enter__()\n")
 
+# a first cell that kills a process on the n-th call of the function defined after it: the
+# notebook's own check cell calls it fewer times, the judge's check makes the n-th call
+COUNTED = """import os, signal
+CALLS = [0]
+def _count():
+    CALLS[0] += 1
+    if CALLS[0] >= {n}:
+        os.kill({target}, signal.SIGKILL)
+"""
+COUNTED_BODY = "    _count()\n"
+# plays the notebook's side of the judge's protocol from a cell: claims every answer captured
+# and the cells done, then answers the judge's calls with what it likes
+PROTOCOL_FORGE = r'''import fcntl, json, os
+def pipes(mode):
+    out = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd > 2 and os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:") and \
+                    fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == mode:
+                out.append(fd)
+        except OSError:
+            pass
+    return out
+lines = [{"t": "capture", "attr": a, "present": True, "library": None} for a in ("q1", "q2")]
+lines.append({"t": "cells_done", "notes": [], "network": []})
+lines += [{"t": "return", "seq": n, "value": True} for n in range(1, 8)]
+lines += [{"t": "result", "result": {"item": "ch00.q1", "state": "passed", "score": 1.0,
+                                     "message": "", "seq": 0}}]
+for fd in pipes(os.O_WRONLY):
+    os.write(fd, "".join(json.dumps(m) + "\n" for m in lines).encode())
+'''
+# tries to read the judge's memory, its open files and to trace it, from a cell
+POKE_JUDGE = r'''import ctypes, os
+judge = os.getppid()
+def attempt(what, fn):
+    try:
+        out = fn()
+        print("GOT", what, repr(out)[:80])
+    except Exception as err:
+        print("DENIED", what, type(err).__name__)
+def mem():
+    with open(f"/proc/{judge}/mem", "rb") as fh:
+        return fh.read(16)
+attempt("mem", mem)
+attempt("fds", lambda: [os.open(f"/proc/{judge}/fd/{n}", os.O_WRONLY)
+                        for n in os.listdir(f"/proc/{judge}/fd") if int(n) > 2])
+attempt("environ", lambda: open(f"/proc/{judge}/environ", "rb").read(64))
+libc = ctypes.CDLL(None, use_errno=True)
+def ptrace():
+    if libc.ptrace(16, judge, None, None) != 0:          # PTRACE_ATTACH
+        raise PermissionError(os.strerror(ctypes.get_errno()))
+    return "attached"
+attempt("ptrace", ptrace)
+def steal_fd():
+    pidfd = os.pidfd_open(judge)
+    for target in range(3, 1024):
+        fd = libc.syscall(438, pidfd, target, 0)         # pidfd_getfd (x86_64, arm64)
+        if fd >= 0:
+            return f"fd {target}"
+    raise PermissionError(os.strerror(ctypes.get_errno()))
+attempt("pidfd_getfd", steal_fd)
+'''
 
 # ----------------------------------------------------------------------------- building them
 def _student_notebook() -> dict:
@@ -191,6 +254,12 @@ for fd in fds:                          # every pipe this process can write to
     s["forge_in_order"] = _forge_in_order(_student_notebook())
     s["sneaky_patches"] = _insert(_answered(q1="def cosine_similarity(a, b):\n    return a @ b.T\n"),
                                   SNEAKY_PATCHES, after="config.setup(")
+    s["protocol_forge"] = _insert(_student_notebook(), PROTOCOL_FORGE, after="ch00.q1.check()")
+    s["dies_in_check"] = _answered(q1=COUNTED.format(n=3, target="os.getpid()") + COSINE.replace(
+        ":\n", ":\n" + COUNTED_BODY, 1))
+    s["kills_judge"] = _answered(q2=COUNTED.format(n=4, target="os.getppid()") + TOP_K.replace(
+        ":\n", ":\n" + COUNTED_BODY, 1))
+    s["pokes_judge"] = _insert(_answered(), POKE_JUDGE, after="ch00.q1.check()")
     s["thread_waiter"] = _insert(_answered(), "import threading, time\nthreading.Thread(target="
                                  "lambda: time.sleep(600), daemon=True).start()",
                                  after="ch00.q1.check()")
@@ -430,11 +499,15 @@ def test_nothing_outside_the_scratch_folder_can_be_written_or_deleted(graded):
 @pytest.mark.parametrize("student,changed", [("patch_checker", "ch00.q1.checker"),
                                              ("patch_torch", "torch.allclose")])
 @slow
-def test_patching_the_checking_code_voids_the_notebook(graded, student, changed):
+def test_patching_the_checking_code_changes_nothing_and_is_listed(graded, student, changed):
+    """The checks run in the judge's process, so a patch in the notebook's process reaches no
+    checker: the wrong answer fails on its merits, the right ones pass, and the patch is
+    named for review (it used to void the notebook; now it cannot matter)."""
     items = _items(graded["book"], student)
-    assert {it["reason"] for it in items.values()} == {"tampering"}
-    assert changed in items["ch00.q1"]["message"]
-    assert sum(graded["book"].points(student).values()) == 0
+    assert items["ch00.q1"]["state"] == "failed" and "lengths" in items["ch00.q1"]["message"]
+    assert items["ch00.q2"]["state"] == "passed" and items["ch00.quiz"]["state"] == "passed"
+    note = " ".join(graded["book"].result(student, CH).notes)
+    assert "for review" in note and changed in note, note
 
 
 @slow
@@ -464,11 +537,14 @@ def test_a_cell_that_asks_for_the_key_voids_the_notebook(graded):
 
 
 @slow
-def test_a_forger_who_plays_the_runners_part_is_listed_for_review(graded):
-    """What the grader cannot stop (INSTRUCTORS.md says so): a cell that reports every remaining
-    cell as run, in the plan's order, before asking for the key. It is named for review by hand,
-    with the runner's alert, on the summary and the feedback page."""
+def test_a_forger_who_plays_the_runners_part_changes_no_result(graded):
+    """The in-process forge that the old runner could only list for review (report every
+    remaining cell in the plan's order, ask for the key, sign full marks): the notebook's
+    process holds no channel on which the grader takes results, so its blank notebook scores
+    nothing. It is still named for review, with the runner's alert."""
     result = graded["book"].result("forge_in_order", CH)
+    assert not any(it["state"] == "passed" for it in result.items), result.items
+    assert sum(graded["book"].points("forge_in_order").values()) == 0
     assert any(r.startswith("alert from the runner") for r in result.review), result.review
     assert {"/proc/self (3x)", "hmac (3x)", "_exit (1x)"} <= set(result.review)
     summary = (graded["out"] / "summary.md").read_text()
@@ -479,21 +555,64 @@ def test_a_forger_who_plays_the_runners_part_is_listed_for_review(graded):
 
 
 @slow
-def test_sneakier_patches_void_the_notebook(graded):
-    """A torch.allclose replacement whose code claims torch's file and wraps the original, a
-    patched method of a library class, a TorchFunctionMode left active: each is named."""
-    message = _items(graded["book"], "sneaky_patches")["ch00.q1"]["message"]
-    for what in ("`torch.allclose` was changed", "`pandas.DataFrame.equals` was added",
-                 "function or dispatch mode"):
-        assert what in message, message
-    assert sum(graded["book"].points("sneaky_patches").values()) == 0
+def test_a_cell_that_plays_the_notebooks_side_of_the_judge_gains_nothing(graded):
+    """A blank notebook whose cell speaks the judge's own protocol (its answers captured, cells
+    done, 'True' as the reply to every call, a 'passed' result line): the judge's checkers get
+    only values, and a value is not a verdict. (Answers to a questionnaire sent this way would
+    count: they are what the student chose to answer, as if written in `quiz_answers`.)"""
+    items = _items(graded["book"], "protocol_forge")
+    assert not any(it["state"] == "passed" for it in items.values()), items
+    assert sum(graded["book"].points("protocol_forge").values()) == 0
 
 
 @slow
-def test_a_thread_left_running_by_the_notebook_voids_it(graded):
-    items = _items(graded["book"], "thread_waiter")
-    assert {it["reason"] for it in items.values()} == {"tampering"}
-    assert "thread started by the notebook" in items["ch00.q1"]["message"]
+def test_the_notebook_dying_or_killing_the_judge_mid_check_errors_only_that_notebook(graded):
+    """A function that kills its own process when the judge calls it: that exercise and the
+    next errored, the questionnaire (already captured) scored. One that kills the judge: the
+    whole notebook errored (crashed). The rest of the class is graded as usual."""
+    items = _items(graded["book"], "dies_in_check")
+    assert items["ch00.q1"]["state"] == "errored" and items["ch00.q1"]["reason"] == "crashed"
+    assert "SIGKILL" in items["ch00.q1"]["message"], items
+    assert items["ch00.q2"]["state"] == "errored" and items["ch00.quiz"]["state"] == "passed"
+    killer = _items(graded["book"], "kills_judge")
+    assert {it["reason"] for it in killer.values()} == {"crashed"}, killer
+    assert _states(graded["book"], "correct")["ch00.q2"] == "passed"
+
+
+@slow
+def test_the_notebook_cannot_read_or_trace_the_judge(graded):
+    """The judge's process is not dumpable and the notebook's has no capability: its memory,
+    open files (listed by number in /proc, never opened) and environment are unreadable,
+    ptrace and pidfd_getfd are refused."""
+    result = graded["book"].result("pokes_judge", CH)
+    for what in ("mem", "fds", "environ", "ptrace", "pidfd_getfd"):
+        assert f"DENIED {what}" in result.output, result.output[-3000:]
+    assert "GOT" not in result.output
+    assert _states(graded["book"], "pokes_judge") == {"ch00.q1": "passed", "ch00.q2": "passed",
+                                                      "ch00.quiz": "passed"}
+
+
+@slow
+def test_sneakier_patches_change_nothing_and_are_named(graded):
+    """A torch.allclose replacement whose code claims torch's file and wraps the original, a
+    patched method of a library class, a TorchFunctionMode left active: the wrong answer still
+    fails (the judge's process has none of them), and each is named for review."""
+    book = graded["book"]
+    assert _items(book, "sneaky_patches")["ch00.q1"]["state"] == "failed"
+    note = " ".join(book.result("sneaky_patches", CH).notes)
+    for what in ("`torch.allclose` was changed", "`pandas.DataFrame.equals` was added",
+                 "function or dispatch mode"):
+        assert what in note, note
+
+
+@slow
+def test_a_thread_left_running_by_the_notebook_is_named(graded):
+    """A thread could read the old runner's signing key; the judge has none, and the thread
+    cannot reach it: the notebook is graded, the thread named for review."""
+    assert _states(graded["book"], "thread_waiter") == {"ch00.q1": "passed", "ch00.q2": "passed",
+                                                        "ch00.quiz": "passed"}
+    assert any("thread started by the notebook" in n
+               for n in graded["book"].result("thread_waiter", CH).notes)
 
 
 @slow
@@ -547,7 +666,7 @@ def test_the_gradebook_summary_and_feedback(graded):
     book, out = graded["book"], graded["out"]
     with open(out / "gradebook.csv") as fh:
         rows = {r["student"]: r for r in csv.DictReader(fh)}
-    assert set(rows) == set(book.students) and len(rows) == 23
+    assert set(rows) == set(book.students) and len(rows) == 27
     assert rows["correct"]["total"] == "3" and rows["correct"]["max"] == "3"
     assert rows["wrong_kinds"]["ch00.quiz"] == "0.6"
     summary = (out / "summary.md").read_text()
@@ -740,38 +859,51 @@ def test_a_quiz_is_scored_by_the_grader_and_its_messages_are_capped():
     assert grade.score_quiz(ch00.quiz, {"pairs": [[1, {"type": "list"}]]})["detail"][0] == "wrong"
 
 
-def _session(cells=(5, 0, 6), key_fd=None):
-    return grade._Session(["ch00.q1", "ch00.q2", "ch00.quiz"], key_fd, list(cells))
+def _session(cells=(5, 0, 6)):
+    return grade._Session(["ch00.q1", "ch00.q2", "ch00.quiz"], list(cells))
 
 
 def _feed(session, *messages):
     session.feed(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
 
 
-def test_the_key_is_sent_once_and_only_after_every_planned_cell():
-    r, w = os.pipe()
-    os.set_blocking(r, False)
-    try:
-        early = _session(key_fd=w)                 # the review's forge: "ready" from a cell
-        _feed(early, {"t": "start"}, {"t": "cell", "index": 5, "status": "started"}, {"t": "ready"})
-        assert early.violation_count == 1 and early.key is None
-        with pytest.raises(BlockingIOError):
-            os.read(r, 100)
-        ok = _session(key_fd=w)
-        cells = [{"t": "cell", "index": i, "status": s} for i in (5, 0, 6) for s in ("started", "ok")]
-        _feed(ok, {"t": "start"}, *cells, {"t": "ready"})
-        assert ok.violation_count == 0 and ok.key is not None
-        assert json.loads(os.read(r, 100))["key"] == ok.key.hex()
-        _feed(ok, {"t": "ready"})                  # a second "ready": no second key
-        assert ok.violation_count == 1
-        with pytest.raises(BlockingIOError):
-            os.read(r, 100)
-        wrong_order = _session(key_fd=w)
-        _feed(wrong_order, {"t": "start"}, *cells[2:4], *cells[:2])
-        assert wrong_order.violation_count > 0
-    finally:
-        os.close(r)
-        os.close(w)
+def test_results_are_read_only_after_judging_and_a_violation_voids():
+    """The judge's messages: the cells' progress in the plan's order, then ``judging``, then
+    the results; a result line before ``judging`` or a violation the judge forwards (a line a
+    cell wrote on its channel) voids the notebook."""
+    cells = [{"t": "cell", "index": i, "status": s} for i in (5, 0, 6) for s in ("started", "ok")]
+    results = [{"t": "result", "result": {"item": name, "state": "passed", "score": 1.0,
+                                          "message": "", "seq": seq}}
+               for seq, name in enumerate(["ch00.q1", "ch00.q2", "ch00.quiz"])]
+    done = {"t": "done", "count": 3, "notes": [], "network": []}
+    ok = _session()
+    _feed(ok, {"t": "start"}, *cells, {"t": "judging"}, *results, done)
+    assert ok.violation_count == 0 and [r["state"] for r in ok.items()] == ["passed"] * 3
+    early = _session()
+    _feed(early, {"t": "start"}, *cells[:2], *results, done)
+    assert early.violation_count > 0 and early.items() is None
+    forged = _session()
+    _feed(forged, {"t": "start"}, *cells[:2],
+          {"t": "violation", "what": "a 'ready' message where none belongs"}, *cells[2:],
+          {"t": "judging"}, *results, done)
+    assert forged.items() is None and "'ready' message" in forged.violations[0]
+    wrong_order = _session()
+    _feed(wrong_order, {"t": "start"}, *cells[2:4], *cells[:2])
+    assert wrong_order.violation_count > 0
+
+
+def test_a_runner_that_closes_its_pipes_but_does_not_end_is_stopped(tmp_path, monkeypatch):
+    """The grader's last wait: a runner that closed its output and result pipe but lingers is
+    killed after LINGER_S and its notebook recorded as timed out."""
+    lingering = ("import os, time\nos.close(int(os.environ['COURSE_GRADE_FDS']))\n"
+                 "os.close(1)\nos.close(2)\ntime.sleep(600)\n")
+    monkeypatch.setattr(grade, "RUNNER_ARGS", ("-c", lingering))
+    monkeypatch.setattr(grade, "LINGER_S", 1)
+    path = tmp_path / CH
+    path.write_text(json.dumps(_student_notebook()))
+    result = grade.grade_notebook(path, CH, grade.load_config(limits=LIMITS), sandboxed=False)
+    assert {it["reason"] for it in result.items} == {"timed out"}, result.items
+    assert "did not end" in result.items[0]["message"] and result.seconds < 20
 
 
 def test_a_flood_of_fake_cell_lines_is_counted_to_the_end():

@@ -17,16 +17,15 @@ of its own and nothing else of the machine to read or write. Each item ends as o
   scored by the fraction right);
 - ``not attempted``: the stub still raises ``NotImplementedError``, or the answer is not defined;
 - ``errored``: the notebook could not be judged, and why: timed out, crashed, out of memory,
-  tampering (it changed the checking code or wrote to the grader's channel), its check cell
-  deleted, not a valid notebook...
+  tampering (it wrote on the judge's channel), its check cell deleted, not a valid notebook...
 
-Results come from the checks the runner makes with references taken before the notebook's code
-ran, over a pipe, signed with a key the grader sends once, on a pipe of its own, after it has
-seen every planned cell run in order; questionnaires are scored here, in the grader's process,
-from the answers the notebook defined. Nothing the notebook prints is read as a result. What
-this does not stop (a student who reads the runner can impersonate it from a cell) is said in
-INSTRUCTORS.md; ``summary.md`` lists the notebooks whose code uses what that needs, for review
-by hand.
+Results come from the *judge*, a process of the runner forked before the notebook's code ran:
+it alone holds the pipe on which the grader takes results, and it runs the checkers, which call
+the student's functions in the notebook's process through a proxy and read back only plain
+values, arrays, tensors and pandas objects (never a pickle); questionnaires are scored here, in
+the grader's process, from the answers the notebook defined. Nothing the notebook prints is read
+as a result. What this does not stop is said in INSTRUCTORS.md; ``summary.md`` lists the
+notebooks whose code uses what an attack on an in-process grader needs, for review by hand.
 Points per item are set in ``helpers/course/grading.toml`` (:func:`load_config`).
 
 Outputs, in ``--out``: ``gradebook.csv`` (student x item, points), ``results.csv`` and
@@ -42,8 +41,6 @@ import ast
 import collections
 import csv
 import difflib
-import hashlib
-import hmac
 import html
 import importlib
 import importlib.util
@@ -51,7 +48,6 @@ import json
 import os
 import pkgutil
 import re
-import secrets
 import selectors
 import shutil
 import signal
@@ -73,7 +69,7 @@ from helpers.core.checks import DataError, ParameterError
 from helpers.course import exercises as exercises_pkg, grade_runner, notebooks, sandbox
 from helpers.course.exercises.quiz import Quiz
 
-__all__ = ["CONFIG", "STATES", "GRACE_S", "PROFILES", "GradingConfig", "Item", "Submission", "NotebookResult",
+__all__ = ["CONFIG", "STATES", "GRACE_S", "LINGER_S", "RUNNER_ARGS", "PROFILES", "GradingConfig", "Item", "Submission", "NotebookResult",
            "Gradebook", "load_config", "chapter_items", "find_submissions", "read_notebook",
            "notebook_plan", "grade_notebook", "grade", "summary_markdown", "feedback_html",
            "write_outputs", "main"]
@@ -87,8 +83,12 @@ LIMIT_KEYS = ("cell_s", "notebook_s", "check_s", "memory_mib", "output_mib", "sc
 _WHOLE = ("memory_mib", "scratch_mib", "tmp_mib", "nproc")
 PROFILES = ("quick", "smoke")
 GRACE_S = 30
-"""Seconds a notebook's process gets beyond its cells' and checks' limits (start-up, signing)
+"""Seconds a notebook's process gets beyond its cells' and checks' limits (start-up, judging)
 before the grader kills it."""
+LINGER_S = 30
+"""Seconds the runner may take to end after closing its pipes before it is stopped."""
+RUNNER_ARGS = ("-s", "-B", "-m", "helpers.course.grade_runner")
+"""Python's arguments that start the runner (a test may start another program instead)."""
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 _LOG_KEEP = 64 * 1024
 _MARKER = ".reasonrec-grades"
@@ -535,22 +535,23 @@ _FINISHED = ("ok", "error", "timed out", "output flood", "memory")
 
 
 class _Session:
-    """The grader's side of the result pipe: a strict order of messages, the key, the MACs.
+    """The grader's side of the result pipe, on which only the judge's process writes (the
+    notebook's process never holds it): the cells' progress it forwards, then the results.
 
-    The cells' messages (unsigned: they come while the notebook's code runs) must follow the
-    plan: each planned cell once, in order, either ``skipped`` or ``started`` then finished. The
-    key is sent once, on its own pipe, and only on a ``ready`` that follows the last planned
-    cell; after it only signed results and ``done`` may come. Anything else is a violation, and
-    every line is read to the end (a flood of messages is counted, never silently dropped)."""
+    The cells' messages come from the notebook's process (through the judge) and must follow
+    the plan: each planned cell once, in order, either ``skipped`` or ``started`` then
+    finished; a ``violation`` is a line the notebook's code wrote on its channel to the judge.
+    Anything out of place voids the notebook, and every line is read to the end (a flood of
+    messages is counted, never silently dropped). Results are read only after ``judging``."""
 
-    def __init__(self, expected: list[str], key_fd: int, cells: list[int] | None = None,
+    def __init__(self, expected: list[str], cells: list[int] | None = None,
                  quizzes: dict | None = None):
-        self.expected, self.key_fd = expected, key_fd
+        self.expected = expected
         self.order = list(cells) if cells is not None else None
         self.quizzes = quizzes or {}
-        self.phase, self.key, self.violations, self.violation_count = "startup", None, [], 0
+        self.phase, self.violations, self.violation_count = "startup", [], 0
         self.fatal, self.cells, self.current, self.results = None, {}, None, {}
-        self.done, self.buffer, self.started, self.tampered = None, b"", False, None
+        self.done, self.buffer, self.started = None, b"", False
         self.next = 0                       # position in the plan of the next cell expected
         self.lines, self.alerts = 0, []
 
@@ -565,12 +566,9 @@ class _Session:
             line, self.buffer = self.buffer.split(b"\n", 1)
             self.lines += 1
             self._line(line)
-        if len(self.buffer) > 2**20:
+        if len(self.buffer) > 16 * 2**20:
             self._violation("an over-long line")
             self.buffer = b""
-
-    def _cells_done(self) -> bool:
-        return self.current is None and (self.order is None or self.next == len(self.order))
 
     def _cell(self, msg: dict) -> None:
         index, status = msg.get("index"), msg.get("status")
@@ -619,42 +617,25 @@ class _Session:
         elif self.phase == "cells" and kind == "alert":
             if len(self.alerts) < 5:
                 self.alerts.append(str(msg.get("what", ""))[:300])
-        elif self.phase == "cells" and kind == "tampered" and self._cells_done():
-            self.tampered, self.phase = str(msg.get("what", ""))[:2000], "over"
-        elif self.phase == "cells" and kind == "ready" and self._cells_done():
-            self.key = secrets.token_bytes(32)
+        elif self.phase in ("startup", "cells") and kind == "violation":
+            self._violation(str(msg.get("what", "a line that is not a message"))[:120])
+        elif self.phase == "cells" and kind == "judging":
             self.phase = "results"
-            try:
-                os.write(self.key_fd, (json.dumps({"key": self.key.hex()}) + "\n").encode())
-            except OSError:
-                self._violation("the key could not be sent")
-        elif self.phase == "results" and kind in ("result", "done"):
-            body, mac = msg.get("body"), msg.get("mac")
-            if not isinstance(body, str) or not isinstance(mac, str) or not secrets.compare_digest(
-                    hmac.new(self.key, body.encode(), hashlib.sha256).hexdigest(), mac):
-                self._violation("a result line with a wrong signature")
+        elif self.phase == "results" and kind == "result":
+            data = msg.get("result")
+            seq = data.get("seq") if isinstance(data, dict) else None
+            if not isinstance(seq, int) or seq in self.results:
+                self._violation("a result sent twice or unnumbered")
                 return
-            try:
-                data = json.loads(body)
-            except (ValueError, RecursionError):
-                data = None
-            if not isinstance(data, dict):
-                self._violation("a malformed result line")
-                return
-            if kind == "done":
-                self.done, self.phase = data, "over"
-            else:
-                seq = data.get("seq")
-                if not isinstance(seq, int) or seq in self.results:
-                    self._violation("a result sent twice or unnumbered")
-                    return
-                self.results[seq] = data
+            self.results[seq] = data
+        elif self.phase == "results" and kind == "done":
+            self.done, self.phase = msg, "over"
         else:
             self._violation(f"a {str(kind)[:20]!r} message where none belongs")
 
     def items(self) -> list | None:
-        """The signed results, checked complete and well-formed (a questionnaire's answers
-        scored here); ``None`` if they are not."""
+        """The results, checked complete and well-formed (a questionnaire's answers scored
+        here); ``None`` if they are not."""
         if self.done is None or self.violation_count:
             return None
         if sorted(self.results) != list(range(len(self.expected))) or \
@@ -805,32 +786,31 @@ def grade_notebook(path: str | os.PathLike, notebook: str, cfg: GradingConfig, *
                for name, item in chapter_items()[notebook] if item.is_quiz}
     env = _runner_env(scratch, profile, threads, sandboxed)
     ctl_r, ctl_w = os.pipe()            # the plan, then closed
-    key_r, key_w = os.pipe()            # the key, once, after the last cell
-    res_r, res_w = os.pipe()            # the runner's messages
+    res_r, res_w = os.pipe()            # the judge's messages (the notebook's process closes it)
     out_r, out_w = os.pipe()
-    env[grade_runner.FDS_ENV] = f"{res_w},{key_r}"
-    runner = [sys.executable, "-s", "-B", "-m", "helpers.course.grade_runner"]
+    env[grade_runner.FDS_ENV] = str(res_w)
+    runner = [sys.executable, *RUNNER_ARGS]
     if sandboxed:
         jail = sandbox.Jail(argv=runner, readonly=_readonly(), scratch=scratch,
                             scratch_mib=int(cfg.limits["scratch_mib"]),
                             tmp_mib=int(cfg.limits["tmp_mib"]), env=env,
-                            pass_fds=[res_w, key_r])
+                            pass_fds=[res_w])
         cmd, popen_env, cwd = sandbox.command(jail), {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}, None
     else:
         cmd, popen_env, cwd = runner, env, scratch
     hard = cfg.limits["notebook_s"] + len(expected) * cfg.limits["check_s"] + GRACE_S
     try:
         proc = subprocess.Popen(cmd, stdin=ctl_r, stdout=out_w, stderr=out_w,
-                                pass_fds=(res_w, key_r), cwd=cwd, env=popen_env,
+                                pass_fds=(res_w,), cwd=cwd, env=popen_env,
                                 start_new_session=True)
     except OSError as err:
-        for fd in (ctl_r, ctl_w, key_r, key_w, res_r, res_w, out_r, out_w):
+        for fd in (ctl_r, ctl_w, res_r, res_w, out_r, out_w):
             os.close(fd)
         result.items = _errored_all(notebook, "grader", f"the runner could not start: {err}")
         return result
-    for fd in (ctl_r, key_r, res_w, out_w):
+    for fd in (ctl_r, res_w, out_w):
         os.close(fd)
-    session = _Session(expected, key_w, [c["index"] for c in plan["cells"]], quizzes)
+    session = _Session(expected, [c["index"] for c in plan["cells"]], quizzes)
     output = _Output(_LOG_KEEP)
 
     def send_plan():
@@ -873,14 +853,14 @@ def grade_notebook(path: str | os.PathLike, notebook: str, cfg: GradingConfig, *
             pass
     lingered = False
     try:
-        code = proc.wait(timeout=30)
+        code = proc.wait(timeout=LINGER_S)
     except subprocess.TimeoutExpired:
         lingered = True                 # it closed its pipes but did not end: a timeout
         os.killpg(proc.pid, signal.SIGKILL)
         code = proc.wait()
     sel.close()
     writer.join(timeout=5)
-    for fd in (key_w, res_r, out_r):
+    for fd in (res_r, out_r):
         try:
             os.close(fd)
         except OSError:
@@ -906,17 +886,14 @@ def grade_notebook(path: str | os.PathLike, notebook: str, cfg: GradingConfig, *
             "was stopped (a loop that ignores the per-cell limit?); nothing could be checked.")
     elif lingered and not session.violation_count and items is None:
         result.items = _errored_all(
-            notebook, "timed out", f"the notebook's processes did not end{where} 30 s after "
-            "closing their output and were stopped; nothing could be checked.")
+            notebook, "timed out", f"the notebook's processes did not end{where} {LINGER_S:g} s "
+            "after closing their output and were stopped; nothing could be checked.")
     elif session.violation_count:
         result.items = _errored_all(
             notebook, "tampering", "the notebook's code wrote to the grader's result channel ("
             + "; ".join(sorted(set(session.violations))[:3])
             + (f"; {session.violation_count} lines in all" if session.violation_count > 3 else "")
             + "): its results are void.")
-    elif session.tampered is not None:
-        result.items = _errored_all(notebook, "tampering", "the notebook changed the grader's "
-                                    f"checking code: {session.tampered}; its results are void.")
     elif items is not None and code == 0:
         result.items = items
         result.notes += [str(n)[:300] for n in session.done.get("notes", [])][:10]

@@ -3,60 +3,73 @@
 Started by :mod:`helpers.course.grade` (never by hand) as ``python -m
 helpers.course.grade_runner``, in the jail of :mod:`helpers.course.sandbox`. The grader writes
 the *plan* (the notebook's code cells, which exercises to capture where, the limits) as one JSON
-line on this process's standard input; this process answers with JSON lines on a result pipe and
-receives its signing key on a key pipe. Both pipes' numbers come in ``$COURSE_GRADE_FDS``, which
-is removed from the environment; before any student code runs they are moved to random high
-descriptors, standard input is replaced with ``/dev/null`` (the key never travels on it) and
-nothing names them in ``sys.argv``. Standard output and error go to the grader, which keeps only a
-capped copy: nothing printed is ever read as a result.
+line on this process's standard input; the results go back as JSON lines on a result pipe whose
+number comes in ``$COURSE_GRADE_FDS`` (removed from the environment). Standard output and error
+go to the grader, which keeps only a capped copy: nothing printed is ever read as a result.
 
-In order:
+Two processes, so that the verdicts come from one the student's code cannot reach:
 
 1. Before any student code: set the memory and process limits, import the chapter's exercise
-   module and what its checkers import lazily (``sklearn.metrics``, ``opacus``...), and take
-   *references* to each exercise's checker, the exception classes and the functions the checks
-   and the final phase rely on; fingerprint the checking machinery (every ``helpers`` module
-   loaded and the classes defined in them, ``builtins``, torch, numpy, pandas, math..., the
-   classes ``Tensor``, ``Module``, ``DataFrame``..., the exercise objects and questions: the
-   identity of every value, and of every function's code, defaults, closure and attributes);
-   copy the data held by the exercise modules (``ch05._FACTS``); install an audit hook that
-   refuses further audit hooks and counts the introspection a forger needs (``gc.get_referrers``,
-   ``sys._current_frames``, ``ctypes``...).
-2. Run the code cells one by one with IPython's ``InteractiveShell`` (magics and display work, no
-   Jupyter kernel), each under an alarm (``cell_s``); a cell that fails, times out or prints more
-   than ``output_mib`` is recorded and the next cell runs (as nbgrader does); cells past the
-   notebook's time budget are skipped. Just before the cell that checks an exercise (the
-   notebook's own ``chNN.qK.check()`` cell) the answer the student defined, e.g. the function
-   ``cosine_similarity``, is captured (data, e.g. ``quiz_answers``, as a deep copy: a later cell
-   cannot change it; a function is judged as it is, and the globals it uses are looked up when it
-   is judged).
-3. After the last cell: compare the fingerprint and the torch / trace / profile state; put back
-   the exercise modules' data; then judge every captured exercise with the references taken in
-   step 1 (each check under its own alarm, ``check_s``). A questionnaire is *not* judged here:
-   the student's answers (plain values, capped) are sent to the grader, which scores them with
-   answer keys of its own process. If the notebook changed any fingerprinted machinery, or a
-   thread started by the notebook's code is still running, nothing is signed: the notebook is
-   reported as tampering, naming what changed.
-4. Ask the grader for the key (``{"t": "ready"}``) and sign each result line with HMAC-SHA256;
-   exit at once with ``os._exit`` (no ``atexit`` handler or finaliser of the student's runs after
-   the results). The grader sends the key once, and only after it has seen, in the plan's order,
-   every planned cell start and finish (or be skipped).
+   module and what its checkers import lazily (``sklearn.metrics``, ``opacus``...), take the
+   exercises' checkers; make the process non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``) and fork.
+   The parent is the *judge*: it keeps the result pipe and the checkers, and no code of the
+   notebook ever runs in it. The child is the *student's process*: it closes its copy of the
+   result pipe (so it holds no descriptor on which the grader takes results), becomes dumpable
+   again (its own ``/proc`` files stay readable to its code) and asks to be killed when the judge
+   ends. The two talk over a pair of private pipes made before the fork
+   (:mod:`helpers.course.judge_wire`). The jail drops every capability and the judge is
+   non-dumpable, so the student's process cannot ptrace it, read ``/proc/<judge>/mem``, open its
+   files through ``/proc`` or take its descriptors with ``pidfd_getfd``.
+2. The student's process runs the code cells one by one with IPython's ``InteractiveShell``
+   (magics and display work, no Jupyter kernel), each under an alarm (``cell_s``); a cell that
+   fails, times out or prints more than ``output_mib`` is recorded and the next cell runs (as
+   nbgrader does); cells past the notebook's time budget are skipped. It reports each cell to
+   the judge, which forwards the reports to the grader (the grader checks that they follow the
+   plan; anything else a cell writes on the judge's pipe is forwarded as a *violation* and voids
+   the notebook). Just before the cell that checks an exercise (the notebook's own
+   ``chNN.qK.check()`` cell) the answer is captured: a function, e.g. ``cosine_similarity``, is
+   kept in the student's process (the globals it uses are looked up when it is called); a
+   questionnaire's answers are sent to the judge at once as plain values (a later cell cannot
+   change them).
+3. After the last cell the student's process sends, for review only, what it changed of the
+   checking machinery in its own process (the fingerprint of :class:`_Fingerprint`: every
+   ``helpers`` module and class, ``builtins``, torch, numpy, pandas..., torch modes, trace and
+   profile functions, ``gc`` callbacks, threads left running) and the introspection its cells
+   used (an audit hook counts ``gc.get_referrers``, ``sys._current_frames``, ``ctypes``...; a
+   listing of ``/proc/self/fd`` is an alert at once). None of it can change a result any more.
+4. The judge judges every exercise with its own checker, under its own alarm (``check_s``): the
+   checker gets a :class:`judge_wire.Proxy` in place of the student's function. A call sends the
+   arguments to the student's process (pickled: it trusts the judge; a ``torch.Generator`` as its
+   state, a callable argument such as ``model.learn`` stays in the judge and is called back),
+   which calls the real function under an alarm of its own and sends back the value, and the
+   arrays and tensors of the arguments as they are after the call (written back into the judge's
+   arguments in place), in the codec of :mod:`helpers.course.judge_wire`: None, numbers, text,
+   bytes, containers, numpy arrays and numbers, torch tensors, pandas objects, built fresh by the
+   judge; nothing from the student's process is ever unpickled, and anything else (an object
+   that lies about equality, a generator, a value over 64 MiB or nested too deep) is refused
+   with a message that fails the exercise. An exception comes back by type name, message and
+   built-in base class (``NotImplementedError`` stays "not attempted", ``ValueError`` is caught
+   as one). A questionnaire is scored by the grader with its own answer keys. The student's
+   process dying during a check errors that exercise and the ones after it; one that does not
+   stop when the check's time is up is killed. The judge sends the results and ends.
 
-What this does not stop, and cannot in one process: code that deliberately attacks the checks
-from inside the process's memory, e.g. a function that patches a comparison while it is being
-checked and restores it afterwards, an object that lies about equality, a cell that walks the
-interpreter's frames or objects (``sys._getframe``, ``gc``, ``ctypes``) to change the runner's
-state, or one that finds the pipes (``/proc/self/fd``) and impersonates the runner with the
-protocol of this file. The grader lists the sources that use such tools for review by hand; see
-INSTRUCTORS.md.
+If the student's process ends before its last cell (a crash, ``os._exit``), the judge ends the
+same way (the same signal or exit code), and the grader reports the crash and where it happened.
+
+What this does not stop: the student's *function* runs in the student's process and may compute
+its answer any way it likes, including by calling the course library (an answer that *is* the
+library's function fails; one that wraps it passes), reading the questionnaires' answer keys,
+which the exercise modules hold, or by recognising the checkers' fixed, seeded inputs. The student's
+process can kill or stop the judge (the notebook then errors, *crashed* or *timed out*) and can
+make its own checks time out; it cannot make a wrong answer pass. See INSTRUCTORS.md.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import gc
 import hashlib
-import hmac
 import importlib
 import inspect
 import io
@@ -72,17 +85,19 @@ import time
 import traceback
 import types
 
-__all__ = ["main", "CellTimeout", "OutputFlood", "MISSING_CHECK_CELL", "FDS_ENV", "MESSAGE_CAP"]
+from helpers.course import judge_wire
+
+__all__ = ["main", "student_process", "CellTimeout", "OutputFlood", "MISSING_CHECK_CELL", "FDS_ENV", "MESSAGE_CAP"]
 
 MISSING_CHECK_CELL = -1
 """A plan's capture position for an exercise whose check cell is not in the notebook."""
 FDS_ENV = "COURSE_GRADE_FDS"
-"""The environment variable that gives the runner its result and key pipes ("res,key")."""
+"""The environment variable that gives the runner its result pipe (a descriptor number)."""
 MESSAGE_CAP = 4000
-"""Characters of a result's message that are signed and sent (a huge answer shown in it is cut)."""
+"""Characters of a result's message that are sent (a huge answer shown in it is cut)."""
 QUIZ_ANSWERS_CAP = 64
 """Entries of ``quiz_answers`` sent to the grader (each text cut to 200 characters)."""
-# what the checkers compare with, and what the runner signs with; not the rest of the standard
+# what the checkers compare with (fingerprinted for review); not the rest of the standard
 # library, which compiled extensions patch on import (Cython wraps inspect.isgenerator)
 _THIRD_PARTY = ("builtins", "torch", "torch.nn", "torch.nn.functional", "torch.testing",
                 "numpy", "numpy.testing", "numpy.linalg", "numpy.random", "torch.linalg",
@@ -131,11 +146,16 @@ class _Capped(io.TextIOBase):
         return self.raw.encoding
 
 
+_ALARM_AT = [0.0]
+
+
 def _on_alarm(signum, frame):
-    raise CellTimeout()
+    if time.monotonic() >= _ALARM_AT[0] - 0.05:     # not a SIGALRM sent early by someone else
+        raise CellTimeout()
 
 
 def _arm(seconds: float) -> None:
+    _ALARM_AT[0] = time.monotonic() + max(seconds, 0.01)
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01), 1.0)  # then again every second
 
@@ -316,6 +336,8 @@ class _Fingerprint:
     """Identities of everything the checks rely on, taken before the student's code runs."""
 
     def __init__(self, module, exercises: dict, classes: list, preimported: dict):
+        # first: pickling the modules' data caches ``__slotnames__`` on its classes
+        self.module_data = _ModuleData()
         self.modules = {}
         self.wrapper_code = _dynamo_wrapper_code()
         names = sorted(n for n in sys.modules if n == "helpers" or n.startswith("helpers."))
@@ -349,7 +371,6 @@ class _Fingerprint:
             if isinstance(qs, list):
                 self.questions[name] = (qs, list(qs), [copy.deepcopy(vars(q)) for q in qs])
         self.modes = _torch_modes()
-        self.module_data = _ModuleData()
 
     def _allowed(self, module_name: str, key: str, new, old) -> bool:
         """torch's own wrapper of ``torch.manual_seed``, recognised by the identity of its code
@@ -485,22 +506,74 @@ class _Item:
         self.is_quiz = isinstance(exercise, quiz_cls)
 
 
-class _Judge:
-    def __init__(self, incorrect, check_s: float):
-        self.incorrect, self.check_s = incorrect, check_s
+def _library_name(answer) -> str | None:
+    """``module.qualname`` when the answer *is* a function or class of the course library."""
+    if (_isfunction(answer) or _isclass(answer)) and \
+            str(getattr(answer, "__module__", "") or "").startswith("helpers."):
+        return f"{answer.__module__}.{getattr(answer, '__qualname__', '?')}"[:200]
+    return None
 
-    def item(self, item: _Item, answer, where: str) -> dict:
+
+def _capture_report(item: _Item, value) -> dict:
+    """What the student's process tells the judge of a captured answer: whether it is there, a
+    questionnaire's plain answers, whether a function is the library's own; a data answer
+    (a vary-and-explain dict, a list) itself, in the codec (or why it cannot be read)."""
+    out = {"t": "capture", "attr": item.attr, "present": value is not _MISSING}
+    if item.is_quiz:
+        out["quiz"] = None if value is _MISSING else value
+    elif value is not _MISSING and callable(value):
+        out["library"] = _library_name(value)
+    elif value is not _MISSING:
+        try:
+            out["data"] = judge_wire.encode(value, f"your `{item.var}`")
+        except judge_wire.Unreadable as err:
+            out["refused"] = str(err)
+        except RecursionError:
+            out["refused"] = f"your `{item.var}` is nested too deep for the grader to read."
+    return out
+
+
+def _requiz(data):
+    """A questionnaire's answers as the judge keeps them: ``{"pairs": [[q, a], ...]}`` of plain
+    values, or ``{"type": name}`` (the student's process sent them; checked again here)."""
+    if isinstance(data, dict) and isinstance(data.get("pairs"), list):
+        pairs = [[_plain_json(p[0]), _plain_json(p[1])] for p in data["pairs"][:QUIZ_ANSWERS_CAP]
+                 if isinstance(p, list) and len(p) == 2]
+        count = data.get("count")
+        return {"pairs": pairs, "count": count if type(count) is int else len(pairs)}
+    kind = data.get("type") if isinstance(data, dict) else None
+    return {"type": str(kind or "value that could not be read")[:60]}
+
+
+def _plain_json(value):
+    if isinstance(value, dict):
+        return {"type": str(value.get("type", "object"))[:60]}
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)[:200]
+
+
+class _Judge:
+    """Judges the captured answers, in the judge's process: each checker (taken before any
+    student code ran) is called with a :class:`judge_wire.Proxy` of the student's function,
+    under its own alarm (``check_s``)."""
+
+    def __init__(self, incorrect, check_s: float, link=None):
+        self.incorrect, self.check_s, self.link = incorrect, check_s, link
+
+    def item(self, item: _Item, report: dict | None, where: str) -> dict:
         out = {"item": item.name}
-        if answer is _MISSING:
+        if report is None or not report.get("present"):
             return {**out, "state": "not attempted", "score": 0.0,
                     "message": f"`{item.var}` is not defined when the notebook checks it "
                                f"({where}): write it in its exercise cell and run that cell."}
         if item.is_quiz:                      # scored by the grader, with its own answer keys
-            return {**out, "state": "answers", "score": 0.0, "message": "", "answers": answer}
+            return {**out, "state": "answers", "score": 0.0, "message": "",
+                    "answers": _requiz(report.get("quiz"))}
         try:
             _arm(self.check_s)
             try:
-                return {**out, **self._exercise(item, answer)}
+                return {**out, **self._exercise(item, report)}
             finally:
                 _disarm()
         except CellTimeout:
@@ -513,17 +586,34 @@ class _Judge:
         except OutputFlood as err:
             return {**out, "state": "errored", "reason": "output flood", "score": 0.0,
                     "message": f"`{item.var}` printed too much while being checked ({err})."}
+        except judge_wire.StudentGone as err:
+            return {**out, "state": "errored", "reason": err.reason, "score": 0.0,
+                    "message": f"`{item.var}` could not be checked: {err.why}."}
+        except judge_wire.GraderError as err:
+            return {**out, "state": "errored", "reason": "grader", "score": 0.0,
+                    "message": f"{err} Report this to the course's maintainers."}
         except BaseException as err:                       # noqa: BLE001 - whatever it raised
             return {**out, "state": "failed", "score": 0.0,
                     "message": f"checking `{item.var}` raised {type(err).__name__}."}
 
-    def _exercise(self, item: _Item, answer) -> dict:
-        if (_isfunction(answer) or _isclass(answer)) and \
-                str(getattr(answer, "__module__", "") or "").startswith("helpers."):
+    def _exercise(self, item: _Item, report: dict) -> dict:
+        library = report.get("library")
+        if isinstance(library, str) and library:
             return {"state": "failed", "score": 0.0,
                     "message": f"your `{item.var}` is the course library's own "
-                               f"`{answer.__module__}.{answer.__qualname__}`, not code of your "
-                               "own: write the exercise's function yourself."}
+                               f"`{library[:200]}`, not code of your own: write the exercise's "
+                               "function yourself."}
+        if "refused" in report:
+            return {"state": "failed", "score": 0.0, "message": str(report["refused"])[:2000]}
+        if "data" in report:                # a data answer, read by the codec, not called
+            try:
+                answer = judge_wire.decode(report["data"], f"`{item.var}`")
+            except judge_wire.WireError as err:
+                return {"state": "failed", "score": 0.0,
+                        "message": f"your `{item.var}` could not be read back ({err})."}
+        else:
+            answer = judge_wire.Proxy(self.link, item.attr, item.var,
+                                      time.monotonic() + self.check_s)
         try:
             note = item.checker(answer)
         except NotImplementedError:
@@ -533,7 +623,8 @@ class _Judge:
                                "code."}
         except self.incorrect as err:
             return {"state": "failed", "score": 0.0, "message": _text(err)}
-        except (CellTimeout, MemoryError, OutputFlood):
+        except (CellTimeout, MemoryError, OutputFlood, judge_wire.StudentGone,
+                judge_wire.GraderError):
             raise
         except BaseException as err:                       # noqa: BLE001 - the student's code
             return {"state": "failed", "score": 0.0,
@@ -617,9 +708,9 @@ def _describe(err: BaseException, memory_mib: int) -> tuple[str, str]:
     return "error", text + (f" (line {line} of the cell)" if line else "")
 
 
-def _capture_all(shell, items: list, pos: int, answers: dict, seconds: float) -> None:
+def _capture_all(shell, items: list, pos: int, answers: dict, seconds: float, lines) -> None:
     """Capture the answers whose check cell is at ``pos``, under an alarm (a deep copy may run
-    the student's ``__deepcopy__``)."""
+    the student's ``__deepcopy__``), and tell the judge what was captured."""
     due = [item for item in items if item.capture == pos]
     if not due:
         return
@@ -635,20 +726,22 @@ def _capture_all(shell, items: list, pos: int, answers: dict, seconds: float) ->
             if item.attr not in answers:
                 answers[item.attr] = {"type": "value that could not be read"} if item.is_quiz \
                     else shell.user_ns.get(item.var, _MISSING)
+    for item in due:
+        lines.send(_capture_report(item, answers[item.attr]))
 
 
-def _run_cells(shell, plan: dict, items: list, channel: _Channel, deadline: float,
+def _run_cells(shell, plan: dict, items: list, lines, deadline: float,
                stdout: _Capped, stderr: _Capped, watching: list) -> dict:
     limits = plan["limits"]
     answers = {}
     for pos, cell in enumerate(plan["cells"]):
-        _capture_all(shell, items, pos, answers, float(limits["check_s"]))
+        _capture_all(shell, items, pos, answers, float(limits["check_s"]), lines)
         index = cell["index"]
         left = deadline - time.monotonic()
         if left <= 0:
-            channel.send({"t": "cell", "index": index, "status": "skipped", "seconds": 0.0})
+            lines.send({"t": "cell", "index": index, "status": "skipped", "seconds": 0.0})
             continue
-        channel.send({"t": "cell", "index": index, "status": "started"})
+        lines.send({"t": "cell", "index": index, "status": "started"})
         stdout.count = stderr.count = 0
         sys.stdout, sys.stderr, sys.stdin = stdout, stderr, io.StringIO("")
         t0 = time.monotonic()
@@ -682,8 +775,8 @@ def _run_cells(shell, plan: dict, items: list, channel: _Channel, deadline: floa
                 mpl.close("all")                          # as the notebook's inline backend
         except BaseException:                              # noqa: BLE001
             pass
-        channel.send(message)
-    _capture_all(shell, items, len(plan["cells"]), answers, float(limits["check_s"]))
+        lines.send(message)
+    _capture_all(shell, items, len(plan["cells"]), answers, float(limits["check_s"]), lines)
     return answers
 
 
@@ -772,23 +865,31 @@ def _notebook_threads(trusted: tuple, me: int) -> int:
     return count
 
 
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE = 1, 4
+_PASSED_OVER = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGPIPE",
+                "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGXCPU")
+
+
+def _prctl(option: int, value: int) -> bool:
+    import ctypes
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the plan read from standard input (see the module's docstring); the grader's side."""
     parser = argparse.ArgumentParser(description="helpers.course.grade's runner (not for direct use)")
     parser.parse_args(argv)
     started = time.monotonic()
     try:
-        res_fd, key_fd = (int(x) for x in os.environ.pop(FDS_ENV).split(","))
+        res_fd = int(os.environ.pop(FDS_ENV))
     except (KeyError, ValueError):
         sys.stderr.write(f"grade_runner: ${FDS_ENV} is missing: it is started by the grader\n")
         return 3
-    res_fd, key_fd = _hide_fd(res_fd), _hide_fd(key_fd)
+    res_fd = _hide_fd(res_fd)
     channel = _Channel(res_fd)
-    # references the final phase uses, taken before any student code exists
-    hmac_new, sha256, exit_now, read, loads, dumps = (hmac.new, hashlib.sha256, os._exit,
-                                                      os.read, json.loads, json.dumps)
-    current_frames, get_ident, enumerate_threads = (sys._current_frames, threading.get_ident,
-                                                    threading.enumerate)
     try:
         plan = json.loads(_read_line(0, 256 * 2**20))
         null = os.open(os.devnull, os.O_RDONLY)             # nothing more comes on stdin
@@ -824,114 +925,282 @@ def main(argv: list[str] | None = None) -> int:
             by_name[ex.name] = ex
         classes = [c for m in (exercises_pkg, quiz_mod, module) for c in vars(m).values()
                    if isinstance(c, type) and c.__module__ == m.__name__]
-        judge = _Judge(exercises_pkg.Incorrect, float(limits["check_s"]))
-        shell = _make_shell()
-        fingerprint = _Fingerprint(module, by_name, classes, preimported)
-        gc_callbacks, trace, profile = list(gc.callbacks), sys.gettrace(), sys.getprofile()
-        thread_hooks = (threading.gettrace(), threading.getprofile())
-        trusted = _trusted_roots()
-        out_limit = int(float(limits["output_mib"]) * 2**20)
-        stdout, stderr = _Capped(sys.stdout, out_limit), _Capped(sys.stderr, out_limit)
-        counts, watching = {}, [False]
-        sys.addaudithook(_audit_hook(counts, watching, channel))
+        to_judge, to_student = os.pipe(), os.pipe()         # (read, write) each
+        if not _prctl(_PR_SET_DUMPABLE, 0):                 # inherited: the student undoes it
+            raise OSError("prctl(PR_SET_DUMPABLE, 0) failed: the judge cannot hide its memory")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
     except Exception as err:                                # noqa: BLE001 - tell the grader
         channel.send({"t": "fatal", "message": f"{type(err).__name__}: {_text(err, 1000)}"})
         sys.stdout.flush()
         return 3
-    channel.send({"t": "start", "seconds": round(time.monotonic() - started, 3)})
-    deadline = started + float(limits["notebook_s"])
-    answers = _run_cells(shell, plan, items, channel, deadline, stdout, stderr, watching)
+    if pid == 0:                            # the student's process: no pipe to the grader
+        os.close(res_fd)
+        os.close(to_judge[0])
+        os.close(to_student[1])
+        _student(plan, items, (module, by_name, classes, preimported), started,
+                 to_student[0], to_judge[1])
+    os.close(to_judge[1])
+    os.close(to_student[0])
+    lines = judge_wire.Lines(to_judge[0], to_student[1])
+    _judge(plan, items, channel, pid, lines, exercises_pkg.Incorrect, scratch, started)
+    return 0                                                # pragma: no cover - _exit in _judge
 
-    # ------------------------------------------------------------------ after the cells
+
+# ----------------------------------------------------------------------------- the student's side
+def _student(plan: dict, items: list, machinery: tuple, started: float, rfd: int,
+             wfd: int) -> None:
+    """The student's process: run the cells, report them and the captured answers to the
+    judge, then answer its calls; never returns."""
+    code = 0
+    try:
+        _prctl(_PR_SET_DUMPABLE, 1)          # its own /proc files stay readable to its code
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)           # the judge gone: nothing to do
+        lines = judge_wire.Lines(_hide_fd(rfd), _hide_fd(wfd))
+        _serve_notebook(plan, items, machinery, started, lines)
+    except BaseException:                                   # noqa: BLE001 - its code broke it
+        code = 3
+        try:
+            traceback.print_exc()
+            sys.stderr.flush()
+        except BaseException:                               # noqa: BLE001
+            pass
+    os._exit(code)
+
+
+def _serve_notebook(plan: dict, items: list, machinery: tuple, started: float, lines) -> None:
+    limits = plan["limits"]
+    try:
+        shell = _make_shell()
+        fingerprint = _Fingerprint(*machinery)
+        state = (list(gc.callbacks), sys.gettrace(), sys.getprofile(),
+                 (threading.gettrace(), threading.getprofile()))
+        trusted = _trusted_roots()
+        out_limit = int(float(limits["output_mib"]) * 2**20)
+        stdout, stderr = _Capped(sys.stdout, out_limit), _Capped(sys.stderr, out_limit)
+        counts, watching = {}, [False]
+        sys.addaudithook(_audit_hook(counts, watching, lines))
+    except Exception as err:                                # noqa: BLE001 - tell the grader
+        lines.send({"t": "fatal", "message": f"{type(err).__name__}: {_text(err, 1000)}"})
+        raise
+    lines.send({"t": "start"})
+    deadline = started + float(limits["notebook_s"])
+    answers = _run_cells(shell, plan, items, lines, deadline, stdout, stderr, watching)
     signal.setitimer(signal.ITIMER_REAL, 0)
-    changed = fingerprint.changes()         # before judging: it also puts the modules' data back
+    lines.send({"t": "cells_done", "notes": _review_notes(fingerprint, state, trusted, counts),
+                "network": _netguard_attempts(os.environ.get("COURSE_NETGUARD_LOG"))[:20]})
+    judge_wire.serve(lines, answers,
+                     lambda fn, args, kwargs, seconds: _run_call(fn, args, kwargs, seconds,
+                                                                 stdout, stderr))
+
+
+def _review_notes(fingerprint, state: tuple, trusted: tuple, counts: dict) -> list[str]:
+    """What the notebook did that an attack on an in-process grader needs, for review by hand:
+    no result depends on it any more (the checks run in the judge's process)."""
+    changed = fingerprint.changes()
+    callbacks, trace, profile, thread_hooks = state
     if sys.gettrace() is not trace or sys.getprofile() is not profile or \
             (threading.gettrace(), threading.getprofile()) != thread_hooks:
         changed.append("a trace or profile function was installed (sys.settrace / setprofile)")
-    if list(gc.callbacks) != gc_callbacks:
+    if list(gc.callbacks) != callbacks:
         changed.append("gc.callbacks was changed")
-    results = []
-    if not changed:
-        for item in items:
-            if item.capture == MISSING_CHECK_CELL:
-                results.append({"item": item.name, "state": "errored",
-                                "reason": "check cell missing", "score": 0.0,
-                                "message": f"the notebook no longer has the cell that runs "
-                                           f"`{item.name}.check()`; put it back (copy it from "
-                                           "the chapter's notebook) below your answer."})
-                continue
-            where = f"just before its `{item.name}.check()` cell"
-            results.append(judge.item(item, answers.get(item.attr, _MISSING), where))
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        changed = fingerprint.changes()     # judging ran the student's functions again
-    attempts = _netguard_attempts(os.environ.get("COURSE_NETGUARD_LOG"))
-
-    # ------------------------------------------------------------------ nothing of theirs runs
-    for sig in signal.valid_signals():
-        if sig not in (signal.SIGKILL, signal.SIGSTOP):
-            try:
-                signal.signal(sig, signal.SIG_IGN)
-            except (OSError, ValueError, RuntimeError):
-                pass
-    for which in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF):
-        signal.setitimer(which, 0)
-    gc.disable()
-    gc.callbacks.clear()
-    sys.settrace(None)
-    sys.setprofile(None)
-    threading.settrace(None)
-    threading.setprofile(None)
-    try:
-        stdout.flush()
-        stderr.flush()
-    except BaseException:                                   # noqa: BLE001
-        pass
-    if sys._current_frames is not current_frames or threading.get_ident is not get_ident:
-        changed.append("`sys._current_frames` or `threading.get_ident` was changed")
-    elif _notebook_threads(trusted, get_ident()):
-        changed.append("a thread started by the notebook's code was still running when the "
-                       "results were to be signed (it could have read the signing key)")
-    if changed:                     # no key, no signed results: the grader voids the notebook
-        what = "; ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
-        channel.send({"t": "tampered", "what": what[:MESSAGE_CAP]})
-        exit_now(5)
     notes = []
-    known = {t.ident for t in enumerate_threads()            # tqdm's progress-bar monitor
-             if type(t).__module__.split(".")[0] == "tqdm"}
-    others = [t for t in current_frames() if t != get_ident() and t not in known]
-    if others:
-        notes.append(f"{len(others)} Python thread(s) of the libraries were still running when "
-                     "the results were signed")
+    if changed:
+        what = "; ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8
+                                         else "")
+        notes.append("for review: the notebook changed the checking code in its own process "
+                     f"(no result depends on it: the checks ran in a separate process): {what}")
+    if _notebook_threads(trusted, threading.get_ident()):
+        notes.append("for review: a thread started by the notebook's code was still running "
+                     "after its last cell")
     if counts:
         notes.append("for review: while its cells ran the notebook used " + ", ".join(
             f"{k} ({v}x)" for k, v in sorted(counts.items())))
+    return [n[:MESSAGE_CAP] for n in notes]
 
-    # ------------------------------------------------------------------ the signed results
-    channel.send({"t": "ready"})
+
+def _run_call(fn, args: tuple, kwargs: dict, seconds: float, stdout, stderr) -> tuple:
+    """One call of the student's function for the judge, under the check's alarm."""
+    sys.stdout, sys.stderr = stdout, stderr
+    stdout.count = stderr.count = 0
     try:
-        line, chunk = b"", b"x"
-        while b"\n" not in line and chunk and len(line) < 4096:
-            chunk = read(key_fd, 4096)
-            line += chunk
-        key = bytes.fromhex(loads(line.split(b"\n", 1)[0])["key"])
-    except Exception:                                       # noqa: BLE001
-        exit_now(4)
-    for seq, r in enumerate(results):
-        r = {**r, "seq": seq}
+        _arm(seconds)
+        try:
+            return "return", fn(*args, **kwargs)
+        finally:
+            _disarm()
+    except CellTimeout:
+        return "timeout", ""
+    except MemoryError:
+        return "memory", ""
+    except OutputFlood as err:
+        return "flood", _text(err, 200)
+    except BaseException as err:                            # noqa: BLE001 - sent to the judge
+        return "raised", err
+
+
+@contextlib.contextmanager
+def student_process(answers: dict, grace: float = 3.0):
+    """A process forked from this one that holds ``answers`` (exercise attribute, e.g. ``"q1"``,
+    to the student's function) and answers calls as a notebook's process does after its last
+    cell. Yields ``proxy(attr, var, seconds=60)``, which makes the :class:`judge_wire.Proxy` a
+    checker is given (``proxy.link`` is the :class:`judge_wire.Link` under it). For tests and measurements: the runner forks before the notebook's code
+    runs instead."""
+    if not isinstance(answers, dict) or not all(isinstance(k, str) and callable(v)
+                                                for k, v in answers.items()):
+        raise TypeError("answers must be a dict from exercise attribute (str) to a function, "
+                        f"got {type(answers).__name__}")
+    incorrect = importlib.import_module("helpers.course.exercises").Incorrect
+    to_judge, to_student = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(to_judge[0])
+            os.close(to_student[1])
+            out, err = _Capped(sys.stdout, 2**30), _Capped(sys.stderr, 2**30)
+            judge_wire.serve(judge_wire.Lines(to_student[0], to_judge[1]), answers,
+                             lambda fn, a, k, sec: _run_call(fn, a, k, sec, out, err))
+        except BaseException:                               # noqa: BLE001 - the child ends
+            code = 3
+        os._exit(code)
+    os.close(to_judge[1])
+    os.close(to_student[0])
+    link = judge_wire.Link(judge_wire.Lines(to_judge[0], to_student[1]), pid,
+                           (CellTimeout, OutputFlood), incorrect, grace)
+    def proxy(attr: str, var: str, seconds: float = 60.0) -> judge_wire.Proxy:
+        if attr not in answers:
+            raise KeyError(f"no answer {attr!r}; there are {sorted(answers)[:10]}")
+        return judge_wire.Proxy(link, attr, var, time.monotonic() + seconds)
+    proxy.link = link                       # for a judge of the runner's own (_Judge)
+    try:
+        yield proxy
+    finally:
+        link.close()
+        for fd in (to_judge[0], to_student[1]):
+            os.close(fd)
+        for _ in range(100):
+            if judge_wire.ended(pid):
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            judge_wire.exit_status(pid)
+
+
+# ----------------------------------------------------------------------------- the judge's side
+def _judge(plan: dict, items: list, channel: _Channel, pid: int, lines, incorrect,
+           scratch: str, started: float) -> None:
+    """The judge's process: forward the cells' progress, then judge the captured answers with
+    its own checkers and send the results; never returns."""
+    _harden_judge(plan, scratch)
+    captures: dict = {}
+    done = _follow_cells(channel, lines, pid, items, captures, started)
+    if done is None:
+        _end_like(pid)
+    link = judge_wire.Link(lines, pid, (CellTimeout, OutputFlood), incorrect)
+    judge = _Judge(incorrect, float(plan["limits"]["check_s"]), link)
+    channel.send({"t": "judging"})
+    for seq, item in enumerate(items):
+        if item.capture == MISSING_CHECK_CELL:
+            r = {"item": item.name, "state": "errored", "reason": "check cell missing",
+                 "score": 0.0, "message": f"the notebook no longer has the cell that runs "
+                                          f"`{item.name}.check()`; put it back (copy it from "
+                                          "the chapter's notebook) below your answer."}
+        else:
+            r = judge.item(item, captures.get(item.attr),
+                           f"just before its `{item.name}.check()` cell")
         if isinstance(r.get("message"), str) and len(r["message"]) > MESSAGE_CAP:
             r["message"] = r["message"][:MESSAGE_CAP] + " [...]"
+        channel.send({"t": "result", "result": {**r, "seq": seq}})
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    link.close()
+    notes = [str(n)[:MESSAGE_CAP] for n in done.get("notes", []) if isinstance(n, str)][:10] \
+        if isinstance(done.get("notes"), list) else []
+    network = [str(n)[:300] for n in done.get("network", [])][:20] \
+        if isinstance(done.get("network"), list) else []
+    channel.send({"t": "done", "count": len(items), "notes": notes, "network": network})
+    os._exit(0)
+
+
+def _harden_judge(plan: dict, scratch: str) -> None:
+    """Nothing the student's process can write reaches the judge: no import from the scratch
+    folder (``python -m`` put it first on ``sys.path``), the course's read-only cache instead of
+    the scratch's links to it, no home or config folder; the signals a notebook could send to
+    disturb it are ignored (the judge's alarm ignores an early ``SIGALRM``)."""
+    real = os.path.realpath(scratch)
+    sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != real
+                   and not os.path.realpath(p).startswith(real + os.sep)]
+    cache = plan.get("cache")
+    if cache and os.path.isdir(cache):
+        os.environ["COURSE_CACHE"] = cache
+    else:
+        os.environ.pop("COURSE_CACHE", None)
+    for key in ("HOME", "MPLCONFIGDIR", "IPYTHONDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
+        os.environ[key] = "/nonexistent"
+    os.chdir("/")
+    importlib.invalidate_caches()
+    for name in _PASSED_OVER:
         try:
-            body = dumps(r, sort_keys=True, ensure_ascii=True)
-        except (TypeError, ValueError):
-            body = dumps({"item": r["item"], "state": "errored", "reason": "grader", "score": 0.0,
-                          "seq": seq, "message": "this result could not be sent"}, sort_keys=True)
-        channel.send({"t": "result", "body": body,
-                      "mac": hmac_new(key, body.encode(), sha256).hexdigest()})
-    body = dumps({"count": len(results), "notes": notes, "network": attempts[:20]},
-                 sort_keys=True, ensure_ascii=True)
-    channel.send({"t": "done", "body": body, "mac": hmac_new(key, body.encode(), sha256).hexdigest()})
-    exit_now(0)
-    return 0                                                # pragma: no cover - _exit above
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+        except (AttributeError, OSError, ValueError):
+            pass
+
+
+def _follow_cells(channel: _Channel, lines, pid: int, items: list, captures: dict,
+                  started: float) -> dict | None:
+    """Forward the student's process's reports of its cells to the grader (which checks their
+    order), keep its captures, until it says its cells are done (that message is returned) or
+    it ends (``None``). Any other message is forwarded as a violation: a cell wrote on the
+    channel."""
+    attrs = {item.attr for item in items}
+    while True:
+        try:
+            msg = lines.recv(deadline=time.monotonic() + 0.5)
+        except TimeoutError:
+            if judge_wire.ended(pid):
+                return None
+            continue
+        except judge_wire.WireError as err:
+            channel.send({"t": "violation", "what": str(err)[:100]})
+            continue
+        if msg is None:
+            return None
+        kind = msg["t"]
+        if kind in ("start", "fatal", "cell", "alert"):
+            out = {k: msg[k] for k in ("index", "status", "seconds", "error", "message", "what")
+                   if k in msg and isinstance(msg[k], (int, float, str)) and
+                   not isinstance(msg[k], bool)}
+            if kind == "start":
+                out["seconds"] = round(time.monotonic() - started, 3)
+            channel.send({"t": kind, **{k: v[:2000] if isinstance(v, str) else v
+                                        for k, v in out.items()}})
+        elif kind == "capture" and msg.get("attr") in attrs and msg["attr"] not in captures:
+            captures[msg["attr"]] = msg
+        elif kind == "cells_done":
+            return msg
+        else:
+            channel.send({"t": "violation", "what": f"a {kind[:20]!r} message where none belongs"})
+
+
+def _end_like(pid: int) -> None:
+    """The student's process ended before its cells were done: end as it did (its signal or
+    exit code), so the grader reports the crash as it happened; never returns."""
+    status = judge_wire.exit_status(pid)
+    if status is None:
+        os._exit(3)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+            os.kill(os.getpid(), sig)
+            time.sleep(1)
+        except (OSError, ValueError):
+            pass
+        os._exit(128 + sig)
+    os._exit(os.WEXITSTATUS(status))
 
 
 if __name__ == "__main__":
