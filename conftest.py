@@ -26,17 +26,17 @@ PARTS = {"tests": "unit tests", "solutions": "solution notebooks", "chapters": "
 PART_ENV = {"student notebooks": {"COURSE_PROFILE": "smoke",
                                   "COURSE_RESULTS": str(ROOT / "build" / "results-smoke")}}
 
-# path -> worker-seconds in the clean-clone run of 2026-12-07 (AMD EPYC, 2 cores), heaviest first
+# path -> worker-seconds in a full run of 2026-12-07 (AMD EPYC, 2 cores, another process beside
+# it), heaviest first; tests/test_grade.py from its own runs
 SLOWEST_FIRST = {
-    "solutions/10_scale_out.ipynb": 329, "solutions/07_evaluation.ipynb": 263,
-    "solutions/05_reason_generation.ipynb": 176, "tests/test_bundle.py": 150,
-    "tests/test_reasons.py": 146, "tests/test_scale.py": 118,
-    "solutions/04_bert_interest_models.ipynb": 111, "chapters/10_scale_out.ipynb": 92,
-    "solutions/06_multimodal_fusion.ipynb": 87, "solutions/03_self_attention.ipynb": 79,
-    "solutions/08b_realtime.ipynb": 75, "solutions/08a_diversity.ipynb": 64,
-    "tests/test_results.py": 57, "solutions/02_collaborative_filtering.ipynb": 48,
-    "chapters/07_evaluation.ipynb": 46, "solutions/08c_privacy.ipynb": 42,
-    "tests/test_checkpoint.py": 37, "chapters/05_reason_generation.ipynb": 36,
+    "solutions/07_evaluation.ipynb": 417, "solutions/10_scale_out.ipynb": 313,
+    "tests/test_grade.py": 230, "solutions/05_reason_generation.ipynb": 228,
+    "tests/test_bundle.py": 182, "solutions/08b_realtime.ipynb": 166,
+    "solutions/04_bert_interest_models.ipynb": 161, "solutions/06_multimodal_fusion.ipynb": 150,
+    "solutions/03_self_attention.ipynb": 128, "solutions/08a_diversity.ipynb": 118,
+    "tests/test_reasons.py": 84, "solutions/02_collaborative_filtering.ipynb": 45,
+    "tests/test_scale.py": 42, "chapters/07_evaluation.ipynb": 40, "tests/test_multimodal.py": 36,
+    "chapters/05_reason_generation.ipynb": 32, "solutions/08c_privacy.ipynb": 32,
 }
 
 

@@ -94,3 +94,64 @@ def test_the_readme_reading_times_are_the_chapters_own():
     listed = [int(x) for x in re.findall(r"\d+", m.group(4))]
     assert listed == list(stated.values()) and max(stated)[:2] == m.group(1)
     assert int(m.group(2)) * 60 + int(m.group(3)) == sum(listed)
+
+
+_MINUTE_WORDS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
+
+
+def _stated_run_minutes(nb) -> tuple[str, float] | None:
+    """("under" | "about", minutes) from the head's "the notebook runs in under/about N
+    minute(s)" or "computes for about N s", or None."""
+    head = " ".join(nb.cells[0].source.split())
+    m = re.search(r"notebook (?:itself )?runs in (under|about) (\w+|[\d.]+) minutes?", head)
+    if m:
+        n = m.group(2)
+        return m.group(1), float(_MINUTE_WORDS.get(n, n) if not n[0].isdigit() else n)
+    m = re.search(r"notebook computes for about (\d+) s\b", head)
+    return m and ("about", float(m.group(1)) / 60)
+
+
+def _measured_run_minutes() -> dict[str, float]:
+    rows = re.findall(r"^\| `(\d\d[a-z]?_\w+)` \| ([\d.]+) \| [\d,]+ \|$",
+                      (ROOT / "INSTRUCTORS.md").read_text(), flags=re.M)
+    return {name: float(seconds) / 60 for name, seconds in rows}
+
+
+def test_every_chapter_states_its_run_time_as_measured():
+    """A chapter's "the notebook runs in about N minutes" is a result: it must agree with the
+    compute time measured for it (INSTRUCTORS.md's table, written from `make course`'s report)
+    — "under N" means at most N, "about N" within a factor of two either way. A chapter that
+    grows heavier must be re-measured and restate its time."""
+    measured = _measured_run_minutes()
+    for path in SOLUTIONS:
+        stated = _stated_run_minutes(nbformat.read(path, as_version=4))
+        assert stated, f"{path.name}: no 'the notebook runs in about/under N minutes' in its head"
+        how, minutes = stated
+        got = measured[path.stem]
+        ok = got <= minutes if how == "under" else minutes / 2 <= got <= 2 * minutes
+        assert ok, (f"{path.name} says it runs in {how} {minutes:g} min; INSTRUCTORS.md measured "
+                    f"{got:.1f} min: restate one of them from a new measurement")
+
+
+def test_the_run_time_check_refuses_a_wrong_statement():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "**Time:** about 20 minutes; the notebook runs in about two minutes on a laptop CPU.")])
+    assert _stated_run_minutes(nb) == ("about", 2.0)
+    nb.cells[0].source = "the notebook computes for about 80 s on a two-core AMD EPYC"
+    assert _stated_run_minutes(nb) == ("about", 80 / 60)
+    nb.cells[0].source = "nothing about time"
+    assert _stated_run_minutes(nb) is None
+
+
+def test_the_readme_chapter_table_states_the_measured_run_times():
+    """The README's 'quick profile on 2 CPU cores' column (its first '≈ N s|min') agrees with
+    INSTRUCTORS.md's measured compute time within a factor of two, as the chapters' heads do."""
+    measured = _measured_run_minutes()
+    rows = re.findall(r"^\| \d\d[a-z]? \| `(\d\d[a-z]?_\w+)` \|.*\| ≈ ([\d.]+) (s|min)\b",
+                      (ROOT / "README.md").read_text(), flags=re.M)
+    assert {name for name, _, _ in rows} == set(measured), "one README row per measured chapter"
+    for name, value, unit in rows:
+        stated = float(value) / (60 if unit == "s" else 1)
+        assert stated / 2 <= measured[name] <= 2 * stated, (
+            f"README says {name} runs in ≈ {value} {unit}; INSTRUCTORS.md measured "
+            f"{measured[name]:.1f} min")

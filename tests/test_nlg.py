@@ -211,7 +211,7 @@ def test_decoding_filters_equal_transformers():
         assert torch.equal(torch.isfinite(lm.top_k_filter(logits, k)), torch.isfinite(want))
     with pytest.raises(ValueError):
         lm.top_p_filter(logits, 0)
-    assert ch05.q3.check(lm.top_p_filter)
+    assert ch05.q4.check(lm.top_p_filter)
 
 
 def test_clean_untrusted_removes_injection():
@@ -242,8 +242,8 @@ def test_encode_example_masks_the_prompt(tiny_lm):
         lm.encode_example(tok, msgs, "x", max_length=10)
     with pytest.raises(ValueError, match="empty"):
         lm.encode_example(tok, msgs, "  ")
-    assert ch05.q2.check(lambda p, t: (list(p) + list(t), [-100] * len(p) + list(t)))
-    assert not ch05.q2.check(lambda p, t: (list(p) + list(t), list(p) + list(t)))
+    assert ch05.q3.check(lambda p, t: (list(p) + list(t), [-100] * len(p) + list(t)))
+    assert not ch05.q3.check(lambda p, t: (list(p) + list(t), list(p) + list(t)))
 
 
 def test_batched_left_padded_generation_equals_one_by_one(tiny_lm):
@@ -289,8 +289,8 @@ def test_exercise_checkers_reject_wrong_answers():
         s, order = logits.sort(dim=-1, descending=True)
         drop = s.softmax(-1).cumsum(-1) > p
         return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    assert not ch05.q3.check(top_p_without_crossing)
+    assert not ch05.q4.check(top_p_without_crossing)
 
-    assert ch05.q4.check(G.unsupported)
-    assert not ch05.q4.check(lambda claims, facts: [c.name for c in claims
+    assert ch05.q5.check(G.unsupported)
+    assert not ch05.q5.check(lambda claims, facts: [c.name for c in claims
                                                     if c.kind == "aspect" and c.name not in facts["aspects"]])

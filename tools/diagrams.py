@@ -405,7 +405,10 @@ def serving_path() -> Diagram:
 # ----------------------------------------------------------------------------- writing
 def render(name: str) -> tuple[bytes, list[str]]:
     """The SVG of diagram ``name`` and every label it draws."""
-    with matplotlib.rc_context(STYLE):
+    # from matplotlib's own defaults, not whatever a notebook or test in this process set
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()
+        matplotlib.rcParams.update(STYLE)
         d = DIAGRAMS[name][0]()
         return d.svg(), d.labels
 

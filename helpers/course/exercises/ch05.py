@@ -1,12 +1,16 @@
 """Exercises of chapter 05 (reason generation), each checked against an independent reference:
-sacrebleu-style counts, hand-built label rows, transformers' own top-p warper, and a
-hand-written table of claims and verdicts."""
+sacrebleu-style counts, the course's own re-run of the template at another setting (a "vary and
+explain" exercise), hand-built label rows, transformers' own top-p warper, and a hand-written
+table of claims and verdicts."""
 from __future__ import annotations
 
 import torch
 
 from helpers.course.exercises import Exercise, Incorrect, fmt, progress_of, shape_of
-from helpers.reasons.claims import Claim
+from helpers.course.exercises.quiz import Choice, Quiz
+from helpers.course.exercises.vary import Vary
+from helpers.reasons import explainers, world
+from helpers.reasons.claims import Claim, score_reasons
 
 _NB = "05_reason_generation.ipynb"
 
@@ -98,13 +102,49 @@ q1 = Exercise(name="ch05.q1", title="Write clipped(hyp, ref, n): BLEU's clipped 
                         "matched = sum over hyp n-grams of min(hyp count, ref count).",
               nudge=("Count every n-gram of the hypothesis and of the reference; an n-gram can "
                      "match at most as many times as the reference contains it."))
-q2 = Exercise(name="ch05.q2", title="Write mask_labels(prompt_ids, target_ids)",
+def _template_personal_at(profile_top: int) -> float:
+    """The template's personal share on every warm test pair, the profile holding the user's
+    top ``profile_top`` aspects (what the notebook's exercise 2 cell prints)."""
+    w = world.reason_world(profile_top=profile_top)
+    said = explainers.TemplateExplainer(w.facts, w.profile).explain(w.warm["user_id"],
+                                                                   w.warm["item_id"])
+    return score_reasons(said, w.warm, w.lex, w.items_truth, w.facts)["personal"]
+
+
+q2 = Vary(name="ch05.q2", notebook=_NB, var="vary_profile",
+          title="Vary and explain: the template with a one-aspect profile",
+          measure=lambda: (_template_personal_at(3), _template_personal_at(1)),
+          quantity="the template's personal share on warm pairs",
+          expect="down",
+          why=Choice(
+              "What explains the change in the template's personal share?",
+              {"a": "With one aspect the profile is more accurate, so the template names the "
+                    "user's strongest interest and more reasons name a true driver.",
+               "b": "The template can only name an item's high-rated aspects that are in the "
+                    "user's profile; with one aspect there, fewer items match it, so more "
+                    "reasons fall back to popularity or value, which name a true driver less "
+                    "often.",
+               "c": "With a shorter profile the template states aspects the shop does not "
+                    "state, so its reasons become untrue."},
+              "b",
+              {"a": "The top aspect is no more accurate than before; what changes is how often "
+                    "an item's high aspects meet the profile at all.",
+               "b": "Right: a narrower profile matches fewer items' stated strengths, and the "
+                    "fallback sentences are personal only for the purchases popularity or "
+                    "value drove.",
+               "c": "The template only ever says stated facts: its truthful share stays 1."}),
+          hint_text="Set `PROFILE_TOP = 1`, run the cell, copy the personal share it prints into "
+                    "`value`; compare it with the value at 3 (section 5's table, template, warm).",
+          nudge=("Look at what TemplateExplainer needs before it can name an aspect: the item "
+                 "must be stated good at it *and* it must be in the user's profile."))
+
+q3 = Exercise(name="ch05.q3", title="Write mask_labels(prompt_ids, target_ids)",
               var="mask_labels", checker=_check_mask_labels, notebook=_NB,
               hint_text="`input_ids = prompt_ids + target_ids`; `labels = [-100] * len(prompt_ids) "
                         "+ target_ids`.",
               nudge=("The model should learn to write the reason, not to repeat the prompt: feed "
                      "both, but mark every prompt position as 'ignore' in the labels."))
-q3 = Exercise(name="ch05.q3", title="Write top_p(logits, p): nucleus filtering",
+q4 = Exercise(name="ch05.q4", title="Write top_p(logits, p): nucleus filtering",
               var="top_p", checker=_check_top_p, notebook=_NB,
               hint_text="Sort descending, softmax, cumsum; drop a token when the mass *before* it "
                         "(cumsum minus its own probability) is already >= p; scatter the drop "
@@ -112,7 +152,7 @@ q3 = Exercise(name="ch05.q3", title="Write top_p(logits, p): nucleus filtering",
               nudge=("Keep the smallest set of most likely tokens whose probabilities add up to p; "
                      "a token stays if the mass of the tokens ranked above it is still below p. "
                      "Everything else becomes impossible."))
-q4 = Exercise(name="ch05.q4", title="Write unsupported(claims, facts): the guard's check",
+q5 = Exercise(name="ch05.q5", title="Write unsupported(claims, facts): the guard's check",
               var="unsupported", checker=_check_unsupported, notebook=_NB,
               hint_text="For an aspect claim look up `facts['aspects'].get(c.name)`: None is "
                         "unsupported, and so is a level that differs (when the claim has one). "
@@ -121,7 +161,6 @@ q4 = Exercise(name="ch05.q4", title="Write unsupported(claims, facts): the guard
                      "same value: an aspect the facts lack, or at another level, is unsupported, "
                      "and so is any colour, pattern or brand the item does not have."))
 
-from helpers.course.exercises.quiz import Choice, Quiz  # noqa: E402
 
 quiz = Quiz("ch05.quiz", _NB, where=(
     "Q1: section 2; Q2: section 5; Q3: section 10; Q4: section 11; Q5: section 8; Q6: section 12."),

@@ -1,0 +1,80 @@
+""""Vary and explain" exercises (helpers.course.exercises.vary): the right number and direction
+come from the course's own measurement, never from a typed key; an explanation that the
+measurement contradicts is reported as the course's bug, not the student's."""
+import pytest
+
+from helpers.core.checks import ParameterError
+from helpers.course.exercises.quiz import Choice
+from helpers.course.exercises.vary import QuestionOutdated, Vary, direction
+
+WHY = Choice("Why?", {"a": "because of x", "b": "because of y"}, "b",
+             {"a": "not x", "b": "right: y"})
+
+
+def _vary(usual=0.5, varied=0.4, expect="down"):
+    return Vary(name="chXX.q9", notebook="00_setup_and_tour.ipynb", var="vary_x",
+                title="vary x", measure=lambda: (usual, varied), quantity="the share",
+                why=WHY, expect=expect, hint_text="h", nudge="n")
+
+
+def test_a_right_answer_passes_and_names_both_values():
+    state, message = _vary()._evaluate({"value": 0.4, "moved": "down", "why": "b"})
+    assert state == "correct" and "0.500 -> 0.400" in message
+
+
+@pytest.mark.parametrize("answer, says", [
+    ({"value": 0.5, "moved": "down", "why": "b"}, "change the setting first"),
+    ({"value": 0.3, "moved": "down", "why": "b"}, "is not 0.3"),
+    ({"value": 0.4, "moved": "up", "why": "b"}, "went from 0.500 to 0.400"),
+    ({"value": 0.4, "moved": "same", "why": "b"}, "went from 0.500 to 0.400"),
+    ({"value": 0.4, "moved": "down", "why": "a"}, "not x"),
+    ({"value": 0.4, "moved": "down"}, "exactly the keys"),
+    ([0.4, "down", "b"], "must be a dict"),
+    ({"value": "0.4", "moved": "down", "why": "b"}, "'value' is the number"),
+    ({"value": float("nan"), "moved": "down", "why": "b"}, "'value' is the number"),
+    ({"value": 0.4, "moved": "lower", "why": "b"}, "'moved' is one of"),
+])
+def test_wrong_answers_fail_and_say_what_is_wrong(answer, says):
+    state, message = _vary()._evaluate(answer)
+    assert state == "incorrect" and says in message, message
+
+
+def test_the_key_follows_the_measurement_not_a_typed_value():
+    # the same exercise whose measurement moved the other way: the student's "down" is now
+    # wrong in direction, and the explanation that predicts "down" is reported as outdated
+    flipped = _vary(usual=0.4, varied=0.5)
+    with pytest.raises(QuestionOutdated, match="rewrite the exercise"):
+        flipped.checker({"value": 0.5, "moved": "up", "why": "b"})
+    # within same_within the direction is "same"
+    assert direction(0.5, 0.503, 5e-3) == "same" and direction(0.5, 0.49, 5e-3) == "down"
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    (dict(expect="lower"), "expect is one of"),
+    (dict(why="b"), "why must be a quiz.Choice"),
+    (dict(measure=(0.5, 0.4)), "measure must be a function"),
+    (dict(tol=-1), "tol must be a number"),
+    (dict(same_within=float("nan")), "same_within must be a number"),
+])
+def test_bad_construction_is_refused(kwargs, says):
+    base = dict(name="chXX.q9", notebook="x.ipynb", var="v", title="t", measure=lambda: (0, 1),
+                quantity="q", why=WHY, expect="up", hint_text="h", nudge="n")
+    with pytest.raises(ParameterError, match=says):
+        Vary(**{**base, **kwargs})
+
+
+def test_direction_refuses_non_numbers():
+    with pytest.raises(ParameterError, match="usual must be a finite number"):
+        direction("0.5", 0.4, 0.01)
+
+
+def test_chapter_05s_vary_exercise_passes_its_solution_on_the_real_measurement():
+    from helpers.course.exercises import ch05
+
+    usual, varied = ch05.q2.measured()
+    assert ch05.q2.moved() == "down"
+    state, message = ch05.q2._evaluate({"value": round(varied, 4), "moved": "down", "why": "b"})
+    assert state == "correct", message
+    assert ch05.q2._evaluate({"value": round(usual, 4), "moved": "down", "why": "b"})[0] \
+        == "incorrect"
+    assert "vary_profile = " in ch05.q2.solution_code()
