@@ -1,11 +1,17 @@
 """Exercises of chapter 02 (collaborative filtering), each checked against an independent
-reference: a plain loop, torch autograd, scikit-learn."""
+reference: a plain loop, torch autograd, scikit-learn, and the course's own re-run of the sampled
+metric at another sample size (a "vary and explain" exercise)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 from helpers.course.exercises import Exercise, Incorrect, fmt, progress_of
+from helpers.course.exercises.quiz import Choice, Numeric, Quiz
+from helpers.course.exercises.vary import Vary
+from helpers.data import loaders, preprocess as pp
+from helpers.metrics import ranking
+from helpers.models import cf
 
 _NB = "02_collaborative_filtering.ipynb"
 
@@ -93,7 +99,47 @@ q3 = Exercise(name="ch02.q3", title="Write ndcg_at_k(ranked, relevant, k) for on
                      "plus one); divide the list's total by the best total any list could have "
                      "earned for this user."))
 
-from helpers.course.exercises.quiz import Choice, Numeric, Quiz  # noqa: E402
+def _sampled_hr_knn(negatives=(100, 500)) -> tuple[float, ...]:
+    """Item-kNN's sampled HR@10 on MovieLens-100K's leave-last-out split, the held-out item
+    ranked against each number of random unseen items (seed 0): section 6's cell."""
+    ratings = loaders.load_movielens()["ratings"]
+    um, im = pp.build_id_map(ratings["user_id"]), pp.build_id_map(ratings["item_id"])
+    train, _, test = pp.leave_last_out(ratings)
+    model = cf.KNN("item", 100, "cosine", shrink=0).fit(train, um, im)
+    rows = model.user_map.encode(np.sort(test["user_id"].unique()))
+    held_out = im.encode(test.sort_values("user_id")["item_id"])
+    scores, seen = model.scores(rows), model.seen[rows]
+    return tuple(ranking.sampled_metrics(scores, held_out, k=10, n_negatives=n, exclude=seen,
+                                         seed=0)["hr@10"] for n in negatives)
+
+
+q4 = Vary(name="ch02.q4", notebook=_NB, var="vary_negatives",
+          title="Vary and explain: a sampled metric with more negatives",
+          measure=_sampled_hr_knn, quantity="item-kNN's sampled HR@10",
+          expect="down",
+          why=Choice(
+              "What explains the change in item-kNN's sampled HR@10?",
+              {"a": "More negatives give the model more chances to place the held-out movie "
+                    "in its top 10, so it is found more often.",
+               "b": "The held-out movie must now outrank 500 random movies instead of 100 to "
+                    "stay in the top 10, so it does so for fewer users; as the sample grows "
+                    "towards the whole catalogue, the sampled HR@10 comes down towards the "
+                    "full-ranking one.",
+               "c": "The negatives are drawn at random: the change is the seed's noise, and "
+                    "the model's quality did not change."},
+              "b",
+              {"a": "The top 10 has ten places whatever the sample's size: more competitors "
+                    "for them make a hit harder, not easier.",
+               "b": "Right: a sampled metric answers an easier question than full ranking; "
+                    "the number depends on the sample size, which is why the course reports "
+                    "full-ranking metrics.",
+               "c": "The model is the same, but the question is harder: the shift is far "
+                    "larger than what another seed moves."}),
+          hint_text="Set `N_NEGATIVES = 500`, run the cell, copy the HR@10 it prints into "
+                    "`value`, and compare it with the table's 100-negative column.",
+          nudge=("Ten places, and now five times as many random competitors for them: what "
+                 "does that do to the chance that the held-out movie makes the list?"))
+
 
 quiz = Quiz("ch02.quiz", _NB, where=(
     "Q1: section 2 (baselines); Q2: section 5 (implicit feedback and BPR); Q3 and Q4: section 6 "
