@@ -839,6 +839,21 @@ def test_csv_fields_never_become_formulas(tmp_path):
         assert all(v[:1] not in "=+-@\t\r" or not v for row in csv.reader(fh) for v in row)
 
 
+def test_a_lone_surrogate_from_a_submission_does_not_stop_the_classs_outputs(tmp_path):
+    """A review found that one message or file name with a lone surrogate ("\\ud800", from a
+    notebook's exception or a file name's bad byte) made the grader fail to write summary.md,
+    the feedback pages and the logs of the whole class: every text file is now written with
+    its unencodable characters escaped."""
+    book = _book([_result("ann", q1=("failed", "your `f` raised ValueError: \ud800 boom", None)),
+                  _result("bob")], ["ann", "bob"], ignored=[("bob/notes\udcff.txt", "not a notebook")])
+    book.results[0].output = "printed \ud800"
+    grade.write_outputs(book, tmp_path)
+    assert "\\ud800 boom" in (tmp_path / "results.csv").read_text(encoding="utf-8")
+    assert (tmp_path / "summary.md").stat().st_size > 0
+    assert {p.name for p in (tmp_path / "feedback").iterdir()} == {"ann.html", "bob.html"}
+    assert "\\ud800" in (tmp_path / "logs" / "ann" / f"{Path(CH).stem}.log").read_text()
+
+
 def test_summary_escapes_markdown_and_counts_only_answered_questions():
     book = _book([_result("ann", quiz=("failed", "", ["right", "unanswered", "wrong", "right", "right"])),
                   _result("bob", quiz=("failed", "", ["wrong", "unanswered", "unanswered", "right", "right"]))],

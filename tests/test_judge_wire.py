@@ -100,7 +100,7 @@ def test_every_reference_answer_and_wrong_answer_reads_the_same_through_the_prox
             for kind in kinds:
                 key = f"{ex.name}/{kind}"
                 torch.manual_seed(0)
-                got = ex._evaluate(proxy(key, ex.var))
+                got = ex._evaluate(proxy(key, ex.var, write_back=ex.inputs_checked_after_call))
                 assert got == expected[key], (key, got, expected[key])
                 if kind == "solution":
                     assert got[0] == "correct", (key, got)
@@ -112,7 +112,7 @@ def test_every_reference_answer_and_wrong_answer_reads_the_same_through_the_prox
 
 def _judge(answers: dict, ex, seconds: float = 20.0, grace: float = 3.0):
     with grade_runner.student_process(answers, grace=grace) as proxy:
-        return ex._evaluate(proxy("a", ex.var, seconds))
+        return ex._evaluate(proxy("a", ex.var, seconds, write_back=ex.inputs_checked_after_call))
 
 
 def test_patching_the_comparison_in_the_students_process_changes_nothing():
@@ -227,6 +227,28 @@ def test_the_students_process_dying_or_hanging_mid_check_is_an_error_and_judging
                             {"present": True}, "")
         assert second["state"] == "errored" and second["reason"] == "timed out", second
         assert "did not stop" in second["message"]
+
+
+def test_a_function_cannot_choose_the_inputs_a_reference_is_computed_from():
+    """A review's forge: a constant answer that overwrites its inputs in place, so that a
+    reference computed from them after the call agrees with it. The judge's arguments are not
+    written back (only for a checker that took its reference before the call, ch10's), so it
+    fails; and a call changes none of the judge's arrays."""
+    def overwrites(a, b):
+        a.fill_(1.0)
+        b.fill_(1.0)
+        return torch.ones(a.shape[0], b.shape[0])
+    assert _judge({"a": overwrites}, ch00.q1)[0] == "incorrect"
+
+    def zeros(x, t):
+        x[:] = 0
+        t.zero_()
+        return 0
+    x, t = np.arange(6.0).reshape(2, 3), torch.arange(4.0)
+    with grade_runner.student_process({"a": zeros}) as proxy:
+        assert proxy("a", "zeros")(x, t) == 0
+    assert x.sum() == 15 and t.sum() == 6
+    assert [e.name for e in _exercises() if e.inputs_checked_after_call] == ["ch10.q1"]
 
 
 def test_callbacks_generators_and_in_place_changes_reach_the_checker():

@@ -93,6 +93,9 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 _LOG_KEEP = 64 * 1024
 _MARKER = ".reasonrec-grades"
 _MARKER_TEXT = "written by helpers.course.grade; feedback/ and logs/ are replaced at each run\n"
+# Every text file the grader writes: UTF-8, and what cannot be encoded (a lone surrogate from a
+# submission's message or file name) escaped, so that no student can stop the class's outputs
+_TEXT = {"encoding": "utf-8", "errors": "backslashreplace"}
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -1029,7 +1032,7 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike | None = None, 
     t0 = time.monotonic()
     results = []
     out.mkdir(parents=True, exist_ok=True)
-    (out / _MARKER).write_text(_MARKER_TEXT)
+    (out / _MARKER).write_text(_MARKER_TEXT, **_TEXT)
     partial = out / "results.partial.jsonl"        # one line per notebook as soon as it is graded
     partial.write_text("")
 
@@ -1060,7 +1063,7 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike | None = None, 
                     nb, "grader", f"the grader failed on this notebook ({type(err).__name__}: "
                     f"{str(err)[:500]}); grade it again, and report this if it persists."))
             results.append(r)
-            with open(partial, "a") as fh:
+            with open(partial, "a", **_TEXT) as fh:
                 fh.write(json.dumps({k: v for k, v in vars(r).items() if k != "output"}) + "\n")
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -1232,24 +1235,25 @@ def feedback_html(book: Gradebook, student: str) -> str:
     return "\n".join(parts) + "\n"
 
 
+
 def write_outputs(book: Gradebook, out: str | os.PathLike) -> Path:
     """Write ``gradebook.csv``, ``results.csv``, ``results.json``, ``summary.md``,
     ``feedback/<student>.html`` and ``logs/`` to ``out``; returns ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / _MARKER).write_text(_MARKER_TEXT)
+    (out / _MARKER).write_text(_MARKER_TEXT, **_TEXT)
     for sub in ("feedback", "logs"):
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir()
     names = [name for name, _ in book.items()]
-    with open(out / "gradebook.csv", "w", newline="") as fh:
+    with open(out / "gradebook.csv", "w", newline="", **_TEXT) as fh:
         w = csv.writer(fh)
         w.writerow(["student", *names, "total", "max"])
         for s in book.students:
             pts = book.points(s)
             w.writerow([_cell(s), *[f"{pts[n]:g}" for n in names],
                         f"{sum(pts.values()):g}", f"{book.max_points():g}"])
-    with open(out / "results.csv", "w", newline="") as fh:
+    with open(out / "results.csv", "w", newline="", **_TEXT) as fh:
         w = csv.writer(fh)
         w.writerow(["student", "notebook", "item", "state", "reason", "points", "max_points",
                     "message"])
@@ -1266,14 +1270,14 @@ def write_outputs(book: Gradebook, out: str | os.PathLike) -> Path:
         "profile": book.profile, "sandboxed": book.sandboxed, "seconds": book.seconds,
         "config": book.cfg.source, "limits": book.cfg.limits, "ignored": book.ignored,
         "results": [{k: v for k, v in vars(r).items() if k != "output"} for r in book.results],
-    }, indent=1))
-    (out / "summary.md").write_text(summary_markdown(book))
+    }, indent=1), **_TEXT)
+    (out / "summary.md").write_text(summary_markdown(book), **_TEXT)
     for s in book.students:
-        (out / "feedback" / f"{s}.html").write_text(feedback_html(book, s))
+        (out / "feedback" / f"{s}.html").write_text(feedback_html(book, s), **_TEXT)
     for r in book.results:
         folder = out / "logs" / r.student
         folder.mkdir(exist_ok=True)
-        (folder / f"{Path(r.notebook).stem}.log").write_text(r.output)
+        (folder / f"{Path(r.notebook).stem}.log").write_text(r.output, **_TEXT)
     return out
 
 

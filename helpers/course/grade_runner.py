@@ -502,6 +502,7 @@ class _Item:
     def __init__(self, attr: str, exercise, capture: int, quiz_cls):
         self.attr, self.name, self.var = attr, exercise.name, exercise.var
         self.checker = exercise.checker
+        self.write_back = bool(getattr(exercise, "inputs_checked_after_call", False))
         self.capture = capture
         self.is_quiz = isinstance(exercise, quiz_cls)
 
@@ -613,7 +614,8 @@ class _Judge:
                         "message": f"your `{item.var}` could not be read back ({err})."}
         else:
             answer = judge_wire.Proxy(self.link, item.attr, item.var,
-                                      time.monotonic() + self.check_s)
+                                      time.monotonic() + self.check_s,
+                                      write_back=item.write_back)
         try:
             note = item.checker(answer)
         except NotImplementedError:
@@ -1069,10 +1071,12 @@ def student_process(answers: dict, grace: float = 3.0):
     os.close(to_student[0])
     link = judge_wire.Link(judge_wire.Lines(to_judge[0], to_student[1]), pid,
                            (CellTimeout, OutputFlood), incorrect, grace)
-    def proxy(attr: str, var: str, seconds: float = 60.0) -> judge_wire.Proxy:
+    def proxy(attr: str, var: str, seconds: float = 60.0,
+              write_back: bool = False) -> judge_wire.Proxy:
         if attr not in answers:
             raise KeyError(f"no answer {attr!r}; there are {sorted(answers)[:10]}")
-        return judge_wire.Proxy(link, attr, var, time.monotonic() + seconds)
+        return judge_wire.Proxy(link, attr, var, time.monotonic() + seconds,
+                                write_back=write_back)
     proxy.link = link                       # for a judge of the runner's own (_Judge)
     try:
         yield proxy

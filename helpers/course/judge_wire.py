@@ -655,6 +655,9 @@ def write_back(targets: list, values: list) -> None:
 
 
 # ----------------------------------------------------------------------------- the judge's end
+_write_back = write_back        # Link.call's keyword of the same name shadows it there
+
+
 class Link:
     """The judge's end of the wire to the student's process ``pid``: calls with a deadline,
     callbacks served while waiting; once the student's side is lost (dead, hung, out of step)
@@ -667,8 +670,13 @@ class Link:
         self.incorrect = incorrect
         self.seq, self.pending, self.gone = 0, None, None
 
-    def call(self, item: str, var: str, args: tuple, kwargs: dict, deadline: float):
-        """Call the student's answer ``item`` with the arguments; returns what it returned."""
+    def call(self, item: str, var: str, args: tuple, kwargs: dict, deadline: float, *,
+             write_back: bool = False):
+        """Call the student's answer ``item`` with the arguments; returns what it returned.
+        With ``write_back``, the arrays among the arguments are then overwritten, in place, with
+        what they became in the notebook's process — only for a checker that took its
+        reference before the call (``Exercise.inputs_checked_after_call``): otherwise the
+        function could choose the inputs the reference is computed from after the call."""
         self._resync()
         try:
             payload, callbacks = dump_args(args, kwargs)
@@ -694,9 +702,9 @@ class Link:
                                                          "timeout", "memory", "flood"):
                 self._lose(f"the notebook's process sent a {kind[:20]!r} message out of place")
             self.pending = None
-            return self._reply(msg, args, kwargs, var)
+            return self._reply(msg, args, kwargs, var, write_back)
 
-    def _reply(self, msg: dict, args: tuple, kwargs: dict, var: str):
+    def _reply(self, msg: dict, args: tuple, kwargs: dict, var: str, write_back: bool = False):
         kind = msg["t"]
         if kind == "timeout":
             raise self.timeout_exc()
@@ -719,8 +727,8 @@ class Link:
             raise self.incorrect(f"what your `{var}` returned could not be read back ({err}); "
                                  f"the grader reads {_SUPPORTED}.") from None
         mine = arrays_in((args, kwargs))
-        if isinstance(after, list) and len(after) == len(mine):
-            write_back(mine, after)
+        if write_back and isinstance(after, list) and len(after) == len(mine):
+            _write_back(mine, after)
         return value
 
     def _callback(self, msg: dict, callbacks: list, var: str) -> None:
@@ -858,14 +866,18 @@ class Proxy:
     """What a checker calls in place of the student's function: the call runs in the student's
     process, through ``link``, under the judge's deadline for this check."""
 
-    def __init__(self, link: Link, item: str, var: str, deadline: float):
+    def __init__(self, link: Link, item: str, var: str, deadline: float, *,
+                 write_back: bool = False):
         if not isinstance(link, Link) or not isinstance(item, str) or not isinstance(var, str):
-            raise TypeError("Proxy(link: Link, item: str, var: str, deadline: float)")
+            raise TypeError("Proxy(link: Link, item: str, var: str, deadline: float, *, "
+                            "write_back: bool = False)")
         self._link, self._item, self._var, self._deadline = link, item, var, deadline
+        self._write_back = bool(write_back)
         self.__name__ = self.__qualname__ = var
 
     def __call__(self, *args, **kwargs):
-        return self._link.call(self._item, self._var, args, kwargs, self._deadline)
+        return self._link.call(self._item, self._var, args, kwargs, self._deadline,
+                               write_back=self._write_back)
 
     def __repr__(self) -> str:
         return f"<your function `{self._var}`>"

@@ -99,6 +99,11 @@ class Exercise:
         hint_text: the second hint, close to the code, in Markdown.
         notebook: the solution notebook holding the reference answer (under ``solutions/``).
         nudge: the first hint: the idea, in words, no code.
+        inputs_checked_after_call: the checker looks at its own arguments after calling the
+            answer (to tell the student they changed them) and computed its reference before
+            the call. Only then does the grader's judge copy the arguments back from the
+            notebook's process after a call: otherwise a function could overwrite the inputs a
+            reference is computed from after the call, and make a wrong answer agree with it.
     """
 
     name: str
@@ -108,6 +113,7 @@ class Exercise:
     hint_text: str
     notebook: str
     nudge: str = ""
+    inputs_checked_after_call: bool = False
 
     def _lookup(self, frame_depth: int = 2):
         frame = sys._getframe(frame_depth)  # the notebook's frame (caller of check())

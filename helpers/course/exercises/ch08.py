@@ -3,12 +3,21 @@ reference: scikit-learn's ``cosine_distances`` for a list's diversity and a brut
 re-computation of MMR's objective over every remaining candidate (08a, q1-q2); scikit-learn's
 weighted ``Ridge`` for the fold-in solve and a toy model whose hit rate is known for the
 prequential replay (08b, q3-q4); scikit-learn's ``roc_auc_score`` for the membership attack and
-Opacus's ``DPOptimizer`` for one DP-SGD step's clipped, noised gradient (08c, q5-q6)."""
+Opacus's ``DPOptimizer`` for one DP-SGD step's clipped, noised gradient (08c, q5-q6); and the
+course's own re-run of MMR on a smaller candidate pool (08a's "vary and explain", q7, named after
+the others so that no name moves)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from helpers.course.exercises import Exercise, Incorrect, progress_of, shape_of
+from helpers.course.exercises.quiz import Choice, Numeric, Quiz
+from helpers.course.exercises.vary import Vary
+from helpers.data import preprocess as pp
+from helpers.evaluation import offline as E
+from helpers.models import cf, interest as I
+from helpers.serving import rerank as R
 
 _NB_A = "08a_diversity.ipynb"
 
@@ -336,7 +345,44 @@ q5 = Exercise(name="ch08.q5", title="Write attack_auc(loss_members, loss_others)
                      "member's loss is the lower one, and a tie is half a win. The AUC is the "
                      "share won."))
 
-from helpers.course.exercises.quiz import Choice, Numeric, Quiz  # noqa: E402
+def _mmr_ild_by_pool(pools=(100, 20)) -> tuple[float, ...]:
+    """Mean intra-list diversity of MMR (lam 0.5) re-ranking EASE's top ``n`` for every test
+    shopper of ShopWorld, for each pool size ``n``: chapter 08a's section 2 setting."""
+    sw = pp.clean_shopworld(write=False)
+    catalogue, events = sw["catalogue"], sw["events"]
+    texts = I.item_texts(catalogue)
+    emb = pd.DataFrame(I.encode_items(texts).numpy(), index=texts.index)
+    inter = events[events["event_type"] != "view"]
+    um, im = pp.build_id_map(inter["user_id"]), pp.build_id_map(catalogue["item_id"])
+    train, _, test = pp.leave_last_out(inter)
+    ease = cf.EASE(250.0).fit(train, um, im)
+    users = np.sort(test["user_id"].unique())
+    return tuple(float(E.intra_list_diversity(
+        R.rerank(ease, users, 10, "mmr", n_candidates=n, item_vectors=emb, lam=0.5), emb).mean())
+        for n in pools)
+
+
+q7 = Vary(name="ch08.q7", notebook=_NB_A, var="vary_pool",
+          title="Vary and explain: MMR on a smaller candidate pool",
+          measure=_mmr_ild_by_pool, quantity="MMR's mean intra-list diversity (lam 0.5)",
+          expect="down",
+          why=Choice(
+              "What explains the change in MMR's intra-list diversity?",
+              {"a": "With fewer candidates MMR has to reach further down the model's order, so "
+                    "its lists become more varied.",
+               "b": "MMR can only choose among the candidates it is given: one model's top 20 "
+                    "are more alike than its top 100, so the most different items it could add "
+                    "are no longer there, and its lists are less varied.",
+               "c": "Intra-list diversity depends only on lambda, not on the candidates."},
+              "b",
+              {"a": "Fewer candidates means the list is drawn from the *top* 20: MMR cannot "
+                    "reach below them at all.",
+               "b": "Right: a re-ranker trades within its pool; the pool's size is a knob too.",
+               "c": "Lambda sets the trade-off; what there is to trade comes from the pool."}),
+          hint_text="Set `N_CANDIDATES = 20`, run the next cell, copy the mean ILD it prints "
+                    "into `value`, and compare it with the table's `mmr, lam=0.5` row.",
+          nudge="Where does MMR take its items from, and how alike are a model's best 20?")
+
 
 quiz_a = Quiz("ch08.quiz_a", _NB_A, var="quiz_answers_a", where=(
     "Q1 and Q2: section 2 and exercise 1 of 08a; Q3: section 2's frontiers; Q4: section 4; Q5: "

@@ -94,7 +94,9 @@ q1 = Exercise(name="ch10.q1", title="Write top_unseen(scores, seen, k)", var="to
                         "the entries whose score is finite.",
               nudge=("Hide what each shopper already met by giving it the lowest possible "
                      "score, sort each row best first with a sort that keeps equal scores in "
-                     "index order, and keep the first k that were not hidden."))
+                     "index order, and keep the first k that were not hidden."),
+              # its reference and a copy of `scores` are taken before the call
+              inputs_checked_after_call=True)
 q2 = Exercise(name="ch10.q2", title="Write amdahl(serial, workers)", var="amdahl",
               checker=_check_amdahl, notebook=_NB,
               hint_text="Check `0 <= serial <= 1` and `workers >= 1` (else `raise ValueError`), "
