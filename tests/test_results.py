@@ -291,7 +291,7 @@ def test_chapter_07_checks_pass_the_real_harness_and_fail_broken_ones():
     leaky = E.per_user_metrics(ease.recommend(users, k=10, exclude_seen=False), test, 10)
     assert not r["harness.EASE (ch. 02).ndcg@10"].accepts(leaky["ndcg@10"].mean())
     assert not r["judge.SmolLM2-135M.says True"].accepts(1.0)
-    assert not r["judge.bias.claim check (guard).position flips"].accepts(1.0)
+    assert not r["judge.bias.claim check (open-world).position flips"].accepts(1.0)
 
 
 @pytest.mark.slow

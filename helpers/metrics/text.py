@@ -67,7 +67,7 @@ def _ngrams(tokens, n):
 
 
 def _clipped(hyp, ref, n):
-    """Chapter 05's exercise 3, line for line (tests/test_mirror.py keeps them the same): the
+    """Chapter 05's exercise 1, line for line (tests/test_mirror.py keeps them the same): the
     hypothesis's n-grams found in the reference, each counted at most as often as it occurs
     there, and the hypothesis's number of n-grams."""
     h = Counter(tuple(hyp[i:i + n]) for i in range(len(hyp) - n + 1))

@@ -39,7 +39,7 @@ _PUNCT = frozenset(".,;:!—-'")
 
 
 def unsupported(claims, facts: dict) -> list[str]:
-    """The *open-world* check (chapter 05's exercise 4): the names of the parsed claims that
+    """The *open-world* check (chapter 05's exercise 5): the names of the parsed claims that
     ``facts`` does not support — an aspect not stated or at another band, another colour,
     pattern or brand. Whatever it cannot parse, it lets through; kept to show why the guard
     must be closed-world."""

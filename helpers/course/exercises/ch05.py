@@ -169,7 +169,8 @@ quiz = Quiz("ch05.quiz", _NB, where=(
            "it?",
            {"a": "By its BLEU score against the reference reason.",
             "b": "As a list of claims (battery life at a high level, screen brightness at a high "
-                 "level), each checked against what the shop states about the item.",
+                 "level), each checked against the item: against the hidden truth for "
+                 "*truthful*, against what the shop states for *grounded*.",
             "c": "By asking the language model whether it is true."},
            "b",
            {"a": "BLEU measures resemblance to one reference, not truth.",
@@ -199,8 +200,8 @@ quiz = Quiz("ch05.quiz", _NB, where=(
                  "review text, and the guard checks whatever comes out.",
             "c": "By deleting reviews that mention instructions."},
            "b",
-           {"a": "Keyword lists lose: the chapter's eight languages and nine encodings get past "
-                 "them.",
+           {"a": "Keyword lists lose: a list catches only the phrasings it holds, and the same "
+                 "order in another language, in base64 or with look-alike letters passes it.",
             "b": "Right: injection is beaten by structure, not by recognising attacks.",
             "c": "Deleting on keywords is a blocklist again, and loses the same way."}),
     Choice("When fine-tuning the language model on (prompt, reason) pairs, why is the loss masked "

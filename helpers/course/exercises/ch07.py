@@ -157,7 +157,7 @@ quiz = Quiz("ch07.quiz", _NB, where=(
             "b": "Right: measure truth with claims against the facts, not with fluency.",
             "c": "BLEU, ROUGE and BERTScore put them furthest from the references."}),
     Choice("Why does an A/B test start with a power calculation?",
-           {"a": "To know how many users it needs to detect the effect you care about before "
+           {"a": "To know how much traffic it needs to detect the effect you care about before "
                  "running it, instead of stopping when the numbers look good.",
             "b": "To choose which version wins.",
             "c": "Power calculations are only for medical trials."},
