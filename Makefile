@@ -103,14 +103,14 @@ diagrams: $(STAMP)
 # Grade a class (INSTRUCTORS.md, "Grading a class"): SUBMISSIONS holds one folder per student with
 # their chapter notebooks; each runs in a sandbox (no network, limits, nothing else to read or
 # write), quick profile -> $(GRADES)/gradebook.csv, summary.md, feedback/<student>.html.
-# GRADE_ARGS adds options, e.g. GRADE_ARGS="--cell-timeout 300" (python -m helpers.course.grade -h).
+# GRADE_ARGS adds options, e.g. GRADE_ARGS="--cell-timeout 300" (python -m helpers.grade -h).
 SUBMISSIONS ?=
 GRADES ?= build/grades
 JOBS ?= 2
 GRADE_ARGS ?=
 grade: assets
 	@test -n "$(SUBMISSIONS)" || { echo "make grade needs SUBMISSIONS=<folder with one folder per student>"; exit 2; }
-	$(PY) -m helpers.course.grade "$(SUBMISSIONS)" --out "$(GRADES)" --jobs $(JOBS) $(GRADE_ARGS)
+	$(PY) -m helpers.grade "$(SUBMISSIONS)" --out "$(GRADES)" --jobs $(JOBS) $(GRADE_ARGS)
 
 # The field's toolkits (RecBole, Surprise) in their own environment, on their own protocols:
 # benchmarks/results/peers_ml100k.json. Hours on a CPU (RecBole's SASRec and BERT4Rec); the

@@ -20,7 +20,7 @@ from helpers.core.config import ROOT
 
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 RUFF = Path(sys.executable).with_name("ruff")
-LAYERS = ["course", "serving", "evaluation", "reasons", "models", "metrics", "data", "core"]
+LAYERS = ["grade", "course", "serving", "evaluation", "reasons", "models", "metrics", "data", "core"]
 
 
 def _lint_imports(root: Path) -> subprocess.CompletedProcess:

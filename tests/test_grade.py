@@ -1063,6 +1063,11 @@ def test_make_grade_runs_a_module_that_exists():
     import importlib.util
     for name in modules:
         assert importlib.util.find_spec(name) is not None, name
+    # the command the issue and INSTRUCTORS.md name runs, and says how to use it
+    usage = subprocess.run([sys.executable, "-m", "helpers.grade", "-h"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 0 and "usage: python -m helpers.grade" in usage.stdout, \
+        usage.stderr[-1000:]
 
 
 def test_a_plan_captures_each_answer_before_its_check_cell():

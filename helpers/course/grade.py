@@ -4,7 +4,7 @@ questionnaire's result, write a gradebook, a summary per chapter and a feedback 
 ::
 
     make grade SUBMISSIONS=path/to/class                  # quick profile, build/grades/
-    python -m helpers.course.grade path/to/class --out build/grades --jobs 2
+    python -m helpers.grade path/to/class --out build/grades --jobs 2
 
 The submissions folder holds one folder per student, each with any of the chapter notebooks,
 named as in ``chapters/`` (``alice/03_self_attention.ipynb``). Each notebook runs headless in its
@@ -1282,9 +1282,9 @@ def write_outputs(book: Gradebook, out: str | os.PathLike) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line: ``python -m helpers.course.grade SUBMISSIONS [--out DIR] ...``."""
+    """The command line: ``python -m helpers.grade SUBMISSIONS [--out DIR] ...``."""
     parser = argparse.ArgumentParser(
-        prog="python -m helpers.course.grade",
+        prog="python -m helpers.grade",
         description="Grade a class's submitted chapter notebooks in a sandbox: gradebook, "
                     "summary per chapter, feedback page per student.")
     parser.add_argument("submissions", help="folder with one folder per student")
