@@ -118,23 +118,23 @@ q4 = Vary(name="ch02.q4", notebook=_NB, var="vary_negatives",
           measure=_sampled_hr_knn, quantity="item-kNN's sampled HR@10",
           expect="down",
           why=Choice(
-              "What explains the change in item-kNN's sampled HR@10?",
-              {"a": "More negatives give the model more chances to place the held-out movie "
-                    "in its top 10, so it is found more often.",
-               "b": "The held-out movie must now outrank 500 random movies instead of 100 to "
-                    "stay in the top 10, so it does so for fewer users; as the sample grows "
-                    "towards the whole catalogue, the sampled HR@10 comes down towards the "
-                    "full-ranking one.",
-               "c": "The negatives are drawn at random: the change is the seed's noise, and "
-                    "the model's quality did not change."},
+              "Why does item-kNN's sampled HR@10 fall when the held-out movie is ranked against "
+              "500 random movies instead of 100?",
+              {"a": "The model got worse: more negatives add noise to its scores.",
+               "b": "To be in the top 10 the held-out movie must now outrank 500 random movies, "
+                    "not 100; more of them score above it, so it makes the list for fewer "
+                    "users.",
+               "c": "The extra negatives include the user's other liked movies, which push the "
+                    "held-out one down."},
               "b",
-              {"a": "The top 10 has ten places whatever the sample's size: more competitors "
-                    "for them make a hit harder, not easier.",
-               "b": "Right: a sampled metric answers an easier question than full ranking; "
-                    "the number depends on the sample size, which is why the course reports "
-                    "full-ranking metrics.",
-               "c": "The model is the same, but the question is harder: the shift is far "
-                    "larger than what another seed moves."}),
+              {"a": "The model and its scores are the same: only the question asked of them "
+                    "changed.",
+               "b": "Right: a sampled metric answers an easier question than full ranking, and "
+                    "how easy depends on the sample's size; as it grows towards the whole "
+                    "catalogue, the sampled HR@10 comes down towards the full-ranking one — "
+                    "which is why the course reports full-ranking metrics.",
+               "c": "Negatives are drawn from movies the user never rated: none of them is one "
+                    "the user liked."}),
           hint_text="Set `N_NEGATIVES = 500`, run the cell, copy the HR@10 it prints into "
                     "`value`, and compare it with the table's 100-negative column.",
           nudge=("Ten places, and now five times as many random competitors for them: what "

@@ -117,9 +117,10 @@ q2 = Vary(name="ch05.q2", notebook=_NB, var="vary_profile",
           quantity="the template's personal share on warm pairs",
           expect="down",
           why=Choice(
-              "What explains the change in the template's personal share?",
-              {"a": "With one aspect the profile is more accurate, so the template names the "
-                    "user's strongest interest and more reasons name a true driver.",
+              "Why does the template's personal share fall when the profile keeps only the "
+              "user's top aspect?",
+              {"a": "A one-aspect profile is less accurate, so the aspect the template names is "
+                    "wrong more often.",
                "b": "The template can only name an item's high-rated aspects that are in the "
                     "user's profile; with one aspect there, fewer items match it, so more "
                     "reasons fall back to popularity or value, which name a true driver less "
@@ -127,8 +128,8 @@ q2 = Vary(name="ch05.q2", notebook=_NB, var="vary_profile",
                "c": "With a shorter profile the template states aspects the shop does not "
                     "state, so its reasons become untrue."},
               "b",
-              {"a": "The top aspect is no more accurate than before; what changes is how often "
-                    "an item's high aspects meet the profile at all.",
+              {"a": "The aspect it keeps is the user's top one, the likeliest to be right; what "
+                    "changes is how often an item's high aspects meet the profile at all.",
                "b": "Right: a narrower profile matches fewer items' stated strengths, and the "
                     "fallback sentences are personal only for the purchases popularity or "
                     "value drove.",

@@ -367,18 +367,18 @@ q7 = Vary(name="ch08.q7", notebook=_NB_A, var="vary_pool",
           measure=_mmr_ild_by_pool, quantity="MMR's mean intra-list diversity (lam 0.5)",
           expect="down",
           why=Choice(
-              "What explains the change in MMR's intra-list diversity?",
-              {"a": "With fewer candidates MMR has to reach further down the model's order, so "
-                    "its lists become more varied.",
+              "Why are MMR's lists less varied when it picks from EASE's top 20 instead of "
+              "its top 100?",
+              {"a": "With fewer candidates MMR weighs relevance more heavily, so it picks more "
+                    "similar items.",
                "b": "MMR can only choose among the candidates it is given: one model's top 20 "
-                    "are more alike than its top 100, so the most different items it could add "
-                    "are no longer there, and its lists are less varied.",
-               "c": "Intra-list diversity depends only on lambda, not on the candidates."},
+                    "are more alike than its top 100, so the most different items are no "
+                    "longer there to pick.",
+               "c": "ILD is averaged over the pool's pairs, and a pool of 20 has fewer of them."},
               "b",
-              {"a": "Fewer candidates means the list is drawn from the *top* 20: MMR cannot "
-                    "reach below them at all.",
+              {"a": "Lambda is the same 0.5 at both pool sizes: the weighing did not change.",
                "b": "Right: a re-ranker trades within its pool; the pool's size is a knob too.",
-               "c": "Lambda sets the trade-off; what there is to trade comes from the pool."}),
+               "c": "ILD is measured on the 10 items of the list, whatever the pool."}),
           hint_text="Set `N_CANDIDATES = 20`, run the next cell, copy the mean ILD it prints "
                     "into `value`, and compare it with the table's `mmr, lam=0.5` row.",
           nudge="Where does MMR take its items from, and how alike are a model's best 20?")
