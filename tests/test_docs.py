@@ -106,7 +106,7 @@ def _stated_run_minutes(nb) -> tuple[str, float] | None:
     m = re.search(r"notebook (?:itself )?runs in (under|about) (\w+|[\d.]+) minutes?", head)
     if m:
         n = m.group(2)
-        return m.group(1), float(_MINUTE_WORDS.get(n, n) if not n[0].isdigit() else n)
+        return m.group(1), float(n) if n[0].isdigit() else float(_MINUTE_WORDS[n])
     m = re.search(r"notebook computes for about (\d+) s\b", head)
     return m and ("about", float(m.group(1)) / 60)
 

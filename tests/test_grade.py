@@ -69,9 +69,8 @@ def _count():
         os.kill({target}, signal.SIGKILL)
 """
 COUNTED_BODY = "    _count()\n"
-# plays the notebook's side of the judge's protocol from a cell: claims every answer captured
-# and the cells done, then answers the judge's calls with what it likes
-PROTOCOL_FORGE = r'''import fcntl, json, os
+# the pipes a cell can find in /proc/self/fd, by direction: what both forges below start from
+_PIPES = r'''import fcntl, os
 def pipes(mode):
     out = []
     for name in os.listdir("/proc/self/fd"):
@@ -83,6 +82,10 @@ def pipes(mode):
         except OSError:
             pass
     return out
+'''
+# plays the notebook's side of the judge's protocol from a cell: claims every answer captured
+# and the cells done, then answers the judge's calls with what it likes
+PROTOCOL_FORGE = _PIPES + r'''import json
 lines = [{"t": "capture", "attr": a, "present": True, "library": None} for a in ("q1", "q2")]
 lines.append({"t": "cells_done", "notes": [], "network": []})
 lines += [{"t": "return", "seq": n, "value": True} for n in range(1, 8)]
@@ -275,20 +278,9 @@ for fd in fds:                          # every pipe this process can write to
     return s
 
 
-_FORGE = r'''import fcntl, hashlib, hmac, json, os, select
+_FORGE = _PIPES + r'''import hashlib, hmac, json, select
 REST = __REST__
 ITEMS = ["ch00.q1", "ch00.q2", "ch00.quiz"]
-def pipes(mode):
-    found = []
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        try:
-            if fd > 2 and os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:") and \
-                    fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == mode:
-                found.append(fd)
-        except OSError:
-            pass
-    return found
 lines = []
 if REST:
     lines.append({"t": "cell", "index": REST[0], "status": "ok", "seconds": 0.1})
