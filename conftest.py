@@ -34,7 +34,7 @@ SLOWEST_FIRST = {
     "tests/test_bundle.py": 182, "solutions/08b_realtime.ipynb": 166,
     "solutions/04_bert_interest_models.ipynb": 161, "solutions/06_multimodal_fusion.ipynb": 150,
     "solutions/03_self_attention.ipynb": 128, "solutions/08a_diversity.ipynb": 118,
-    "tests/test_reasons.py": 84, "solutions/02_collaborative_filtering.ipynb": 45,
+    "tests/test_reasons.py": 84, "solutions/02a_rating_prediction.ipynb": 30, "solutions/02b_top_k_ranking.ipynb": 30,
     "tests/test_scale.py": 42, "chapters/07_evaluation.ipynb": 40, "tests/test_multimodal.py": 36,
     "chapters/05_reason_generation.ipynb": 32, "solutions/08c_privacy.ipynb": 32,
 }

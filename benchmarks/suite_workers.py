@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SELECTION = {
     "TEST_UNIT": "tests/test_cf.py tests/test_rerank.py",
-    "TEST_SOLUTIONS": "solutions/02_collaborative_filtering.ipynb solutions/08a_diversity.ipynb",
+    "TEST_SOLUTIONS": "solutions/02a_rating_prediction.ipynb solutions/08a_diversity.ipynb",
     "TEST_STUDENTS": "chapters/04_bert_interest_models.ipynb chapters/08c_privacy.ipynb",
 }
 

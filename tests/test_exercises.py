@@ -421,7 +421,7 @@ def test_every_wrong_answer_gets_its_own_explanation(chapter, name, quiz):
 def test_questionnaire_answers_are_checked_kindly(capsys):
     from helpers.course.exercises import ch02
 
-    quiz = ch02.quiz
+    quiz = ch02.quiz_a
     verdict = quiz.check(["b", "a"])
     assert not verdict and "must be a dict" in verdict.message
     verdict = quiz.check({1: "b", 99: "a"})
@@ -435,7 +435,7 @@ def test_questionnaire_answers_are_checked_kindly(capsys):
     assert "not defined yet" in capsys.readouterr().out
     quiz.show()
     out = capsys.readouterr().out
-    assert out.count("**") >= 2 * len(quiz.questions) and "ch02.quiz.check()" in out
+    assert out.count("**") >= 2 * len(quiz.questions) and "ch02.quiz_a.check()" in out
 
 
 def test_a_questionnaire_refuses_to_be_built_wrong():

@@ -33,7 +33,7 @@ LOCAL_LABELS = {
     ("05", "structure"), ("05", "least information"),          # the two defences, numbered
     ("05", "template realiser"), ("05", "phrasing bank"),       # section 12's realisers
     ("05", "LM + guard"), ("05", "LM, constrained"),
-    ("02", "RecBole"), ("08b", "asynchronously"),             # a dash aside, not a definition
+    ("02b", "RecBole"), ("08b", "asynchronously"),            # a dash aside, not a definition
     ("08b", "static"), ("08b", "fold-in"),                     # the four ways to serve: arms,
     ("08b", "periodic retrain"), ("08b", "retrain + fold-in"),  # not the fold-in technique
 }

@@ -100,7 +100,7 @@ def _attack_auc_same(attack_auc):
 
 EQUIVALENT = [
     ("08b_realtime.ipynb", "fold_in", _fold_in_same),
-    ("02_collaborative_filtering.ipynb", "ndcg_at_k", _ndcg_same),
+    ("02b_top_k_ranking.ipynb", "ndcg_at_k", _ndcg_same),
     ("08c_privacy.ipynb", "attack_auc", _attack_auc_same),
 ]
 

@@ -203,7 +203,7 @@ def test_a_chapter_whose_extra_is_missing_is_skipped_and_said(tmp_path, monkeypa
     assert report["chapters"][0]["status"] == \
         "skipped: needs no_such_module_xyz, which `make extra` installs"
     assert not (tmp_path / "out" / "executed" / "99_extra.ipynb").exists()
-    assert nbt.missing_extra("02_collaborative_filtering.ipynb") is None
+    assert nbt.missing_extra("02a_rating_prediction.ipynb") is None
     assert nbt.main(["run", "--only", "99_nothing"]) == 2
     assert "no solution notebook 99_nothing.ipynb" in capsys.readouterr().err
 
@@ -309,7 +309,7 @@ def test_affected_notebooks_refuses_a_string_for_a_list():
 @pytest.mark.slow
 def test_the_real_course_maps_a_chapter_to_its_exercise_module_only():
     assert nbt.affected_notebooks(["helpers/course/exercises/ch03.py"]) == ["03_self_attention.ipynb"]
-    assert "helpers.models.cf" in nbt.notebook_modules(ROOT / "solutions" / "02_collaborative_filtering.ipynb")
+    assert "helpers.models.cf" in nbt.notebook_modules(ROOT / "solutions" / "02b_top_k_ranking.ipynb")
 
 
 def test_changed_files_lists_uncommitted_and_untracked_work(tmp_path):

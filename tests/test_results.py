@@ -145,7 +145,7 @@ def test_checked_cells_print_no_float_that_a_processor_can_change(path):
         # ratios of counts, computed without BLAS or torch kernels; "*": the whole chapter
         "00_setup_and_tour.ipynb": ("top10 = ", "truth_users = "),
         "01_preprocessing.ipynb": "*",              # cleaning stored data: no float arithmetic
-        "02_collaborative_filtering.ipynb": ("ml = ",),
+        "02a_rating_prediction.ipynb": ("ml = ",),
         "05_reason_generation.ipynb": ("world = ", "def score("),
     }
     exact = exact_float_cells.get(path.name, ())
@@ -205,8 +205,8 @@ def test_a_random_scorer_fails_the_chapter_03_expectations():
         assert not exp.accepts(broken[metric]), (metric, broken[metric], exp)
 
 
-def test_a_random_rating_model_fails_the_chapter_02_rmse_expectation():
-    spec = load_expectations("02_collaborative_filtering")
+def test_a_random_rating_model_fails_the_chapter_02a_rmse_expectation():
+    spec = load_expectations("02a_rating_prediction")
     if not spec["results"]:
         pytest.skip("no expectations committed yet")
     ratings = loaders.load_movielens()["ratings"]

@@ -1042,6 +1042,17 @@ def _run_call(fn, args: tuple, kwargs: dict, seconds: float, stdout, stderr) -> 
         return "raised", err
 
 
+def _one_thread_after_fork() -> None:
+    """In a child forked from a process that has already run a parallel torch operation (a
+    vary-and-explain measurement trains a model in the judge), the child's first parallel
+    operation waits forever for OpenMP threads that were not forked (libgomp is not fork-safe).
+    The child runs the students' small functions: one thread is enough, and it never enters a
+    parallel region. (The runner forks before the notebook's code, so its child is unaffected.)"""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
 @contextlib.contextmanager
 def student_process(answers: dict, grace: float = 3.0):
     """A process forked from this one that holds ``answers`` (exercise attribute, e.g. ``"q1"``,
@@ -1059,6 +1070,7 @@ def student_process(answers: dict, grace: float = 3.0):
     if pid == 0:
         code = 0
         try:
+            _one_thread_after_fork()
             os.close(to_judge[0])
             os.close(to_student[1])
             out, err = _Capped(sys.stdout, 2**30), _Capped(sys.stderr, 2**30)

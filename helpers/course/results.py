@@ -7,7 +7,7 @@ each value has a tolerance chosen from measured run-to-run and machine-to-machin
 file says why in comments)::
 
     from helpers.course import results
-    rec = results.Recorder("02_collaborative_filtering", cfg)    # in the setup cell
+    rec = results.Recorder("02a_rating_prediction", cfg)    # in the setup cell
     rec("ml.itemknn.ndcg@10", ranking_table.loc["item-kNN", "NDCG@10"])
     ...
     rec.finish()                                                 # last cell: nothing missed
@@ -88,7 +88,7 @@ def load_expectations(chapter: str, directory: Path | None = None) -> dict:
     """Read ``<directory>/<chapter>.toml``: ``{"profile", "seed", "results": {name: Expectation}}``.
     A missing file gives an empty set of results (nothing is checked)."""
     if not isinstance(chapter, str) or not chapter.strip():
-        raise ParameterError(f"chapter must be a non-empty string such as '02_collaborative_filtering',"
+        raise ParameterError(f"chapter must be a non-empty string such as '02a_rating_prediction',"
                              f" got {chapter!r}")
     path = Path(directory or EXPECTATIONS_DIR) / f"{chapter}.toml"
     if not path.exists():
@@ -124,7 +124,7 @@ class Recorder:
 
     Parameters
     ----------
-    chapter : the notebook's stem, e.g. ``"02_collaborative_filtering"``.
+    chapter : the notebook's stem, e.g. ``"02a_rating_prediction"``.
     run : the :class:`helpers.core.config.RunConfig` from the setup cell (its profile and seed decide
         whether the expectations apply), or ``None`` to check regardless.
     directory : expectations folder (tests use a temporary one).

@@ -1,12 +1,17 @@
 """Exercises of chapter 01 (preprocessing). Checkers compare with ShopWorld's recorded truth
-or with a plain-Python reference on fresh random data."""
+(q1: every raw catalogue row's true category) or with a plain-Python reference on fresh random
+data (q2: the median gap per user; q3: leave-last-out); the "vary and explain" exercise (q4, the
+cold-start split at a later cutoff) with the course's own re-run of ``pp.cold_start_split`` at
+both cutoffs, on the log ``pp.clean_shopworld`` cleans."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 from helpers.course.exercises import Exercise, Incorrect, progress_of
-from helpers.data import loaders
+from helpers.course.exercises.quiz import Choice
+from helpers.course.exercises.vary import Vary
+from helpers.data import loaders, preprocess as pp
 
 _NB = "01_preprocessing.ipynb"
 
@@ -104,6 +109,51 @@ q3 = Exercise(name="ch01.q3", title="Write leave_last_out_simple(df) -> (train, 
               nudge=("Each user's most recent interaction is the test; everything before it is "
                      "training. A user with a single interaction has nothing left to train on, so "
                      "keep them out of the test."))
+
+
+
+def _cold_share_by_cutoff(quantiles=(0.8, 0.9)) -> tuple[float, ...]:
+    """The cold items' share of the test events of ``pp.cold_start_split`` on ShopWorld's
+    clicks, carts and purchases, cut at each quantile of the cleaned log's timestamps: chapter
+    01 section 7's cell."""
+    events, catalogue = (pp.clean_shopworld(write=False)[k] for k in ("events", "catalogue"))
+    interactions = events[events["event_type"] != "view"]
+    out = []
+    for q in quantiles:
+        _, warm, cold = pp.cold_start_split(interactions, catalogue,
+                                            int(np.quantile(events["timestamp"], q)))
+        out.append(len(cold) / (len(warm) + len(cold)))
+    return tuple(out)
+
+
+q4 = Vary(name="ch01.q4", notebook=_NB, var="vary_cutoff",
+          title="Vary and explain: the cold-start split at a later cutoff",
+          measure=_cold_share_by_cutoff, quantity="the cold items' share of the test events",
+          expect="down",
+          why=Choice(
+              "Why do cold items make up a smaller share of the test events when the cut is at "
+              "the log's 90 % point instead of its 80 % point?",
+              {"a": "cold_start_split drops test events on items with too few of them, and in "
+                    "a shorter test period more of the new items fall below that minimum.",
+               "b": "With more of the log in training, the model has learnt the new items "
+                    "better, so fewer test events land on them.",
+               "c": "The test period is now the last tenth of the log, not the last fifth: "
+                    "fewer items are launched within it, and each has had less time since its "
+                    "launch to be clicked and bought, while the older items are bought all "
+                    "along."},
+              "c",
+              {"a": "cold_start_split drops nothing: train, warm and cold together hold every "
+                    "interaction, at any cutoff.",
+               "b": "No model is involved: the split only sorts the log's events by time and "
+                    "by launch date, so the share is counted, not predicted.",
+               "c": "Right: a cold item's events grow with how many items launch in the test "
+                    "period and with how long each has been on sale, so a shorter period "
+                    "shrinks the cold part faster than the warm one. A cold-start test needs a "
+                    "test period long enough to hold something to measure."}),
+          hint_text="Set `CUTOFF_QUANTILE = 0.9`, run the next cell, copy the cold share it "
+                    "prints into `value`, and compare it with the share at 0.8.",
+          nudge=("A new item only collects events after its launch. How many items launch "
+                 "inside a test period half as long, and how long has each had to be bought?"))
 
 from helpers.course.exercises.quiz import Choice, Numeric, Quiz  # noqa: E402
 

@@ -1,6 +1,8 @@
-"""Exercises of chapter 02 (collaborative filtering), each checked against an independent
-reference: a plain loop, torch autograd, scikit-learn, and the course's own re-run of the sampled
-metric at another sample size (a "vary and explain" exercise)."""
+"""Exercises of chapter 02 (collaborative filtering, two lessons: 02a predicting ratings, 02b
+ranking from clicks), each checked against an independent reference: a plain loop (02a, q1),
+torch autograd (02a, q2), scikit-learn (02b, q3), and the course's own re-runs for the two "vary
+and explain" exercises: ALS at another regularisation (02a, q5, named after the chapter's last
+exercise so that no name moved) and the sampled metric at another sample size (02b, q4)."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +15,8 @@ from helpers.data import loaders, preprocess as pp
 from helpers.metrics import ranking
 from helpers.models import cf
 
-_NB = "02_collaborative_filtering.ipynb"
+_NB_A = "02a_rating_prediction.ipynb"
+_NB_B = "02b_top_k_ranking.ipynb"
 
 
 def _check_knn_scores(fn) -> str:
@@ -79,20 +82,20 @@ def _check_ndcg(fn) -> str:
 
 
 q1 = Exercise(name="ch02.q1", title="Write item_knn_scores(X, S): score every item for every user",
-              var="item_knn_scores", checker=_check_knn_scores, notebook=_NB,
+              var="item_knn_scores", checker=_check_knn_scores, notebook=_NB_A,
               hint_text="score[u, i] = Σ_j S[i, j] X[u, j] is a matrix product: `X @ S.T`.",
               nudge=("An item scores high for a user when it is similar to many items the user "
                      "already has. That weighted sum, written for all users and items at once, is "
                      "one matrix product."))
 q2 = Exercise(name="ch02.q2", title="Write sgd_step(...): one SGD update of biased MF",
-              var="sgd_step", checker=_check_sgd_step, notebook=_NB,
+              var="sgd_step", checker=_check_sgd_step, notebook=_NB_A,
               hint_text="e = r − (μ + b_u + b_i + p·q); then b_u += lr(e − λb_u), "
                         "b_i += lr(e − λb_i), p += lr(e q − λp), q += lr(e p_old − λq).",
               nudge=("Measure the error of the current prediction on this one rating, then move "
                      "each parameter a small step in the direction that reduces it, minus a little "
                      "pull towards zero for each."))
 q3 = Exercise(name="ch02.q3", title="Write ndcg_at_k(ranked, relevant, k) for one user",
-              var="ndcg_at_k", checker=_check_ndcg, notebook=_NB,
+              var="ndcg_at_k", checker=_check_ndcg, notebook=_NB_B,
               hint_text="DCG = Σ_{r=1..k} [ranked[r-1] ∈ relevant] / log2(r + 1); the ideal DCG "
                         "puts min(len(relevant), k) hits first; NDCG = DCG / ideal.",
               nudge=("Each hit earns less the lower it sits (divide by the log of its position "
@@ -101,7 +104,7 @@ q3 = Exercise(name="ch02.q3", title="Write ndcg_at_k(ranked, relevant, k) for on
 
 def _sampled_hr_knn(negatives=(100, 500)) -> tuple[float, ...]:
     """Item-kNN's sampled HR@10 on MovieLens-100K's leave-last-out split, the held-out item
-    ranked against each number of random unseen items (seed 0): section 6's cell."""
+    ranked against each number of random unseen items (seed 0): 02b section 2's cell."""
     ratings = loaders.load_movielens()["ratings"]
     um, im = pp.build_id_map(ratings["user_id"]), pp.build_id_map(ratings["item_id"])
     train, _, test = pp.leave_last_out(ratings)
@@ -113,7 +116,7 @@ def _sampled_hr_knn(negatives=(100, 500)) -> tuple[float, ...]:
                                          seed=0)["hr@10"] for n in negatives)
 
 
-q4 = Vary(name="ch02.q4", notebook=_NB, var="vary_negatives",
+q4 = Vary(name="ch02.q4", notebook=_NB_B, var="vary_negatives",
           title="Vary and explain: a sampled metric with more negatives",
           measure=_sampled_hr_knn, quantity="item-kNN's sampled HR@10",
           expect="down",
@@ -133,18 +136,57 @@ q4 = Vary(name="ch02.q4", notebook=_NB, var="vary_negatives",
                     "how easy depends on the sample's size; as it grows towards the whole "
                     "catalogue, the sampled HR@10 comes down towards the full-ranking one — "
                     "which is why the course reports full-ranking metrics.",
-               "c": "Negatives are drawn from movies the user never rated: none of them is one "
-                    "the user liked."}),
+               "c": "Negatives are drawn from movies outside the user's training history: "
+                    "only their one validation movie could be among them, far too few to move "
+                    "HR@10 like this."}),
           hint_text="Set `N_NEGATIVES = 500`, run the cell, copy the HR@10 it prints into "
                     "`value`, and compare it with the table's 100-negative column.",
           nudge=("Ten places, and now five times as many random competitors for them: what "
                  "does that do to the chance that the held-out movie makes the list?"))
 
 
-quiz = Quiz("ch02.quiz", _NB, where=(
-    "Q1: section 2 (baselines); Q2: section 5 (implicit feedback and BPR); Q3 and Q4: section 6 "
-    "and exercise 3; Q5: section 6's sampled metrics; Q6: section 7; Q7: section 9."),
-    questions=[
+def _als_heldout_rmse(regs=(0.13, 0.01)) -> tuple[float, ...]:
+    """Biased MF by ALS (d = 32, 8 sweeps) on fold 1 of MovieLens-100K's 5-fold split (seed 0):
+    the held-out RMSE at each regularisation, as 02a section 4's cells fit it."""
+    from sklearn.model_selection import KFold
+
+    ratings = loaders.load_movielens()["ratings"]
+    train_idx, test_idx = next(KFold(5, shuffle=True, random_state=0).split(ratings))
+    train, test = ratings.iloc[train_idx], ratings.iloc[test_idx]
+    return tuple(cf.BiasedMF(32, reg=reg, solver="als", n_epochs=8).fit(train, valid=test)
+                 .history_valid[-1] for reg in regs)
+
+
+q5 = Vary(name="ch02.q5", notebook=_NB_A, var="vary_reg",
+          title="Vary and explain: ALS with less regularisation",
+          measure=_als_heldout_rmse, quantity="ALS's held-out RMSE on fold 1",
+          expect="up",
+          why=Choice(
+              "Why does ALS predict the held-out ratings worse with λ = 0.01 than with 0.13?",
+              {"a": "With a weaker pull towards 0, 32 factors per user and item fit the noise "
+                    "of the training ratings too (the training RMSE falls), and that fit does "
+                    "not carry over to ratings the model has not seen.",
+               "b": "With a small λ each least-squares solve is badly conditioned, so ALS "
+                    "stops converging and fits the training ratings worse too.",
+               "c": "λ also decides how many of the 8 sweeps ALS runs: with 0.01 it stops "
+                    "after fewer."},
+              "a",
+              {"a": "Right: that is overfitting. λ trades how well the factors fit the ratings "
+                    "they were solved on against how large they may grow; 0.13 predicts the "
+                    "held-out fold better.",
+               "b": "The cell printed the training RMSE: it fell, so ALS fits the training "
+                    "ratings better, not worse.",
+               "c": "ALS runs all 8 sweeps at any λ: n_epochs=8 sets them, and the fit's "
+                    "history has 8 entries either way."}),
+          hint_text="Set `ALS_REG = 0.01`, run the next cell, copy the held-out RMSE it prints "
+                    "into `value`, and compare it with the 0.13 fit's held-out RMSE.",
+          nudge=("Compare the two training errors as well as the two held-out errors: which "
+                 "one improved, and which one got worse?"))
+
+
+quiz_a = Quiz("ch02.quiz_a", _NB_A, var="quiz_answers_a", where=(
+    "Q1: section 2 (baselines); Q2: section 3 (neighbourhoods); Q3: section 4 and exercise 2; Q4: "
+    "section 4 (ALS); Q5: section 4 (Bayesian MF)."), questions=[
     Choice("Biases alone (global mean plus a user and an item bias) take MovieLens RMSE from about "
            "1.13 to about 0.94. What should you compare a new rating model with?",
            {"a": "The global mean (1.13): it is the simplest predictor.",
@@ -153,8 +195,54 @@ quiz = Quiz("ch02.quiz", _NB, where=(
             "c": "A published deep model's number, whatever its split."},
            "b",
            {"a": "Beating 1.13 proves only that users and items differ on average.",
-            "b": "Right: every model in the chapter must beat 0.94, not 1.13.",
-            "c": "A number is comparable only under the same protocol (section 7)."}),
+            "b": "Right: a rating model must beat 0.94, not 1.13, to have learned anything about "
+                 "taste — and the table shows that not every one does.",
+            "c": "A number is comparable only under the same protocol: same data, split and "
+                 "metric."}),
+    Choice("Item-kNN multiplies each similarity by n_ij / (n_ij + β), where n_ij counts the users "
+           "who rated both items. What does that shrinkage do?",
+           {"a": "It lets two items that only a handful of users rated alike count for little, "
+                 "since their similarity rests on little evidence.",
+            "b": "It keeps only each item's k nearest neighbours.",
+            "c": "It subtracts each user's mean rating before comparing items."},
+           "a",
+           {"a": "Right: a cosine of 1.0 from two common raters is weaker evidence than 0.6 from "
+                 "two hundred.",
+            "b": "Keeping the top k is a separate step (N(i)); shrinkage changes the values.",
+            "c": "That is close to what Pearson-baseline does (it subtracts the baseline "
+                 "μ + b_u + b_i); shrinkage only scales."}),
+    Numeric("One SGD step of biased MF: μ = 3.5, b_u = b_i = 0, p·q = 0.2, the rating r = 4, "
+            "learning rate η = 0.1 and λ = 0. What is the new b_u? (two decimals)",
+            0.03, "Right: the error is e = 4 − (3.5 + 0 + 0 + 0.2) = 0.3, and b_u moves by "
+                  "η(e − λ b_u) = 0.1 × 0.3.", tol=1e-6,
+            traps={0.3: "0.3 is the error e; the step is the learning rate times it.",
+                   -0.03: "The prediction (3.7) is below the rating (4): the bias moves up."}),
+    Choice("Why does ALS need no learning rate, while Adam does?",
+           {"a": "With the items fixed, each user's best vector is the exact solution of a small "
+                 "ridge regression (and the other way round), so each half-step jumps straight "
+                 "to its optimum instead of taking small steps downhill.",
+            "b": "ALS uses Adam internally with a learning rate chosen for you.",
+            "c": "ALS samples each user's vector at random, so there is no step to size."},
+           "a",
+           {"a": "Right: and that is why it converges in a handful of sweeps.",
+            "b": "ALS takes no gradient steps at all; solver='adam' is the other solver.",
+            "c": "That describes Gibbs sampling (Bayesian MF), not ALS."}),
+    Choice("Bayesian MF reached a lower RMSE than ALS. What does it average its prediction over?",
+           {"a": "The five folds of the cross-validation.",
+            "b": "Many factorisations drawn from the posterior by Gibbs sampling, after the "
+                 "burn-in sweeps are discarded.",
+            "c": "The predictions of item-kNN and ALS."},
+           "b",
+           {"a": "The folds only measure it; every fold's model averages its own draws.",
+            "b": "Right: it averages over many plausible factorisations instead of trusting one "
+                 "local optimum, and has no λ (its noise precision α is set by hand).",
+            "c": "It is one model; nothing from the other models enters it."}),
+])
+
+
+quiz_b = Quiz("ch02.quiz_b", _NB_B, var="quiz_answers_b", where=(
+    "Q1: section 1 (implicit feedback and BPR); Q2 and Q3: section 2 and exercise 1; Q4: section "
+    "2's sampled metrics; Q5: section 3; Q6: section 5."), questions=[
     Choice("On a shop you see clicks and purchases but no dislikes. Why does BPR learn from pairs "
            "(a met item should score above an unmet one) instead of treating unmet items as 0s?",
            {"a": "An unmet item may be unknown to the user, not disliked; a pair only says the met "
@@ -179,7 +267,8 @@ quiz = Quiz("ch02.quiz", _NB, where=(
            "find with the same models and test items?",
            {"a": "The sampled numbers are a cheap, unbiased estimate of the full-ranking ones.",
             "b": "Every model looks several times better and the gaps between models change; a "
-                 "sampled number is not an estimate of the full one, and it can reorder models.",
+                 "sampled number is not an estimate of the full one (and, Krichene and Rendle "
+                 "show, it can reorder models).",
             "c": "Sampling makes no difference on MovieLens-100K."},
            "b",
            {"a": "They are biased upwards, by different amounts per model (Krichene and Rendle).",
@@ -193,7 +282,8 @@ quiz = Quiz("ch02.quiz", _NB, where=(
                  "code too, and code can be wrong.",
             "c": "RecBole uses a different dataset version."},
            "b",
-           {"a": "The course's own popularity baseline does well on the same split.",
+           {"a": "The course's popularity baseline, on the same split, scores far above RecBole's: "
+                 "the idea is the same, the counting differs.",
             "b": "Right (RecBole issue #2198).",
             "c": "Both were run on RecBole's own split of the same data."}),
     Choice("Why does every CF model score near zero on items launched after the training cutoff?",

@@ -1,11 +1,17 @@
 """Exercises of chapter 04 (BERT interest models), each checked against an independent
-reference: plain loops over users, and torch's cross-entropy."""
+reference: plain loops over users (q1, q2), torch's cross-entropy (q3), and the course's own
+re-run of the inferred aspect profiles with review sentences weighted more (section 7's "vary and
+explain", q4)."""
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
 
 from helpers.course.exercises import Exercise, Incorrect, progress_of, shape_of
+from helpers.course.exercises.quiz import Choice, Quiz
+from helpers.course.exercises.vary import Vary
+from helpers.data import loaders, preprocess as pp
+from helpers.models import interest as I
 
 _NB = "04_bert_interest_models.ipynb"
 
@@ -102,7 +108,50 @@ q3 = Exercise(name="ch04.q3", title="Write in_batch_loss(u, v, temperature, log_
                      "appear as negatives too often; the correction removes their log-frequency "
                      "from the scores."))
 
-from helpers.course.exercises.quiz import Choice, Quiz  # noqa: E402
+
+def _aspect_precision_by_review_weight(weights=(3, 10)) -> tuple[float, ...]:
+    """Precision of the inferred top-3 aspects against ShopWorld's true ones, every shopper with
+    a click, cart or purchase, each review sentence worth each number of votes: section 7's
+    cell."""
+    sw = pp.clean_shopworld(write=False)
+    categories = loaders.vocabulary()["categories"]
+    reviews, truth = loaders.load_shopworld("reviews"), loaders.load_shopworld("user_truth")
+    return tuple(I.aspect_precision(I.aspect_profile(sw["events"], reviews, sw["catalogue"],
+                                                     categories, review_weight=w), truth)
+                 for w in weights)
+
+
+q4 = Vary(name="ch04.q4", notebook=_NB, var="vary_reviews",
+          title="Vary and explain: a review sentence worth 10 votes instead of 3",
+          measure=_aspect_precision_by_review_weight,
+          quantity="the precision of the inferred top-3 aspects", expect="up", same_within=0.01,
+          why=Choice(
+              "Why are the inferred top-3 aspects right more often when each review sentence "
+              "counts 10 votes instead of 3?",
+              {"a": "Reviews are rarer than clicks, so a larger weight balances the two sources: "
+                    "every shopper's profile now draws on both equally.",
+               "b": "A review sentence names an aspect the shopper chose to write about — in "
+                    "ShopWorld mostly one they truly care about — while a history vote counts "
+                    "what the item's description stands out on, whatever made them buy it. At "
+                    "10 votes, what a reviewer wrote outvotes what they bought.",
+               "c": "Every review sentence now adds more to the scores, and the top three "
+                    "aspects are those with the highest scores, so larger scores make more of "
+                    "them right."},
+              "b",
+              {"a": "Nothing is balanced for everyone: a shopper who wrote no review has exactly "
+                    "the same profile at any weight, and a reviewer's profile now leans on what "
+                    "they wrote.",
+               "b": "Right: the two sources are evidence of different strength, and the weight "
+                    "says how far to trust each. Only reviewers' profiles change, and the gain is "
+                    "measured against the truth ShopWorld hides: a real shop must choose the "
+                    "weight without it.",
+               "c": "Precision counts which three aspects come first, not how large their scores "
+                    "are: multiplying every score by the same number would change nothing. What "
+                    "changed is the balance between the two sources."}),
+          hint_text="Set `REVIEW_WEIGHT = 10`, run the next cell, copy the precision it prints "
+                    "into `value`, and compare it with the table's `history + reviews` row.",
+          nudge=("Which of the two sources is the shopper's own word about what they care "
+                 "about, and which only says what an item they bought is good at?"))
 
 quiz = Quiz("ch04.quiz", _NB, where=(
     "Q1: section 1; Q2: section 2; Q3: section 3; Q4: sections 4 and 6; Q5: section 7."),
@@ -141,7 +190,7 @@ quiz = Quiz("ch04.quiz", _NB, where=(
            "a",
            {"a": "Right: a new item's text places it next to items people did buy.",
             "b": "It is trained on interactions (in-batch softmax with the logQ correction).",
-            "c": "On warm items it competes; the gain is on the cold ones."}),
+            "c": "On warm items the ID models stay ahead; the gain is on the cold ones."}),
     Choice("What is the chapter's stance on the inferred aspect profiles (what each user cares "
            "about)?",
            {"a": "They are the user's true preferences.",

@@ -1,11 +1,17 @@
 """Exercises of chapter 09 (the capstone), each checked against an independent reference: chapter
 05's ``ClosedWorldGuard.choose`` for the serving rule of a reason (q1), and Python's own HTML
-parser for a row of the page that must show untrusted text as text (q2)."""
+parser for a row of the page that must show untrusted text as text (q2); the "vary and explain"
+exercise (q3, the app's diversity knob at 0.5) against the course's own re-run of a freshly built
+``Shop``'s pages at both settings."""
 from __future__ import annotations
 
 from html.parser import HTMLParser
 
+import numpy as np
+
 from helpers.course.exercises import Exercise, Incorrect, progress_of, shape_of
+from helpers.course.exercises.quiz import Choice
+from helpers.course.exercises.vary import Vary
 from helpers.reasons import explainers, guard as G, world
 
 _NB = "09_capstone.ipynb"
@@ -109,6 +115,54 @@ q2 = Exercise(name="ch09.q2", title="Write render_row(rank, title, category, pri
               nudge=("Titles, brands and reviews are text from outside: a page must show them as "
                      "text, never let the browser read them as markup. Escape every piece of "
                      "text you did not write yourself."))
+
+
+
+def _different_share_by_knob(lams=(1.0, 0.5)) -> tuple[float, ...]:
+    """The share of slots the page marks "different from your usual", over the pages of 50
+    shoppers the notebook leaves alone (``users()[200:250]``) of a freshly built ``Shop``, at
+    each setting of its diversity knob: chapter 09 section 3's cell."""
+    from helpers.serving import app as A
+
+    shop = A.Shop.build(seed=0)
+    users = [int(u) for u in shop.users()[200:250]]
+    out = []
+    for lam in lams:
+        shop.set_diversity(lam)
+        out.append(float(np.mean([shop.page(u).items["different"].mean() for u in users])))
+    return tuple(out)
+
+
+q3 = Vary(name="ch09.q3", notebook=_NB, var="vary_knob",
+          title="Vary and explain: the diversity knob at 0.5",
+          measure=_different_share_by_knob,
+          quantity="the share of slots marked \"different from your usual\"",
+          expect="up",
+          why=Choice(
+              "Why does the page call more of its slots \"different from your usual\" with the "
+              "knob at 0.5 than at 1?",
+              {"a": "MMR now trades some relevance for being unlike the items already listed. "
+                    "Items of one category have similar texts, so the ones it brings in mostly "
+                    "come from other categories, and many of those are categories this shopper "
+                    "has rarely met: the rule truthfully calls them different.",
+               "b": "A lower knob loosens the rule for the label: at 0.5 an item counts as "
+                    "different when its category is below a larger share of the shopper's "
+                    "history.",
+               "c": "Showing the more varied page adds its items to the shopper's history, so "
+                    "their usual categories make up a smaller share of it and more items pass "
+                    "the rule."},
+              "a",
+              {"a": "Right: the knob changes the list, and the rule, unchanged, describes the "
+                    "new list truthfully. More varied lists mean more of the label, and every "
+                    "one of them is still a checkable fact about the history.",
+               "b": "The rule reads only the shopper's history (a category under a tenth of "
+                    "what they have met); the knob is not one of its inputs.",
+               "c": "Showing a page changes nothing: only a click, cart or purchase (Shop.act) "
+                    "is folded into the history."}),
+          hint_text="Set `DIVERSITY = 0.5`, run the next cell, copy the share it prints into "
+                    "`value`, and compare it with the share at 1.0.",
+          nudge=("What does MMR look for in the next item, and where does an item unlike the "
+                 "ones already listed usually come from?"))
 
 from helpers.course.exercises.quiz import Choice, Numeric, Quiz  # noqa: E402
 
