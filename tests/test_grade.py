@@ -44,6 +44,7 @@ TOP_K = '''def top_k_items(query_emb: torch.Tensor, item_embs: torch.Tensor, k: 
     return torch.topk(items @ (query_emb / query_emb.norm()), k).indices
 '''
 QUIZ_RIGHT = "quiz_answers = {1: 'b', 2: 0.96, 3: 'a', 4: 'b', 5: 'b'}\n"
+VARY = 'vary_density = {"value": 0.0978, "moved": "down", "why": "c"}\n'
 HUGE_QUIZ = "quiz_answers = {1: 'b' * 2**21, 2: 10**5000, 3: 'a', 4: 'b', 5: 'b'}\n"
 SNEAKY_PATCHES = (     # each one alone made a wrong cosine_similarity pass before
     # a replacement of torch.allclose whose code claims to be torch's own wrapper of it
@@ -174,6 +175,11 @@ def _answered(q1: str = COSINE, q2: str = TOP_K, quiz: str = QUIZ_RIGHT) -> dict
     nb = _student_notebook()
     _fill(nb, "cosine_similarity", q1)
     _fill(nb, "top_k_items", q2)
+    for var, code in (("DENSITY_EVENTS", 'DENSITY_EVENTS = "purchase"\n'), ("vary_density", VARY)):
+        try:
+            _fill(nb, var, code)
+        except AssertionError:          # a student notebook written before ch00.q3 existed
+            _insert(nb, code, after="quiz.show()")
     return _fill(nb, "quiz_answers", quiz)
 
 
@@ -382,6 +388,9 @@ def _items(book, student: str) -> dict[str, dict]:
     return {it["item"]: it for it in book.result(student, CH).items}
 
 
+ALL_PASSED = {"ch00.q1": "passed", "ch00.q2": "passed", "ch00.q3": "passed", "ch00.quiz": "passed"}
+
+
 def _states(book, student: str) -> dict[str, str]:
     return {name: it["state"] for name, it in _items(book, student).items()}
 
@@ -403,8 +412,8 @@ def check_forged_verdict_ignored(states: dict[str, str]) -> None:
 def test_a_correct_notebook_gets_full_marks(graded):
     book = graded["book"]
     assert _states(book, "correct") == {"ch00.q1": "passed", "ch00.q2": "passed",
-                                        "ch00.quiz": "passed"}
-    assert book.points("correct") == {"ch00.q1": 1, "ch00.q2": 1, "ch00.quiz": 1}
+                                        "ch00.q3": "passed", "ch00.quiz": "passed"}
+    assert book.points("correct") == {"ch00.q1": 1, "ch00.q2": 1, "ch00.q3": 1, "ch00.quiz": 1}
     assert "matches torch.nn.functional.cosine_similarity" in _items(book, "correct")["ch00.q1"]["message"]
     assert book.result("correct", CH).cells == []
 
@@ -580,8 +589,7 @@ def test_the_notebook_cannot_read_or_trace_the_judge(graded):
     for what in ("mem", "fds", "environ", "ptrace", "pidfd_getfd"):
         assert f"DENIED {what}" in result.output, result.output[-3000:]
     assert "GOT" not in result.output
-    assert _states(graded["book"], "pokes_judge") == {"ch00.q1": "passed", "ch00.q2": "passed",
-                                                      "ch00.quiz": "passed"}
+    assert _states(graded["book"], "pokes_judge") == ALL_PASSED
 
 
 @slow
@@ -601,8 +609,7 @@ def test_sneakier_patches_change_nothing_and_are_named(graded):
 def test_a_thread_left_running_by_the_notebook_is_named(graded):
     """A thread could read the old runner's signing key; the judge has none, and the thread
     cannot reach it: the notebook is graded, the thread named for review."""
-    assert _states(graded["book"], "thread_waiter") == {"ch00.q1": "passed", "ch00.q2": "passed",
-                                                        "ch00.quiz": "passed"}
+    assert _states(graded["book"], "thread_waiter") == ALL_PASSED
     assert any("thread started by the notebook" in n
                for n in graded["book"].result("thread_waiter", CH).notes)
 
@@ -638,8 +645,7 @@ def test_a_huge_answer_is_judged_not_called_tampering(graded):
 def test_an_output_flood_is_stopped_and_grading_goes_on(graded):
     result = graded["book"].result("flood", CH)
     assert [c["status"] for c in result.cells] == ["output flood"]
-    assert _states(graded["book"], "flood") == {"ch00.q1": "passed", "ch00.q2": "passed",
-                                                "ch00.quiz": "passed"}
+    assert _states(graded["book"], "flood") == ALL_PASSED
     assert len(result.output) < 300_000 and "bytes not kept" in result.output
 
 
@@ -659,7 +665,7 @@ def test_the_gradebook_summary_and_feedback(graded):
     with open(out / "gradebook.csv") as fh:
         rows = {r["student"]: r for r in csv.DictReader(fh)}
     assert set(rows) == set(book.students) and len(rows) == 27
-    assert rows["correct"]["total"] == "3" and rows["correct"]["max"] == "3"
+    assert rows["correct"]["total"] == "4" and rows["correct"]["max"] == "4"
     assert rows["wrong_kinds"]["ch00.quiz"] == "0.6"
     summary = (out / "summary.md").read_text()
     assert "| `ch00.q1` |" in summary and "lengths" in summary
@@ -769,8 +775,8 @@ def test_a_bad_file_is_an_errored_notebook_not_a_crash(tmp_path):
 
 def test_the_config_is_checked(tmp_path):
     bad = tmp_path / "g.toml"
-    bad.write_text('[points.items]\n"ch00.q9" = 2\n')
-    with pytest.raises(ParameterError, match="did you mean 'ch00.q"):
+    bad.write_text('[points.items]\n"ch00.q8" = 2\n')
+    with pytest.raises(ParameterError, match="did you mean 'ch0"):
         grade.load_config(bad)
     bad.write_text("[points]\nexercise = -1\n")
     with pytest.raises(ParameterError, match=">= 0"):
@@ -1026,7 +1032,7 @@ def test_one_notebook_that_breaks_the_grader_does_not_lose_the_class(tmp_path, m
                     progress=False)
     with open(tmp_path / "out2" / "gradebook.csv") as fh:
         rows = {r["student"]: r for r in csv.DictReader(fh)}
-    assert rows["ann"]["total"] == "3"
+    assert rows["ann"]["total"] == "4"
     assert "interrupted" in (tmp_path / "out2" / "summary.md").read_text()
 
 

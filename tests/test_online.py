@@ -65,6 +65,27 @@ def test_new_users_and_cold_items():
     assert len(recs) == 3 and known_item not in recs["item_id"].tolist()
 
 
+
+def test_an_item_the_map_holds_but_nobody_met_is_folded_in_not_counted():
+    """cold_item_events counts only IDs missing from the item map (chapter 08b's replay prints 0
+    while events on never-met items arrive): an item the map holds with no interactions, whose
+    factors are zero, joins the user's history like any other item."""
+    from helpers.data import preprocess as pp
+
+    df = _log(4)
+    train = df[df["item_id"] <= 25]                       # items 26..30: in the map, never met
+    model = cf.ImplicitALS(8, n_iter=3).fit(train, pp.build_id_map(train["user_id"]),
+                                            pp.build_id_map(pd.Series(range(1, 31))))
+    col = model.item_map.encode([27])[0]
+    assert np.allclose(model.Y[col], 0)
+    live = online.FoldIn(model)
+    user = int(train["user_id"].iloc[0])
+    stats = live.update(pd.DataFrame({"user_id": [user], "item_id": [27], "timestamp": [1000]}))
+    assert stats["cold item events"] == 0 and not live.cold_item_events
+    row = model.user_map.encode([user])[0]
+    assert model.seen[row, col] == 1
+    np.testing.assert_allclose(model.X[row], _dense_solve(model, row), atol=1e-10)
+
 def test_bad_batches_are_refused():
     df = _log(2)
     live = online.FoldIn(cf.ImplicitALS(4, n_iter=2).fit(df))

@@ -1,6 +1,8 @@
 """"Vary and explain" exercises (helpers.course.exercises.vary): the right number and direction
 come from the course's own measurement, never from a typed key; an explanation that the
 measurement contradicts is reported as the course's bug, not the student's."""
+import re
+
 import pytest
 
 from helpers.core.checks import ParameterError
@@ -73,8 +75,58 @@ def test_chapter_05s_vary_exercise_passes_its_solution_on_the_real_measurement()
 
     usual, varied = ch05.q2.measured()
     assert ch05.q2.moved() == "down"
-    state, message = ch05.q2._evaluate({"value": round(varied, 4), "moved": "down", "why": "b"})
+    state, message = ch05.q2._evaluate({"value": round(varied, 4), "moved": "down", "why": "d"})
     assert state == "correct", message
-    assert ch05.q2._evaluate({"value": round(usual, 4), "moved": "down", "why": "b"})[0] \
+    assert ch05.q2._evaluate({"value": round(usual, 4), "moved": "down", "why": "d"})[0] \
         == "incorrect"
     assert "vary_profile = " in ch05.q2.solution_code()
+
+
+# The "why" question of a vary-and-explain exercise must not give the direction away: its stem
+# does not say which way the number moved, and its options cover more than one direction, so a
+# student has to read the printed numbers to narrow them down and know the mechanism to pick one.
+DIRECTION_WORDS = re.compile(
+    r"\b(?:up|down|more|less|fewer|fall|falls|fell|falling|rise|rises|rose|rising|drop|drops|"
+    r"dropped|grow|grows|grew|increase[sd]?|decrease[sd]?|worse|better|higher|lower|smaller|"
+    r"larger|bigger)\b", re.IGNORECASE)
+
+
+def _gives_the_direction_away(choice: Choice) -> list[str]:
+    """What in ``choice`` tells the direction without running anything (empty: nothing)."""
+    found = [f"the stem says {w!r}" for w in DIRECTION_WORDS.findall(choice.prompt)]
+    if len(choice.options) < 4:
+        found.append(f"{len(choice.options)} options, not at least 4 (two per direction)")
+    return found
+
+
+def _every_vary_exercise():
+    """Every vary-and-explain exercise of the course, found the way the grader finds exercises."""
+    import importlib
+
+    from helpers.course import grade
+
+    return [ex for entries in grade.chapter_items().values() for _, item in entries
+            if isinstance(ex := getattr(importlib.import_module(item.module), item.attr), Vary)]
+
+
+def test_a_vary_question_does_not_give_its_direction_away():
+    """Every vary-and-explain exercise of the course: a neutral stem and at least four options
+    (two mechanisms per direction), so the printed numbers, not the question, tell the direction."""
+    exercises = _every_vary_exercise()
+    assert len(exercises) >= 11
+    for exercise in exercises:
+        assert not _gives_the_direction_away(exercise.why), \
+            (exercise.name, _gives_the_direction_away(exercise.why))
+        assert all(text.strip() for text in exercise.why.why.values()), exercise.name
+    # the right letter is not always the same one, nor always the longest option
+    assert len({e.why.answer for e in exercises}) >= 3
+    longest = [max(e.why.options, key=lambda k: len(e.why.options[k])) for e in exercises]
+    assert any(e.why.answer != k for e, k in zip(exercises, longest))
+
+
+def test_the_rule_catches_a_stem_that_names_the_direction():
+    leaky = Choice("Why does the RMSE rise when λ falls?", {"a": "x", "b": "y"}, "a",
+                   {"a": "right", "b": "wrong"})
+    assert _gives_the_direction_away(leaky) == ["the stem says 'rise'", "the stem says 'falls'",
+                                                "2 options, not at least 4 (two per direction)"]
+    assert all(not _gives_the_direction_away(e.why) for e in _every_vary_exercise())

@@ -218,7 +218,7 @@ def chapter_items() -> dict[str, list[tuple[str, Item]]]:
     reading order, questionnaires last.
 
     >>> [name for name, _ in chapter_items()["00_setup_and_tour.ipynb"]]
-    ['ch00.q1', 'ch00.q2', 'ch00.quiz']
+    ['ch00.q1', 'ch00.q2', 'ch00.q3', 'ch00.quiz']
     """
     with _LOCK:
         if not _ITEMS:

@@ -11,9 +11,11 @@ best factors have a closed form, ``x_u = (YᵀY + Yᵀ(C_u − I)Y + reg·I)⁻�
 k x k solve per touched user, the same half-step the model's own training repeats. What folding
 in cannot do: move the *items*. A new item has no factors until the next retrain, or until
 :meth:`FoldIn.place_items` places it by its content (a ridge map from the items' text or image
-vectors, chapters 04/06, to the factors of the items the model has learnt); until then its
-events are counted in ``cold_item_events``, never silently dropped, and the item's users are
-still re-solved on the events that remain.
+vectors, chapters 04/06, to the factors of the items the model has learnt). An event on an item
+ID the model's ID map does not hold cannot be folded in: it is counted in ``cold_item_events``,
+never silently dropped, and its user is still re-solved on the events that remain. An item the
+map holds but nobody had met (zero factors) is not counted: its events join the users'
+histories like any other.
 
 Events must arrive in time order: a batch older than what the model has already seen is an
 error (a replayed log would otherwise double-count silently).
@@ -46,7 +48,7 @@ class FoldIn:
         if not hasattr(model, "X"):
             raise DataError("the model is not fitted yet: call .fit(train) first.")
         self.model, self.col_time = model, col_time
-        self.cold_item_events = Counter()          # item ID -> events not folded in
+        self.cold_item_events = Counter()          # item ID not in the map -> events not folded in
         self.last_time = None
         # YᵀY + reg·I is the same for every user while the items stay fixed: computed once
         self._refresh()
@@ -127,7 +129,8 @@ class FoldIn:
     def update(self, events: pd.DataFrame) -> dict:
         """Fold a batch of events in: add them to the users' histories and re-solve every
         touched user's factors. Returns counts: ``events``, ``users updated``, ``new users``,
-        ``cold item events`` (events on items the model has no factors for)."""
+        ``cold item events`` (events on item IDs the model's ID map does not hold: not folded
+        in, and added to ``cold_item_events``)."""
         m = self.model
         require_columns(events, [m.col_user, m.col_item], "the batch of new events")
         if len(events) == 0:

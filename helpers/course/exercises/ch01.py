@@ -131,29 +131,43 @@ q4 = Vary(name="ch01.q4", notebook=_NB, var="vary_cutoff",
           measure=_cold_share_by_cutoff, quantity="the cold items' share of the test events",
           expect="down",
           why=Choice(
-              "Why do cold items make up a smaller share of the test events when the cut is at "
-              "the log's 90 % point instead of its 80 % point?",
-              {"a": "cold_start_split drops test events on items with too few of them, and in "
-                    "a shorter test period more of the new items fall below that minimum.",
-               "b": "With more of the log in training, the model has learnt the new items "
-                    "better, so fewer test events land on them.",
-               "c": "The test period is now the last tenth of the log, not the last fifth: "
+              "What explains how the cold items' share of the test events changed when the cut "
+              "moved from the log's 80 % point to its 90 % point?",
+              {"a": "At the later cut, the items launched between the 80 % and the 90 % points "
+                    "count as cold as well as those launched after it, so a larger part of the "
+                    "test period's sales is on items with no training data.",
+               "b": "cold_start_split drops the test events of items with too few of them, and "
+                    "in a test period half as long more of the new items fall below that "
+                    "minimum.",
+               "c": "A new item sells most in its first weeks on sale, while the older "
+                    "catalogue's sales fade: the last tenth of the log holds the freshest "
+                    "launches at their peak and less of the older items' steady trickle, so the "
+                    "new items weigh more in it.",
+               "d": "The test period is now the last tenth of the log, not the last fifth: "
                     "fewer items are launched within it, and each has had less time since its "
                     "launch to be clicked and bought, while the older items are bought all "
                     "along."},
-              "c",
-              {"a": "cold_start_split drops nothing: train, warm and cold together hold every "
-                    "interaction, at any cutoff.",
-               "b": "No model is involved: the split only sorts the log's events by time and "
-                    "by launch date, so the share is counted, not predicted.",
-               "c": "Right: a cold item's events grow with how many items launch in the test "
+              "d",
+              {"a": "cold_start_split calls an item cold only when its launch_ts is at or after "
+                    "the cutoff: at 0.9 an item launched between the two points is warm. A later "
+                    "cut can only take items out of the cold part (compare the counts of new "
+                    "items the two cells printed), and the share printed fell.",
+               "b": "cold_start_split drops nothing: every interaction goes to train, warm or "
+                    "cold at any cutoff (events before the cut are train, the rest are split by "
+                    "the item's launch date). The share fell for another reason.",
+               "c": "Compare the two shares the cells printed: the cold share fell. A launch "
+                    "peak cannot make up for fewer launches (count the new items each cell "
+                    "printed), each with less time to be bought, while the warm items kept "
+                    "selling all through the test period.",
+               "d": "Right: a cold item's events grow with how many items launch in the test "
                     "period and with how long each has been on sale, so a shorter period "
                     "shrinks the cold part faster than the warm one. A cold-start test needs a "
                     "test period long enough to hold something to measure."}),
-          hint_text="Set `CUTOFF_QUANTILE = 0.9`, run the next cell, copy the cold share it "
-                    "prints into `value`, and compare it with the share at 0.8.",
-          nudge=("A new item only collects events after its launch. How many items launch "
-                 "inside a test period half as long, and how long has each had to be bought?"))
+          hint_text="Set `CUTOFF_QUANTILE = 0.9`, run that cell and the next one, copy the cold "
+                    "share it prints into `value`, and compare it with the share at 0.8.",
+          nudge=("A new item only collects events after its launch, and the older items sell "
+                 "all along. Compare how many new items each cut's test period holds, and how "
+                 "long each of them has had to be bought."))
 
 from helpers.course.exercises.quiz import Choice, Numeric, Quiz  # noqa: E402
 

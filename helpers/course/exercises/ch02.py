@@ -121,28 +121,40 @@ q4 = Vary(name="ch02.q4", notebook=_NB_B, var="vary_negatives",
           measure=_sampled_hr_knn, quantity="item-kNN's sampled HR@10",
           expect="down",
           why=Choice(
-              "Why does item-kNN's sampled HR@10 fall when the held-out movie is ranked against "
-              "500 random movies instead of 100?",
-              {"a": "The model got worse: more negatives add noise to its scores.",
-               "b": "To be in the top 10 the held-out movie must now outrank 500 random movies, "
+              "What explains how item-kNN's sampled HR@10 changed when the held-out movie was "
+              "ranked against 500 random movies instead of 100?",
+              {"a": "Among 100 random negatives a few happen to resemble the held-out movie, and "
+                    "item-kNN scores them high; among 500 those few are diluted by many unlike "
+                    "ones, so strong rivals make up a smaller part of the list it must top.",
+               "b": "The extra negatives include the user's other liked movies, which item-kNN "
+                    "scores high, and they push the held-out one out of the top 10.",
+               "c": "To be in the top 10 the held-out movie must now outrank 500 random movies, "
                     "not 100; more of them score above it, so it makes the list for fewer "
                     "users.",
-               "c": "The extra negatives include the user's other liked movies, which push the "
-                    "held-out one down."},
-              "b",
-              {"a": "The model and its scores are the same: only the question asked of them "
-                    "changed.",
-               "b": "Right: a sampled metric answers an easier question than full ranking, and "
+               "d": "500 negatives are five times closer to the whole catalogue, and ranking "
+                    "against the whole catalogue is where item-kNN's similarities have the most "
+                    "to work with, so the sampled HR@10 climbs towards the full-ranking one."},
+              "c",
+              {"a": "Dilution does not help: the held-out movie misses the top 10 when ten "
+                    "negatives score above it, however many weak ones surround them. Five times "
+                    "as many draws bring about five times as many strong rivals, and the HR@10 "
+                    "the cell printed fell.",
+               "b": "Negatives are drawn from movies outside the user's training history: only "
+                    "their one validation movie could be among them, far too few to move "
+                    "HR@10 like this. Each added negative matters for another reason.",
+               "c": "Right: a sampled metric answers an easier question than full ranking, and "
                     "how easy depends on the sample's size; as it grows towards the whole "
                     "catalogue, the sampled HR@10 comes down towards the full-ranking one — "
                     "which is why the course reports full-ranking metrics.",
-               "c": "Negatives are drawn from movies outside the user's training history: "
-                    "only their one validation movie could be among them, far too few to move "
-                    "HR@10 like this."}),
-          hint_text="Set `N_NEGATIVES = 500`, run the cell, copy the HR@10 it prints into "
-                    "`value`, and compare it with the table's 100-negative column.",
-          nudge=("Ten places, and now five times as many random competitors for them: what "
-                 "does that do to the chance that the held-out movie makes the list?"))
+               "d": "Moving towards full ranking is right, but full ranking is the hardest test "
+                    "of all: the cell prints item-kNN's full-ranking HR@10 beside the sampled "
+                    "one, far below it. Coming closer to it means coming down, as the printed "
+                    "number did."}),
+          hint_text="Set `N_NEGATIVES = 500`, run that cell and the next one, copy the HR@10 it "
+                    "prints into `value`, and compare it with the table's 100-negative column.",
+          nudge=("Ten places, and now five times as many random competitors for them: count "
+                 "what the held-out movie must beat to make the list, and compare both "
+                 "sampled numbers with the full-ranking one."))
 
 
 def _als_heldout_rmse(regs=(0.13, 0.01)) -> tuple[float, ...]:
@@ -162,26 +174,38 @@ q5 = Vary(name="ch02.q5", notebook=_NB_A, var="vary_reg",
           measure=_als_heldout_rmse, quantity="ALS's held-out RMSE on fold 1",
           expect="up",
           why=Choice(
-              "Why does ALS predict the held-out ratings worse with λ = 0.01 than with 0.13?",
-              {"a": "With a weaker pull towards 0, 32 factors per user and item fit the noise "
+              "What explains how ALS's held-out RMSE on fold 1 changed when λ went from 0.13 to "
+              "0.01?",
+              {"a": "A smaller λ shrinks the factors and biases less towards 0, so the "
+                    "predictions are pulled less towards the global mean and each user's and "
+                    "item's real deviations come through: the held-out ratings are predicted "
+                    "closer.",
+               "b": "With a weaker pull towards 0, 32 factors per user and item fit the noise "
                     "of the training ratings too (the training RMSE falls), and that fit does "
                     "not carry over to ratings the model has not seen.",
-               "b": "With a small λ each least-squares solve is badly conditioned, so ALS "
-                    "stops converging and fits the training ratings worse too.",
-               "c": "λ also decides how many of the 8 sweeps ALS runs: with 0.01 it stops "
-                    "after fewer."},
-              "a",
-              {"a": "Right: that is overfitting. λ trades how well the factors fit the ratings "
+               "c": "λ only adds a penalty to the loss; at 0.01 the loss ALS minimises is almost "
+                    "the squared error itself, the quantity RMSE measures, so every rating, "
+                    "training and held-out alike, is predicted closer.",
+               "d": "With a small λ each least-squares solve is badly conditioned, so ALS "
+                    "stops converging and fits the training ratings worse too."},
+              "b",
+              {"a": "Less shrinkage does remove some bias, but it also lets the factors chase "
+                    "each training rating's noise. The cell printed which won: the training "
+                    "RMSE fell and the held-out RMSE rose.",
+               "b": "Right: that is overfitting. λ trades how well the factors fit the ratings "
                     "they were solved on against how large they may grow; 0.13 predicts the "
                     "held-out fold better.",
-               "b": "The cell printed the training RMSE: it fell, so ALS fits the training "
-                    "ratings better, not worse.",
-               "c": "ALS runs all 8 sweeps at any λ: n_epochs=8 sets them, and the fit's "
-                    "history has 8 entries either way."}),
-          hint_text="Set `ALS_REG = 0.01`, run the next cell, copy the held-out RMSE it prints "
-                    "into `value`, and compare it with the 0.13 fit's held-out RMSE.",
-          nudge=("Compare the two training errors as well as the two held-out errors: which "
-                 "one improved, and which one got worse?"))
+               "c": "ALS minimises the squared error on the training ratings only: the held-out "
+                    "fold never enters a solve. The cell printed both errors: the training RMSE "
+                    "fell, the held-out RMSE rose.",
+               "d": "The cell printed the training RMSE: it fell, so ALS fits the training "
+                    "ratings better, not worse."}),
+          hint_text="Set `ALS_REG = 0.01`, run that cell and the next one, copy the held-out "
+                    "RMSE it prints into `value`, and compare it with the 0.13 fit's held-out "
+                    "RMSE.",
+          nudge=("Compare the two training errors as well as the two held-out errors, and ask "
+                 "what a weaker pull towards 0 lets 32 factors per user and item do with the "
+                 "ratings they are solved on."))
 
 
 quiz_a = Quiz("ch02.quiz_a", _NB_A, var="quiz_answers_a", where=(

@@ -1,10 +1,14 @@
-"""Exercises of chapter 03 (self-attention), each checked against PyTorch's own implementation."""
+"""Exercises of chapter 03 (self-attention): q1-q3 checked against PyTorch's own implementation;
+q4 a "vary and explain" exercise (an untrained SASRec's loss at another initial scale)."""
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
 
 from helpers.course.exercises import Exercise, Incorrect, progress_of, shape_of
+from helpers.course.exercises.quiz import Choice, Numeric, Quiz
+from helpers.course.exercises.vary import Vary
+from helpers.models import attention as A
 
 _NB = "03_self_attention.ipynb"
 
@@ -78,10 +82,10 @@ def _check_split_heads(fn) -> str:
         raise Incorrect(f"(batch=2, time=5, d=12) with 3 heads should become (2, 3, 5, 4), got "
                         f"{shape_of(got)}.")
     if not torch.equal(got, want):
-        raise Incorrect("the shape is right but the values are scrambled: head h must hold "
-                        "features h*d_head .. (h+1)*d_head - 1 of every position. Reshape to "
+        raise Incorrect("the shape is right but the values are scrambled: head i must hold "
+                        "features i*d_head .. (i+1)*d_head - 1 of every position. Reshape to "
                         "(b, t, h, d_head) first, then swap the time and head axes.")
-    return "Head h holds features h·d_head … (h+1)·d_head − 1 of every position."
+    return "Head i holds features i·d_head … (i+1)·d_head − 1 of every position."
 
 
 q1 = Exercise(name="ch03.q1", title="Write attention(q, k, v, mask): scaled dot-product attention and its weights",
@@ -105,8 +109,6 @@ q3 = Exercise(name="ch03.q3", title="Write split_heads(x, n_head): (b, t, d) -> 
               nudge=("The last dimension holds all heads side by side. Split it into (heads, size "
                      "per head), then move the heads next to the batch so each head sees its own "
                      "(time, size) matrix."))
-
-from helpers.course.exercises.quiz import Choice, Numeric, Quiz  # noqa: E402
 
 quiz = Quiz("ch03.quiz", _NB, where=(
     "Q1: section 1; Q2: section 2; Q3: section 3 and exercise 2; Q4: section 5; Q5: section 7; "
@@ -139,17 +141,20 @@ quiz = Quiz("ch03.quiz", _NB, where=(
                  "diagonal."}),
     Choice("Why must positions be added to a Transformer's input?",
            {"a": "To make the model larger.",
-            "b": "Attention is a weighted average: permute the inputs and the outputs permute the "
-                 "same way, so without positions the model cannot tell order.",
+            "b": "Without a mask, attention is permutation-equivariant: permute the inputs and the "
+                 "outputs permute the same way. A causal mask lets one layer see which items came "
+                 "before a position, but not in what order.",
             "c": "Because the softmax needs positive inputs."},
            "b",
            {"a": "Position vectors add few parameters; that is not their purpose.",
-            "b": "Right: sinusoids (the original Transformer) or learned vectors (BERT, SASRec).",
+            "b": "Right: positions say the order explicitly — sinusoids (the original "
+                 "Transformer) or learned vectors (BERT, SASRec).",
             "c": "The softmax accepts any real scores."}),
-    Choice("Why does PyTorch's fused scaled_dot_product_attention win more as the sequence grows?",
+    Choice("Why can PyTorch's fused scaled_dot_product_attention beat the from-scratch one on long "
+           "sequences?",
            {"a": "It uses a different formula that approximates attention.",
             "b": "Ours materialises the t x t weight matrix; the fused kernel streams it through "
-                 "fast memory in tiles (and skips the masked half), and t x t grows with t squared.",
+                 "fast memory in tiles, and t x t grows with t squared.",
             "c": "It runs in float16 on the CPU."},
            "b",
            {"a": "Same mathematics, exact up to float rounding; the chapter checks it.",
@@ -166,5 +171,62 @@ quiz = Quiz("ch03.quiz", _NB, where=(
             "b": "Right: RecBole's LS protocol reads it, the course's default did not.",
             "c": "Reading an earlier, known interaction is not a leak of the test item."}),
 ])
+
+
+
+def _untrained_loss(init_std: float, n_items: int = 1682, seed: int = 0) -> float:
+    """The cross-entropy of an untrained ``A.SASRec``'s next-item scores on random histories,
+    its (tied) item embeddings started at N(0, init_std²): 03 section 8's exercise 4 cell."""
+    torch.manual_seed(seed)
+    model = A.SASRec(n_items, max_len=50).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.item_emb.weight, std=init_std)
+        model.item_emb.weight[0] = 0
+    seq = torch.randint(1, n_items + 1, (64, 51), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        logits = model.logits(model(seq[:, :-1]))
+    return F.cross_entropy(logits.reshape(-1, n_items), seq[:, 1:].reshape(-1) - 1).item()
+
+
+def _init_losses(stds=(0.02, 1.0)) -> tuple[float, ...]:
+    return tuple(_untrained_loss(s) for s in stds)
+
+
+q4 = Vary(name="ch03.q4", notebook=_NB, var="vary_init",
+          title="Vary and explain: item embeddings started at N(0, 1)",
+          measure=_init_losses, quantity="the untrained SASRec's cross-entropy",
+          expect="up",
+          why=Choice(
+              "What explains how the untrained SASRec's cross-entropy changed when its item "
+              "embeddings started at N(0, 1) instead of N(0, 0.02²)?",
+              {"a": "Larger embeddings set the items further apart, so even an untrained model "
+                    "tells the next item from the others better and gives it more probability.",
+               "b": "The attention softmax saturates: with larger inputs each position copies a "
+                    "single earlier item, and the predictions get worse.",
+               "c": "The tied output layer scores each item by a dot product of the final state "
+                    "(layer-normalised, entries of size about 1) with the item's embedding: with "
+                    "64 entries of standard deviation 1 the logits spread with a standard "
+                    "deviation near √64 = 8, so the softmax is confidently wrong about a random "
+                    "next item.",
+               "d": "Larger logits make the softmax's probabilities closer to uniform, the best "
+                    "guess when nothing is learned, so the loss comes down towards log(items)."},
+              "c",
+              {"a": "Nothing is learned yet and the next items are random: spreading the items "
+                    "apart makes the scores larger, not more right. The printed loss rose.",
+               "b": "Each block normalises its input first (ln_1, ln_2), and c_attn's weights "
+                    "still start at N(0, 0.02²): the attention scores stay small. The embeddings' "
+                    "scale reaches the loss where they are used without normalisation — the "
+                    "output layer.",
+               "c": "Right: the cell printed the logits' standard deviation, about 8. That is "
+                    "why A.SASRec starts at GPT-2's 0.02: its logits start near 0 and its loss "
+                    "near log(items), a uniform guess's.",
+               "d": "It is the other way round: the softmax of larger scores is further from "
+                    "uniform — a few items take most of the probability. Logits near 0 give the "
+                    "uniform guess's log(items); that is what 0.02 gives."}),
+          hint_text="Set `INIT_STD = 1.0`, run that cell and the next one, copy the loss it "
+                    "prints into `value`, and compare it with the 0.02 line.",
+          nudge=("The item embeddings are used twice: at the input, where a LayerNorm follows, "
+                 "and at the output, where each item's score is a dot product with them. Look "
+                 "at the printed logits' standard deviation."))
 
 progress = progress_of(__name__)

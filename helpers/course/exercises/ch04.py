@@ -126,32 +126,45 @@ q4 = Vary(name="ch04.q4", notebook=_NB, var="vary_reviews",
           measure=_aspect_precision_by_review_weight,
           quantity="the precision of the inferred top-3 aspects", expect="up", same_within=0.01,
           why=Choice(
-              "Why are the inferred top-3 aspects right more often when each review sentence "
-              "counts 10 votes instead of 3?",
-              {"a": "Reviews are rarer than clicks, so a larger weight balances the two sources: "
-                    "every shopper's profile now draws on both equally.",
-               "b": "A review sentence names an aspect the shopper chose to write about — in "
-                    "ShopWorld mostly one they truly care about — while a history vote counts "
-                    "what the item's description stands out on, whatever made them buy it. At "
+              "What explains how the precision of the inferred top-3 aspects changed when each "
+              "review sentence counted 10 votes instead of 3?",
+              {"a": "A review sentence names an aspect the shopper chose to write about, in "
+                    "ShopWorld mostly one they truly care about (the cell prints how often), "
+                    "while a history vote counts what an item's description stands out on. At "
                     "10 votes, what a reviewer wrote outvotes what they bought.",
-               "c": "Every review sentence now adds more to the scores, and the top three "
-                    "aspects are those with the highest scores, so larger scores make more of "
-                    "them right."},
-              "b",
-              {"a": "Nothing is balanced for everyone: a shopper who wrote no review has exactly "
-                    "the same profile at any weight, and a reviewer's profile now leans on what "
-                    "they wrote.",
-               "b": "Right: the two sources are evidence of different strength, and the weight "
-                    "says how far to trust each. Only reviewers' profiles change, and the gain is "
+               "b": "A reviewer's two or three sentences now outweigh dozens of clicks, carts "
+                    "and purchases, so each reviewer's profile rests on a handful of sentences "
+                    "instead of their whole history: less evidence, noisier profiles, and a top "
+                    "three that is wrong more often than it was at 3 votes.",
+               "c": "Reviews are rarer than clicks, so a larger weight balances the two sources: "
+                    "every shopper's profile now draws on both equally.",
+               "d": "At 10 votes, one sentence about an aspect of a category the shopper never "
+                    "bought from can push that aspect into their top three, in place of the "
+                    "aspects of the categories they do buy."},
+              "a",
+              {"a": "Right: the two sources are evidence of different strength, and the weight "
+                    "says how far to trust each. Only reviewers' profiles change (the cell "
+                    "prints the others' precision, the same at both weights), and the gain is "
                     "measured against the truth ShopWorld hides: a real shop must choose the "
                     "weight without it.",
-               "c": "Precision counts which three aspects come first, not how large their scores "
-                    "are: multiplying every score by the same number would change nothing. What "
-                    "changed is the balance between the two sources."}),
-          hint_text="Set `REVIEW_WEIGHT = 10`, run the next cell, copy the precision it prints "
-                    "into `value`, and compare it with the table's `history + reviews` row.",
+               "b": "The precision the cell printed rose. How much evidence there is matters "
+                    "less than how good it is: the cell prints how many review sentences name an "
+                    "aspect their writer truly cares about, while a history vote only says what "
+                    "an item's description stands out on.",
+               "c": "Nothing is balanced for everyone: the cell prints how many profiled "
+                    "shoppers wrote no review, and their precision, the same at both weights, "
+                    "because their profile is. Only reviewers' profiles lean on what they "
+                    "wrote.",
+               "d": "aspect_profile lets only aspects of the categories a shopper interacted "
+                    "with compete (section 7), so a review cannot bring in another category's "
+                    "aspect at any weight; and the precision the cell printed rose."}),
+          hint_text="Set `REVIEW_WEIGHT = 10`, run that cell and the next one, copy the "
+                    "precision it prints first into `value`, and compare it with the table's "
+                    "`history + reviews` row.",
           nudge=("Which of the two sources is the shopper's own word about what they care "
-                 "about, and which only says what an item they bought is good at?"))
+                 "about, and which only says what an item they bought is good at? Read the "
+                 "cell's other lines too: who wrote a review, and how often a review names "
+                 "a true aspect."))
 
 quiz = Quiz("ch04.quiz", _NB, where=(
     "Q1: section 1; Q2: section 2; Q3: section 3; Q4: sections 4 and 6; Q5: section 7."),

@@ -117,27 +117,42 @@ q2 = Vary(name="ch05.q2", notebook=_NB, var="vary_profile",
           quantity="the template's personal share on warm pairs",
           expect="down",
           why=Choice(
-              "Why does the template's personal share fall when the profile keeps only the "
-              "user's top aspect?",
-              {"a": "A one-aspect profile is less accurate, so the aspect the template names is "
+              "What explains how the template's personal share on warm pairs changed when the "
+              "profile kept only the user's top aspect instead of their top three?",
+              {"a": "With only the user's top aspect in the profile, every aspect the template "
+                    "names is the one they care about most, so more of its reasons name a true "
+                    "driver of the purchase.",
+               "b": "A one-aspect profile is less accurate, so the aspect the template names is "
                     "wrong more often.",
-               "b": "The template can only name an item's high-rated aspects that are in the "
-                    "user's profile; with one aspect there, fewer items match it, so more "
-                    "reasons fall back to popularity or value, which name a true driver less "
-                    "often.",
-               "c": "With a shorter profile the template states aspects the shop does not "
-                    "state, so its reasons become untrue."},
-              "b",
-              {"a": "The aspect it keeps is the user's top one, the likeliest to be right; what "
-                    "changes is how often an item's high aspects meet the profile at all.",
-               "b": "Right: a narrower profile matches fewer items' stated strengths, and the "
+               "c": "More reasons fall back to \"good value for money\" or \"popular with "
+                    "shoppers who like what you like\", and a fallback cannot name a wrong "
+                    "aspect: value or popularity fits most purchases, so more of the reasons "
+                    "are personal than before.",
+               "d": "The template names only those of an item's high-rated aspects that are in "
+                    "the profile; with one aspect there, fewer items match, so more reasons fall "
+                    "back to popularity or value, which name a true driver less often."},
+              "d",
+              {"a": "It names the user's top aspect only when the item is stated high on it; "
+                    "for most items it is not, and the reason falls back to value or "
+                    "popularity. The personal share the cell printed fell, and so did the USR: "
+                    "more pairs get the same few fallback sentences.",
+               "b": "The aspect it keeps is the user's top one, the likeliest to be right, the "
+                    "same first aspect as in the profile of three; what changes is how often an "
+                    "item's high aspects meet the profile at all.",
+               "c": "More reasons do fall back (the USR the cell printed dropped: the same few "
+                    "sentences), but by the chapter's definition \"popular with shoppers like "
+                    "you\" is personal only when popularity drove that purchase (about a "
+                    "quarter of them, section 1), and \"good value\" only when price did. The "
+                    "personal share the cell printed fell.",
+               "d": "Right: a narrower profile matches fewer items' stated strengths, and the "
                     "fallback sentences are personal only for the purchases popularity or "
-                    "value drove.",
-               "c": "The template only ever says stated facts: its truthful share stays 1."}),
-          hint_text="Set `PROFILE_TOP = 1`, run the cell, copy the personal share it prints into "
-                    "`value`; compare it with the value at 3 (section 5's table, template, warm).",
+                    "value drove."}),
+          hint_text="Set `PROFILE_TOP = 1`, run that cell and the next one, copy the personal "
+                    "share it prints into `value`; compare it with the value at 3 (section 5's "
+                    "table, template, warm).",
           nudge=("Look at what TemplateExplainer needs before it can name an aspect: the item "
-                 "must be stated good at it *and* it must be in the user's profile."))
+                 "must be stated good at it *and* it must be in the user's profile. What does "
+                 "it say when nothing matches, and when is that personal?"))
 
 q3 = Exercise(name="ch05.q3", title="Write mask_labels(prompt_ids, target_ids)",
               var="mask_labels", checker=_check_mask_labels, notebook=_NB,

@@ -3,9 +3,11 @@ reference: scikit-learn's ``cosine_distances`` for a list's diversity and a brut
 re-computation of MMR's objective over every remaining candidate (08a, q1-q2); scikit-learn's
 weighted ``Ridge`` for the fold-in solve and a toy model whose hit rate is known for the
 prequential replay (08b, q3-q4); scikit-learn's ``roc_auc_score`` for the membership attack and
-Opacus's ``DPOptimizer`` for one DP-SGD step's clipped, noised gradient (08c, q5-q6); and the
-course's own re-run of MMR on a smaller candidate pool (08a's "vary and explain", q7, named after
-the others so that no name moves)."""
+Opacus's ``DPOptimizer`` for one DP-SGD step's clipped, noised gradient (08c, q5-q6). The three
+"vary and explain" exercises, named after the others so that no name moves, against the course's
+own re-runs: MMR on a smaller candidate pool (08a, q7), the fold-in replay with the events folded
+in by the hundred (08b, q8), the membership attack on a model trained three times as long (08c,
+q9)."""
 from __future__ import annotations
 
 import numpy as np
@@ -159,7 +161,8 @@ def _check_fold_in(fn) -> str:
 
 q3 = Exercise(name="ch08.q3", title="Write fold_in(Y, items, reg, alpha): one user's ALS solve",
               var="fold_in", checker=_check_fold_in, notebook=_NB_B,
-              hint_text="`y = Y[items]`; `A = Y.T @ Y + reg * np.eye(k) + alpha * y.T @ y`; "
+              hint_text="`y = Y[items]`; `d = Y.shape[1]` (the number of factors); "
+                        "`A = Y.T @ Y + reg * np.eye(d) + alpha * y.T @ y`; "
                         "`b = (1 + alpha) * y.sum(axis=0)`; return `np.linalg.solve(A, b)`.",
               nudge=("With the item factors fixed, a user's factors solve a ridge regression: "
                      "every item is a sample, the items they met are targets of 1 with extra "
@@ -221,6 +224,76 @@ q4 = Exercise(name="ch08.q4", title="Write prequential_hits(stream, recommend, l
                         "*then* `learn(user, item)`; collect the hits.",
               nudge=("Walk through the events in time order. For each, first ask the model, then "
                      "tell it: the other order scores the model on what it was just told."))
+
+
+def _fold_in_hr_by_batch(batches=(1, 100)) -> tuple[float, ...]:
+    """HR@10 of chapter 08b's fold-in replay (quick profile: ShopWorld's interactions, the cut
+    at their timestamps' 0.8 quantile, implicit ALS with 64 factors and 15 sweeps) when the
+    waiting events are folded in at once every ``n`` events, for each ``n`` in ``batches``.
+    Every event is ranked among the items its shopper has not met, in training or earlier in
+    the stream, whether those are folded in yet or not: the chapter's ``top_unmet``."""
+    import copy
+
+    from helpers.metrics.ranking import rank_from_scores
+    from helpers.serving import online
+
+    sw = pp.clean_shopworld(write=False)
+    events = sw["events"]
+    inter = events[events["event_type"] != "view"].sort_values("timestamp", kind="stable")
+    inter = inter.drop_duplicates(["user_id", "item_id"])
+    cut = inter["timestamp"].quantile(0.8)
+    train, stream = inter[inter["timestamp"] < cut], inter[inter["timestamp"] >= cut]
+    um, im = pp.build_id_map(train["user_id"]), pp.build_id_map(sw["catalogue"]["item_id"])
+    stream = stream[stream["user_id"].isin(um.ids)]
+    static = cf.ImplicitALS(64, n_iter=15).fit(train, um, im)
+    out = []
+    for n in batches:
+        live, waiting, hits = online.FoldIn(copy.deepcopy(static)), [], []
+        met = {u: set(g) for u, g in train.groupby("user_id")["item_id"]}
+        for u, i, t in stream[["user_id", "item_id", "timestamp"]].itertuples(index=False):
+            s = live.model.scores(live.model.user_map.encode([u]))
+            s[0, im.encode(list(met[u]))] = -np.inf
+            hits.append(i in im.ids[rank_from_scores(s, 10)[0]])
+            met[u].add(i)
+            waiting.append((u, i, t))
+            if len(waiting) == n:
+                live.update(pd.DataFrame(waiting, columns=["user_id", "item_id", "timestamp"]))
+                waiting = []
+        out.append(float(np.mean(hits)))
+    return tuple(out)
+
+
+q8 = Vary(name="ch08.q8", notebook=_NB_B, var="vary_fold",
+          title="Vary and explain: fold in every 100 events instead of every event",
+          measure=_fold_in_hr_by_batch, quantity="fold-in's prequential HR@10",
+          expect="down",
+          why=Choice(
+              "What explains how fold-in's HR@10 changed when the waiting events were folded in "
+              "every 100 events instead of after each one?",
+              {"a": "One solve over many events is less exact than one solve per event, so the "
+                    "factors folded in from a batch of 100 are worse.",
+               "b": "Folding in a batch updates many shoppers at once, so the item factors "
+                    "shift towards the batch's items and every list improves.",
+               "c": "Until its batch is folded in, an item the shopper met earlier in the stream "
+                    "stays among the candidates and takes a slot in the list.",
+               "d": "A shopper's events come in bursts (one visit, several items within "
+                    "minutes), so their next event often arrives while their previous one is "
+                    "still waiting to be folded in: for that event the list knows no more of "
+                    "the stream than the static model's."},
+              "d",
+              {"a": "The solve is exact either way: once a batch is folded in, every shopper in "
+                    "it has exactly the factors that folding in one event at a time gives.",
+               "b": "Fold-in re-solves users' factors only; the item factors Y stay fixed. And "
+                    "compare the two printed numbers: HR@10 fell.",
+               "c": "`top_unmet` leaves out every item met so far, folded in or not (`met` "
+                    "grows at once): the candidates are the same at both settings.",
+               "d": "Right: what fold-in adds is the shopper's latest events, and in a burst "
+                    "those are the ones still waiting. How often to fold in is a real-time knob."}),
+          hint_text="Set `FOLD_EVERY = 100`, run that cell and the next, copy the HR@10 it "
+                    "prints into `value`, and compare it with fold-in's HR@10 in section 2's "
+                    "table.",
+          nudge=("How long after a shopper's previous event does their next one usually come, "
+                 "and how many hours do 100 events of this stream span?"))
 
 
 _NB_C = "08c_privacy.ipynb"
@@ -345,6 +418,57 @@ q5 = Exercise(name="ch08.q5", title="Write attack_auc(loss_members, loss_others)
                      "member's loss is the lower one, and a tie is half a win. The AUC is the "
                      "share won."))
 
+
+def _attack_auc_by_epochs(epochs=(20, 60)) -> tuple[float, ...]:
+    """The loss-threshold attack's AUC on chapter 08c's non-private ``HistoryModel`` trained for
+    each number of ``epochs`` (section 1's setting: ShopWorld, the seed-0 member split)."""
+    from helpers.models import privacy as P
+
+    sw = pp.clean_shopworld(write=False)
+    inter = sw["events"][sw["events"]["event_type"] != "view"]
+    im = pp.build_id_map(sw["catalogue"]["item_id"])
+    train, _, test = pp.leave_last_out(inter)
+    s = P.member_split(train, test, im, seed=0)
+    out = []
+    for n in epochs:
+        m = P.HistoryModel(len(im), 64, seed=0)
+        P.train(m, s.x_members, epsilon=None, epochs=n, seed=0, progress=False)
+        out.append(P.membership_auc(m, s.x_members, s.x_others))
+    return tuple(out)
+
+
+q9 = Vary(name="ch08.q9", notebook=_NB_C, var="vary_epochs",
+          title="Vary and explain: the attack on a model trained longer",
+          measure=_attack_auc_by_epochs,
+          quantity="the attack's AUC on the non-private model", expect="up",
+          why=Choice(
+              "What explains how the attack's AUC changed when the non-private model trained for "
+              "60 epochs instead of 20?",
+              {"a": "Longer training teaches the model what all shoppers have in common, so it "
+                    "fits the others as closely as its members and the gap the attack reads "
+                    "narrows.",
+               "b": "Each extra epoch fits the members' own histories more closely: their mean "
+                    "loss falls further than the others', so a member's loss is more often the "
+                    "lower one of a pair.",
+               "c": "Longer training makes all the losses larger in size, and a larger loss "
+                    "gives the attack a larger AUC.",
+               "d": "After 60 epochs input dropout has averaged out, so every shopper's loss "
+                    "settles near one value and the attack has less to tell apart."},
+              "b",
+              {"a": "The printed losses say otherwise: the others' mean loss fell too, but less "
+                    "than the members', so the gap between the two halves widened.",
+               "b": "Right: the model memorises its members (Yeom et al. tie the attack's "
+                    "success to this overfitting); the longer it trains without clipping and "
+                    "noise, the more it gives away.",
+               "c": "The AUC reads only which loss of each pair is lower, never their size; "
+                    "and the printed losses fell, they did not grow.",
+               "d": "The printed means still differ, by more than at 20 epochs: the losses did "
+                    "not settle on one value."}),
+          hint_text="Set `VARY_EPOCHS = 60`, run the next cell, copy the attack AUC it prints "
+                    "into `value`, and compare it with the 20-epoch AUC printed below it.",
+          nudge="Compare the members' and the others' mean loss at 20 and at 60 epochs: which "
+                "fell more?")
+
 def _mmr_ild_by_pool(pools=(100, 20)) -> tuple[float, ...]:
     """Mean intra-list diversity of MMR (lam 0.5) re-ranking EASE's top ``n`` for every test
     shopper of ShopWorld, for each pool size ``n``: chapter 08a's section 2 setting."""
@@ -367,20 +491,28 @@ q7 = Vary(name="ch08.q7", notebook=_NB_A, var="vary_pool",
           measure=_mmr_ild_by_pool, quantity="MMR's mean intra-list diversity (lam 0.5)",
           expect="down",
           why=Choice(
-              "Why are MMR's lists less varied when it picks from EASE's top 20 instead of "
-              "its top 100?",
-              {"a": "With fewer candidates MMR weighs relevance more heavily, so it picks more "
-                    "similar items.",
-               "b": "MMR can only choose among the candidates it is given: one model's top 20 "
+              "What explains how MMR's mean intra-list diversity (λ = 0.5) changed when it "
+              "picked from EASE's top 20 instead of its top 100?",
+              {"a": "With fewer candidates MMR weighs relevance more heavily against diversity, "
+                    "so it picks more similar items.",
+               "b": "In a smaller pool each candidate is less similar to the items already "
+                    "listed, so MMR's diversity term wins more often and the lists vary more.",
+               "c": "MMR can only choose among the candidates it is given: one model's top 20 "
                     "are more alike than its top 100, so the most different items are no "
                     "longer there to pick.",
-               "c": "ILD is averaged over the pool's pairs, and a pool of 20 has fewer of them."},
-              "b",
-              {"a": "Lambda is the same 0.5 at both pool sizes: the weighing did not change.",
-               "b": "Right: a re-ranker trades within its pool; the pool's size is a knob too.",
-               "c": "ILD is measured on the 10 items of the list, whatever the pool."}),
-          hint_text="Set `N_CANDIDATES = 20`, run the next cell, copy the mean ILD it prints "
-                    "into `value`, and compare it with the table's `mmr, lam=0.5` row.",
+               "d": "ILD is averaged over the pool's pairs, and a pool of 20 holds fewer "
+                    "near-duplicate pairs, so the average rises."},
+              "c",
+              {"a": "λ is the same 0.5 at both pool sizes: the weighing did not change, only "
+                    "what there is to weigh.",
+               "b": "Compare the two printed numbers: the mean ILD fell. And a candidate's "
+                    "similarity to the listed items does not depend on how many others are in "
+                    "the pool.",
+               "c": "Right: a re-ranker trades within its pool; the pool's size is a knob too.",
+               "d": "ILD is measured on the 10 items of the list, whatever the pool — and the "
+                    "printed mean fell."}),
+          hint_text="Set `N_CANDIDATES = 20`, run that cell and the next, copy the mean ILD "
+                    "it prints into `value`, and compare it with the table's `mmr, lam=0.5` row.",
           nudge="Where does MMR take its items from, and how alike are a model's best 20?")
 
 
@@ -432,7 +564,7 @@ quiz_a = Quiz("ch08.quiz_a", _NB_A, var="quiz_answers_a", where=(
 ])
 
 quiz_b = Quiz("ch08.quiz_b", _NB_B, var="quiz_answers_b", where=(
-    "Q1: exercise of 08b and section 1; Q2: section 2; Q3: section 4; Q4 and Q5: section 5."),
+    "Q1: exercise 1 of 08b; Q2: section 2 and exercise 2; Q3: section 4; Q4 and Q5: section 5."),
     questions=[
     Choice("What does fold-in compute when a shopper clicks?",
            {"a": "The whole model again.",
@@ -441,7 +573,7 @@ quiz_b = Quiz("ch08.quiz_b", _NB_B, var="quiz_answers_b", where=(
             "c": "The item's factors only."},
            "b",
            {"a": "A full refit takes far too long for a click.",
-            "b": "Right: one k x k solve, milliseconds.",
+            "b": "Right: one d x d solve (d factors), milliseconds.",
             "c": "The items stay fixed; the shopper moves."}),
     Choice("Prequential evaluation: in what order are the two steps done for each event?",
            {"a": "Learn from the event, then predict it.",
@@ -452,30 +584,43 @@ quiz_b = Quiz("ch08.quiz_b", _NB_B, var="quiz_answers_b", where=(
            {"a": "Learning first lets the model see the answer.",
             "b": "Right: predict, then learn.",
             "c": "That is a static model; it never updates during the stream."}),
-    Choice("How does a brand-new item get its first place in the lists?",
-           {"a": "It waits for the next nightly retrain.",
-            "b": "From its text: its embedding places it near items people did interact with.",
-            "c": "It is shown to everyone first."},
+    Choice("In section 4, how does an item nobody has met get factors before any retrain?",
+           {"a": "It keeps zero factors until the next full retrain.",
+            "b": "From its text: a ridge regression, fitted on the items the model has learnt, "
+                 "maps an item's MiniLM text embedding to ALS factors and is applied to the "
+                 "new item.",
+            "c": "It gets the average factors of all items."},
            "b",
-           {"a": "Then it would be invisible until then.",
-            "b": "Right: chapter 04's text tower at work.",
-            "c": "That is a promotion, not a recommendation."}),
+           {"a": "That is the untouched model, where it ties with every other new item; "
+                 "FoldIn.place_items does not wait.",
+            "b": "Right: a ridge map from chapter 04's MiniLM text embeddings to the ALS "
+                 "factors; among the new items it ranks the item a shopper picked better than "
+                 "chance.",
+            "c": "An average would place every new item the same way; the ridge map uses each "
+                 "item's own text."}),
     Numeric("Of 1,000 timed events, how many may take longer than the latency target while the "
             "p99 still meets it?",
             10, "Right: p99 within target means at least 990 of 1,000 are within it.", tol=0.5,
             traps={1: "That would be p99.9.", 990: "990 must be fast; 10 may be slow."}),
-    Choice("Where does the language model's reason come from on a click?",
-           {"a": "Generated on the request path, for every click.",
-            "b": "From a cache filled in batches; the request path never waits for generation.",
-            "c": "The language model is not used."},
+    Choice("In the design section 5 recommends (not built in this chapter), what does a "
+           "shopper see right after a click, and where does the language model's reason come "
+           "from?",
+           {"a": "The list waits while the language model writes a reason for it.",
+            "b": "The list at once, with its template reason; a background worker writes LM "
+                 "reasons in batches for the (user, item) pairs just shown, caches them, and "
+                 "swaps them in when ready.",
+            "c": "The list with its template reason only: the language model is not used."},
            "b",
-           {"a": "Generation takes far longer than the click budget on a CPU.",
-            "b": "Right: generation off the request path.",
-            "c": "It is used, in batches, ahead of time."}),
+           {"a": "Generation took hundreds of milliseconds to seconds per reason here, far over "
+                 "the 100 ms budget: a reason must never delay a list.",
+            "b": "Right: generation off the request path, the template's reason until the LM's "
+                 "is ready.",
+            "c": "It is used: after the list is shown, for the pairs just shown, in batches."}),
 ])
 
 quiz_c = Quiz("ch08.quiz_c", _NB_C, var="quiz_answers_c", where=(
-    "Q1: section 1; Q2 and Q3: section 2 and its exercise; Q4: section 3; Q5: section 4."),
+    "Q1: section 1; Q2 and Q3: exercise 2 (in section 1) and section 2; Q4: section 3; Q5: "
+    "section 4."),
     questions=[
     Choice("How does the membership-inference attack guess who was in the training data?",
            {"a": "From the model's loss on a shopper's history: members tend to have lower loss.",
@@ -483,8 +628,14 @@ quiz_c = Quiz("ch08.quiz_c", _NB_C, var="quiz_answers_c", where=(
             "c": "From the shopper's name."},
            "a",
            {"a": "Right: a loss threshold, scored by AUC.",
-            "b": "The attacker has only the model.",
-            "c": "The model has no user table at all."}),
+            "b": "The attacker has the model and the shopper's history, never the training "
+                 "file: whether the shopper is in it is what the attack guesses.",
+            "c": "Names play no part: the model stores no names or user IDs (it has no user "
+                 "table), and the attack reads only its loss on the history."}),
+    Numeric("Clipping norm C = 1 and a shopper's gradient has norm 4. By what factor is it scaled?",
+            0.25, "Right: min(1, C / ||g||) = 1 / 4.", tol=1e-6,
+            traps={4.0: "Clipping shrinks: the factor is C / ||g||, not ||g|| / C.",
+                   1.0: "Only gradients within the norm keep factor 1; this one is 4 times over."}),
     Choice("DP-SGD per user: what is clipped, and why?",
            {"a": "Each shopper's gradient, to a norm C, so no single shopper can move the model "
                  "more than a bounded amount; then noise is added.",
@@ -494,10 +645,6 @@ quiz_c = Quiz("ch08.quiz_c", _NB_C, var="quiz_answers_c", where=(
            {"a": "Right: bounded influence plus noise gives the guarantee.",
             "b": "Weight clipping is a different technique with no privacy guarantee.",
             "c": "The learning rate is not what bounds a person's influence."}),
-    Numeric("Clipping norm C = 1 and a shopper's gradient has norm 4. By what factor is it scaled?",
-            0.25, "Right: min(1, C / ||g||) = 1 / 4.", tol=1e-6,
-            traps={4.0: "Clipping shrinks: the factor is C / ||g||, not ||g|| / C.",
-                   1.0: "Only gradients within the norm keep factor 1; this one is 4 times over."}),
     Choice("Federated averaging keeps the data on the clients. What did the chapter find?",
            {"a": "It makes the attack impossible.",
             "b": "It sends far more bytes and does not, by itself, stop the attack.",

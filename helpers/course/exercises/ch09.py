@@ -1,7 +1,7 @@
 """Exercises of chapter 09 (the capstone), each checked against an independent reference: chapter
 05's ``ClosedWorldGuard.choose`` for the serving rule of a reason (q1), and Python's own HTML
 parser for a row of the page that must show untrusted text as text (q2); the "vary and explain"
-exercise (q3, the app's diversity knob at 0.5) against the course's own re-run of a freshly built
+exercise (q3, the app's relevance knob at 0.5) against the course's own re-run of a freshly built
 ``Shop``'s pages at both settings."""
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ q2 = Exercise(name="ch09.q2", title="Write render_row(rank, title, category, pri
 def _different_share_by_knob(lams=(1.0, 0.5)) -> tuple[float, ...]:
     """The share of slots the page marks "different from your usual", over the pages of 50
     shoppers the notebook leaves alone (``users()[200:250]``) of a freshly built ``Shop``, at
-    each setting of its diversity knob: chapter 09 section 3's cell."""
+    each setting of its relevance knob λ: chapter 09 section 3's cell."""
     from helpers.serving import app as A
 
     shop = A.Shop.build(seed=0)
@@ -134,35 +134,48 @@ def _different_share_by_knob(lams=(1.0, 0.5)) -> tuple[float, ...]:
 
 
 q3 = Vary(name="ch09.q3", notebook=_NB, var="vary_knob",
-          title="Vary and explain: the diversity knob at 0.5",
+          title="Vary and explain: the relevance knob at 0.5",
           measure=_different_share_by_knob,
           quantity="the share of slots marked \"different from your usual\"",
           expect="up",
           why=Choice(
-              "Why does the page call more of its slots \"different from your usual\" with the "
-              "knob at 0.5 than at 1?",
-              {"a": "MMR now trades some relevance for being unlike the items already listed. "
-                    "Items of one category have similar texts, so the ones it brings in mostly "
-                    "come from other categories, and many of those are categories this shopper "
-                    "has rarely met: the rule truthfully calls them different.",
+              "What explains how the share of slots marked \"different from your usual\" "
+              "changed when the relevance knob λ went from 1 (the model's own order, the least "
+              "varied page) to 0.5 (relevance and being unlike the items already listed weigh "
+              "the same)?",
+              {"a": "Building a page counts its items as met by the shopper: at 0.5 the new "
+                    "categories it lists join their history at once, stop being under a tenth "
+                    "of it, and so lose the label.",
                "b": "A lower knob loosens the rule for the label: at 0.5 an item counts as "
                     "different when its category is below a larger share of the shopper's "
                     "history.",
-               "c": "Showing the more varied page adds its items to the shopper's history, so "
-                    "their usual categories make up a smaller share of it and more items pass "
-                    "the rule."},
-              "a",
-              {"a": "Right: the knob changes the list, and the rule, unchanged, describes the "
-                    "new list truthfully. More varied lists mean more of the label, and every "
-                    "one of them is still a checkable fact about the history.",
+               "c": "MMR now trades some relevance for being unlike the items already listed. "
+                    "Items of one category have similar texts, so the ones it brings in mostly "
+                    "come from other categories, many of them categories this shopper has "
+                    "rarely met: the rule truthfully calls them different.",
+               "d": "MMR measures unlikeness on the items' MiniLM text vectors, not on their "
+                    "categories: at 0.5 it brings in items worded unlike the ones already listed "
+                    "but mostly from the shopper's usual categories, and pushes out the few "
+                    "rare-category items that the model's own order had ranked."},
+              "c",
+              {"a": "Building or showing a page changes nothing in the history: only a click, "
+                    "cart or purchase (Shop.act) is folded in, and the cell's 50 shoppers never "
+                    "act. The share the cell printed rose.",
                "b": "The rule reads only the shopper's history (a category under a tenth of "
                     "what they have met); the knob is not one of its inputs.",
-               "c": "Showing a page changes nothing: only a click, cart or purchase (Shop.act) "
-                    "is folded into the history."}),
-          hint_text="Set `DIVERSITY = 0.5`, run the next cell, copy the share it prints into "
-                    "`value`, and compare it with the share at 1.0.",
-          nudge=("What does MMR look for in the next item, and where does an item unlike the "
-                 "ones already listed usually come from?"))
+               "c": "Right: the knob changes the list, and the rule, unchanged, describes the "
+                    "new list truthfully. More varied lists mean more of the label, and every "
+                    "one of them is still a checkable fact about the history.",
+               "d": "The cell printed the categories per page as well as the share: at 0.5 "
+                    "the pages hold more categories, not fewer. Items of one category have "
+                    "similar texts, so texts unlike the list's mostly come from other "
+                    "categories, and the share marked different rose."}),
+          hint_text="Set `DIVERSITY = 0.5` (the relevance knob λ), run that cell and the next "
+                    "one, copy the share it prints at 0.5 into `value`, and compare it with the "
+                    "share at 1.0.",
+          nudge=("What does MMR look for in the next item, where does an item unlike the ones "
+                 "already listed usually come from, and what does the rule for the label "
+                 "read?"))
 
 from helpers.course.exercises.quiz import Choice, Numeric, Quiz  # noqa: E402
 
@@ -184,7 +197,7 @@ quiz = Quiz("ch09.quiz", _NB, where=(
            {"a": "For every item that MMR moved up the list.",
             "b": "When the item's category makes up less than the usual share (10 %) of what "
                  "the shopper has met, so the sentence is true of their history.",
-            "c": "Whenever the diversity knob is below 1."},
+            "c": "Whenever the relevance knob is below 1."},
            "b",
            {"a": "MMR may move up an item from a category the shopper buys all the time: "
                  "calling it different would be false.",

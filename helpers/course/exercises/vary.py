@@ -63,6 +63,11 @@ class Vary(Exercise):
         tol: how close ``value`` must be; same_within: the band read as "same".
     """
 
+    CACHED = ("_measured",)
+    """Attributes the exercise's own check fills in the notebook's process (the measurement,
+    cached): the grader's review of the checking code does not report them as changed (the
+    judge measures for itself, so nothing a notebook puts there reaches a result)."""
+
     def __init__(self, name: str, notebook: str, var: str, title: str,
                  measure: Callable[[], tuple[float, float]], quantity: str, why: Choice,
                  expect: str, hint_text: str, nudge: str, tol: float = 5e-4,
