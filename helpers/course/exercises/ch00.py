@@ -9,6 +9,7 @@ import torch
 from helpers.course.exercises import Exercise, Incorrect, progress_of
 from helpers.course.exercises.quiz import Choice, Numeric, Quiz
 from helpers.course.exercises.vary import Vary
+from helpers.data import loaders
 
 _NB = "00_setup_and_tour.ipynb"
 
@@ -74,7 +75,6 @@ def density_percent(events, n_users: int, n_items: int) -> float:
 
 
 def _density_all_vs_purchases() -> tuple[float, float]:
-    from helpers.data import loaders
     events = loaders.load_shopworld("events")
     n_users = len(loaders.load_shopworld("users"))
     n_items = len(loaders.load_shopworld("catalogue"))

@@ -18,8 +18,9 @@ from helpers.course.exercises.quiz import Choice, Numeric, Quiz
 from helpers.course.exercises.vary import Vary
 from helpers.data import preprocess as pp
 from helpers.evaluation import offline as E
-from helpers.models import cf, interest as I
-from helpers.serving import rerank as R
+from helpers.metrics.ranking import rank_from_scores
+from helpers.models import cf, interest as I, privacy as P
+from helpers.serving import online, rerank as R
 
 _NB_A = "08a_diversity.ipynb"
 
@@ -234,8 +235,6 @@ def _fold_in_hr_by_batch(batches=(1, 100)) -> tuple[float, ...]:
     the stream, whether those are folded in yet or not: the chapter's ``top_unmet``."""
     import copy
 
-    from helpers.metrics.ranking import rank_from_scores
-    from helpers.serving import online
 
     sw = pp.clean_shopworld(write=False)
     events = sw["events"]
@@ -422,7 +421,6 @@ q5 = Exercise(name="ch08.q5", title="Write attack_auc(loss_members, loss_others)
 def _attack_auc_by_epochs(epochs=(20, 60)) -> tuple[float, ...]:
     """The loss-threshold attack's AUC on chapter 08c's non-private ``HistoryModel`` trained for
     each number of ``epochs`` (section 1's setting: ShopWorld, the seed-0 member split)."""
-    from helpers.models import privacy as P
 
     sw = pp.clean_shopworld(write=False)
     inter = sw["events"][sw["events"]["event_type"] != "view"]

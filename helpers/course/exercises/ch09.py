@@ -13,6 +13,7 @@ from helpers.course.exercises import Exercise, Incorrect, progress_of, shape_of
 from helpers.course.exercises.quiz import Choice
 from helpers.course.exercises.vary import Vary
 from helpers.reasons import explainers, guard as G, world
+from helpers.serving import app as A
 
 _NB = "09_capstone.ipynb"
 _WORLD = {}
@@ -122,7 +123,6 @@ def _different_share_by_knob(lams=(1.0, 0.5)) -> tuple[float, ...]:
     """The share of slots the page marks "different from your usual", over the pages of 50
     shoppers the notebook leaves alone (``users()[200:250]``) of a freshly built ``Shop``, at
     each setting of its relevance knob λ: chapter 09 section 3's cell."""
-    from helpers.serving import app as A
 
     shop = A.Shop.build(seed=0)
     users = [int(u) for u in shop.users()[200:250]]
