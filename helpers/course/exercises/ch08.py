@@ -10,6 +10,8 @@ in by the hundred (08b, q8), the membership attack on a model trained three time
 q9)."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 
@@ -233,9 +235,6 @@ def _fold_in_hr_by_batch(batches=(1, 100)) -> tuple[float, ...]:
     waiting events are folded in at once every ``n`` events, for each ``n`` in ``batches``.
     Every event is ranked among the items its shopper has not met, in training or earlier in
     the stream, whether those are folded in yet or not: the chapter's ``top_unmet``."""
-    import copy
-
-
     sw = pp.clean_shopworld(write=False)
     events = sw["events"]
     inter = events[events["event_type"] != "view"].sort_values("timestamp", kind="stable")
@@ -421,7 +420,6 @@ q5 = Exercise(name="ch08.q5", title="Write attack_auc(loss_members, loss_others)
 def _attack_auc_by_epochs(epochs=(20, 60)) -> tuple[float, ...]:
     """The loss-threshold attack's AUC on chapter 08c's non-private ``HistoryModel`` trained for
     each number of ``epochs`` (section 1's setting: ShopWorld, the seed-0 member split)."""
-
     sw = pp.clean_shopworld(write=False)
     inter = sw["events"][sw["events"]["event_type"] != "view"]
     im = pp.build_id_map(sw["catalogue"]["item_id"])
