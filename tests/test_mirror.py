@@ -19,7 +19,7 @@ from helpers.evaluation import offline
 from helpers.metrics import ranking, text
 from helpers.models import attention, cf, privacy
 from helpers.reasons import lm
-from helpers.serving import rerank
+from helpers.serving import online, rerank
 
 # (solution notebook, the function the student writes there, the library's core of it)
 MIRRORS = [
@@ -28,6 +28,7 @@ MIRRORS = [
     ("05_reason_generation.ipynb", "clipped", text._clipped),
     ("07_evaluation.ipynb", "calibration_kl", offline._calibration_kl),
     ("08a_diversity.ipynb", "mmr", rerank._mmr),
+    ("08b_realtime.ipynb", "top_unmet", online.top_unmet),
     ("08c_privacy.ipynb", "clip_and_noise", privacy._clip_and_noise),
 ]
 

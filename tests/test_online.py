@@ -173,3 +173,56 @@ def test_place_items_by_content():
         live.place_items(feats.assign(**{"0": np.nan}).rename(columns=str), [26])
     with pytest.raises(ParameterError, match="reg"):
         live.place_items(feats, [26], reg=0)
+
+
+def test_replay_fold_in_predicts_each_event_before_it_learns_it():
+    """Chapter 08b's replay with every=1 equals an independent loop: ask the model (its own
+    `recommend`, which leaves out what it has seen), then fold the event in. The model passed
+    in is not changed; a loop that tells the model first (the mistake the replay guards
+    against) scores higher, so the comparison would catch it."""
+    df = _log(n=600)
+    train, stream = df[df["timestamp"] < 400], df[df["timestamp"] >= 400]
+    stream = stream[stream["user_id"].isin(train["user_id"])]
+    model = cf.ImplicitALS(8, n_iter=5).fit(train)
+    x_before = model.X.copy()
+    hits = online.replay_fold_in(model, train, stream, every=1, k=5)
+    np.testing.assert_array_equal(model.X, x_before)
+
+    def loop():
+        live, out = online.FoldIn(cf.ImplicitALS(8, n_iter=5).fit(train)), []
+        for row in stream.itertuples(index=False):
+            listed = live.model.recommend([row.user_id], k=5)["item_id"].to_numpy()
+            out.append(row.item_id in listed)
+            live.update(pd.DataFrame([row._asdict()]))
+        return np.array(out)
+
+    def told_first():
+        live, out = online.FoldIn(cf.ImplicitALS(8, n_iter=5).fit(train)), []
+        met = {u: set(g) for u, g in train.groupby("user_id")["item_id"]}
+        for row in stream.itertuples(index=False):
+            live.update(pd.DataFrame([row._asdict()]))
+            out.append(row.item_id in online.top_unmet(live.model, row.user_id, met, 5))
+            met[row.user_id].add(row.item_id)
+        return np.array(out)
+
+    np.testing.assert_array_equal(hits, loop())
+    assert told_first().mean() > hits.mean()
+    # folding in less often changes what the model knows, not the candidates
+    assert len(online.replay_fold_in(model, train, stream, every=50, k=5)) == len(stream)
+
+
+def test_replay_fold_in_refuses_bad_streams():
+    df = _log()
+    train, stream = df[df["timestamp"] < 300], df[df["timestamp"] >= 300]
+    stream = stream[stream["user_id"].isin(train["user_id"])]
+    model = cf.ImplicitALS(8, n_iter=3).fit(train)
+    with pytest.raises(DataError, match="time order"):
+        online.replay_fold_in(model, train, stream.iloc[::-1])
+    with pytest.raises(DataError, match="no training events"):
+        online.replay_fold_in(model, train, stream.assign(user_id=stream["user_id"] + 10_000))
+    with pytest.raises(DataError, match="empty"):
+        online.replay_fold_in(model, train, stream.iloc[:0])
+    with pytest.raises(ParameterError, match="every must be a positive integer"):
+        online.replay_fold_in(model, train, stream, every=0)
+    with pytest.raises(DataError, match="fitted"):
+        online.replay_fold_in(cf.ImplicitALS(8), train, stream)

@@ -681,7 +681,7 @@ def score_quiz(quiz: Quiz, answers) -> dict:
         kind = answers.get("type") if isinstance(answers, dict) else None
         return {"state": "failed", "score": 0.0, "detail": ["unanswered"] * n,
                 "message": f"`{quiz.var}` must be a dict from question number to your answer, "
-                           f"e.g. {{1: \"b\", 2: 0.5}}; got {str(kind or 'something else')[:60]}."}
+                           f"e.g. {quiz.example()}; got {str(kind or 'something else')[:60]}."}
     given = {}
     for pair in answers["pairs"][:64]:
         if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], (int, str)) \

@@ -22,18 +22,26 @@ error (a replayed log would otherwise double-count silently).
 """
 from __future__ import annotations
 
+import copy
 from collections import Counter
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from helpers.core.checks import DataError, require_columns, require_ids, require_number
+from helpers.core.checks import (
+    DataError,
+    require_columns,
+    require_count,
+    require_ids,
+    require_number,
+    require_times,
+)
 from helpers.data.preprocess import IdMap
+from helpers.metrics.ranking import rank_from_scores
 from helpers.models.cf import ImplicitALS
 
-__all__ = ["FoldIn"]
-
+__all__ = ["FoldIn", "replay_fold_in", "top_unmet"]
 
 
 class FoldIn:
@@ -161,3 +169,54 @@ class FoldIn:
         m.X[touched] = self.solve(touched)
         return {"events": len(events), "users updated": len(touched), "new users": len(new),
                 "cold item events": int(cold.sum())}
+
+
+def top_unmet(model, u, met, k=10):
+    """u's top k among the items u has not met (met[u]: in training or earlier in the stream)."""
+    s = model.scores(model.user_map.encode([u]))
+    s[0, model.item_map.encode(list(met[u]))] = -np.inf
+    return model.item_map.ids[rank_from_scores(s, k)[0]]
+
+
+def replay_fold_in(model: ImplicitALS, train: pd.DataFrame, stream: pd.DataFrame, *,
+                   every: int = 1, k: int = 10) -> np.ndarray:
+    """Chapter 08b's prequential replay of fold-in: each event of ``stream`` (in time order) is
+    first *predicted* — is its item in the shopper's :func:`top_unmet` ``k``, among the items
+    they have not met in ``train`` or earlier in the stream? — and then waits; the waiting
+    events are folded in at once every ``every`` events (1: after each). An item counts as met
+    as soon as its event is seen, folded in yet or not, so ``every`` changes what the model
+    knows, never the candidates. ``model`` (fitted on ``train``) is copied, never changed.
+
+    Returns one bool per event, in the stream's order (its mean is HR@k).
+    """
+    if not isinstance(model, ImplicitALS) or not hasattr(model, "X"):
+        raise DataError("replay_fold_in needs an ImplicitALS fitted on `train` "
+                        f"(cf.ImplicitALS(...).fit(train)); got {type(model).__name__}.")
+    every, k = require_count("every", every), require_count("k", k)
+    for df, what in ((train, "the training events"), (stream, "the stream")):
+        require_columns(df, [model.col_user, model.col_item, "timestamp"], what)
+        for col in (model.col_user, model.col_item):
+            require_ids(df, col, what)
+    if len(stream) == 0:
+        raise DataError("the stream is empty: nothing to replay.")
+    require_times(stream, "timestamp", "the stream")
+    if not stream["timestamp"].is_monotonic_increasing:
+        raise DataError("the stream is not in time order: sort it by timestamp (kind='stable') "
+                        "first; a replay out of order would predict the past from the future.")
+    unknown = pd.Index(stream[model.col_user].unique()).difference(model.user_map._index)
+    if len(unknown):
+        raise DataError(f"{len(unknown)} shopper(s) of the stream have no training events "
+                        f"(for example {unknown[:3].tolist()}): the replay ranks for known "
+                        "shoppers only; keep stream rows whose user is in the model's user map.")
+    live = FoldIn(copy.deepcopy(model))
+    met = {u: set(g) for u, g in train.groupby(model.col_user)[model.col_item]}
+    cols = [model.col_user, model.col_item, "timestamp"]
+    waiting, hits = [], []
+    for u, i, t in stream[cols].itertuples(index=False):
+        hits.append(i in top_unmet(live.model, u, met, k))
+        met[u].add(i)                       # a candidate no more, learnt or not
+        waiting.append((u, i, t))
+        if len(waiting) == every:           # fold the waiting events in at once
+            live.update(pd.DataFrame(waiting, columns=cols))
+            waiting = []
+    return np.array(hits, dtype=bool)

@@ -10,8 +10,6 @@ in by the hundred (08b, q8), the membership attack on a model trained three time
 q9)."""
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pandas as pd
 
@@ -20,7 +18,6 @@ from helpers.course.exercises.quiz import Choice, Numeric, Quiz
 from helpers.course.exercises.vary import Vary
 from helpers.data import preprocess as pp
 from helpers.evaluation import offline as E
-from helpers.metrics.ranking import rank_from_scores
 from helpers.models import cf, interest as I, privacy as P
 from helpers.serving import online, rerank as R
 
@@ -234,7 +231,8 @@ def _fold_in_hr_by_batch(batches=(1, 100)) -> tuple[float, ...]:
     at their timestamps' 0.8 quantile, implicit ALS with 64 factors and 15 sweeps) when the
     waiting events are folded in at once every ``n`` events, for each ``n`` in ``batches``.
     Every event is ranked among the items its shopper has not met, in training or earlier in
-    the stream, whether those are folded in yet or not: the chapter's ``top_unmet``."""
+    the stream, whether those are folded in yet or not: ``online.replay_fold_in``, the
+    chapter's own replay."""
     sw = pp.clean_shopworld(write=False)
     events = sw["events"]
     inter = events[events["event_type"] != "view"].sort_values("timestamp", kind="stable")
@@ -244,21 +242,8 @@ def _fold_in_hr_by_batch(batches=(1, 100)) -> tuple[float, ...]:
     um, im = pp.build_id_map(train["user_id"]), pp.build_id_map(sw["catalogue"]["item_id"])
     stream = stream[stream["user_id"].isin(um.ids)]
     static = cf.ImplicitALS(64, n_iter=15).fit(train, um, im)
-    out = []
-    for n in batches:
-        live, waiting, hits = online.FoldIn(copy.deepcopy(static)), [], []
-        met = {u: set(g) for u, g in train.groupby("user_id")["item_id"]}
-        for u, i, t in stream[["user_id", "item_id", "timestamp"]].itertuples(index=False):
-            s = live.model.scores(live.model.user_map.encode([u]))
-            s[0, im.encode(list(met[u]))] = -np.inf
-            hits.append(i in im.ids[rank_from_scores(s, 10)[0]])
-            met[u].add(i)
-            waiting.append((u, i, t))
-            if len(waiting) == n:
-                live.update(pd.DataFrame(waiting, columns=["user_id", "item_id", "timestamp"]))
-                waiting = []
-        out.append(float(np.mean(hits)))
-    return tuple(out)
+    return tuple(float(online.replay_fold_in(static, train, stream, every=n).mean())
+                 for n in batches)
 
 
 q8 = Vary(name="ch08.q8", notebook=_NB_B, var="vary_fold",

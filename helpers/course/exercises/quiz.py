@@ -94,11 +94,28 @@ class Quiz(Exercise):
             lines += [f"**{n}.** {body[0]}", *body[1:], ""]
         return "\n".join(lines)
 
+    def example(self) -> str:
+        """How an answer looks for *this* questionnaire: its first two questions, each answered
+        in its own kind (a letter for a choice, a number for a numeric question). The letters are
+        placeholders, not hints.
+
+        >>> pick = Choice("?", {"a": "x", "b": "y"}, "a", {"a": "", "b": ""})
+        >>> Quiz("q", "n.ipynb", [pick] * 4 + [Numeric("?", 1.0, "")], "section 1").example()
+        '{1: "b", 2: "a", ...}'
+        >>> Quiz("q", "n.ipynb", [pick, Numeric("?", 1.0, "")] * 3, "section 1").example()
+        '{1: "b", 2: 0.5, ...}'
+        """
+        shown = []
+        for n, q in enumerate(self.questions[:2], start=1):
+            shown.append(f'{n}: "{"ba"[n - 1]}"' if isinstance(q, Choice) else f"{n}: 0.5")
+        return "{" + ", ".join(shown) + ", ...}"
+
     def show(self) -> None:
         """Show the questions, and how to answer them."""
 
-        how = (f"Answer in a cell: `{self.var} = {{1: \"b\", 2: 0.5, ...}}` (a letter, or a "
-               f"number), then run `{self.name}.check()`.")
+        kinds = sorted({"a letter" if isinstance(q, Choice) else "a number" for q in self.questions})
+        how = (f"Answer in a cell: `{self.var} = {self.example()}` ({' or '.join(kinds)} for "
+               f"each question), then run `{self.name}.check()`.")
         body = self.text()
         show_markdown(f"**{self.name}: check your understanding**\n\n" + body.replace("\n   ", "  \n   ")
               + "\n" + how, f"{self.name}: check your understanding\n\n{body}\n{how.replace('`', '')}")
@@ -106,7 +123,7 @@ class Quiz(Exercise):
     def _judge_all(self, answers) -> str:
         if not isinstance(answers, dict):
             raise Incorrect(f"{self.var} must be a dict from question number to your answer, "
-                            f"e.g. {{1: \"b\", 2: 0.5}}; got {type(answers).__name__}.")
+                            f"e.g. {self.example()}; got {type(answers).__name__}.")
         extra = sorted(set(answers) - set(range(1, len(self.questions) + 1)), key=str)
         if extra:
             raise Incorrect(f"there is no question {fmt(extra)}: the questions are numbered 1 to "
