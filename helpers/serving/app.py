@@ -11,13 +11,16 @@ Two layers, so the logic is tested without a browser:
   the shopper's factors re-solved on every click), optionally diversified by MMR (chapter 08a),
   and a reason for every slot: chapter 05's content planner picks the claims, its phrasing bank
   says them, the closed-world guard checks them (the marked template when nothing passes), and
+  a reason calls important to the shopper only what the page shows as their interests
+  (:meth:`Shop.cares`, the guard's ``personal``); and
   :class:`~helpers.serving.rerank.DiversityGuard` adds "Something different from your usual" only when
   the shopper's history makes it true. Reviews a shopper posts are untrusted text: they are
   stored and shown as reviews, never read by the reason path, and a review offered *as* a
   reason goes through the guard like any sentence (:meth:`Shop.guard_check`).
 * :class:`ShopApp` — ipywidgets over a ``Shop``: pick or create a shopper, ten rows with
-  view / cart / buy buttons, a diversity slider, a switch that shows the guard at work, and a
-  review box. Every handler is a method, so tests click the buttons with ``.click()``.
+  click / cart / buy buttons (interactions the model learns from; a view, as in chapter 01, is
+  only logged and has no button), a diversity slider, a switch that shows the guard at work, and
+  a review box. Every handler is a method, so tests click the buttons with ``.click()``.
 """
 from __future__ import annotations
 
@@ -31,14 +34,26 @@ from helpers.core.checks import DataError, require_number
 from helpers.data import preprocess as pp
 from helpers.evaluation.offline import category_mixes
 from helpers.models import cf, interest as I
-from helpers.reasons import explainers, guard, phrasing, planner as PL, world as W_
+from helpers.reasons import claims as CL, explainers, guard, phrasing, planner as PL, world as W_
 from helpers.serving import online, rerank
 
-__all__ = ["Page", "Shop", "ShopApp", "ACTIONS", "NEW_SHOPPER", "render_row"]
+__all__ = ["Page", "Shop", "ShopApp", "ACTIONS", "HISTORY_DRIVERS", "NEW_SHOPPER", "VALUE",
+           "VALUE_SHOPPER", "render_row"]
 
 ACTIONS = ("view", "click", "add_to_cart", "purchase")
 """What a shopper can do to an item on the page. A view is logged but, as everywhere in the
 course, only clicks, carts and purchases are interactions the recommender learns from."""
+
+VALUE = "value for money"
+"""How :meth:`Shop.interests` names the aspect ``price`` (good value for money)."""
+
+VALUE_SHOPPER = 0.35
+"""A shopper whose purchases sit, on average, at most this far up their categories' price
+ranking is shown *value for money* as an interest (the cheapest 35 % are stated good value)."""
+
+HISTORY_DRIVERS = frozenset({"popularity", "colour", "pattern", "brand"})
+"""Drivers a reason may name without calling them important to the shopper: what similar
+shoppers chose, and the colours, patterns and brands of the shopper's own history."""
 
 NEW_SHOPPER = "It is popular with shoppers."
 """The reason for a shopper with no history at all: the one thing the shop knows."""
@@ -74,7 +89,14 @@ class Shop:
                                  index=item_vectors.index)
         self.k, self.n_candidates, self.lam = k, n_candidates, 1.0
         self.template = explainers.TemplateExplainer(world.facts, world.profile)
-        self.guard = guard.ClosedWorldGuard(world.facts, world.lex, fallback=self.template)
+        # one truth about the shopper: the guard lets a reason call important to them only what
+        # the page shows as their interests (:meth:`cares`), besides the item's stated facts
+        self.guard = guard.ClosedWorldGuard(world.facts, world.lex, personal=self.cares,
+                                            fallback=self.template)
+        # the template (a shopper the planner does not know) names only their profile's
+        # aspects, by construction, or says what is true of the item for anyone ("good value
+        # for money in its category"): checked against the item's facts alone
+        self.item_guard = guard.ClosedWorldGuard(world.facts, world.lex, fallback=self.template)
         seen = model.seen.tocoo()
         history = pd.DataFrame({"user_id": model.user_map.decode(seen.row),
                                 "item_id": model.item_map.decode(seen.col)})
@@ -131,7 +153,23 @@ class Shop:
                   if user in mix.index else pd.Series(dtype=float))
         usual = [f"{cat.replace('_', ' ')} ({v:.0%})" for cat, v in shares.items()
                  if v >= self.diversity.usual]
-        return list(self.profile.get(user, [])) + usual
+        return self._aspects(user) + usual
+
+    def _aspects(self, user: int) -> list[str]:
+        """The aspects the shop believes this shopper cares about: their profile's (chapter 04),
+        and value for money when their purchases lean to the cheap end of their categories (a
+        mean price percentile of at most :data:`VALUE_SHOPPER`, the band the shop calls good
+        value)."""
+        aspects = list(self.profile.get(user, []))
+        if self.planner.history.price.get(user, 1.0) <= VALUE_SHOPPER:
+            aspects.append(VALUE)
+        return aspects
+
+    def cares(self, user: int, item: int | None = None) -> set[str]:
+        """The drivers a reason may name for ``user`` (the guard's ``personal``): the aspects
+        :meth:`interests` shows (an aspect, or value for money, is "important to you" only if it
+        is listed there), popularity, and the colour, pattern or brand of their own history."""
+        return {"price" if a == VALUE else a for a in self._aspects(user)} | HISTORY_DRIVERS
 
     # ------------------------------------------------------------------ the page
     def set_diversity(self, lam: float) -> None:
@@ -161,8 +199,7 @@ class Shop:
         # the planner knows the shoppers of its training data; anyone else (a new shopper) gets
         # the template, which claims nothing personal it has no evidence for
         known = user in self.planner.history.total
-        plans = self.planner.plans([user] * len(items), items, progress=False) if known \
-            else [None] * len(items)
+        plans = self._plans(user, items) if known else [None] * len(items)
         rows, rejected = [], []
         for rank, (item, plan) in enumerate(zip(items, plans), start=1):
             item = int(item)
@@ -172,10 +209,11 @@ class Shop:
                 said = NEW_SHOPPER
             else:
                 said = self.template.explain_one(user, item)
-            reason, fallback = self.guard.choose([said], user, item)
+            g = self.guard if plan is not None else self.item_guard
+            reason, fallback = g.choose([said], user, item)
             if show_guard and fallback:
                 rejected.append({"item_id": item, "candidate": said,
-                                 "problems": self.guard.problems(said, user, item)})
+                                 "problems": g.problems(said, user, item)})
             different = self._is_different(user, item)
             if different and not fallback:          # the fallback keeps its own marker first
                 reason = rerank.DIFFERENT + reason
@@ -187,6 +225,21 @@ class Shop:
             rejected += self.guard_check(user, items)
         return Page(user, self.interests(user), pd.DataFrame(rows), rejected,
                     1e3 * (time.perf_counter() - t0))
+
+    def _plans(self, user: int, items) -> list[list]:
+        """The planner's choice, per item, among the claims the page can stand behind for this
+        shopper: its ranking of the item's claims (as ``ContentPlanner.plans``, in one batch),
+        keeping only those whose driver :meth:`cares` lists."""
+        pl, cares, items = self.planner, self.cares(user), [int(i) for i in items]
+        X, owner, cands = pl._rows([user] * len(items), items)
+        p = pl._softmax_by_owner(X, owner, items)
+        out = []
+        for n in range(len(items)):
+            k = np.flatnonzero(owner == n)
+            ranked = [(cands[j], p[j]) for j in k[np.argsort(-p[k], kind="stable")]
+                      if CL.driver_of(cands[j]) in cares]
+            out.append(pl._choose(ranked) if ranked else [CL.POPULARITY])
+        return out
 
     def act(self, user, item, action: str, show_guard: bool = False) -> Page:
         """The shopper does ``action`` ("view", "click", "add_to_cart", "purchase") on
@@ -262,7 +315,7 @@ class ShopApp:
         for _ in range(shop.k):
             text = W.HTML(layout=W.Layout(width="70%"))
             buttons = {a: W.Button(description=label, layout=W.Layout(width="70px"))
-                       for a, label in (("click", "view"), ("add_to_cart", "cart"),
+                       for a, label in (("click", "click"), ("add_to_cart", "cart"),
                                         ("purchase", "buy"))}
             row = {"text": text, **buttons, "item": None}
             for action, b in buttons.items():
