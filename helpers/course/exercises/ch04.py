@@ -197,11 +197,12 @@ quiz = Quiz("ch04.quiz", _NB, where=(
             "b": "Right: the weights are evidence a reason can point to.",
             "c": "Users without history need a stated fallback either way."}),
     Choice("What can a two-tower model over text embeddings do that an ID-based model cannot?",
-           {"a": "Recommend new items, which have text but no interactions.",
+           {"a": "Rank new items above chance: they have text but no interactions.",
             "b": "Train without any interactions.",
             "c": "Beat every ID model on warm items."},
            "a",
-           {"a": "Right: a new item's text places it next to items people did buy.",
+           {"a": "Right: a new item's text places it next to items people did buy; the ID "
+                 "models have nothing to rank new items by.",
             "b": "It is trained on interactions (in-batch softmax with the logQ correction).",
             "c": "On warm items the ID models stay ahead; the gain is on the cold ones."}),
     Choice("What is the chapter's stance on the inferred aspect profiles (what each user cares "
