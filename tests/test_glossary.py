@@ -30,9 +30,9 @@ SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
 # Bold-and-dash labels that name something local to one chapter, not a glossary term.
 LOCAL_LABELS = {
-    ("05", "structure"), ("05", "least information"),          # the two defences, numbered
-    ("05", "template realiser"), ("05", "phrasing bank"),       # section 12's realisers
-    ("05", "LM + guard"), ("05", "LM, constrained"),
+    ("05c", "structure"), ("05c", "least information"),        # the two defences, numbered
+    ("05c", "template realiser"), ("05c", "phrasing bank"),     # section 3's realisers
+    ("05c", "LM + guard"), ("05c", "LM, constrained"),
     ("02b", "RecBole"), ("08b", "asynchronously"),            # a dash aside, not a definition
     ("08b", "static"), ("08b", "fold-in"),                     # the four ways to serve: arms,
     ("08b", "periodic retrain"), ("08b", "retrain + fold-in"),  # not the fold-in technique
@@ -193,7 +193,7 @@ def test_every_metric_in_the_glossary_states_its_direction_as_the_library_does()
 
 
 def test_the_pending_chapter_07_items_name_real_cells():
-    cells = dict(markdown_cells(next(p for p in SOLUTIONS if chapter_of(p) == "07")))
+    cells = dict(markdown_cells(next(p for p in SOLUTIONS if chapter_of(p) == "07b")))
     for term, (cell, _) in PENDING_07.items():
         assert cell in cells, (term, cell)
 
@@ -205,17 +205,17 @@ def test_the_check_catches_a_divergent_definition(change):
     chapters, glossary = _course()
     assert not problems(chapters, glossary)
     chapters = {ch: list(cells) for ch, cells in chapters.items()}
-    ch05 = chapters["05"]
+    ch05 = chapters["05a"]
     k = next(k for k, (_, src) in enumerate(ch05) if "- **faithful** — " in src)
     cell, src = ch05[k]
     if change == "chapter":
         ch05[k] = (cell, src.replace("- **faithful** — truthful", "- **faithful** — grounded"))
     elif change == "glossary":
-        glossary = glossary.replace("(05) — truthful *and* personal", "(05) — states only facts")
+        glossary = glossary.replace("(05a) — truthful *and* personal", "(05a) — states only facts")
     elif change == "twice":
-        chapters["06"] = chapters["06"] + [("new", "- **faithful** — truthful *and* personal.")]
+        chapters["06b"] = chapters["06b"] + [("new", "- **faithful** — truthful *and* personal.")]
     elif change == "chapter number":
-        glossary = glossary.replace("**Faithful** (05)", "**Faithful** (07)")
+        glossary = glossary.replace("**Faithful** (05a)", "**Faithful** (07)")
     elif change == "earlier":
         chapters["03"] = chapters["03"] + [("new", "A reason scores well on DIV.")]
     elif change == "unlisted":

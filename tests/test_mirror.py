@@ -24,9 +24,9 @@ from helpers.serving import online, rerank
 # (solution notebook, the function the student writes there, the library's core of it)
 MIRRORS = [
     ("03_self_attention.ipynb", "attention", attention._attention),
-    ("05_reason_generation.ipynb", "top_p", lm._top_p),
-    ("05_reason_generation.ipynb", "clipped", text._clipped),
-    ("07_evaluation.ipynb", "calibration_kl", offline._calibration_kl),
+    ("05b_language_models.ipynb", "top_p", lm._top_p),
+    ("05a_templates_and_retrieval.ipynb", "clipped", text._clipped),
+    ("07a_evaluating_recommendations.ipynb", "calibration_kl", offline._calibration_kl),
     ("08a_diversity.ipynb", "mmr", rerank._mmr),
     ("08b_realtime.ipynb", "top_unmet", online.top_unmet),
     ("08c_privacy.ipynb", "clip_and_noise", privacy._clip_and_noise),

@@ -155,8 +155,19 @@ def test_solution_notebook_follows_the_course_anatomy(path):
     assert any(nbt.CHECK_MARKER in c.source for c in code), "key results need NBVAL_CHECK_OUTPUT"
     exercises = [c for c in code if nbt.BEGIN in c.source]
     assert len(exercises) >= 2, "each chapter has at least two checked exercises"
-    checked = [int(m) for c in code for m in re.findall(r"\bch\d\d\.q(\d+)\.check\(", c.source)]
-    assert checked == sorted(checked), f"exercises numbered in reading order, found {checked}"
+    # Exercises are numbered in reading order, and each heading names the checker its check
+    # cell calls (a checker keeps its name when a chapter is split, so the names need not be
+    # in order: 06a's exercises are ch06.q1, ch06.q4, ch06.q2)
+    headings = [(k, c) for k, c in enumerate(nb.cells) if c.cell_type == "markdown"
+                for _ in re.findall(r"^#+ Exercise \d+", c.source, flags=re.M)]
+    numbers = [int(m) for _, c in headings for m in re.findall(r"^#+ Exercise (\d+)", c.source, flags=re.M)]
+    assert numbers == list(range(1, len(numbers) + 1)), f"exercises numbered 1, 2, ... in reading order, found {numbers}"
+    for k, cell in headings:
+        named = re.search(r"^#+ Exercise \d+ \(`(ch\d\d\.q\d+)`\) — ", cell.source, flags=re.M)
+        called = next(m.group(1) for c in nb.cells[k + 1:] if c.cell_type == "code"
+                      for m in [re.search(r"\b(ch\d\d\.q\d+)\.check\(", c.source)] if m)
+        assert named and named.group(1) == called, (
+            f"cell {k}: an exercise heading names its checker, '### Exercise N (`{called}`) — ...'")
     assert "/work/" not in nbformat.writes(nb) and "/root/" not in nbformat.writes(nb), \
         "no absolute paths in notebooks"
 

@@ -34,11 +34,26 @@ def test_top_ten_is_implicit_als_recommend_and_reasons_are_the_guarded_template(
     np.testing.assert_array_equal(out["rank"], ref["rank"])
     np.testing.assert_allclose(out["score"], ref["score"], rtol=0, atol=1e-12)
     template = explainers.TemplateExplainer(snap.facts, snap.profile)
-    guard = G.ClosedWorldGuard(snap.facts, snap.lex, fallback=template)
+    guard = G.ClosedWorldGuard(snap.facts, snap.lex, fallback=scale._ClaimFreeFallback())
     for u, i, reason, fb in out[["user_id", "item_id", "reason", "fallback"]].head(300).itertuples(
             index=False):
         assert (reason, fb) == guard.choose([template.explain_one(u, i)], u, i)
         assert fb or guard.passes(reason, u, i)
+
+
+def test_a_rejected_reason_is_replaced_by_a_marked_one_that_claims_nothing(fitted):
+    snap, _ = fitted
+    _, guard = scale._make_explainers(snap)
+
+    class Boasting:                                   # a template gone wrong
+        def explain_one(self, user, item):
+            return "Recommended because it is waterproof and made of gold."
+
+    users = snap.user_ids[:3]
+    out = scale.explain_users(snap, users, _explainers=(Boasting(), guard))
+    assert out["fallback"].all() and (out["reason"] == scale.FALLBACK_REASON).all()
+    assert not out["reason"].str.contains("waterproof|gold").any()
+    assert scale.FALLBACK_REASON.startswith("[fallback] ")
 
 
 def test_a_job_that_forgets_the_seen_items_is_caught(fitted):
@@ -142,6 +157,14 @@ def test_serial_share_inverts_amdahls_law_and_refuses_what_is_not_a_speed_up():
             scale.serial_share(speedup, workers)
 
 
+@pytest.mark.parametrize("address, match", [
+    ("ray://10.0.0.5:10001", "Ray Client"), ("10.0.0.5", "host:port"), (6379, "host:port")])
+def test_local_ray_refuses_a_client_or_malformed_address_before_starting_anything(address, match):
+    with pytest.raises(ParameterError, match=match):
+        with scale.local_ray(address=address):
+            pass
+
+
 def test_offline_settings_are_put_back_after_ray(monkeypatch):
     monkeypatch.delenv("http_proxy", raising=False)
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")
@@ -150,6 +173,11 @@ def test_offline_settings_are_put_back_after_ray(monkeypatch):
         assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
     assert "http_proxy" not in os.environ
     assert os.environ["RAY_USAGE_STATS_ENABLED"] == "1"
+    # Ray's own traffic to this machine's network address must not go to the closed proxy
+    env = scale._offline_env("192.0.2.2")
+    assert env["no_proxy"] == env["NO_PROXY"] == "127.0.0.1,localhost,192.0.2.2"
+    assert env["http_proxy"] == scale.OFFLINE_ENV["http_proxy"]
+    assert scale._offline_env("127.0.0.1") == scale._offline_env() == scale.OFFLINE_ENV
 
 
 # ----------------------------------------------------------------------------- on Ray

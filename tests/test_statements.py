@@ -102,7 +102,7 @@ def _run_ch07_offline_vs_online(capsys, nll_lm=2.1):
                        "stars": [4.1, 4.3, 2.9], "kept / 100 sessions diff": [0.5, 1.0, -0.2]},
                       index=arms)
     namespace = {"pd": pd, "quality": quality, "ab": ab, "statements": S, "directions": D}
-    exec(_chapter_cell("07_evaluation.ipynb", "0ab7df46"), namespace)
+    exec(_chapter_cell("07b_evaluating_reasons.ipynb", "0ab7df46"), namespace)
     return capsys.readouterr().out
 
 

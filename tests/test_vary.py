@@ -82,6 +82,18 @@ def test_chapter_05s_vary_exercise_passes_its_solution_on_the_real_measurement()
     assert "vary_profile = " in ch05.q2.solution_code()
 
 
+def test_chapter_10s_vary_exercise_passes_its_solution_on_the_real_measurement():
+    from helpers.course.exercises import ch10
+
+    usual, varied = ch10.q3.measured()             # catalogue coverage at 32 and 8 factors
+    assert ch10.q3.moved() == "down"
+    state, message = ch10.q3._evaluate({"value": round(varied, 4), "moved": "down", "why": "c"})
+    assert state == "correct", message
+    assert ch10.q3._evaluate({"value": round(usual, 4), "moved": "down", "why": "c"})[0] \
+        == "incorrect"
+    assert "vary_factors = " in ch10.q3.solution_code()
+
+
 # The "why" question of a vary-and-explain exercise must not give the direction away: its stem
 # does not say which way the number moved, and its options cover more than one direction, so a
 # student has to read the printed numbers to narrow them down and know the mechanism to pick one.

@@ -263,7 +263,7 @@ def bert4rec() -> Diagram:
 
 
 # ----------------------------------------------------------------------------- chapter 05
-@diagram("peter", "05_reason_generation")
+@diagram("peter", "05b_language_models")
 def peter() -> Diagram:
     """helpers.reasons.explainers.PETER: [user, item, <bos>, w1..wn] through one Transformer."""
     d = Diagram(7.8, 3.4)
@@ -299,7 +299,7 @@ def peter() -> Diagram:
     return d
 
 
-@diagram("reason_pipeline", "05_reason_generation")
+@diagram("reason_pipeline", "05c_guard_and_plan")
 def reason_pipeline() -> Diagram:
     """Plan (helpers.reasons.planner) -> realise (SmolLM2 + LoRA) -> guard: realiser.serve."""
     d = Diagram(7.8, 3.2)
@@ -339,9 +339,9 @@ def reason_pipeline() -> Diagram:
 
 
 # ----------------------------------------------------------------------------- chapter 06
-@diagram("multimodal_fusion", "06_multimodal_fusion")
+@diagram("multimodal_fusion", "06b_fusion")
 def multimodal_fusion() -> Diagram:
-    """The fusion models of chapter 06's cold-start comparison (helpers.models.multimodal)."""
+    """The fusion models of chapter 06b's cold-start comparison (helpers.models.multimodal)."""
     d = Diagram(7.8, 3.75)
     rows = [3.15, 2.4, 1.65, 0.9]
     d.text(0.95, 3.6, "what the item brings", size=SMALL, color=MUTED)

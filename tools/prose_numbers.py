@@ -1,7 +1,7 @@
 """Numbers in a chapter's prose that its own outputs do not show: the list a maintainer reviews.
 
     .venv/bin/python tools/prose_numbers.py            # every solution notebook
-    .venv/bin/python tools/prose_numbers.py 06_multimodal_fusion
+    .venv/bin/python tools/prose_numbers.py 06a_images_and_text
 
 A number written in a Markdown cell should come from the notebook (printed by a cell, or
 asserted in one) or be a fact from outside it (a paper, a model's size, a setting, a result of a

@@ -327,9 +327,11 @@ def predict_proba(model: SmallCNN, x: torch.Tensor, batch_size: int = 256) -> di
 
 @torch.no_grad()
 def image_features(encoder: EfficientNetLite0, x: torch.Tensor, *, size: int = 224,
-                   batch_size: int = 64, device: torch.device | str | None = None) -> torch.Tensor:
+                   batch_size: int = 64, device: torch.device | str | None = None,
+                   progress: bool = True) -> torch.Tensor:
     """Frozen ``encoder`` features of images ``x`` in ``[0, 1]``, resized to ``size`` pixels
-    (bilinear) first: a float32 CPU tensor ``(n, 1280)``, in ``x``'s order."""
+    (bilinear) first: a float32 CPU tensor ``(n, 1280)``, in ``x``'s order. ``progress=False``
+    shows no bar (a checked cell, or a measurement run inside one)."""
     from tqdm.auto import tqdm
 
     _require_images(x)
@@ -339,7 +341,7 @@ def image_features(encoder: EfficientNetLite0, x: torch.Tensor, *, size: int = 2
     encoder.eval()
     out = []
     for lo in tqdm(range(0, len(x), batch_size), desc="image features", leave=False,
-                   disable=len(x) < 4 * batch_size):
+                   disable=not progress or len(x) < 4 * batch_size):
         xb = x[lo:lo + batch_size].to(dev)
         if xb.shape[-1] != size or xb.shape[-2] != size:
             xb = F.interpolate(xb, size=(size, size), mode="bilinear", align_corners=False)

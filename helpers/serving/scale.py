@@ -18,8 +18,8 @@ that differs.
 Offline: a Ray started by :func:`local_ray` or :func:`start_cluster` reaches no other host.
 Usage statistics are off and their "disabled" notice goes to a closed loopback port; the
 cloud-metadata probe Ray's usage module runs anyway (169.254.169.254, metadata.google.internal)
-goes through a proxy set to that same closed port, with loopback exempt so Ray's own gRPC
-traffic is untouched; token authentication stays on. Ray's C++ core still asks the kernel which
+goes through a proxy set to that same closed port, with loopback and the address Ray gives this
+node exempt so Ray's own gRPC traffic is untouched; token authentication stays on. Ray's C++ core still asks the kernel which
 interface would route to 8.8.8.8 (a UDP ``connect``, which sends no packet). Connecting to a
 cluster somewhere else (``ray.init(address=...)``) is the user's opt-in to the network, and
 none of this is applied to it.
@@ -40,15 +40,15 @@ import numpy as np
 import pandas as pd
 
 from helpers.core import config
-from helpers.core.checks import DataError, require_int, require_number
+from helpers.core.checks import DataError, ParameterError, require_int, require_number
 from helpers.data import loaders, preprocess as pp, shopworld
 from helpers.metrics.ranking import rank_from_scores
 from helpers.models import cf, interest as I
 from helpers.reasons import explainers, guard as G
-from helpers.reasons.claims import item_facts, lexicon
+from helpers.reasons.claims import FALLBACK_PREFIX, item_facts, lexicon
 
 __all__ = ["Snapshot", "big_world", "explain_users", "NightlyJob", "local_ray", "start_cluster",
-           "run_on_ray", "serial_share", "OFFLINE_ENV", "COLUMNS"]
+           "run_on_ray", "serial_share", "OFFLINE_ENV", "COLUMNS", "FALLBACK_REASON"]
 
 COLUMNS = ["user_id", "rank", "item_id", "score", "reason", "fallback"]
 """The job's output: one row per (shopper, slot)."""
@@ -62,6 +62,16 @@ OFFLINE_ENV = {
 }
 """What Ray's processes on this machine run with (see the module docstring): they inherit it
 from the process that starts them, and it is restored in this process afterwards."""
+
+
+def _offline_env(host: str | None = None) -> dict:
+    """:data:`OFFLINE_ENV`, with ``host`` (this machine's address, where Ray placed its node) also
+    exempt from the closed proxy: Ray's gRPC honours ``http_proxy``, and its own traffic to this
+    machine must not be sent there."""
+    if host in (None, "127.0.0.1", "localhost"):
+        return dict(OFFLINE_ENV)
+    exempt = f"127.0.0.1,localhost,{host}"
+    return {**OFFLINE_ENV, "no_proxy": exempt, "NO_PROXY": exempt}
 
 
 # ----------------------------------------------------------------------------- the data
@@ -142,7 +152,9 @@ class Snapshot:
 
     @property
     def nbytes(self) -> int:
-        """The arrays' size in bytes (what every worker receives, give or take the facts)."""
+        """The six NumPy arrays' size in bytes (IDs, factors, seen items). The facts (a dict),
+        the profile (a DataFrame) and the lexicon are left out: ``len(pickle.dumps(snap))`` is
+        the size of the whole snapshot, close to what ``ray.put`` stores."""
         return sum(a.nbytes for a in (self.user_ids, self.X, self.item_ids, self.Y,
                                       self.seen_indptr, self.seen_indices))
 
@@ -169,7 +181,8 @@ class Snapshot:
 # ----------------------------------------------------------------------------- the job
 def explain_users(snap: Snapshot, users, k: int = 10, _explainers=None) -> pd.DataFrame:
     """The nightly job for one batch: each shopper's top ``k`` unseen items by ALS score and
-    a reason per slot (template, then the guard; ``fallback`` marks the guard's fallback).
+    a reason per slot (template, then the guard; a rejected sentence is replaced by
+    :data:`FALLBACK_REASON`, which says nothing about the item, and ``fallback`` marks it).
     Rows in the order of ``users``, ranks 1..k (fewer only for a shopper with fewer unseen
     items). Columns :data:`COLUMNS`."""
 
@@ -196,10 +209,22 @@ def explain_users(snap: Snapshot, users, k: int = 10, _explainers=None) -> pd.Da
     return pd.DataFrame(out, columns=COLUMNS)
 
 
+FALLBACK_REASON = FALLBACK_PREFIX + "Recommended because shoppers like you chose it."
+"""What the job serves when the guard rejects the template's sentence: marked, and claiming
+nothing about the item (the template itself would repeat the rejected claim)."""
+
+
+class _ClaimFreeFallback:
+    """The guard's fallback in the nightly job: :data:`FALLBACK_REASON` for every pair."""
+
+    def fallback_for(self, user: int, item: int) -> str:
+        return FALLBACK_REASON
+
+
 def _make_explainers(snap: Snapshot):
 
     template = explainers.TemplateExplainer(snap.facts, snap.profile)
-    return template, G.ClosedWorldGuard(snap.facts, snap.lex, fallback=template)
+    return template, G.ClosedWorldGuard(snap.facts, snap.lex, fallback=_ClaimFreeFallback())
 
 
 class NightlyJob:
@@ -263,21 +288,39 @@ def serial_share(speedup: float, workers: int) -> float:
 @contextlib.contextmanager
 def local_ray(num_cpus: int = 2, address: str | None = None):
     """Ray for the ``with`` block: a fresh instance on this machine (``address=None``, offline,
-    ``num_cpus`` cores), or a connection to a running cluster's ``address`` (as printed by
-    ``ray start --head``, or ``ray://host:10001``). Yields the address Ray is at; shuts down
-    (disconnects, for a cluster) at the end."""
+    ``num_cpus`` cores), or a connection to a running cluster's ``address`` (``host:port``, as
+    printed by ``ray start --head``), from a machine that is part of that cluster. Ray Client
+    addresses (``ray://host:10001``, for a driver outside the cluster) are refused: run the
+    driver on a cluster node (or submit it with ``ray job submit``). Yields the address Ray is
+    at; shuts down (disconnects, for a cluster) at the end."""
+    if address is not None and (not isinstance(address, str) or ":" not in address):
+        raise ParameterError(f"address must be 'host:port' (as `ray start --head` prints it) "
+                             f"or None for a Ray on this machine, got {address!r}.")
+    if isinstance(address, str) and address.startswith("ray://"):
+        raise ParameterError(f"local_ray joins a cluster as one of its machines ('host:port'), "
+                             f"not through Ray Client ({address!r}): run this on a machine of "
+                             "the cluster, or submit the script with `ray job submit`.")
     ray = _ray()
     require_int("num_cpus", num_cpus, 1)
     if ray.is_initialized():
         raise RuntimeError("Ray is already running in this process: call ray.shutdown() first.")
     quiet = dict(log_to_driver=False, logging_level="ERROR")
-    local = address is None or address.rsplit(":", 1)[0] in _this_machine()
-    with _env(OFFLINE_ENV if local else {}):
+    host = None if address is None else address.rsplit(":", 1)[0]
+    local = host is None or host in _this_machine()
+    with _env(_offline_env(host) if local else {}):
         if address is None:   # "local": a new instance, never a cluster found on disk
             ctx = ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1",
                            include_dashboard=False, **quiet)
         else:
-            ctx = ray.init(address=address, **quiet)
+            for attempt in range(3):              # a head just started may not have its node
+                try:                              # registered yet ("No node info found")
+                    ctx = ray.init(address=address, **quiet)
+                    break
+                except ConnectionError:
+                    if attempt == 2:
+                        raise
+                    ray.shutdown()
+                    time.sleep(5)
     try:
         yield ctx.address_info.get("address", address)
     finally:
@@ -329,7 +372,7 @@ def start_cluster(num_cpus: int = 2, timeout: float = 120.0):
     # no network), because a driver asked for 127.0.0.1 is sent there by Ray
     host = ray.util.get_node_ip_address()
     address = f"{host}:{port}"
-    with _env(OFFLINE_ENV):
+    with _env(_offline_env(host)):
         # token authentication, as Ray does by default: the head and everyone who connects
         # read ~/.ray/auth_token, made here if missing (the command prints it: not kept)
         subprocess.run(exe + ["get-auth-token", "--generate"], capture_output=True, timeout=120)

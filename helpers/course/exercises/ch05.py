@@ -1,18 +1,26 @@
-"""Exercises of chapter 05 (reason generation), each checked against an independent reference:
-sacrebleu-style counts, the course's own re-run of the template at another setting (a "vary and
-explain" exercise), hand-built label rows, transformers' own top-p warper, and a hand-written
-table of claims and verdicts."""
+"""Exercises of chapter 05 (reason generation, three lessons: 05a templates and retrieval, 05b
+language models, 05c guard and plan), each checked against an independent reference:
+sacrebleu-style counts, hand-built label rows, transformers' own top-p warper, a hand-written
+table of claims and verdicts, and, for the three "vary and explain" exercises (one per lesson),
+the course's own re-run at both settings: the template with a one-aspect profile, the first
+reply token's probability at another temperature, the planner with a more reluctant second
+aspect. Each lesson has its own questionnaire (``quiz_a``, ``quiz_b``, ``quiz_c``)."""
 from __future__ import annotations
+
+import copy
 
 import torch
 
 from helpers.course.exercises import Exercise, Incorrect, fmt, progress_of, shape_of
 from helpers.course.exercises.quiz import Choice, Quiz
 from helpers.course.exercises.vary import Vary
-from helpers.reasons import explainers, world
+from helpers.models import pretrained
+from helpers.reasons import explainers, lm, planner, world
 from helpers.reasons.claims import Claim, score_reasons
 
-_NB = "05_reason_generation.ipynb"
+_NB_A = "05a_templates_and_retrieval.ipynb"
+_NB_B = "05b_language_models.ipynb"
+_NB_C = "05c_guard_and_plan.ipynb"
 
 
 def _check_mask_labels(fn) -> str:
@@ -97,7 +105,7 @@ def _check_unsupported(fn) -> str:
 
 
 q1 = Exercise(name="ch05.q1", title="Write clipped(hyp, ref, n): BLEU's clipped n-gram matches",
-              var="clipped", checker=_check_clipped_precision, notebook=_NB,
+              var="clipped", checker=_check_clipped_precision, notebook=_NB_A,
               hint_text="Count n-grams with `collections.Counter(tuple(t[i:i+n]) for i in ...)`; "
                         "matched = sum over hyp n-grams of min(hyp count, ref count).",
               nudge=("Count every n-gram of the hypothesis and of the reference; an n-gram can "
@@ -111,7 +119,7 @@ def _template_personal_at(profile_top: int) -> float:
     return score_reasons(said, w.warm, w.lex, w.items_truth, w.facts)["personal"]
 
 
-q2 = Vary(name="ch05.q2", notebook=_NB, var="vary_profile",
+q2 = Vary(name="ch05.q2", notebook=_NB_A, var="vary_profile",
           title="Vary and explain: the template with a one-aspect profile",
           measure=lambda: (_template_personal_at(3), _template_personal_at(1)),
           quantity="the template's personal share on warm pairs",
@@ -155,13 +163,13 @@ q2 = Vary(name="ch05.q2", notebook=_NB, var="vary_profile",
                  "it say when nothing matches, and when is that personal?"))
 
 q3 = Exercise(name="ch05.q3", title="Write mask_labels(prompt_ids, target_ids)",
-              var="mask_labels", checker=_check_mask_labels, notebook=_NB,
+              var="mask_labels", checker=_check_mask_labels, notebook=_NB_B,
               hint_text="`input_ids = prompt_ids + target_ids`; `labels = [-100] * len(prompt_ids) "
                         "+ target_ids`.",
               nudge=("The model should learn to write the reason, not to repeat the prompt: feed "
                      "both, but mark every prompt position as 'ignore' in the labels."))
 q4 = Exercise(name="ch05.q4", title="Write top_p(logits, p): nucleus filtering",
-              var="top_p", checker=_check_top_p, notebook=_NB,
+              var="top_p", checker=_check_top_p, notebook=_NB_B,
               hint_text="Sort descending, softmax, cumsum; drop a token when the mass *before* it "
                         "(cumsum minus its own probability) is already >= p; scatter the drop "
                         "mask back to the original order; `masked_fill(drop, -inf)`.",
@@ -169,7 +177,7 @@ q4 = Exercise(name="ch05.q4", title="Write top_p(logits, p): nucleus filtering",
                      "a token stays if the mass of the tokens ranked above it is still below p. "
                      "Everything else becomes impossible."))
 q5 = Exercise(name="ch05.q5", title="Write unsupported(claims, facts): the guard's check",
-              var="unsupported", checker=_check_unsupported, notebook=_NB,
+              var="unsupported", checker=_check_unsupported, notebook=_NB_C,
               hint_text="For an aspect claim look up `facts['aspects'].get(c.name)`: None is "
                         "unsupported, and so is a level that differs (when the claim has one). "
                         "For colour/brand compare with `facts.get(c.kind)`.",
@@ -178,8 +186,110 @@ q5 = Exercise(name="ch05.q5", title="Write unsupported(claims, facts): the guard
                      "and so is any colour, pattern or brand the item does not have."))
 
 
-quiz = Quiz("ch05.quiz", _NB, where=(
-    "Q1: section 2; Q2: section 5; Q3: section 10; Q4: section 11; Q5: section 8; Q6: section 12."),
+def _top_token_probabilities(temperatures: tuple[float, ...]) -> tuple[float, ...]:
+    """The mean probability of the most likely first reply token over the prompts of 05b's four
+    first warm pairs, the logits divided by each temperature (what 05b's exercise 3 prints)."""
+    w = world.reason_world()
+    tok, model = pretrained.language_model(device="cpu")
+    profile_map = explainers.profile_map(w.profile)
+    firsts = []
+    for u, i in zip(w.warm["user_id"][:4], w.warm["item_id"][:4]):
+        own = w.train_reviews.loc[w.train_reviews["item_id"] == i, "sentence"].head(1).tolist()
+        prompt = lm.build_prompt(profile_map.get(int(u), []), w.facts[int(i)], own)
+        ids = tok.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt",
+                                      return_dict=True)
+        with torch.inference_mode():
+            firsts.append(model(**ids).logits[0, -1])
+    first = torch.stack(firsts)
+    return tuple(float((first / t).softmax(-1).max(-1).values.mean()) for t in temperatures)
+
+
+q6 = Vary(name="ch05.q6", notebook=_NB_B, var="vary_temperature",
+          title="Vary and explain: sampling at temperature 1.3 instead of 0.7",
+          measure=lambda: _top_token_probabilities((0.7, 1.3)),
+          quantity="the mean probability of the most likely first reply token",
+          expect="down",
+          why=Choice(
+              "What explains how the most likely first token's probability changed when the "
+              "logits were divided by 1.3 instead of 0.7?",
+              {"a": "Dividing the logits by a larger temperature widens the gaps between them, so "
+                    "the most likely token takes more of the probability mass.",
+               "b": "The temperature is applied after top-p has removed the unlikely tokens, so "
+                    "the mass left concentrates on the top token.",
+               "c": "Dividing by 1.3 instead of 0.7 shrinks every gap between the logits; after "
+                    "the softmax the distribution is flatter, so the top token keeps less of the "
+                    "mass and the top-p nucleus needs far more tokens.",
+               "d": "A higher temperature changes which token is most likely, and the new top "
+                    "token is a rarer one with a lower probability."},
+              "c",
+              {"a": "Dividing by a larger number shrinks the gaps; it is a temperature below 1 "
+                    "that widens them. The probability the cell printed fell.",
+               "b": "The logits are divided before the softmax and before top-p; and the cell "
+                    "printed a lower probability, not a higher one.",
+               "c": "Right: a temperature above 1 flattens the distribution, which is why "
+                    "sampling at 1.3 wandered more in section 4.",
+               "d": "Dividing every logit by the same positive number keeps their order: the cell "
+                    "printed the same top tokens at both temperatures. Only how much of the mass "
+                    "they hold changed."}),
+          hint_text="Set `TEMPERATURE = 1.3`, run that cell and the next one, and copy the "
+                    "probability it prints into `value`; compare it with the value at 0.7 (run "
+                    "the cell once before changing it).",
+          nudge=("Softmax turns differences between logits into ratios of probabilities. What "
+                 "does dividing every logit by a number above 1 do to those differences?"))
+
+
+def _planner_recall_at(thresholds: tuple[float, ...]) -> tuple[float, ...]:
+    """The plans' recall of the true drivers on every warm test pair, the chapter's planner
+    adding a second aspect at each ``second_threshold`` (what 05c's exercise 2 prints); the
+    chosen threshold is ``None``."""
+    w = world.reason_world()
+    fitted = planner.fit_planner(w, progress=False)
+    out = []
+    for th in thresholds:
+        p = copy.copy(fitted)
+        p.second_threshold = fitted.second_threshold if th is None else th
+        out.append(planner.plan_scores(p.plans(w.warm["user_id"], w.warm["item_id"],
+                                               progress=False), w.warm["drivers"])["recall"])
+    return tuple(out)
+
+
+q7 = Vary(name="ch05.q7", notebook=_NB_C, var="vary_second",
+          title="Vary and explain: a second aspect only when as likely as the first",
+          measure=lambda: _planner_recall_at((None, 1.0)),
+          quantity="the plans' recall of the true drivers on warm pairs",
+          expect="down",
+          why=Choice(
+              "What explains how the plans' recall of the true drivers changed when the planner "
+              "added a second aspect only when it was as likely as the first?",
+              {"a": "Each plan now keeps only its most likely claim, the one most often right, so "
+                    "a larger share of the true drivers is named.",
+               "b": "Every plan's first claim is the same as before; fewer plans add a second "
+                    "aspect, so a purchase with two true drivers gets at most one named, and "
+                    "fewer of all the true drivers are named.",
+               "c": "With fewer second aspects the planner names popularity more often, and "
+                    "popularity drove about a quarter of the purchases, so more drivers are named.",
+               "d": "At 1.0 the planner falls back on popularity instead of an aspect for more "
+                    "pairs, and popularity is rarely the driver, so fewer drivers are named."},
+              "b",
+              {"a": "Recall is the share of all true drivers that the plans name: dropping a claim "
+                    "can only name fewer. The recall the cell printed fell; precision, the share "
+                    "of named claims that are drivers, rose.",
+               "b": "Right: saying less costs recall and buys precision (the cell printed both), "
+                    "which is why the threshold is chosen by the F1 of the two.",
+               "c": "The threshold touches only the second claim, which is always an aspect; "
+                    "popularity is never added by it. The recall the cell printed fell.",
+               "d": "The threshold never changes the first claim (popularity or not); it only "
+                    "decides whether a second aspect joins it."}),
+          hint_text="Set `SECOND = 1.0`, run that cell and the next one, copy the recall it "
+                    "prints into `value`; compare it with the planner's warm recall in the plan "
+                    "table above.",
+          nudge=("Recall divides the true drivers the plans name by all the true drivers. Which "
+                 "claims does the threshold add or remove, and can removing claims name more?"))
+
+
+quiz_a = Quiz("ch05.quiz_a", _NB_A, var="quiz_answers_a", where=(
+    "Q1: section 2; Q2: section 5; Q3: sections 1 and 2; Q4: section 3; Q5: section 4; "
+    "Q6: section 5."),
     questions=[
     Choice("A reason says 'great battery life and a bright screen'. How does the chapter check "
            "it?",
@@ -201,25 +311,67 @@ quiz = Quiz("ch05.quiz", _NB, where=(
            {"a": "Resemblance is not truth.",
             "b": "Right: say which quality (truthful, grounded, personal, faithful) you report.",
             "c": "BLEU knows nothing of the user."}),
-    Choice("What makes the guard closed-world?",
-           {"a": "It rejects sentences containing words from a list of known lies.",
-            "b": "It passes a sentence only when every word is a stated fact of the item or "
-                 "allowed phrasing; anything it cannot verify is rejected.",
-            "c": "It only runs on closed (finished) sentences."},
+    Choice("The reference reasons score 1.0 on truthful, personal and faithful. Why not on "
+           "grounded?",
+           {"a": "They were written from the hidden truth, and the shop's text does not state "
+                 "every item's aspects, colour or pattern (of a new item it knows only the "
+                 "description).",
+            "b": "The claim extractor misses some of their words, so some of their claims count "
+                 "as unstated.",
+            "c": "Grounded counts popularity as a claim the shop never states."},
+           "a",
+           {"a": "Right: grounded compares with what the shop states, and the shop does not "
+                 "state everything that is true.",
+            "b": "A claim the extractor misses is not a claim at all: it cannot lower any of the "
+                 "four shares.",
+            "c": "Popularity is a claim the shop can back up (its sales); the gap is unstated "
+                 "aspects, colours and patterns."}),
+    Choice("Why can the template not say something untrue of the item?",
+           {"a": "It copies the user's own past reasons.",
+            "b": "It was trained on the reference reasons, which are all true.",
+            "c": "It names only aspects the shop states the item is good at (or value for money, "
+                 "or popularity): it can only repeat what the shop states."},
+           "c",
+           {"a": "It reads the user's aspect profile, not their reasons, and the item's stated "
+                 "facts.",
+            "b": "Nothing is trained: it fills a fixed sentence from the profile and the facts.",
+            "c": "Right: grounded by construction; what it cannot do is say much, or say it "
+                 "in many ways."}),
+    Choice("What does review retrieval say for a brand-new (cold) item?",
+           {"a": "The template's reason, marked [fallback]: a new item has no training reviews "
+                 "to borrow a sentence from.",
+            "b": "A sentence from the reviews of the most similar item.",
+            "c": "A sentence the language model writes from the item's description."},
+           "a",
+           {"a": "Right: that is why its cold rows equal the template's in the table.",
+            "b": "It borrows only sentences about this item; another item's review could be "
+                 "false of this one.",
+            "c": "Retrieval writes nothing: it borrows a sentence or falls back."}),
+    Choice("The template's USR on warm items is about 0.2. What does that say?",
+           {"a": "About one reason in five is true of the item.",
+            "b": "About one reason in five is a distinct sentence; the rest repeat a sentence "
+                 "already said to another pair.",
+            "c": "About one reason in five names a feature of its reference."},
            "b",
-           {"a": "That is an open-world blocklist: every new lie gets through.",
-            "b": "Right: what it cannot verify, it rejects (and names the word).",
-            "c": "The name is about what it accepts, not when it runs."}),
-    Choice("How does the chapter defend against prompt injection in reviews?",
-           {"a": "By recognising attack phrases in many languages.",
-            "b": "By structure and least information: the reason path does not take orders from "
-                 "review text, and the guard checks whatever comes out.",
-            "c": "By deleting reviews that mention instructions."},
-           "b",
-           {"a": "Keyword lists lose: a list catches only the phrasings it holds, and the same "
-                 "order in another language, in base64 or with look-alike letters passes it.",
-            "b": "Right: injection is beaten by structure, not by recognising attacks.",
-            "c": "Deleting on keywords is a blocklist again, and loses the same way."}),
+           {"a": "Its truthful share is 1.0; USR says nothing about truth.",
+            "b": "Right: USR counts distinct sentences, so it measures repetition, not truth.",
+            "c": "That is what FMR measures, not USR."}),
+])
+
+quiz_b = Quiz("ch05.quiz_b", _NB_B, var="quiz_answers_b", where=(
+    "Q1: section 1; Q2: section 3; Q3: section 2; Q4: section 3; Q5: section 4; Q6: section 4."),
+    questions=[
+    Choice("PETER writes in the references' style. Why are many of its reasons untrue of the "
+           "item, even for items it trained on?",
+           {"a": "It was trained on reasons that are themselves untrue.",
+            "b": "Its vocabulary lacks the aspect names, so it uses the wrong ones.",
+            "c": "It knows an item only by its ID embedding, and that does not tell it what the "
+                 "item has."},
+           "c",
+           {"a": "The references are truthful by construction (05a: 1.0 on truthful).",
+            "b": "It writes the aspect names of the references: its words are fine, the "
+                 "facts behind them are missing.",
+            "c": "Right: a generator that writes from IDs hallucinates; fluency is not truth."}),
     Choice("When fine-tuning the language model on (prompt, reason) pairs, why is the loss masked "
            "on the prompt?",
            {"a": "So the model learns to write the reason given the prompt, not to reproduce the "
@@ -230,6 +382,75 @@ quiz = Quiz("ch05.quiz", _NB, where=(
            {"a": "Right: only the answer's tokens are targets.",
             "b": "The forward pass still reads the whole sequence; the point is what is learned.",
             "c": "The prompt is built by the course from the shop's facts."}),
+    Choice("Why does the lesson fine-tune SmolLM2 rather than use it zero-shot?",
+           {"a": "Zero-shot generation is much slower than a fine-tuned model's.",
+            "b": "The model cannot read chat prompts without fine-tuning.",
+            "c": "Zero-shot replies were not in the references' style, did not say what suits "
+                 "this shopper, and could make claims the shop never made."},
+           "c",
+           {"a": "The same model generates at the same speed; what changes is what it says.",
+            "b": "It reads them: its chat template wraps the prompt, and it replied.",
+            "c": "Right: fine-tuning teaches it our task and our kind of sentence."}),
+    Choice("What does LoRA train?",
+           {"a": "Every weight of the model, at a lower learning rate.",
+            "b": "A low-rank update B·A beside each frozen linear weight: about 2 % of the "
+                 "parameters here.",
+            "c": "Only the last layer's weights."},
+           "b",
+           {"a": "That is full fine-tuning; LoRA freezes every base weight.",
+            "b": "Right: the base weights stay frozen, and the file that ships is small.",
+            "c": "LoRA adds updates to every linear layer, not only the last."}),
+    Choice("What does top-p filtering with p = 0.9 keep?",
+           {"a": "The 90 % of the vocabulary with the highest logits.",
+            "b": "The fewest most likely tokens whose probabilities sum to at least 0.9.",
+            "c": "Every token whose probability is at least 0.9."},
+           "b",
+           {"a": "The nucleus is set by probability mass, not by a share of the vocabulary: it "
+                 "may hold one token or thousands.",
+            "b": "Right: including the token that crosses 0.9, and at least one.",
+            "c": "Usually no token is that likely, and at least one is always kept."}),
+    Choice("What does the KV cache save during generation?",
+           {"a": "Recomputing the keys and values of all earlier positions at every new token.",
+            "b": "Memory, by not storing the prompt.",
+            "c": "Tokenising the prompt again for each reply."},
+           "a",
+           {"a": "Right: each new token computes only its own keys and values.",
+            "b": "It costs memory (it stores the keys and values); it saves computation.",
+            "c": "Tokenising happens once either way; the cache is inside the model."}),
+])
+
+quiz_c = Quiz("ch05.quiz_c", _NB_C, var="quiz_answers_c", where=(
+    "Q1: section 1; Q2: section 1; Q3: section 2; Q4: section 3; Q5: section 3."),
+    questions=[
+    Choice("What makes the guard closed-world?",
+           {"a": "It rejects sentences containing words from a list of known lies.",
+            "b": "It passes a sentence only when every word is a stated fact of the item or "
+                 "allowed phrasing; anything it cannot verify is rejected.",
+            "c": "It only runs on closed (finished) sentences."},
+           "b",
+           {"a": "That is an open-world blocklist: every new lie gets through.",
+            "b": "Right: what it cannot verify, it rejects (and names the word).",
+            "c": "The name is about what it accepts, not when it runs."}),
+    Choice("Your open-world check rejected only about a quarter of the false reasons. Why?",
+           {"a": "It checked only the first claim of each sentence.",
+            "b": "It compared claims with the hidden truth instead of the stated facts.",
+            "c": "It lets through what it cannot parse: words such as \"waterproof\", \"gold\", "
+                 "\"not\" or \"40\" are in no entry of its lexicon, so it never sees them."},
+           "c",
+           {"a": "It checks every claim it extracts; the false ones were never extracted.",
+            "b": "It reads only the stated facts, as the guard does.",
+            "c": "Right: an open world passes what it cannot read; the closed-world guard "
+                 "rejects it."}),
+    Choice("How does the chapter defend against prompt injection in reviews?",
+           {"a": "By recognising attack phrases in many languages.",
+            "b": "By structure and least information: the reason path does not take orders from "
+                 "review text, and the guard checks whatever comes out.",
+            "c": "By deleting reviews that mention instructions."},
+           "b",
+           {"a": "Keyword lists lose: a list catches only the phrasings it holds, and the same "
+                 "order in another language, in base64 or with look-alike letters passes it.",
+            "b": "Right: injection is beaten by structure, not by recognising attacks.",
+            "c": "Deleting on keywords is a blocklist again, and loses the same way."}),
     Choice("What does the planner decide, and what does the realiser do?",
            {"a": "The planner picks which claims to state for this shopper; the realiser puts "
                  "them into words; the guard checks the words.",
@@ -239,6 +460,15 @@ quiz = Quiz("ch05.quiz", _NB, where=(
            {"a": "Right: plan, then say it.",
             "b": "Checking is the guard's job; the realiser phrases.",
             "c": "They have different jobs; one decides what, the other how."}),
+    Choice("What is the oracle plan, and why is it not a method?",
+           {"a": "The plan with the most claims the shop states; it is too long to say.",
+            "b": "The pair's true drivers among the claims the shop can back up: it reads the "
+                 "hidden truth, so it is a ceiling for any planner, not something a shop can run.",
+            "c": "The plan chosen on the test pairs; it leaks the test set."},
+           "b",
+           {"a": "It names the true drivers the shop states, not every stated claim.",
+            "b": "Right: a bound, not a method.",
+            "c": "It is not chosen on anything: it is read from the hidden truth, pair by pair."}),
 ])
 
 progress = progress_of(__name__)

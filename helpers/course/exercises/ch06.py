@@ -1,6 +1,9 @@
-"""Exercises of chapter 06 (multimodal fusion), each checked against an independent reference:
-the shape torch's own ``nn.Conv2d`` produces, InfoNCE written out as a loop of log-softmaxes,
-and torch's ``scaled_dot_product_attention`` with a boolean mask."""
+"""Exercises of chapter 06 (multimodal, two lessons: 06a reading the picture, 06b fusion for
+recommendation), each checked against an independent reference: the shape torch's own
+``nn.Conv2d`` produces (06a, q1), InfoNCE written out as a loop of log-softmaxes (06a, q2), torch's
+``scaled_dot_product_attention`` with a boolean mask (06b, q3), and the course's own re-runs for
+the two "vary and explain" exercises: the linear probe on icons at 32 pixels (06a, q4) and the
+keen shop with milder colour tastes (06b, q5)."""
 from __future__ import annotations
 
 import math
@@ -10,8 +13,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from helpers.course.exercises import Exercise, Incorrect, fmt, progress_of, shape_of
+from helpers.course.exercises.quiz import Choice, Numeric, Quiz
+from helpers.course.exercises.vary import Vary
+from helpers.data import preprocess as pp, shopworld
+from helpers.models import interest as I, multimodal as M, pretrained
+from helpers.reasons import world as W
 
-_NB = "06_multimodal_fusion.ipynb"
+_NB_A = "06a_images_and_text.ipynb"
+_NB_B = "06b_fusion.ipynb"
 
 
 def _check_conv_out(fn) -> str:
@@ -99,14 +108,14 @@ def _check_modality_attention(fn) -> str:
 
 
 q1 = Exercise(name="ch06.q1", title="Write conv_out(size, kernel, stride, padding)",
-              var="conv_out", checker=_check_conv_out, notebook=_NB,
+              var="conv_out", checker=_check_conv_out, notebook=_NB_A,
               hint_text="The kernel's top-left corner can sit at `size + 2*padding - kernel + 1` "
                         "places in a row; a stride keeps every `stride`-th: "
                         "`(size + 2*padding - kernel) // stride + 1`.",
               nudge=("Count how many places the kernel's corner can sit along one side of the "
                      "padded input, then keep every stride-th of them."))
 q2 = Exercise(name="ch06.q2", title="Write clip_loss(a, b, temperature): symmetric InfoNCE",
-              var="clip_loss", checker=_check_info_nce, notebook=_NB,
+              var="clip_loss", checker=_check_info_nce, notebook=_NB_A,
               hint_text="`logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / "
                         "temperature`; targets `torch.arange(n)`; average "
                         "`F.cross_entropy(logits, targets)` and the same on `logits.T`.",
@@ -114,17 +123,136 @@ q2 = Exercise(name="ch06.q2", title="Write clip_loss(a, b, temperature): symmetr
                      "batch, and each text to its own image: two classification problems over the "
                      "batch, averaged. Compare directions, not lengths."))
 q3 = Exercise(name="ch06.q3", title="Write modality_weights(query, tokens, present)",
-              var="modality_weights", checker=_check_modality_attention, notebook=_NB,
+              var="modality_weights", checker=_check_modality_attention, notebook=_NB_B,
               hint_text="`scores = (tokens @ query) / math.sqrt(d)`, shape (n, m); "
                         "`scores.masked_fill(~present, float('-inf'))`; softmax over dim=-1.",
               nudge=("Attention over modalities: score each modality's token against the query "
                      "(scaled by the square root of the dimension), give missing modalities no "
                      "weight, and normalise each row to sum to 1."))
 
-from helpers.course.exercises.quiz import Choice, Numeric, Quiz  # noqa: E402
+def _probe_colour_accuracy(sizes=(64, 32)) -> tuple[float, ...]:
+    """The linear probe on frozen EfficientNet-Lite0 features, as 06a section 3 fits it: trained
+    on the items whose text states colour and pattern, tested on the others against the hidden
+    truth; its colour accuracy with the icons resized to each of ``sizes`` pixels."""
+    x, ids = M.load_item_images(progress=False)
+    truth = M.item_labels(ids)
+    facts = W.reason_world().facts
+    stated = M.stated_labels(facts, ids, "colour")
+    said = (stated.notna() & M.stated_labels(facts, ids, "pattern").notna()).to_numpy().copy()
+    encoder = pretrained.image_encoder()
+    out = []
+    for size in sizes:
+        feats = M.image_features(encoder, x, size=size, progress=False)
+        out.append(M.linear_probe(feats[said], stated[said].astype(int).to_numpy(), feats[~said],
+                                  truth["colour"][~said])["accuracy"])
+    return tuple(float(a) for a in out)
 
-quiz = Quiz("ch06.quiz", _NB, where=(
-    "Q1: section 1; Q2: section 2; Q3: section 3; Q4: section 4; Q5 and Q6: section 5."),
+
+q4 = Vary(name="ch06.q4", notebook=_NB_A, var="vary_size",
+          title="Vary and explain: the frozen encoder on icons at 32 pixels",
+          measure=_probe_colour_accuracy,
+          quantity="the linear probe's colour accuracy on the items whose text is silent",
+          expect="down",
+          why=Choice(
+              "What explains how the probe's colour accuracy on the silent items changed when "
+              "the icons were resized from 64 to 32 pixels before the frozen encoder?",
+              {"a": "Fewer pixels average the fill over a coarser grid, so colour, a global "
+                    "statistic, reaches the encoder with less pattern noise on top of it and the "
+                    "probe separates the colours more cleanly.",
+               "b": "A smaller image gives the encoder fewer positions to describe, so its "
+                    "feature vector is shorter and the probe, with fewer weights to fit on 987 "
+                    "icons, overfits them less.",
+               "c": "The encoder halves the image five times: a 32-pixel icon reaches its last "
+                    "layers as a single position instead of 2 x 2, through filters learned on "
+                    "objects in 224-pixel photos, so less of the icon survives into the "
+                    "features and the classes separate less cleanly.",
+               "d": "A smaller image gives a shorter feature vector, so the probe has fewer "
+                    "features to tell ten colours apart with."},
+              "c",
+              {"a": "The accuracy the cell printed fell, so a cleaner colour signal is not what "
+                    "happened; and the encoder does not compute a colour average, its filters "
+                    "read local patches.",
+               "b": "The encoder pools its last map over all positions: the feature vector has "
+                    "1,280 numbers at every size, so the probe fits as many weights as before.",
+               "c": "Right: a pretrained encoder works best near the scale it was trained at. "
+                    "Resizing up costs time; resizing down costs what the features can say.",
+               "d": "The feature vector has 1,280 numbers at every size (the encoder pools its "
+                    "last map over all positions); what changes is what those numbers saw."}),
+          hint_text="Set `PROBE_SIZE = 32`, run that cell and the next one, copy the colour "
+                    "accuracy it prints into `value`, and compare it with the 64-pixel row of "
+                    "the table above.",
+          nudge=("How many times does the encoder halve its input before pooling, and what is "
+                 "left of a 32-pixel icon after that? Check whether the feature vector's length "
+                 "changes with the size."))
+
+
+def _keen_early_fusion_gain(tastes=(4.0, 1.6)) -> tuple[float, ...]:
+    """06b's keen-shop comparison: the mean per-user gain in cold NDCG@10 of early fusion (text
+    and Lite0 image vectors) over the text vectors alone, mean pooling, on ShopWorld regenerated
+    with each ``colour_taste_max`` (2,000 users, no dirt)."""
+    catalogue = pp.clean_shopworld(write=False)["catalogue"]
+    texts = I.item_texts(catalogue)
+    text_emb = I.encode_items(texts)
+    x, ids = M.load_item_images(progress=False)
+    feats = M.image_features(pretrained.image_encoder(), x, size=64, progress=False)
+    image_emb = F.normalize(M.pca(feats, 128), dim=-1)[ids.get_indexer(texts.index)]
+    early = torch.cat([text_emb, image_emb], dim=1) / math.sqrt(2)
+    im = pp.build_id_map(catalogue["item_id"])
+    out = []
+    for taste in tastes:
+        world = shopworld.generate(shopworld.WorldConfig(colour_taste_max=taste, images=False,
+                                                         dirt=False, n_users=2000), progress=False)
+        inter = world.tables["events"]
+        inter = inter[inter["event_type"] != "view"]
+        cutoff = inter["timestamp"].quantile(0.7)
+        train, _, cold = pp.cold_start_split(inter, catalogue, cutoff)
+        cold = cold[cold["user_id"].isin(train["user_id"].unique())]
+        new = catalogue.loc[catalogue["launch_ts"] >= cutoff, "item_id"]
+        um = pp.build_id_map(inter["user_id"])
+        per = [I.TextInterestRecommender(e, texts.index, max_len=20).fit(train, um, im)
+               .evaluate(cold, candidates=new, per_user=True) for e in (text_emb, early)]
+        out.append(float((per[1] - per[0]).mean()))
+    return tuple(out)
+
+
+q5 = Vary(name="ch06.q5", notebook=_NB_B, var="vary_taste",
+          title="Vary and explain: the keen shop with milder colour tastes",
+          measure=_keen_early_fusion_gain,
+          quantity="early fusion's mean gain in cold NDCG@10 over text, in the regenerated shop",
+          expect="down",
+          why=Choice(
+              "What explains how early fusion's gain over text changed when the regenerated "
+              "shop drew colour tastes from U(0, 1.6) instead of U(0, 4)?",
+              {"a": "With milder tastes colour decides a smaller share of purchases, so the "
+                    "picture, the only source of colour for half the items, carries less of what "
+                    "the shoppers decide on: there is less for it to add to the text.",
+               "b": "With milder tastes the shoppers spread their purchases over more colours, "
+                    "so a history holds more distinct colours and the mean of its image vectors "
+                    "covers more of the new items: the picture finds more of them.",
+               "c": "With milder tastes the category and the aspects decide more of each "
+                    "purchase; the image vector encodes the category as well as the text does, so "
+                    "the fused vector, counting the category twice, ranks the right kind of item "
+                    "higher than text alone.",
+               "d": "With milder tastes fewer users have cold test events, so the per-user "
+                    "differences are averaged over fewer users and the gain is pulled towards 0."},
+              "a",
+              {"a": "Right: a modality is worth what it tells about the decision. The share of "
+                    "purchases in the buyer's favourite colour falls with the taste, and the "
+                    "picture's gain falls with it.",
+               "b": "The cell printed a smaller gain, not a larger one; and spreading purchases "
+                    "over colours makes a history's colour signal weaker, not stronger.",
+               "c": "The cell printed a smaller gain; and counting the category twice is not a "
+                    "gain either — the text vector already ranks the right kind of item.",
+               "d": "A mean over fewer users is noisier, not pulled towards 0: the number of "
+                    "users changes the interval's width, not where the mean lies."}),
+          hint_text="Set `TASTE_MAX = 1.6`, run that cell and the next one, copy the gain it "
+                    "prints into `value`, and compare it with the gain at 4.0.",
+          nudge=("Compare the share of purchases in the buyer's favourite colour at the two "
+                 "settings, and ask what the picture knows that the text does not."))
+
+
+quiz_a = Quiz("ch06.quiz_a", _NB_A, var="quiz_answers_a", where=(
+    "Q1: section 1; Q2: section 2; Q3: section 3; Q4: section 4; Q5: section 5; Q6: section 6."),
     questions=[
     Numeric("A batch of 32 RGB images, 64 x 64 pixels, as PyTorch expects it: how many numbers "
             "does the tensor hold?",
@@ -157,6 +285,72 @@ quiz = Quiz("ch06.quiz", _NB, where=(
            {"a": "No colour labels: pairs alone.",
             "b": "Right: compare the image with the text of every colour.",
             "c": "It reads pixels."}),
+    Choice("Section 5 adds the picture's colour to an item's facts only where the CNN's "
+           "probability is at least 0.9. Why the threshold?",
+           {"a": "To keep the planner fast: fewer facts mean fewer plans to score.",
+            "b": "A fact the guard lets a reason state must be something the shop shows; below "
+                 "the threshold it would be a model's guess, and a wrong one would be a "
+                 "hallucination about the item.",
+            "c": "The realiser was only trained on colours stated with high probability."},
+           "b",
+           {"a": "The planner's cost hardly depends on how many facts an item has; the threshold "
+                 "is about what a reason may claim.",
+            "b": "Right: the hallucination rate did not rise, because every added fact was read "
+                 "confidently from the shop's own photo.",
+            "c": "The realiser was trained on the text's stated facts, which carry no probability "
+                 "at all; it says the picture's colour the same way."}),
+    Choice("The conditional GAN of section 6 is judged by the section-2 CNN: the share of its "
+           "icons the CNN reads as the asked colour. What does that number measure?",
+           {"a": "How realistic the icons look to a person.",
+            "b": "Whether the generator drew what was asked, as far as that classifier can see: "
+                 "a judge that never saw a generated icon, with its own blind spots.",
+            "c": "How far the generator's and the critic's losses fell."},
+           "b",
+           {"a": "A classifier reads colour, a global statistic, even from a blurred shape: it "
+                 "says nothing about realism as a person sees it.",
+            "b": "Right: the idea behind the Inception Score and FID, with the same caveat — it "
+                 "measures what the judge can see.",
+            "c": "The two losses chase each other and need not fall: it is a two-player game, not "
+                 "a minimisation."}),
+])
+
+quiz_b = Quiz("ch06.quiz_b", _NB_B, var="quiz_answers_b", where=(
+    "Q1: section 2 and exercise 1; Q2: section 2 (VBPR); Q3: section 2 (the protocol); Q4: "
+    "section 3; Q5: section 4."), questions=[
+    Choice("In attention fusion, an item has no picture. What does the mask do?",
+           {"a": "It replaces the missing picture's token with zeros, which the softmax then "
+                 "weighs like any other token.",
+            "b": "It gives the missing modality's score -inf before the softmax, so its weight is "
+                 "exactly 0 and the text token takes all the weight.",
+            "c": "It drops the item from the candidates until a picture is uploaded."},
+           "b",
+           {"a": "A zero token still gets a score (0) and a share of the weight: the item would "
+                 "be scored on a picture it does not have.",
+            "b": "Right: the same masking as padding in chapter 03's attention.",
+            "c": "The item stays a candidate; it is ranked on the modalities it has."}),
+    Choice("A brand-new item has no interactions. How does VBPR score it?",
+           {"a": "By its ID factors, initialised at random.",
+            "b": "By the content term alone — the user's visual factors times the projected "
+                 "features, plus the feature bias — since it has no ID factors or item bias "
+                 "learned from interactions.",
+            "c": "It cannot: VBPR only ranks items seen in training."},
+           "b",
+           {"a": "Random ID factors would rank new items at random; VBPR leaves them out for an "
+                 "item it never saw.",
+            "b": "Right: the content term is what makes VBPR a cold-start model.",
+            "c": "Its content term scores any item with features, seen or not."}),
+    Choice("Why does the chapter compare two models on the same users pair by pair, instead of "
+           "comparing their two mean NDCGs?",
+           {"a": "Because NDCG is not defined for a single user.",
+            "b": "Users differ far more from each other than two models differ on one user; the "
+                 "per-user difference removes that shared variation, so its interval is narrower "
+                 "than the two means' intervals suggest.",
+            "c": "Because the bootstrap only works on differences."},
+           "b",
+           {"a": "Each user has their own NDCG@10: that is what the per-user table holds.",
+            "b": "Right: a paired comparison asks how each user's ranking changed.",
+            "c": "The bootstrap resamples users for any statistic; pairing is about which "
+                 "variation the interval includes."}),
     Choice("On the cold-start protocol, did fusing image and text beat text alone?",
            {"a": "Yes, always, by a wide margin.",
             "b": "Not surely: none of the fusions was a sure gain over text, and a paired interval "
@@ -178,6 +372,7 @@ quiz = Quiz("ch06.quiz", _NB, where=(
                  "building on it.",
             "c": "One regeneration, with one change chosen in advance and named; the committed "
                  "shop's null result stands and is reported beside it."}),
+
 ])
 
 progress = progress_of(__name__)

@@ -1,11 +1,16 @@
 """Exercises of chapter 10 (scale-out), each checked against an independent reference: the course's
 ``metrics.rank_from_scores`` with a dense boolean mask for the top unseen items (q1), and Amdahl's
-law evaluated from its definition, time = serial part + parallel part / workers (q2)."""
+law evaluated from its definition, time = serial part + parallel part / workers (q2); and one
+"vary and explain" exercise (q3): the catalogue coverage of the night's top 10s on the course's
+2,000-shopper ShopWorld with 8 ALS factors instead of 32, measured with chapter 02's ImplicitALS
+and its ``recommend`` (the ranking the job uses, tests/test_scale.py)."""
 from __future__ import annotations
 
 import numpy as np
 
 from helpers.course.exercises import Exercise, Incorrect, fmt, progress_of, shape_of
+from helpers.course.exercises.quiz import Choice
+from helpers.course.exercises.vary import Vary
 from helpers.metrics.ranking import rank_from_scores
 
 _NB = "10_scale_out.ipynb"
@@ -105,11 +110,72 @@ q2 = Exercise(name="ch10.q2", title="Write amdahl(serial, workers)", var="amdahl
                      "the workers share; the speed-up is the old time over the new time."))
 
 
-from helpers.course.exercises.quiz import Choice, Numeric, Quiz  # noqa: E402
+
+
+def _coverage(factors=(32, 8)) -> tuple[float, ...]:
+    """Catalogue coverage (distinct items / catalogue items) of the top 10s of every shopper of
+    the course's ShopWorld (2,000 shoppers, those with a click, cart or purchase), by implicit
+    ALS (8 iterations, seed 0) at each number of factors: what the notebook's
+    ``scale.explain_users(small, small.user_ids)`` offers."""
+    from helpers.data import loaders, preprocess as pp
+    from helpers.models import cf
+
+    root = loaders.shopworld_path(None)
+    catalogue = loaders.load_shopworld("catalogue", root)
+    events = loaders.load_shopworld("events", root)
+    inter = events[events["event_type"] != "view"]
+    users, items = pp.build_id_map(inter["user_id"]), pp.build_id_map(catalogue["item_id"])
+    out = []
+    for f in factors:
+        model = cf.ImplicitALS(f, n_iter=8, seed=0).fit(inter, users, items)
+        top = model.recommend(np.sort(inter["user_id"].unique()), k=10)
+        out.append(top["item_id"].nunique() / len(catalogue))
+    return tuple(out)
+
+
+q3 = Vary(name="ch10.q3", notebook=_NB, var="vary_factors",
+          title="Vary and explain: the night's model with 8 factors instead of 32",
+          measure=_coverage, quantity="the catalogue coverage of the night's top 10s",
+          expect="down", tol=0.002,
+          why=Choice(
+              "What explains how the catalogue coverage of the night's top 10s changed when the "
+              "model had 8 factors instead of 32?",
+              {"a": "Fewer factors make the scores noisier, so the lists look more random and "
+                    "cover more items.",
+               "b": "Fewer factors give more tied scores, and breaking ties to the lower item "
+                    "index spreads the lists over more items.",
+               "c": "8 dimensions can express only a few broad tastes (popularity, a category), "
+                    "so many shoppers get the same popular items.",
+               "d": "A smaller snapshot holds fewer items, so fewer of them can be "
+                    "recommended."},
+              "c",
+              {"a": "ALS with fewer factors is smoother, not noisier: it fits a few broad "
+                    "directions and leaves out the fine ones. And the coverage the cell printed "
+                    "did not rise.",
+               "b": "Ties are rare between real-valued scores, and a tie broken to the lower "
+                    "index would send shoppers to the same items, not to more of them; the "
+                    "coverage did not rise either.",
+               "c": "Right: with 8 dimensions a shopper's scores are mostly popularity and a "
+                    "category, so the same popular items top many lists; 32 dimensions can tell "
+                    "finer tastes apart and reach further into the catalogue. Coverage is one "
+                    "thing the number of factors trades against fit.",
+               "d": "The number of factors is the length of each vector, not the number of "
+                    "items: Y still has a row for every item of the catalogue, and every one of "
+                    "them is scored for every shopper."}),
+          hint_text="Set `SMALL_FACTORS = 8`, run that cell and the next one, copy the coverage "
+                    "it prints into `value`, and compare it with the 32-factor coverage the "
+                    "cell prints beside it.",
+          nudge=("Each item's score is a dot product of two vectors of that length: ask how "
+                 "many different directions of taste 8 numbers can tell apart, and what the "
+                 "shoppers' lists fall back on when they cannot."))
+
+
+from helpers.course.exercises.quiz import Numeric, Quiz  # noqa: E402
 
 quiz = Quiz("ch10.quiz", _NB, where=(
-    "Q1 and Q2: section 1 (the job, and where its time goes); Q3: section 2's checks; Q4 and Q5: "
-    "exercise 2 and the cell after it; Q6: section 3."), questions=[
+    "Q1 and Q2: section 1 (the job, and where its time goes); Q3: section 2's Ray Data pieces "
+    "and checks; Q4 and Q5: "
+    "exercise 3 and the cell after it; Q6: section 3."), questions=[
     Choice("Why is the nightly job written as a pure function of a snapshot and a batch of "
            "shopper IDs?",
            {"a": "Because Ray can only run pure functions.",
@@ -128,11 +194,15 @@ quiz = Quiz("ch10.quiz", _NB, where=(
             "c": "The reasons: a template and a guard check per slot, ten per shopper, in "
                  "Python."},
            "c",
-           {"a": "One BLAS call per batch of 2,000 shoppers: a small share of the time.",
-            "b": "Sorting is vectorised over the batch; it costs less than the reasons.",
-            "c": "Right: that is the part worth spreading over workers (section 1)."}),
-    Choice("Ray returned the rows in a different order than one process. What does "
-           "run_on_ray do about it, and why is that allowed?",
+           {"a": "The product is one BLAS call (the compiled linear-algebra library NumPy hands "
+                 "matrix products to) for all the shoppers timed at once; with the ranking it "
+                 "took the small share section 1 printed.",
+            "b": "Sorting is vectorised over the batch; with the product it took the small "
+                 "share section 1 printed, the reasons and the rest of the loop the large one.",
+            "c": "Right: the reasons and the Python around them took the large share section 1 "
+                 "printed; that is the part worth spreading over workers."}),
+    Choice("Ray Data does not keep the order of the batches: they come back as the workers "
+           "finish them. What does run_on_ray do about it, and why is that allowed?",
            {"a": "Nothing; the order of rows does not matter to anyone.",
             "b": "It sorts by (shopper, rank): batches finish in any order, and sorting changes "
                  "no row, so the output can be compared with one process's exactly.",
