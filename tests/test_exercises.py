@@ -353,7 +353,7 @@ def test_two_hint_levels_the_first_in_words(chapter, name, exercise):
     assert "`" not in exercise.nudge and "(" not in exercise.nudge.split(".")[0].split()[0]
 
 
-def test_progress_summarises_a_chapter_in_reading_order(capsys):
+def test_progress_summarises_a_chapter_lesson_by_lesson(capsys):
     from helpers.course.exercises import ch07
 
     ns = {"ch07": ch07}
@@ -361,14 +361,15 @@ def test_progress_summarises_a_chapter_in_reading_order(capsys):
     exec("calibration_kl = lambda p, q, alpha=0.01: 0.0", ns)
     exec(ch07.q1.solution_code(), {**ns, "np": __import__("numpy")}, ns)
     exec("states = ch07.progress()", ns)
-    assert list(ns["states"]) == ["ch07.q1", "ch07.q2", "ch07.q3", "ch07.q4", "ch07.q5",
-                                  "ch07.q6", "ch07.quiz_a", "ch07.quiz_b"]  # quizzes last
+    assert list(ns["states"]) == ["ch07.q1", "ch07.q2", "ch07.q3", "ch07.q4", "ch07.quiz_a",
+                                  "ch07.q5", "ch07.q6", "ch07.quiz_b"]  # 07a's, then 07b's
     assert ns["states"] == {"ch07.q1": "correct", "ch07.q2": "not started",
                             "ch07.q3": "incorrect", "ch07.q4": "not defined",
                             "ch07.q5": "not defined", "ch07.q6": "not defined",
                             "ch07.quiz_a": "not defined", "ch07.quiz_b": "not defined"}
     out = capsys.readouterr().out
-    assert "1 of 8 exercises done" in out and "ch07.q2: ⏳ not started" in out
+    assert "1 of 8 exercises done (07a: 1 of 5; 07b: 0 of 3)" in out
+    assert "07a ch07.q2: ⏳ not started" in out and "07b ch07.q5" in out
     for module in CHAPTER_MODULES:
         assert callable(module.progress)
 

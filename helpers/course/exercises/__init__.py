@@ -221,8 +221,10 @@ def _reading_order(e: Exercise) -> tuple:
 
 def progress_of(module_name: str) -> Callable[[], dict]:
     """``chNN.progress`` for the chapter module ``module_name``: every exercise of the chapter,
-    in reading order, checked silently against the notebook's variables and summarised in one
-    table. Returns ``{exercise name: state}``."""
+    lesson by lesson (02a before 02b), checked silently against the notebook's variables and
+    summarised in one table; a chapter in several lessons says which lesson each exercise is in
+    and counts each lesson's, so 07b's exercises read "not reached" in 07a for a reason the
+    table shows. Returns ``{exercise name: state}``."""
 
     def progress() -> dict:
         frame = sys._getframe(1)                  # the notebook's frame
@@ -230,17 +232,28 @@ def progress_of(module_name: str) -> Callable[[], dict]:
             names = frame.f_globals
             module = sys.modules[module_name]
             exercises = sorted((v for v in vars(module).values() if isinstance(v, Exercise)),
-                               key=_reading_order)
+                               key=lambda e: (e.notebook, _reading_order(e)))
             states = {e.name: e._evaluate(names.get(e.var, _MISSING))[0] for e in exercises}
         finally:
             del frame
         done = sum(s == "correct" for s in states.values())
-        rows = [f"| `{e.name}` | {e.title} | {_MARK[states[e.name]]} |" for e in exercises]
-        show_markdown("\n".join([f"**{module_name.rsplit('.', 1)[1]}: {done} of {len(states)} "
-                          "exercises done**", "", "| exercise | task | state |", "|---|---|---|",
-                          *rows]),
-              "\n".join([f"{module_name.rsplit('.', 1)[1]}: {done} of {len(states)} exercises done"]
-                        + [f"  {e.name}: {_MARK[states[e.name]]}  ({e.title})" for e in exercises]))
+        chapter = module_name.rsplit('.', 1)[1]
+        lessons = list(dict.fromkeys(e.notebook for e in exercises))
+        if len(lessons) > 1:                      # a chapter in several lessons: say whose is whose
+            per = [f"{nb[:3]}: {sum(states[e.name] == 'correct' for e in exercises if e.notebook == nb)}"
+                   f" of {sum(e.notebook == nb for e in exercises)}" for nb in lessons]
+            head = f"{chapter}: {done} of {len(states)} exercises done ({'; '.join(per)})"
+            rows = [f"| {e.notebook[:3]} | `{e.name}` | {e.title} | {_MARK[states[e.name]]} |"
+                    for e in exercises]
+            table = ["| lesson | exercise | task | state |", "|---|---|---|---|"]
+            plain = [f"  {e.notebook[:3]} {e.name}: {_MARK[states[e.name]]}  ({e.title})"
+                     for e in exercises]
+        else:
+            head = f"{chapter}: {done} of {len(states)} exercises done"
+            rows = [f"| `{e.name}` | {e.title} | {_MARK[states[e.name]]} |" for e in exercises]
+            table = ["| exercise | task | state |", "|---|---|---|"]
+            plain = [f"  {e.name}: {_MARK[states[e.name]]}  ({e.title})" for e in exercises]
+        show_markdown("\n".join([f"**{head}**", "", *table, *rows]), "\n".join([head] + plain))
         return states
 
     progress.__doc__ = (f"Every exercise of {module_name.rsplit('.', 1)[1]}, checked silently, in "

@@ -11,7 +11,9 @@ import numpy as np
 from helpers.course.exercises import Exercise, Incorrect, fmt, progress_of, shape_of
 from helpers.course.exercises.quiz import Choice
 from helpers.course.exercises.vary import Vary
+from helpers.data import loaders, preprocess as pp
 from helpers.metrics.ranking import rank_from_scores
+from helpers.models import cf
 
 _NB = "10_scale_out.ipynb"
 
@@ -110,16 +112,11 @@ q2 = Exercise(name="ch10.q2", title="Write amdahl(serial, workers)", var="amdahl
                      "the workers share; the speed-up is the old time over the new time."))
 
 
-
-
 def _coverage(factors=(32, 8)) -> tuple[float, ...]:
     """Catalogue coverage (distinct items / catalogue items) of the top 10s of every shopper of
     the course's ShopWorld (2,000 shoppers, those with a click, cart or purchase), by implicit
     ALS (8 iterations, seed 0) at each number of factors: what the notebook's
     ``scale.explain_users(small, small.user_ids)`` offers."""
-    from helpers.data import loaders, preprocess as pp
-    from helpers.models import cf
-
     root = loaders.shopworld_path(None)
     catalogue = loaders.load_shopworld("catalogue", root)
     events = loaders.load_shopworld("events", root)
