@@ -147,14 +147,15 @@ q2 = Vary(name="ch05.q2", notebook=_NB_A, var="vary_profile",
                "b": "The aspect it keeps is the user's top one, the likeliest to be right, the "
                     "same first aspect as in the profile of three; what changes is how often an "
                     "item's high aspects meet the profile at all.",
-               "c": "More reasons do fall back (the USR the cell printed dropped: the same few "
-                    "sentences), but by the chapter's definition \"popular with shoppers like "
+               "c": "More reasons do fall back (the cell's table counts them, and the USR it "
+                    "printed dropped: the same few sentences), but by the chapter's definition \"popular with shoppers like "
                     "you\" is personal only when popularity drove that purchase (about a "
                     "quarter of them, section 1), and \"good value\" only when price did. The "
                     "personal share the cell printed fell.",
-               "d": "Right: a narrower profile matches fewer items' stated strengths, and the "
-                    "fallback sentences are personal only for the purchases popularity or "
-                    "value drove."}),
+               "d": "Right: a narrower profile matches fewer items' stated strengths (the cell's "
+                    "table: fewer aspect reasons, more fallbacks), and the fallback sentences "
+                    "are personal only for the purchases popularity or value drove — far less "
+                    "often than an aspect reason, as its personal column shows."}),
           hint_text="Set `PROFILE_TOP = 1`, run that cell and the next one, copy the personal "
                     "share it prints into `value`; compare it with the value at 3 (section 5's "
                     "table, template, warm).",
@@ -205,7 +206,7 @@ def _top_token_probabilities(temperatures: tuple[float, ...]) -> tuple[float, ..
 
 
 q6 = Vary(name="ch05.q6", notebook=_NB_B, var="vary_temperature",
-          title="Vary and explain: sampling at temperature 1.3 instead of 0.7",
+          title="Vary and explain: the first reply token's probability at temperature 1.3",
           measure=lambda: _top_token_probabilities((0.7, 1.3)),
           quantity="the mean probability of the most likely first reply token",
           expect="down",
@@ -226,8 +227,9 @@ q6 = Vary(name="ch05.q6", notebook=_NB_B, var="vary_temperature",
                     "that widens them. The probability the cell printed fell.",
                "b": "The logits are divided before the softmax and before top-p; and the cell "
                     "printed a lower probability, not a higher one.",
-               "c": "Right: a temperature above 1 flattens the distribution, which is why "
-                    "sampling at 1.3 wandered more in section 4.",
+               "c": "Right: a temperature above 1 flattens the distribution. (Section 4's "
+                    "sample at 1.3 also swapped top-p 0.9 for top-k 50, so it does not isolate "
+                    "the temperature; this exercise does.)",
                "d": "Dividing every logit by the same positive number keeps their order: the cell "
                     "printed the same top tokens at both temperatures. Only how much of the mass "
                     "they hold changed."}),
@@ -291,11 +293,11 @@ quiz_a = Quiz("ch05.quiz_a", _NB_A, var="quiz_answers_a", where=(
     "Q1: section 2; Q2: section 5; Q3: sections 1 and 2; Q4: section 3; Q5: section 4; "
     "Q6: section 5."),
     questions=[
-    Choice("A reason says 'great battery life and a bright screen'. How does the chapter check "
+    Choice("A reason says 'great battery life and a superb display'. How does the chapter check "
            "it?",
            {"a": "By its BLEU score against the reference reason.",
-            "b": "As a list of claims (battery life at a high level, screen brightness at a high "
-                 "level), each checked against the item: against the hidden truth for "
+            "b": "As a list of claims (battery life at a high level, display at a high level), "
+                 "each checked against the item: against the hidden truth for "
                  "*truthful*, against what the shop states for *grounded*.",
             "c": "By asking the language model whether it is true."},
            "b",
@@ -322,8 +324,9 @@ quiz_a = Quiz("ch05.quiz_a", _NB_A, var="quiz_answers_a", where=(
            "a",
            {"a": "Right: grounded compares with what the shop states, and the shop does not "
                  "state everything that is true.",
-            "b": "A claim the extractor misses is not a claim at all: it cannot lower any of the "
-                 "four shares.",
+            "b": "A claim the extractor misses is never checked, so it cannot make a reason "
+                 "untruthful or ungrounded (it could only cost a reason its personal share, and "
+                 "the references score 1.0 there).",
             "c": "Popularity is a claim the shop can back up (its sales); the gap is unstated "
                  "aspects, colours and patterns."}),
     Choice("Why can the template not say something untrue of the item?",
@@ -372,8 +375,8 @@ quiz_b = Quiz("ch05.quiz_b", _NB_B, var="quiz_answers_b", where=(
             "b": "It writes the aspect names of the references: its words are fine, the "
                  "facts behind them are missing.",
             "c": "Right: a generator that writes from IDs hallucinates; fluency is not truth."}),
-    Choice("When fine-tuning the language model on (prompt, reason) pairs, why is the loss masked "
-           "on the prompt?",
+    Choice("When fine-tuning the language model on (plan prompt, reason) pairs, why is the loss "
+           "masked on the prompt?",
            {"a": "So the model learns to write the reason given the prompt, not to reproduce the "
                  "prompt's tokens.",
             "b": "To make training faster.",
@@ -390,7 +393,8 @@ quiz_b = Quiz("ch05.quiz_b", _NB_B, var="quiz_answers_b", where=(
            "c",
            {"a": "The same model generates at the same speed; what changes is what it says.",
             "b": "It reads them: its chat template wraps the prompt, and it replied.",
-            "c": "Right: fine-tuning teaches it our task and our kind of sentence."}),
+            "c": "Right: fine-tuning on (plan prompt, reason) pairs teaches it our task and our "
+                 "kind of sentence; chapter 05c uses the adapter trained that way."}),
     Choice("What does LoRA train?",
            {"a": "Every weight of the model, at a lower learning rate.",
             "b": "A low-rank update B·A beside each frozen linear weight: about 2 % of the "
@@ -437,7 +441,8 @@ quiz_c = Quiz("ch05.quiz_c", _NB_C, var="quiz_answers_c", where=(
             "c": "It lets through what it cannot parse: words such as \"waterproof\", \"gold\", "
                  "\"not\" or \"40\" are in no entry of its lexicon, so it never sees them."},
            "c",
-           {"a": "It checks every claim it extracts; the false ones were never extracted.",
+           {"a": "It checks every claim it extracts; the false claims it missed were never "
+                 "extracted.",
             "b": "It reads only the stated facts, as the guard does.",
             "c": "Right: an open world passes what it cannot read; the closed-world guard "
                  "rejects it."}),
