@@ -174,8 +174,8 @@ q4 = Vary(name="ch06.q4", notebook=_NB_A, var="vary_size",
                     "read local patches.",
                "b": "The encoder pools its last map over all positions: the feature vector has "
                     "1,280 numbers at every size, so the probe fits as many weights as before.",
-               "c": "Right: a pretrained encoder works best near the scale it was trained at. "
-                    "Resizing up costs time; resizing down costs what the features can say.",
+               "c": "Right: a pretrained encoder works best near the scale it was trained at; "
+                    "resizing down costs what the features can say.",
                "d": "The feature vector has 1,280 numbers at every size (the encoder pools its "
                     "last map over all positions); what changes is what those numbers saw."}),
           hint_text="Set `PROBE_SIZE = 32`, run that cell and the next one, copy the colour "
@@ -308,10 +308,9 @@ quiz_a = Quiz("ch06.quiz_a", _NB_A, var="quiz_answers_a", where=(
            "b",
            {"a": "A classifier reads colour, a global statistic, even from a blurred shape: it "
                  "says nothing about realism as a person sees it.",
-            "b": "Right: the idea behind the Inception Score and FID, with the same caveat — it "
-                 "measures what the judge can see.",
-            "c": "The two losses chase each other and need not fall: it is a two-player game, not "
-                 "a minimisation."}),
+            "b": "Right: a judge measures only what it can see.",
+            "c": "The losses measure the training game, not the drawings: their adversarial parts "
+                 "need not fall at all, since it is a two-player game, not a minimisation."}),
 ])
 
 quiz_b = Quiz("ch06.quiz_b", _NB_B, var="quiz_answers_b", where=(
@@ -359,7 +358,8 @@ quiz_b = Quiz("ch06.quiz_b", _NB_B, var="quiz_answers_b", where=(
            "b",
            {"a": "The paired intervals say otherwise on this protocol.",
             "b": "Right: report the interval, not the point estimate.",
-            "c": "Text carries most of the signal here."}),
+            "c": "Image alone edged text in the mean, but its paired interval straddles zero as "
+                 "well: no sure win, over text or over the fusions."}),
     Choice("The same models, pictures and protocol, in the shop regenerated with keener colour "
            "tastes: every fusion now gains beyond noise. What does that show?",
            {"a": "The models were broken in the committed shop.",
