@@ -337,25 +337,25 @@ quiz_b = Quiz("ch07.quiz_b", _NB_B, var="quiz_answers_b", where=(
     Choice("The unguarded language model's reasons get the lowest LM NLL of all generators (the "
            "most expected text). What else did the lesson find?",
            {"a": "They are also the most truthful.",
-            "b": "They are the least truthful and faithful, and the furthest from the references "
-                 "by BLEU, ROUGE and BERTScore: a fluency score rewards what a guard must stop.",
-            "c": "They are the closest to the references."},
-           "b",
+            "b": "They are the closest to the references.",
+            "c": "They are the least truthful and faithful, and the furthest from the references "
+                 "by BLEU, ROUGE and BERTScore: a fluency score does not see truth."},
+           "c",
            {"a": "Expected text and true text part ways here.",
-            "b": "Right: measure truth with claims against the facts, not with fluency.",
-            "c": "BLEU, ROUGE and BERTScore put them furthest from the references."}),
+            "b": "BLEU, ROUGE and BERTScore put them furthest from the references.",
+            "c": "Right: measure truth with claims against the facts, not with fluency."}),
     Choice("A reason's rescaled BERTScore is 0. What does that mean?",
            {"a": "It shares no word with its reference.",
-            "b": "It is no closer to its reference than an unrelated reference sentence is, by "
-                 "the mean BERTScore measured on random pairs.",
+            "b": "The encoder could not read it.",
             "c": "It is false.",
-            "d": "The encoder could not read it."},
-           "b",
+            "d": "It is no closer to its reference than an unrelated reference sentence is, by "
+                 "the mean BERTScore measured on random pairs."},
+           "d",
            {"a": "BERTScore compares token embeddings, not words; unrelated sentences still "
                  "score well above 0 before rescaling.",
-            "b": "Right: (F - b) / (1 - b) with b the measured baseline of unrelated pairs.",
+            "b": "Every reason is encoded; 0 is a score, not a failure.",
             "c": "BERTScore measures closeness to one reference sentence, not truth.",
-            "d": "Every reason is encoded; 0 is a score, not a failure."}),
+            "d": "Right: (F - b) / (1 - b) with b the measured baseline of unrelated pairs."}),
     Choice("How is 'reason accuracy' (precision) defined in the lesson's version of the articles' "
            "table?",
            {"a": "The share of reasons a judge accepts.",
@@ -370,34 +370,34 @@ quiz_b = Quiz("ch07.quiz_b", _NB_B, var="quiz_answers_b", where=(
             "d": "BLEU measures word overlap with one reference, not drivers."}),
     Choice("The simulated user study varied the cost of a false claim f and the value of a "
            "cared-about claim c. Which conclusion was fragile?",
-           {"a": "That guarded reasons earn more stars than unguarded ones.",
-            "b": "Whether an unguarded reason earns more stars than no reason at all: its sign "
+           {"a": "Whether an unguarded reason earns more stars than no reason at all: its sign "
                  "depends on how much a false claim is assumed to cost.",
+            "b": "That guarded reasons earn more stars than unguarded ones.",
             "c": "That the template earns more stars than no reason.",
             "d": "None: every conclusion held under every assumption."},
-           "b",
-           {"a": "That one held under every pair of assumptions tried: it is the robust one.",
-            "b": "Right: exactly the number a simulation cannot give you decides it, so report "
+           "a",
+           {"a": "Right: exactly the number a simulation cannot give you decides it, so report "
                  "the plot, not the mean alone.",
+            "b": "That one held under every pair of assumptions tried: it is the robust one.",
             "c": "The sensitivity grid did not vary that comparison.",
             "d": "The plot shows one difference crossing zero."}),
     Choice("Why does an A/B test start with a power calculation?",
-           {"a": "To know how much traffic it needs to detect the effect you care about before "
-                 "running it, instead of stopping when the numbers look good.",
+           {"a": "Power calculations are only for medical trials.",
             "b": "To choose which version wins.",
-            "c": "Power calculations are only for medical trials."},
-           "a",
-           {"a": "Right: randomise and analyse by user, with the size fixed in advance.",
+            "c": "To know how much traffic it needs to detect the effect you care about before "
+                 "running it, instead of stopping when the numbers look good."},
+           "c",
+           {"a": "Any experiment with a yes/no decision needs one.",
             "b": "The test decides that; the calculation sizes it.",
-            "c": "Any experiment with a yes/no decision needs one."}),
+            "c": "Right: randomise and analyse by user, with the size fixed in advance."}),
     Choice("A small LLM judge rates reasons. What must you measure before trusting it?",
-           {"a": "Nothing: LLMs understand text.",
-            "b": "Its agreement with the truth (Cohen's kappa beyond chance, with an interval) and "
+           {"a": "Its agreement with the truth (Cohen's kappa beyond chance, with an interval) and "
                  "its biases, such as position (preferring whichever reason comes first).",
+            "b": "Nothing: LLMs understand text.",
             "c": "Only its speed."},
-           "b",
-           {"a": "Here it agreed with the truth no better than chance.",
-            "b": "Right: a judge is an instrument, and instruments are calibrated.",
+           "a",
+           {"a": "Right: a judge is an instrument, and instruments are calibrated.",
+            "b": "Here it agreed with the truth no better than chance.",
             "c": "Speed says nothing about validity."}),
 ])
 
