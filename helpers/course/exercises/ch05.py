@@ -327,8 +327,8 @@ quiz_a = Quiz("ch05.quiz_a", _NB_A, var="quiz_answers_a", where=(
             "b": "A claim the extractor misses is never checked, so it cannot make a reason "
                  "untruthful or ungrounded (it could only cost a reason its personal share, and "
                  "the references score 1.0 there).",
-            "c": "Popularity is a claim the shop can back up (its sales); the gap is unstated "
-                 "aspects, colours and patterns."}),
+            "c": "Popularity claims count as true for every item (ShopWorld records nothing "
+                 "that could make them false); the gap is unstated aspects, colours and patterns."}),
     Choice("Why can the template not say something untrue of the item?",
            {"a": "It copies the user's own past reasons.",
             "b": "It was trained on the reference reasons, which are all true.",

@@ -267,7 +267,7 @@ quiz_a = Quiz("ch06.quiz_a", _NB_A, var="quiz_answers_a", where=(
            {"a": "Right: the shop's own words are the labels.",
             "b": "ImageNet's classes are not colours or patterns of these products.",
             "c": "It is trained supervised, on the stated labels."}),
-    Choice("A frozen pretrained image encoder with a linear probe did as well as the CNN trained "
+    Choice("A frozen pretrained image encoder with a linear probe did about as well as the CNN trained "
            "here. What is the lesson?",
            {"a": "Pretrained is the default; train your own only when it measurably wins.",
             "b": "Never use a pretrained encoder.",
@@ -361,13 +361,14 @@ quiz_b = Quiz("ch06.quiz_b", _NB_B, var="quiz_answers_b", where=(
             "c": "Image alone edged text in the mean, but its paired interval straddles zero as "
                  "well: no sure win, over text or over the fusions."}),
     Choice("The same models, pictures and protocol, in the shop regenerated with keener colour "
-           "tastes: every fusion now gains beyond noise. What does that show?",
+           "tastes: image alone and the training-free fusions now gain beyond noise. What does that "
+           "show?",
            {"a": "The models were broken in the committed shop.",
             "b": "A modality is worth what it tells about the decision: once colour drives the "
                  "purchases, the picture, the only source of colour for half the items, pays.",
             "c": "Fusion always wins if you regenerate the data often enough."},
            "b",
-           {"a": "The same models, unchanged, gained in the keen shop: they were not broken.",
+           {"a": "The same training-free models, unchanged, gained in the keen shop: they were not broken.",
             "b": "Right: measure whether the new modality carries the decision's signal before "
                  "building on it.",
             "c": "One regeneration, with one change chosen in advance and named; the committed "
