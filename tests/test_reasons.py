@@ -209,6 +209,24 @@ def test_planner_beats_baselines_and_stays_below_its_oracle(world, planner):
         assert set(p) <= set(P.candidates(world.facts[int(i)]))
 
 
+def test_planner_keeps_to_the_drivers_it_is_allowed(world, planner):
+    """``plans(..., allowed=)`` (chapter 09's page): the same ranking, with the claims whose
+    driver the shopper's set leaves out removed before the choice; nothing left: popularity."""
+    d = world.warm.iloc[:120]
+    users, items = d["user_id"].tolist(), d["item_id"].tolist()
+    free = planner.plans(users, items, progress=False)
+    every_driver = {claims.driver_of(c) for i in items for c in P.candidates(world.facts[i])}
+    everything = planner.plans(users, items, progress=False, allowed=lambda u: every_driver)
+    assert everything == free                              # nothing left out: unchanged
+    only_pop = planner.plans(users, items, progress=False, allowed=lambda u: {"popularity"})
+    assert all(p == [P.POPULARITY] for p in only_pop)
+    no_first = planner.plans(users, items, progress=False,
+                             allowed=lambda u: {"popularity", "colour", "pattern", "brand"})
+    assert all({claims.driver_of(c) for c in p} <= {"popularity", "colour", "pattern", "brand"}
+               for p in no_first)
+    assert no_first != free                                # the filter changes some plans
+
+
 def test_planner_rejects_bad_input(world, planner):
     with pytest.raises(DataError, match="no stated facts"):
         planner.plans([1], [10**9])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -330,8 +331,12 @@ class ContentPlanner:
         finds it at least ``second_threshold`` times as likely as the first."""
         return self._choose(self.scores(user, item))
 
-    def plans(self, users, items, progress: bool = True) -> list[list[Claim]]:
-        """:meth:`plan` for many pairs at once."""
+    def plans(self, users, items, progress: bool = True,
+              allowed: Callable[[int], set[str]] | None = None) -> list[list[Claim]]:
+        """:meth:`plan` for many pairs at once. ``allowed(user)``, if given, is the set of
+        drivers the plan may name for that shopper (chapter 09's page: only the interests it
+        shows): the item's other claims are left out of the ranking before the choice, and a
+        pair with none left gets popularity."""
 
         if not hasattr(self, "weights"):
             raise RuntimeError("call fit() before planning")
@@ -348,7 +353,10 @@ class ContentPlanner:
         out = []
         for n in tqdm(range(len(users)), desc="plan", leave=False, disable=not progress):
             r = sorted(ranked[n], key=lambda t: (-t[1], t[2]))
-            out.append(self._choose([(c, pc) for c, pc, _ in r]))
+            if allowed is not None:
+                keep = allowed(int(users[n]))
+                r = [t for t in r if driver_of(t[0]) in keep]
+            out.append(self._choose([(c, pc) for c, pc, _ in r]) if r else [POPULARITY])
         return out
 
 

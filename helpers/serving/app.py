@@ -34,7 +34,7 @@ from helpers.core.checks import DataError, require_number
 from helpers.data import preprocess as pp
 from helpers.evaluation.offline import category_mixes
 from helpers.models import cf, interest as I
-from helpers.reasons import claims as CL, explainers, guard, phrasing, planner as PL, world as W_
+from helpers.reasons import explainers, guard, phrasing, planner as PL, world as W_
 from helpers.serving import online, rerank
 
 __all__ = ["Page", "Shop", "ShopApp", "ACTIONS", "HISTORY_DRIVERS", "NEW_SHOPPER", "VALUE",
@@ -199,7 +199,10 @@ class Shop:
         # the planner knows the shoppers of its training data; anyone else (a new shopper) gets
         # the template, which claims nothing personal it has no evidence for
         known = user in self.planner.history.total
-        plans = self._plans(user, items) if known else [None] * len(items)
+        # the planner's choice among the claims the page can stand behind for this shopper:
+        # those whose driver :meth:`cares` lists
+        plans = self.planner.plans([user] * len(items), items, progress=False,
+                                   allowed=self.cares) if known else [None] * len(items)
         rows, rejected = [], []
         for rank, (item, plan) in enumerate(zip(items, plans), start=1):
             item = int(item)
@@ -225,21 +228,6 @@ class Shop:
             rejected += self.guard_check(user, items)
         return Page(user, self.interests(user), pd.DataFrame(rows), rejected,
                     1e3 * (time.perf_counter() - t0))
-
-    def _plans(self, user: int, items) -> list[list]:
-        """The planner's choice, per item, among the claims the page can stand behind for this
-        shopper: its ranking of the item's claims (as ``ContentPlanner.plans``, in one batch),
-        keeping only those whose driver :meth:`cares` lists."""
-        pl, cares, items = self.planner, self.cares(user), [int(i) for i in items]
-        X, owner, cands = pl._rows([user] * len(items), items)
-        p = pl._softmax_by_owner(X, owner, items)
-        out = []
-        for n in range(len(items)):
-            k = np.flatnonzero(owner == n)
-            ranked = [(cands[j], p[j]) for j in k[np.argsort(-p[k], kind="stable")]
-                      if CL.driver_of(cands[j]) in cares]
-            out.append(pl._choose(ranked) if ranked else [CL.POPULARITY])
-        return out
 
     def act(self, user, item, action: str, show_guard: bool = False) -> Page:
         """The shopper does ``action`` ("view", "click", "add_to_cart", "purchase") on
