@@ -130,6 +130,7 @@ q3 = Exercise(name="ch06.q3", title="Write modality_weights(query, tokens, prese
                      "(scaled by the square root of the dimension), give missing modalities no "
                      "weight, and normalise each row to sum to 1."))
 
+
 def _probe_colour_accuracy(sizes=(64, 32)) -> tuple[float, ...]:
     """The linear probe on frozen EfficientNet-Lite0 features, as 06a section 3 fits it: trained
     on the items whose text states colour and pattern, tested on the others against the hidden
